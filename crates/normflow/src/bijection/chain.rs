@@ -1,0 +1,142 @@
+//! Composition of bijections.
+
+use super::{check_width, BijectionSpec, Direction, Tape};
+use crate::engine::Matrix;
+use crate::io::TensorSource;
+use crate::{Bijection, Error, Result};
+
+/// Layers applied in list order in the forward direction (z → x), in reverse order in the
+/// inverse; log-dets add up.
+///
+/// (distrax applies its chain in reverse list order; list order is what readers expect.)
+#[derive(Debug)]
+pub struct Chain {
+    dim: usize,
+    layers: Vec<Box<dyn Bijection>>,
+}
+
+impl Chain {
+    /// A chain of `layers`, all of the same width.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the chain is empty or the widths differ.
+    pub fn new(layers: Vec<Box<dyn Bijection>>) -> Result<Self> {
+        let dim = layers.first().ok_or_else(|| Error::config("a chain needs at least one layer"))?.dim();
+        if let Some(l) = layers.iter().find(|l| l.dim() != dim) {
+            return Err(Error::config(format!("chain layers differ in width: {dim} and {}", l.dim())));
+        }
+        Ok(Self { dim, layers })
+    }
+
+    /// The layers, in forward order.
+    pub fn layers(&self) -> &[Box<dyn Bijection>] {
+        &self.layers
+    }
+
+    /// Indices of the layers in the order `direction` applies them.
+    fn order(&self, direction: Direction) -> Box<dyn Iterator<Item = usize>> {
+        match direction {
+            Direction::Forward => Box::new(0..self.layers.len()),
+            Direction::Inverse => Box::new((0..self.layers.len()).rev()),
+        }
+    }
+
+    fn param_offsets(&self) -> Vec<usize> {
+        let mut offs = Vec::with_capacity(self.layers.len() + 1);
+        let mut acc = 0;
+        offs.push(0);
+        for l in &self.layers {
+            acc += l.num_params();
+            offs.push(acc);
+        }
+        offs
+    }
+
+    fn run(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        check_width("chain input", input, self.dim)?;
+        let mut ld = vec![0.0; input.rows()];
+        let mut h = input.clone();
+        for i in self.order(direction) {
+            let (out, l) = self.layers[i].transform(&h, context, direction)?;
+            ld.iter_mut().zip(&l).for_each(|(a, b)| *a += b);
+            h = out;
+        }
+        Ok((h, ld))
+    }
+}
+
+impl Bijection for Chain {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn context_dim(&self) -> usize {
+        self.layers.iter().map(|l| l.context_dim()).max().unwrap_or(0)
+    }
+
+    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(z, context, Direction::Forward)
+    }
+
+    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(x, context, Direction::Inverse)
+    }
+
+    fn num_params(&self) -> usize {
+        self.layers.iter().map(|l| l.num_params()).sum()
+    }
+
+    fn params(&self, f: &mut dyn FnMut(&[f32])) {
+        self.layers.iter().for_each(|l| l.params(f));
+    }
+
+    fn params_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        self.layers.iter_mut().for_each(|l| l.params_mut(f));
+    }
+
+    fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)> {
+        let mut ld = vec![0.0; input.rows()];
+        let mut h = input.clone();
+        for i in self.order(direction) {
+            let (out, l) = self.layers[i].train_forward(&h, context, direction, tape)?;
+            ld.iter_mut().zip(&l).for_each(|(a, b)| *a += b);
+            h = out;
+        }
+        Ok((h, ld))
+    }
+
+    fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
+        let offs = self.param_offsets();
+        let order: Vec<usize> = self.order(direction).collect();
+        let mut g = grad_out;
+        for &i in order.iter().rev() {
+            g = self.layers[i].backward(direction, tape, g, grad_log_det, &mut grads[offs[i]..offs[i + 1]])?;
+        }
+        Ok(g)
+    }
+
+    fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        let mut h = x.clone();
+        for layer in self.layers.iter_mut().rev() {
+            h = layer.data_init(&h, context)?;
+        }
+        Ok(h)
+    }
+
+    fn spec(&self) -> BijectionSpec {
+        BijectionSpec::Chain { layers: self.layers.iter().map(|l| l.spec()).collect() }
+    }
+
+    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Vec<f32>)>) {
+        for (i, l) in self.layers.iter().enumerate() {
+            l.tensors(&format!("{prefix}{i}."), out);
+        }
+    }
+
+    fn load_tensors(&mut self, prefix: &str, src: &mut TensorSource) -> Result<()> {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            l.load_tensors(&format!("{prefix}{i}."), src)?;
+        }
+        Ok(())
+    }
+}

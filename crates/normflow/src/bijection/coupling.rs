@@ -1,0 +1,182 @@
+//! Coupling layers (Dinh et al. 2015, arXiv:1410.8516; RealNVP, Dinh et al. 2017,
+//! arXiv:1605.08803): the first `split` dimensions pass through unchanged and condition an
+//! elementwise transformer of the others.
+
+use serde::{Deserialize, Serialize};
+
+use super::{affine, check_context, check_width, BijectionSpec, Direction, Tape};
+use crate::engine::{Matrix, Rng};
+use crate::nn::{Mlp, MlpCache};
+use crate::{Bijection, Error, Result};
+
+/// The elementwise map a coupling layer applies to its transformed half.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CouplingKind {
+    /// `x_B = z_B·exp(s) + t` with a soft-clipped log-scale `s` (RealNVP).
+    Affine,
+    /// `x_B = z_B + t` (NICE): volume preserving, log-det 0.
+    Additive,
+}
+
+impl CouplingKind {
+    fn params_per_dim(self) -> usize {
+        match self {
+            CouplingKind::Affine => 2,
+            CouplingKind::Additive => 1,
+        }
+    }
+}
+
+/// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ.
+///
+/// The conditioner's last layer starts at zero, so a new layer is the identity.
+///
+/// # Shapes
+/// Rows of width `dim`; A is columns `0..split`, B is `split..dim`; the conditioner maps
+/// `split + context_dim` inputs to `params_per_dim · (dim − split)` outputs (shifts, then raw
+/// log-scales).
+///
+/// # Example
+/// ```
+/// use normflow::{bijection::{AffineCoupling, CouplingKind}, Bijection, Matrix, Rng};
+/// let layer = AffineCoupling::new(4, 2, &[16, 16], 0, CouplingKind::Affine, &mut Rng::new(0)).unwrap();
+/// let z = Matrix::from_vec(1, 4, vec![0.1, -0.2, 0.3, 0.4]);
+/// let (x, log_det) = layer.forward_and_log_det(&z, None).unwrap();
+/// assert_eq!((x, log_det[0]), (z, 0.0)); // identity at initialisation
+/// ```
+#[derive(Clone, Debug)]
+pub struct AffineCoupling {
+    dim: usize,
+    split: usize,
+    context_dim: usize,
+    kind: CouplingKind,
+    hidden: Vec<usize>,
+    net: Mlp,
+}
+
+struct CouplingCache {
+    net: MlpCache,
+    theta: Matrix,
+    out_b: Matrix,
+}
+
+impl AffineCoupling {
+    /// A coupling layer that keeps columns `0..split` and transforms `split..dim`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless `0 < split < dim`.
+    pub fn new(dim: usize, split: usize, hidden: &[usize], context_dim: usize, kind: CouplingKind, rng: &mut Rng) -> Result<Self> {
+        if split == 0 || split >= dim {
+            return Err(Error::config(format!("coupling split must be in 1..{dim} for {dim} dimensions, got {split}")));
+        }
+        if hidden.contains(&0) {
+            return Err(Error::config("hidden layer sizes must be positive"));
+        }
+        let mut sizes = vec![split + context_dim];
+        sizes.extend_from_slice(hidden);
+        sizes.push(kind.params_per_dim() * (dim - split));
+        let net = Mlp::new(&sizes, 0.0, None, rng);
+        Ok(Self { dim, split, context_dim, kind, hidden: hidden.to_vec(), net })
+    }
+
+    fn net_input(&self, input: &Matrix, context: Option<&Matrix>) -> Matrix {
+        let a = input.slice_cols(0, self.split);
+        match context {
+            Some(c) if self.context_dim > 0 => a.hcat(c),
+            _ => a,
+        }
+    }
+
+    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>, Matrix) {
+        let nb = self.dim - self.split;
+        let mut out = input.clone();
+        let mut out_b = Matrix::zeros(input.rows(), nb);
+        let mut ld = vec![0.0; input.rows()];
+        for i in 0..input.rows() {
+            let th = theta.row(i);
+            let (t, r) = th.split_at(nb);
+            ld[i] = affine::apply(direction, &input.row(i)[self.split..], t, r, out_b.row_mut(i));
+            out.row_mut(i)[self.split..].copy_from_slice(out_b.row(i));
+        }
+        (out, ld, out_b)
+    }
+
+    fn run(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        check_width("coupling input", input, self.dim)?;
+        check_context(context, self.context_dim, input.rows())?;
+        let theta = self.net.forward(&self.net_input(input, context));
+        let (out, ld, _) = self.apply(input, &theta, direction);
+        Ok((out, ld))
+    }
+}
+
+impl Bijection for AffineCoupling {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+
+    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(z, context, Direction::Forward)
+    }
+
+    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(x, context, Direction::Inverse)
+    }
+
+    fn num_params(&self) -> usize {
+        self.net.params().len()
+    }
+
+    fn params(&self, f: &mut dyn FnMut(&[f32])) {
+        f(self.net.params());
+    }
+
+    fn params_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        f(self.net.params_mut());
+    }
+
+    fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)> {
+        check_width("coupling input", input, self.dim)?;
+        check_context(context, self.context_dim, input.rows())?;
+        let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
+        let (out, ld, out_b) = self.apply(input, &theta, direction);
+        tape.push(CouplingCache { net, theta, out_b });
+        Ok((out, ld))
+    }
+
+    fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
+        let cache: CouplingCache = tape.pop()?;
+        let (rows, nb) = (grad_out.rows(), self.dim - self.split);
+        let mut g_in = grad_out.clone();
+        let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
+        let mut g_in_b = vec![0.0; nb];
+        for i in 0..rows {
+            let (t, r) = cache.theta.row(i).split_at(nb);
+            let (g_t, g_r) = g_theta.row_mut(i).split_at_mut(nb);
+            affine::backward(direction, cache.out_b.row(i), t, r, &grad_out.row(i)[self.split..], grad_log_det[i], &mut g_in_b, g_t, g_r);
+            g_in.row_mut(i)[self.split..].copy_from_slice(&g_in_b);
+        }
+        let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
+        for i in 0..rows {
+            for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {
+                *g += v;
+            }
+        }
+        Ok(g_in)
+    }
+
+    fn spec(&self) -> BijectionSpec {
+        BijectionSpec::Coupling {
+            dim: self.dim,
+            split: self.split,
+            hidden: self.hidden.clone(),
+            context_dim: self.context_dim,
+            kind: self.kind,
+        }
+    }
+}

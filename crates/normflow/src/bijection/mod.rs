@@ -1,0 +1,162 @@
+//! Bijections: invertible maps with a tractable log-determinant, composed into flows.
+//!
+//! # Direction convention
+//! `forward` is the generative direction, base z → data x; `inverse` is inference, x → z.
+//! Every bijection computes its map and its log|det J| in one fused pass, in both directions;
+//! the inverse log-det of a row is minus the forward log-det of its image.
+//!
+//! # Training
+//! Layers have no autograd. [`Bijection::train_forward`] runs a pass in a chosen direction and
+//! pushes what its backward pass needs onto a [`Tape`]; [`Bijection::backward`] pops it and adds
+//! parameter gradients into a flat slice laid out as [`Bijection::params`] visits them.
+
+mod actnorm;
+mod affine;
+mod chain;
+mod coupling;
+mod invert;
+mod masked_autoregressive;
+mod permutation;
+mod spec;
+mod standardize;
+mod tape;
+
+pub use actnorm::ActNorm;
+pub use chain::Chain;
+pub use coupling::{AffineCoupling, CouplingKind};
+pub use invert::Invert;
+pub use masked_autoregressive::MaskedAutoregressive;
+pub use permutation::Permutation;
+pub use spec::BijectionSpec;
+pub use standardize::Standardize;
+pub use tape::Tape;
+
+use crate::engine::Matrix;
+use crate::io::TensorSource;
+use crate::Result;
+
+/// Which way a bijection is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Generative: base z → data x.
+    Forward,
+    /// Inference: data x → base z.
+    Inverse,
+}
+
+impl Direction {
+    /// The other direction.
+    pub fn flip(self) -> Self {
+        match self {
+            Direction::Forward => Direction::Inverse,
+            Direction::Inverse => Direction::Forward,
+        }
+    }
+}
+
+/// An invertible map `x = f(z)` with fused log|det J| in both directions.
+///
+/// # Shapes
+/// Inputs and outputs are `[batch, dim]`; log-dets are one value per row. `context`, when the
+/// bijection is conditional, is `[batch, context_dim]`; unconditional bijections ignore it.
+pub trait Bijection: Send + Sync + std::fmt::Debug {
+    /// Width of the rows this bijection maps.
+    fn dim(&self) -> usize;
+
+    /// Width of the context it expects (0 when unconditional).
+    fn context_dim(&self) -> usize {
+        0
+    }
+
+    /// `x = f(z)` and `log|det ∂f/∂z|` per row.
+    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)>;
+
+    /// `z = f⁻¹(x)` and `log|det ∂f⁻¹/∂x|` per row.
+    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)>;
+
+    /// The map in `direction`, with its log-det per row.
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        match direction {
+            Direction::Forward => self.forward_and_log_det(input, context),
+            Direction::Inverse => self.inverse_and_log_det(input, context),
+        }
+    }
+
+    /// Number of trainable parameters.
+    fn num_params(&self) -> usize {
+        0
+    }
+
+    /// Visits the trainable parameters as consecutive chunks, in gradient layout order.
+    fn params(&self, _f: &mut dyn FnMut(&[f32])) {}
+
+    /// Visits the trainable parameters mutably, in the same order as [`Bijection::params`].
+    fn params_mut(&mut self, _f: &mut dyn FnMut(&mut [f32])) {}
+
+    /// Runs the map in `direction` like [`Bijection::transform`] and records on `tape` what
+    /// [`Bijection::backward`] needs.
+    fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)>;
+
+    /// Given the gradient of a loss with respect to the output of the last
+    /// [`Bijection::train_forward`] in `direction` and to its per-row log-dets, adds the
+    /// parameter gradients into `grads` (length [`Bijection::num_params`]) and returns the
+    /// gradient with respect to the input.
+    ///
+    /// # Errors
+    /// [`crate::Error::Unsupported`] where a direction has no practical gradient (a masked
+    /// autoregressive layer's sequential forward pass).
+    fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix>;
+
+    /// Data-dependent initialisation from data-side rows `x` (standardisation statistics,
+    /// ActNorm); returns `inverse(x)` so that a chain can pass it on. Layers that need no
+    /// initialisation just map the data.
+    fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        Ok(self.inverse_and_log_det(x, context)?.0)
+    }
+
+    /// The serialisable architecture (no weights).
+    fn spec(&self) -> BijectionSpec;
+
+    /// Named tensors to save (parameters and buffers), names prefixed by `prefix`.
+    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Vec<f32>)>) {
+        if self.num_params() > 0 {
+            let mut all = Vec::with_capacity(self.num_params());
+            self.params(&mut |p| all.extend_from_slice(p));
+            out.push((format!("{prefix}params"), all));
+        }
+    }
+
+    /// Loads the tensors that [`Bijection::tensors`] saved.
+    fn load_tensors(&mut self, prefix: &str, src: &mut TensorSource) -> Result<()> {
+        if self.num_params() > 0 {
+            let all = src.take(&format!("{prefix}params"), self.num_params())?;
+            let mut off = 0;
+            self.params_mut(&mut |p| {
+                p.copy_from_slice(&all[off..off + p.len()]);
+                off += p.len();
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks that `input` has `dim` columns.
+pub(crate) fn check_width(what: &str, input: &Matrix, dim: usize) -> Result<()> {
+    if input.cols() != dim {
+        return Err(crate::Error::DimensionMismatch { what: what.into(), expected: dim, got: input.cols() });
+    }
+    Ok(())
+}
+
+/// Checks that a conditional layer got a context of the right shape (none when `context_dim` is 0).
+pub(crate) fn check_context(context: Option<&Matrix>, context_dim: usize, rows: usize) -> Result<()> {
+    match (context, context_dim) {
+        (None, 0) => Ok(()),
+        (Some(c), 0) if c.cols() == 0 => Ok(()),
+        (Some(_), 0) => Err(crate::Error::ContextMismatch("this flow is unconditional but a context was given".into())),
+        (None, k) => Err(crate::Error::ContextMismatch(format!("this flow needs a context of {k} columns"))),
+        (Some(c), k) if c.cols() != k => Err(crate::Error::ContextMismatch(format!("context has {} columns, expected {k}", c.cols()))),
+        (Some(c), _) if c.rows() != rows => Err(crate::Error::ContextMismatch(format!("context has {} rows, data has {rows}", c.rows()))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,92 @@
+//! Fixed permutations of the dimensions, placed between coupling or autoregressive layers so
+//! that every dimension gets transformed.
+
+use super::{check_width, BijectionSpec, Direction, Tape};
+use crate::engine::{Matrix, Rng};
+use crate::{Bijection, Error, Result};
+
+/// `x_j = z_{perm[j]}`: a fixed reordering of the columns, with log-det 0.
+#[derive(Clone, Debug)]
+pub struct Permutation {
+    perm: Vec<usize>,
+    inverse: Vec<usize>,
+}
+
+impl Permutation {
+    /// The permutation `perm` (a reordering of `0..perm.len()`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `perm` is not a permutation.
+    pub fn new(perm: Vec<usize>) -> Result<Self> {
+        let mut inverse = vec![usize::MAX; perm.len()];
+        for (j, &p) in perm.iter().enumerate() {
+            if p >= perm.len() || inverse[p] != usize::MAX {
+                return Err(Error::config("not a permutation"));
+            }
+            inverse[p] = j;
+        }
+        Ok(Self { perm, inverse })
+    }
+
+    /// Reverses the order of `dim` columns.
+    pub fn reverse(dim: usize) -> Self {
+        Self::new((0..dim).rev().collect()).expect("a reversal is a permutation")
+    }
+
+    /// A seeded random permutation of `dim` columns.
+    pub fn random(dim: usize, rng: &mut Rng) -> Self {
+        Self::new(rng.permutation(dim)).expect("a shuffle is a permutation")
+    }
+
+    fn indices(&self, direction: Direction) -> &[usize] {
+        match direction {
+            Direction::Forward => &self.perm,
+            Direction::Inverse => &self.inverse,
+        }
+    }
+
+    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        check_width("permutation input", input, self.perm.len())?;
+        Ok((input.select_cols(self.indices(direction)), vec![0.0; input.rows()]))
+    }
+}
+
+impl Bijection for Permutation {
+    fn dim(&self) -> usize {
+        self.perm.len()
+    }
+
+    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(z, Direction::Forward)
+    }
+
+    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(x, Direction::Inverse)
+    }
+
+    fn train_forward(
+        &self,
+        input: &Matrix,
+        _context: Option<&Matrix>,
+        direction: Direction,
+        _tape: &mut Tape,
+    ) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, direction)
+    }
+
+    fn backward(
+        &self,
+        direction: Direction,
+        _tape: &mut Tape,
+        grad_out: Matrix,
+        _grad_log_det: &[f32],
+        _grads: &mut [f32],
+    ) -> Result<Matrix> {
+        // out = in[:, idx] ⇒ grad_in = grad_out[:, idx⁻¹].
+        Ok(grad_out.select_cols(self.indices(direction.flip())))
+    }
+
+    fn spec(&self) -> BijectionSpec {
+        BijectionSpec::Permutation { perm: self.perm.clone() }
+    }
+}

@@ -1,0 +1,88 @@
+//! The serialisable architecture of a bijection: what a model file records so that the layers
+//! can be rebuilt before their weights are loaded.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ActNorm, AffineCoupling, Chain, CouplingKind, Invert, MaskedAutoregressive, Permutation, Standardize};
+use crate::engine::Rng;
+use crate::{Bijection, Result};
+
+/// Architecture of a bijection, without weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BijectionSpec {
+    /// [`Chain`].
+    Chain {
+        /// Layers in forward order.
+        layers: Vec<BijectionSpec>,
+    },
+    /// [`Invert`].
+    Invert {
+        /// The inverted bijection.
+        inner: Box<BijectionSpec>,
+    },
+    /// [`AffineCoupling`].
+    Coupling {
+        /// Row width.
+        dim: usize,
+        /// Number of pass-through columns.
+        split: usize,
+        /// Conditioner hidden sizes.
+        hidden: Vec<usize>,
+        /// Context width.
+        context_dim: usize,
+        /// Transformer kind.
+        kind: CouplingKind,
+    },
+    /// [`MaskedAutoregressive`].
+    MaskedAutoregressive {
+        /// Row width.
+        dim: usize,
+        /// MADE hidden sizes.
+        hidden: Vec<usize>,
+        /// Autoregressive position of each dimension.
+        order: Vec<usize>,
+        /// Context width.
+        context_dim: usize,
+    },
+    /// [`Permutation`].
+    Permutation {
+        /// `x_j = z_{perm[j]}`.
+        perm: Vec<usize>,
+    },
+    /// [`ActNorm`].
+    ActNorm {
+        /// Row width.
+        dim: usize,
+    },
+    /// [`Standardize`].
+    Standardize {
+        /// Row width.
+        dim: usize,
+    },
+}
+
+impl BijectionSpec {
+    /// Builds the bijection with initial weights (identity where the layer has one); load
+    /// weights afterwards.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] if the spec is inconsistent.
+    pub fn build(&self) -> Result<Box<dyn Bijection>> {
+        let mut rng = Rng::new(0);
+        Ok(match self {
+            BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
+            BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, kind } => {
+                Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *kind, &mut rng)?)
+            }
+            BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim } => {
+                Box::new(MaskedAutoregressive::new(*dim, hidden, order.clone(), *context_dim, &mut rng)?)
+            }
+            BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
+            BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
+            BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
+        })
+    }
+}

@@ -1,0 +1,93 @@
+//! Data: CSV and NPY readers and writers (atomic), and seeded 2-D toy generators.
+
+mod csv;
+mod npy;
+pub mod toy;
+
+pub use csv::{read_csv, write_csv, CsvOptions};
+pub use npy::{read_npy, write_npy};
+
+use std::path::Path;
+
+use crate::engine::Matrix;
+use crate::{Error, Result};
+
+/// A table read from a file: the values and, when the file had a header, the column names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// One row per record.
+    pub data: Matrix,
+    /// Column names (from a CSV header), if any.
+    pub columns: Option<Vec<String>>,
+}
+
+/// File formats, chosen by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated text (`.csv`, `.txt` or anything else).
+    Csv,
+    /// NumPy `.npy`.
+    Npy,
+}
+
+impl Format {
+    /// The format of `path`, by its extension (`.npy` → NPY, otherwise CSV).
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("npy") => Format::Npy,
+            _ => Format::Csv,
+        }
+    }
+}
+
+/// Reads a CSV or NPY file (by extension), selecting columns if asked.
+///
+/// # Errors
+/// [`Error::Io`], [`Error::Parse`] or [`Error::BadFile`] naming the file (and the row and
+/// column for a bad cell); an empty file or one with no data rows is an error.
+pub fn read_table(path: &Path, options: &CsvOptions) -> Result<Table> {
+    match Format::of(path) {
+        Format::Csv => read_csv(path, options),
+        Format::Npy => {
+            let data = read_npy(path)?;
+            let data = match &options.columns {
+                None => data,
+                Some(sel) => {
+                    let idx = sel.iter().map(|s| resolve_column(path, s, None, data.cols())).collect::<Result<Vec<_>>>()?;
+                    data.select_cols(&idx)
+                }
+            };
+            Ok(Table { data, columns: None })
+        }
+    }
+}
+
+/// Writes `data` as CSV (with `header` if given) or NPY, by extension, atomically.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn write_table(path: &Path, data: &Matrix, header: Option<&[String]>) -> Result<()> {
+    match Format::of(path) {
+        Format::Csv => crate::io::write_atomic(path, |w| write_csv(w, data, header).map_err(|e| Error::io(path, e))),
+        Format::Npy => crate::io::write_atomic(path, |w| write_npy(w, data).map_err(|e| Error::io(path, e))),
+    }
+}
+
+/// Index of a column given by name (when there is a header) or by 1-based position.
+pub(crate) fn resolve_column(path: &Path, sel: &str, header: Option<&[String]>, cols: usize) -> Result<usize> {
+    if let Some(h) = header {
+        if let Some(i) = h.iter().position(|c| c == sel) {
+            return Ok(i);
+        }
+    }
+    match sel.parse::<usize>() {
+        Ok(k) if (1..=cols).contains(&k) => Ok(k - 1),
+        _ => Err(Error::BadFile {
+            path: path.into(),
+            message: match header {
+                Some(h) => format!("no column '{sel}' (columns: {}; or give a 1-based position up to {cols})", h.join(", ")),
+                None => format!("no column '{sel}': the file has no header, so give 1-based positions up to {cols}"),
+            },
+        }),
+    }
+}

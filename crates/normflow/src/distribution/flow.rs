@@ -1,0 +1,201 @@
+//! A normalizing flow: a standard normal base pushed through a bijection.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::StandardNormal;
+use crate::bijection::{check_context, Direction, Tape};
+use crate::engine::threads::{split_rows, worker_count};
+use crate::engine::{Matrix, Rng};
+use crate::train::TrainingSummary;
+use crate::{Bijection, Error, Result};
+
+/// What a model file records besides the architecture and weights.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowMeta {
+    /// The preset that built the flow ("realnvp", "maf", …) or "custom".
+    pub name: String,
+    /// Names of the data columns, when known.
+    pub columns: Option<Vec<String>>,
+    /// Summary of the training run.
+    pub training: Option<TrainingSummary>,
+    /// Application data (e.g. an anomaly threshold), by key.
+    #[serde(default)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// `x = f(z)`, `z ~ N(0, I)`: exact log-density, sampling, and data ↔ latent maps.
+///
+/// `log p(x) = log N(f⁻¹(x)) + log|det ∂f⁻¹/∂x|`.
+///
+/// # Errors
+/// Every method checks widths and context and rejects NaN/inf inputs with the row and column.
+#[derive(Debug)]
+pub struct Flow {
+    base: StandardNormal,
+    transform: Box<dyn Bijection>,
+    /// Recorded metadata (preset name, columns, training summary).
+    pub meta: FlowMeta,
+}
+
+/// Rows per work item when a batch is split across threads for evaluation.
+const EVAL_CHUNK: usize = 1024;
+
+impl Flow {
+    /// The flow with base `N(0, I)` of the bijection's width.
+    pub fn new(transform: Box<dyn Bijection>) -> Self {
+        Self { base: StandardNormal::new(transform.dim()), transform, meta: FlowMeta { name: "custom".into(), ..Default::default() } }
+    }
+
+    /// Data dimension.
+    pub fn dim(&self) -> usize {
+        self.base.dim()
+    }
+
+    /// Context width (0 when unconditional).
+    pub fn context_dim(&self) -> usize {
+        self.transform.context_dim()
+    }
+
+    /// The base distribution.
+    pub fn base(&self) -> &StandardNormal {
+        &self.base
+    }
+
+    /// The bijection (forward: base → data).
+    pub fn transform(&self) -> &dyn Bijection {
+        self.transform.as_ref()
+    }
+
+    /// The bijection, mutable.
+    pub fn transform_mut(&mut self) -> &mut dyn Bijection {
+        self.transform.as_mut()
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.transform.num_params()
+    }
+
+    fn check_input(&self, what: &str, x: &Matrix, context: Option<&Matrix>) -> Result<()> {
+        if x.cols() != self.dim() {
+            return Err(Error::DimensionMismatch { what: what.into(), expected: self.dim(), got: x.cols() });
+        }
+        if let Some((row, column)) = x.first_non_finite() {
+            return Err(Error::NonFiniteInput { what: what.into(), row: row + 1, column: column + 1 });
+        }
+        check_context(context, self.context_dim(), x.rows())?;
+        if let Some((row, column)) = context.and_then(Matrix::first_non_finite) {
+            return Err(Error::NonFiniteInput { what: "context".into(), row: row + 1, column: column + 1 });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on chunks of rows across threads and concatenates the results in order.
+    fn par_rows<T: Send>(
+        &self,
+        x: &Matrix,
+        context: Option<&Matrix>,
+        f: impl Fn(&Matrix, Option<&Matrix>) -> Result<(Matrix, Vec<T>)> + Sync,
+    ) -> Result<(Matrix, Vec<T>)> {
+        let parts = worker_count(x.rows(), EVAL_CHUNK);
+        if parts <= 1 {
+            return f(x, context);
+        }
+        let ranges = split_rows(x.rows(), parts);
+        let results: Vec<Result<(Matrix, Vec<T>)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .iter()
+                .map(|r| {
+                    let (xs, cs) = (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end)));
+                    let f = &f;
+                    s.spawn(move || f(&xs, cs.as_ref()))
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("worker thread panicked")).collect()
+        });
+        let mut out: Option<Matrix> = None;
+        let mut vals = Vec::with_capacity(x.rows());
+        for r in results {
+            let (m, v) = r?;
+            out = Some(match out {
+                None => m,
+                Some(o) => o.vcat(&m),
+            });
+            vals.extend(v);
+        }
+        Ok((out.unwrap_or_else(|| Matrix::zeros(0, self.dim())), vals))
+    }
+
+    /// `log p(x)` per row.
+    pub fn log_prob(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Vec<f32>> {
+        self.check_input("data", x, context)?;
+        let (_, lp) = self.par_rows(x, context, |xs, cs| {
+            let (z, ld) = self.transform.inverse_and_log_det(xs, cs)?;
+            let lp = self.base.log_prob(&z).iter().zip(&ld).map(|(a, b)| a + b).collect();
+            Ok((z, lp))
+        })?;
+        Ok(lp)
+    }
+
+    /// Latent codes `z = f⁻¹(x)`.
+    pub fn encode(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        self.check_input("data", x, context)?;
+        Ok(self.par_rows(x, context, |xs, cs| self.transform.inverse_and_log_det(xs, cs))?.0)
+    }
+
+    /// Data rows `x = f(z)` from latent codes.
+    pub fn decode(&self, z: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        self.check_input("latents", z, context)?;
+        Ok(self.par_rows(z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?.0)
+    }
+
+    /// `n` samples (one per context row when conditional: then `n` must equal its row count).
+    pub fn sample(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng) -> Result<Matrix> {
+        Ok(self.sample_and_log_prob(n, context, rng)?.0)
+    }
+
+    /// `n` samples and their log-densities, from one pass.
+    pub fn sample_and_log_prob(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng) -> Result<(Matrix, Vec<f32>)> {
+        check_context(context, self.context_dim(), n)?;
+        let z = self.base.sample(n, rng);
+        let base_lp = self.base.log_prob(&z);
+        let (x, ld) = self.par_rows(&z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?;
+        Ok((x, base_lp.iter().zip(&ld).map(|(a, b)| a - b).collect()))
+    }
+
+    /// Sum over rows of `−log p(x)`, adding its gradient with respect to the parameters into
+    /// `grads` (length [`Flow::num_params`]). Single-threaded; the training loop splits batches.
+    ///
+    /// # Errors
+    /// As [`Bijection::backward`]; inputs are not re-validated here (the caller has).
+    pub fn nll_and_grad(&self, x: &Matrix, context: Option<&Matrix>, grads: &mut [f32]) -> Result<f64> {
+        let mut tape = Tape::new();
+        let (z, ld) = self.transform.train_forward(x, context, Direction::Inverse, &mut tape)?;
+        let nll: f64 = (0..z.rows()).map(|i| -(self.base.log_prob_row(z.row(i)) + ld[i] as f64)).sum();
+        // d(−log N(z))/dz = z; d(−ld)/d ld = −1.
+        self.transform.backward(Direction::Inverse, &mut tape, z, &vec![-1.0; x.rows()], grads)?;
+        Ok(nll)
+    }
+
+    /// Data-dependent initialisation (standardisation statistics, ActNorm) from training rows.
+    ///
+    /// # Errors
+    /// [`Error::ConstantColumn`] and friends from the layers.
+    pub fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<()> {
+        self.check_input("data", x, context)?;
+        self.transform.data_init(x, context).map(|_| ())
+    }
+
+    /// Saves to a model file (atomically). See [`crate::io::save_flow`].
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        crate::io::save_flow(self, path.as_ref())
+    }
+
+    /// Loads a model file. See [`crate::io::load_flow`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        crate::io::load_flow(path.as_ref())
+    }
+}

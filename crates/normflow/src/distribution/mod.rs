@@ -1,0 +1,7 @@
+//! Distributions: the standard normal base and [`Flow`], a base pushed through a bijection.
+
+mod flow;
+mod normal;
+
+pub use flow::{Flow, FlowMeta};
+pub use normal::StandardNormal;

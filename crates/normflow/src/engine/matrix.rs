@@ -1,0 +1,146 @@
+//! A dense row-major `f32` matrix: the one tensor type of the engine.
+
+/// A dense, row-major `rows × cols` matrix of `f32`.
+///
+/// Batches of data are matrices with one row per sample and one column per dimension.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Matrix {
+    rows: usize,
+    cols: usize,
+    data: Vec<f32>,
+}
+
+impl Matrix {
+    /// A `rows × cols` matrix of zeros.
+    pub fn zeros(rows: usize, cols: usize) -> Self {
+        Self { rows, cols, data: vec![0.0; rows * cols] }
+    }
+
+    /// Wraps a row-major buffer.
+    ///
+    /// # Panics
+    /// If `data.len() != rows * cols` (a programming error, not a data error).
+    pub fn from_vec(rows: usize, cols: usize, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), rows * cols, "Matrix::from_vec: buffer length does not match shape");
+        Self { rows, cols, data }
+    }
+
+    /// Builds a matrix from equal-length rows. Returns `None` if the rows differ in length.
+    pub fn from_rows(rows: &[Vec<f32>]) -> Option<Self> {
+        let cols = rows.first().map_or(0, Vec::len);
+        if rows.iter().any(|r| r.len() != cols) {
+            return None;
+        }
+        Some(Self { rows: rows.len(), cols, data: rows.concat() })
+    }
+
+    /// Number of rows (samples).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (dimensions).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The row-major buffer.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The mutable row-major buffer.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// Consumes the matrix and returns its buffer.
+    pub fn into_vec(self) -> Vec<f32> {
+        self.data
+    }
+
+    /// Row `i` as a slice.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+
+    /// Row `i` as a mutable slice.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        let c = self.cols;
+        &mut self.data[i * c..(i + 1) * c]
+    }
+
+    /// Element `(i, j)`.
+    pub fn get(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.cols + j]
+    }
+
+    /// Sets element `(i, j)`.
+    pub fn set(&mut self, i: usize, j: usize, v: f32) {
+        self.data[i * self.cols + j] = v;
+    }
+
+    /// Rows `start..end` as a new matrix.
+    pub fn slice_rows(&self, start: usize, end: usize) -> Matrix {
+        Matrix::from_vec(end - start, self.cols, self.data[start * self.cols..end * self.cols].to_vec())
+    }
+
+    /// The rows with the given indices, in that order.
+    pub fn select_rows(&self, idx: &[usize]) -> Matrix {
+        let mut out = Vec::with_capacity(idx.len() * self.cols);
+        for &i in idx {
+            out.extend_from_slice(self.row(i));
+        }
+        Matrix::from_vec(idx.len(), self.cols, out)
+    }
+
+    /// Columns `start..end` as a new matrix.
+    pub fn slice_cols(&self, start: usize, end: usize) -> Matrix {
+        let mut out = Vec::with_capacity(self.rows * (end - start));
+        for i in 0..self.rows {
+            out.extend_from_slice(&self.row(i)[start..end]);
+        }
+        Matrix::from_vec(self.rows, end - start, out)
+    }
+
+    /// The columns with the given indices, in that order.
+    pub fn select_cols(&self, idx: &[usize]) -> Matrix {
+        let mut out = Vec::with_capacity(self.rows * idx.len());
+        for i in 0..self.rows {
+            let r = self.row(i);
+            out.extend(idx.iter().map(|&j| r[j]));
+        }
+        Matrix::from_vec(self.rows, idx.len(), out)
+    }
+
+    /// `[self | other]`: the columns of `other` appended to those of `self`.
+    ///
+    /// # Panics
+    /// If the row counts differ.
+    pub fn hcat(&self, other: &Matrix) -> Matrix {
+        assert_eq!(self.rows, other.rows, "hcat: row counts differ");
+        let cols = self.cols + other.cols;
+        let mut out = Vec::with_capacity(self.rows * cols);
+        for i in 0..self.rows {
+            out.extend_from_slice(self.row(i));
+            out.extend_from_slice(other.row(i));
+        }
+        Matrix::from_vec(self.rows, cols, out)
+    }
+
+    /// The rows of `other` appended below those of `self`.
+    ///
+    /// # Panics
+    /// If the column counts differ.
+    pub fn vcat(&self, other: &Matrix) -> Matrix {
+        assert_eq!(self.cols, other.cols, "vcat: column counts differ");
+        let mut data = self.data.clone();
+        data.extend_from_slice(&other.data);
+        Matrix::from_vec(self.rows + other.rows, self.cols, data)
+    }
+
+    /// Position `(row, col)` of the first NaN or infinite element, if any.
+    pub fn first_non_finite(&self) -> Option<(usize, usize)> {
+        self.data.iter().position(|v| !v.is_finite()).map(|p| (p / self.cols.max(1), p % self.cols.max(1)))
+    }
+}

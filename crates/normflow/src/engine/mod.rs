@@ -1,0 +1,17 @@
+//! The numeric core: row-major `f32` matrices, matrix products through `gemm`, a seeded random
+//! generator and the Adam optimiser.
+//!
+//! This module is the only place that names the matrix-product kernel, so that another backend
+//! (a GPU one, say) can be added later without touching the bijections' public API. There is no
+//! autograd: every layer caches what its backward pass needs and derives its gradients by hand.
+
+mod adam;
+mod matmul;
+mod matrix;
+mod rng;
+pub(crate) mod threads;
+
+pub use adam::Adam;
+pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_acc_at_b};
+pub use matrix::Matrix;
+pub use rng::Rng;

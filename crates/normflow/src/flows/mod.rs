@@ -1,0 +1,26 @@
+//! Preset flows with validated configurations.
+//!
+//! Every preset ends (on the data side) with a [`crate::bijection::Standardize`] layer unless
+//! turned off, so that models fit raw data and carry their preprocessing; its statistics come
+//! from the training split when [`crate::train::fit`] starts.
+
+mod maf;
+mod realnvp;
+
+pub use maf::{MafConfig, Ordering};
+pub use realnvp::RealNvpConfig;
+
+use crate::{Error, Result};
+
+pub(crate) fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {
+    if dim == 0 {
+        return Err(Error::config("the data needs at least one column"));
+    }
+    if layers == 0 || layers > 1000 {
+        return Err(Error::config(format!("layers must be in 1..=1000, got {layers}")));
+    }
+    if hidden.is_empty() || hidden.iter().any(|&h| h == 0 || h > 1 << 16) {
+        return Err(Error::config("hidden sizes must be a non-empty list of positive sizes (≤ 65536)"));
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine coupling layers with reversals between.
+
+use crate::bijection::{ActNorm, AffineCoupling, Chain, CouplingKind, Permutation, Standardize};
+use crate::engine::Rng;
+use crate::{Bijection, Error, Flow, Result};
+
+/// Configuration of a RealNVP flow: `layers` affine couplings, each keeping the first half of the
+/// dimensions, with the order of dimensions reversed between layers.
+///
+/// # Example
+/// ```
+/// use normflow::{flows::RealNvpConfig, Rng};
+/// let flow = RealNvpConfig::new(2).with_layers(4).with_hidden(vec![32, 32]).init(&mut Rng::new(0)).unwrap();
+/// assert_eq!(flow.dim(), 2);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealNvpConfig {
+    /// Data dimension (at least 2).
+    pub dim: usize,
+    /// Number of coupling layers (default 6).
+    pub layers: usize,
+    /// Hidden sizes of each conditioner MLP (default `[128, 128]`).
+    pub hidden: Vec<usize>,
+    /// Context width for a conditional flow (default 0).
+    pub context_dim: usize,
+    /// Additive (volume-preserving, NICE) instead of affine couplings (default false).
+    pub additive: bool,
+    /// Standardise the data with training-split statistics (default true).
+    pub standardize: bool,
+    /// Add an ActNorm layer after every coupling (default false).
+    pub actnorm: bool,
+}
+
+impl RealNvpConfig {
+    /// Defaults for `dim` dimensions.
+    pub fn new(dim: usize) -> Self {
+        Self { dim, layers: 6, hidden: vec![128, 128], context_dim: 0, additive: false, standardize: true, actnorm: false }
+    }
+
+    /// Sets the number of coupling layers.
+    pub fn with_layers(mut self, layers: usize) -> Self {
+        self.layers = layers;
+        self
+    }
+
+    /// Sets the conditioner hidden sizes.
+    pub fn with_hidden(mut self, hidden: Vec<usize>) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    /// Sets the context width.
+    pub fn with_context(mut self, context_dim: usize) -> Self {
+        self.context_dim = context_dim;
+        self
+    }
+
+    /// Turns standardisation on or off.
+    pub fn with_standardize(mut self, on: bool) -> Self {
+        self.standardize = on;
+        self
+    }
+
+    /// Turns ActNorm layers on or off.
+    pub fn with_actnorm(mut self, on: bool) -> Self {
+        self.actnorm = on;
+        self
+    }
+
+    /// Uses additive couplings.
+    pub fn with_additive(mut self, on: bool) -> Self {
+        self.additive = on;
+        self
+    }
+
+    /// Builds the flow (every layer starts as the identity).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for fewer than 2 dimensions, no layers, or bad hidden sizes.
+    pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
+        super::validate_common(self.dim, self.layers, &self.hidden)?;
+        if self.dim < 2 {
+            return Err(Error::config("RealNVP needs at least 2 columns (coupling splits them); use MAF for 1-D data"));
+        }
+        let kind = if self.additive { CouplingKind::Additive } else { CouplingKind::Affine };
+        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
+        for k in 0..self.layers {
+            if k > 0 {
+                layers.push(Box::new(Permutation::reverse(self.dim)));
+            }
+            layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, kind, rng)?));
+            if self.actnorm {
+                layers.push(Box::new(ActNorm::new(self.dim)));
+            }
+        }
+        if self.standardize {
+            layers.push(Box::new(Standardize::new(self.dim)));
+        }
+        let mut flow = Flow::new(Box::new(Chain::new(layers)?));
+        flow.meta.name = "realnvp".into();
+        Ok(flow)
+    }
+}

@@ -1,0 +1,10 @@
+//! Persistence: model files (JSON configuration + safetensors weights in one file) and atomic
+//! writes.
+
+mod atomic;
+mod model_file;
+mod tensor_source;
+
+pub use atomic::write_atomic;
+pub use model_file::{load_flow, save_flow, FORMAT_VERSION};
+pub use tensor_source::TensorSource;

@@ -1,0 +1,103 @@
+//! The model file: one safetensors file whose metadata holds the JSON configuration
+//! (architecture, dims, preprocessing, training summary, format version) and whose tensors hold
+//! the weights and buffers. Loadable without any training state.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use super::{write_atomic, TensorSource};
+use crate::bijection::BijectionSpec;
+use crate::distribution::{Flow, FlowMeta};
+use crate::{Error, Result};
+
+/// Version of the model file format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const METADATA_KEY: &str = "normflow";
+
+#[derive(Serialize, Deserialize)]
+struct ModelConfig {
+    format: String,
+    format_version: u32,
+    dim: usize,
+    context_dim: usize,
+    transform: BijectionSpec,
+    meta: FlowMeta,
+}
+
+/// Saves `flow` to `path` atomically.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written; an existing file is left untouched then.
+pub fn save_flow(flow: &Flow, path: &Path) -> Result<()> {
+    let config = ModelConfig {
+        format: "normflow-model".into(),
+        format_version: FORMAT_VERSION,
+        dim: flow.dim(),
+        context_dim: flow.context_dim(),
+        transform: flow.transform().spec(),
+        meta: flow.meta.clone(),
+    };
+    let mut tensors = Vec::new();
+    flow.transform().tensors("transform.", &mut tensors);
+    let bytes: Vec<(String, Vec<u8>)> =
+        tensors.iter().map(|(n, v)| (n.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let views =
+        bytes.iter().map(|(n, b)| (n.as_str(), TensorView::new(Dtype::F32, vec![b.len() / 4], b).expect("f32 buffer matches its shape")));
+    let json = serde_json::to_string(&config).expect("model config serialises");
+    let meta = Some(HashMap::from([(METADATA_KEY.to_string(), json)]));
+    let buffer = safetensors::serialize(views, &meta).map_err(|e| Error::BadModel { path: path.into(), message: e.to_string() })?;
+    write_atomic(path, |w| w.write_all(&buffer).map_err(|e| Error::io(path, e)))
+}
+
+/// Loads a flow saved by [`save_flow`].
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be read; [`Error::BadModel`] if it is truncated, not a
+/// safetensors file, not a normflow model, of a newer format, or inconsistent with its own
+/// configuration.
+pub fn load_flow(path: &Path) -> Result<Flow> {
+    let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |message: String| Error::BadModel { path: path.into(), message };
+    let (_, metadata) = SafeTensors::read_metadata(&buffer)
+        .map_err(|e| bad(format!("unreadable header ({e:?}); the file may be truncated or of another format")))?;
+    let json = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(METADATA_KEY))
+        .ok_or_else(|| bad("a safetensors file without normflow configuration".into()))?;
+    let config: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
+    if config.format != "normflow-model" {
+        return Err(bad(format!("unknown format '{}'", config.format)));
+    }
+    if config.format_version > FORMAT_VERSION {
+        return Err(bad(format!(
+            "format version {} is newer than this build supports ({FORMAT_VERSION}); upgrade normflow",
+            config.format_version
+        )));
+    }
+    let st = SafeTensors::deserialize(&buffer).map_err(|e| bad(format!("tensor data is damaged ({e:?}); the file may be truncated")))?;
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(bad(format!("tensor '{name}' is not f32")));
+        }
+        tensors.insert(name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+    }
+    let mut transform = config.transform.build().map_err(|e| bad(format!("architecture is invalid: {e}")))?;
+    if transform.dim() != config.dim || transform.context_dim() != config.context_dim {
+        return Err(bad("architecture does not match the recorded dimensions".into()));
+    }
+    let mut source = TensorSource::new(path, tensors);
+    transform.load_tensors("transform.", &mut source)?;
+    if let Some(extra) = source.leftover().first() {
+        return Err(bad(format!("unexpected tensor '{extra}'")));
+    }
+    let mut flow = Flow::new(transform);
+    flow.meta = config.meta;
+    Ok(flow)
+}

@@ -1,0 +1,150 @@
+//! Multi-layer perceptron with ReLU hidden activations, optional weight masks (for MADE), and a
+//! hand-written backward pass.
+
+use crate::engine::{matmul_a_bt, matmul_ab, matmul_acc_at_b, Matrix, Rng};
+
+/// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
+/// linear output.
+///
+/// Parameters live in one flat vector: for each layer its weight `[out, in]` (row-major) then its
+/// bias `[out]`. A mask, when present, fixes some weights at zero (MADE's autoregressive masks):
+/// masked weights start at zero and their gradients are zeroed, so they stay zero.
+#[derive(Clone, Debug)]
+pub struct Mlp {
+    sizes: Vec<usize>,
+    params: Vec<f32>,
+    masks: Option<Vec<Vec<f32>>>,
+}
+
+/// What [`Mlp::forward_cached`] keeps for the backward pass: the input of every layer.
+#[derive(Debug)]
+pub struct MlpCache {
+    inputs: Vec<Matrix>,
+}
+
+impl Mlp {
+    /// A network with PyTorch-style uniform initialisation `U(±1/√fan_in)`; the last layer is
+    /// scaled by `last_scale` (0 makes the network output exactly zero, so a flow layer starts as
+    /// the identity).
+    pub fn new(sizes: &[usize], last_scale: f32, masks: Option<Vec<Vec<f32>>>, rng: &mut Rng) -> Self {
+        assert!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
+        let n: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        let mut params = Vec::with_capacity(n);
+        let layers = sizes.len() - 1;
+        for (l, w) in sizes.windows(2).enumerate() {
+            let bound = 1.0 / (w[0].max(1) as f64).sqrt();
+            let scale = if l + 1 == layers { last_scale } else { 1.0 };
+            for _ in 0..w[0] * w[1] + w[1] {
+                params.push(((rng.uniform() * 2.0 - 1.0) * bound) as f32 * scale);
+            }
+        }
+        let mut mlp = Self { sizes: sizes.to_vec(), params, masks };
+        mlp.apply_masks();
+        mlp
+    }
+
+    /// Layer sizes, input first.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// The flat parameter vector.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The flat parameter vector, mutable. Call [`Mlp::apply_masks`] after writing to it.
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// Zeroes masked weights (after loading or editing parameters).
+    pub fn apply_masks(&mut self) {
+        if let Some(masks) = &self.masks {
+            let mut off = 0;
+            for (w, mask) in self.sizes.windows(2).zip(masks) {
+                for (p, m) in self.params[off..off + w[0] * w[1]].iter_mut().zip(mask) {
+                    *p *= m;
+                }
+                off += w[0] * w[1] + w[1];
+            }
+        }
+    }
+
+    fn layer(&self, l: usize) -> (usize, usize, usize) {
+        let off: usize = self.sizes.windows(2).take(l).map(|w| w[0] * w[1] + w[1]).sum();
+        (off, self.sizes[l], self.sizes[l + 1])
+    }
+
+    fn linear(&self, l: usize, x: &Matrix) -> Matrix {
+        let (off, fan_in, fan_out) = self.layer(l);
+        let (w, b) = self.params[off..].split_at(fan_in * fan_out);
+        let mut out = Matrix::zeros(x.rows(), fan_out);
+        for r in 0..x.rows() {
+            out.row_mut(r).copy_from_slice(&b[..fan_out]);
+        }
+        matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
+        out
+    }
+
+    /// The network's output for a batch `[rows, sizes[0]]`.
+    pub fn forward(&self, x: &Matrix) -> Matrix {
+        self.forward_cached(x).0
+    }
+
+    /// The output, plus the cache its backward pass needs.
+    pub fn forward_cached(&self, x: &Matrix) -> (Matrix, MlpCache) {
+        debug_assert_eq!(x.cols(), self.sizes[0]);
+        let layers = self.sizes.len() - 1;
+        let mut inputs = Vec::with_capacity(layers);
+        let mut h = x.clone();
+        for l in 0..layers {
+            let mut out = self.linear(l, &h);
+            if l + 1 < layers {
+                out.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            inputs.push(h);
+            h = out;
+        }
+        (h, MlpCache { inputs })
+    }
+
+    /// Backward pass: adds parameter gradients into `grads` (same layout as the parameters) and
+    /// returns the gradient with respect to the input when `want_input_grad`.
+    pub fn backward(&self, cache: &MlpCache, grad_out: Matrix, grads: &mut [f32], want_input_grad: bool) -> Option<Matrix> {
+        let layers = self.sizes.len() - 1;
+        let mut g = grad_out;
+        for l in (0..layers).rev() {
+            let (off, fan_in, fan_out) = self.layer(l);
+            let x = &cache.inputs[l];
+            let rows = x.rows();
+            let (gw, gb) = grads[off..off + fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
+            for r in 0..rows {
+                for (b, v) in gb.iter_mut().zip(g.row(r)) {
+                    *b += v;
+                }
+            }
+            matmul_acc_at_b(gw, g.as_slice(), x.as_slice(), fan_out, fan_in, rows);
+            if let Some(masks) = &self.masks {
+                for (p, m) in gw.iter_mut().zip(&masks[l]) {
+                    *p *= m;
+                }
+            }
+            if l == 0 && !want_input_grad {
+                return None;
+            }
+            let w = &self.params[off..off + fan_in * fan_out];
+            let mut gx = Matrix::zeros(rows, fan_in);
+            matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false);
+            if l > 0 {
+                for (gv, xv) in gx.as_mut_slice().iter_mut().zip(x.as_slice()) {
+                    if *xv <= 0.0 {
+                        *gv = 0.0;
+                    }
+                }
+            }
+            g = gx;
+        }
+        Some(g)
+    }
+}

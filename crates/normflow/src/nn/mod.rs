@@ -1,0 +1,7 @@
+//! Conditioners: the networks that produce a transformer's parameters.
+
+mod made;
+mod mlp;
+
+pub use made::made_masks;
+pub use mlp::{Mlp, MlpCache};

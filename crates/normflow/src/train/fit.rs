@@ -1,0 +1,269 @@
+//! The complete maximum-likelihood training loop.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::Trainer;
+use crate::engine::{Matrix, Rng};
+use crate::{Error, Flow, Result};
+
+/// Learning-rate schedule over the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    Constant,
+    /// Cosine decay from the rate to 0 over the step budget.
+    Cosine,
+}
+
+/// Training settings. Defaults: Adam lr 5e-4, batch 256, 10% validation, 200 epochs at most,
+/// patience 20 epochs, gradient-norm clip 5, seed 0.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Rows per step.
+    pub batch_size: usize,
+    /// Fraction of rows held out for validation (early stopping, restore-best); 0 turns it off.
+    pub val_frac: f64,
+    /// Epoch limit.
+    pub max_epochs: usize,
+    /// Step limit (`None`: epochs only).
+    pub max_steps: Option<usize>,
+    /// Epochs without validation improvement before stopping (`None`: never stop early).
+    pub patience: Option<usize>,
+    /// Gradient-norm clip (`None`: off).
+    pub grad_clip: Option<f32>,
+    /// Learning-rate schedule.
+    pub schedule: LrSchedule,
+    /// Seed for the split and the batch order.
+    pub seed: u64,
+    /// Evaluate the validation set every this many steps (`None`: once per epoch).
+    pub eval_every: Option<usize>,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        Self {
+            lr: 5e-4,
+            batch_size: 256,
+            val_frac: 0.1,
+            max_epochs: 200,
+            max_steps: None,
+            patience: Some(20),
+            grad_clip: Some(5.0),
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            eval_every: None,
+        }
+    }
+}
+
+/// What [`fit`] reports to its progress callback after every step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitProgress {
+    /// Steps taken.
+    pub step: usize,
+    /// Step budget of the whole run (epochs × steps per epoch, or the step limit).
+    pub total_steps: usize,
+    /// Current epoch (1-based).
+    pub epoch: usize,
+    /// Mean training NLL over the recent steps (nats per row).
+    pub train_nll: f64,
+    /// Latest validation NLL, once one was computed.
+    pub val_nll: Option<f64>,
+}
+
+/// The record of a training run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    /// Validation NLL at each evaluation (or training NLL when there is no validation split).
+    pub val_nll: Vec<f64>,
+    /// Mean training NLL since the previous evaluation.
+    pub train_nll: Vec<f64>,
+    /// Summary (also stored in the model's metadata).
+    pub summary: TrainingSummary,
+}
+
+/// Summary of a training run, saved with the model.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    /// Optimisation steps taken.
+    pub steps: usize,
+    /// Epochs started.
+    pub epochs: usize,
+    /// Rows used for training.
+    pub train_rows: usize,
+    /// Rows held out for validation.
+    pub val_rows: usize,
+    /// Best validation NLL (nats per row), the weights kept.
+    pub best_val_nll: f64,
+    /// Step at which the kept weights were reached.
+    pub best_step: usize,
+    /// Mean training NLL over the last evaluation period.
+    pub final_train_nll: f64,
+    /// Why training stopped: "early_stopping", "max_epochs" or "max_steps".
+    pub stopped: String,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+    /// Learning rate.
+    pub lr: f32,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Seed.
+    pub seed: u64,
+}
+
+fn params_snapshot(flow: &Flow) -> Vec<f32> {
+    let mut v = Vec::with_capacity(flow.num_params());
+    flow.transform().params(&mut |p| v.extend_from_slice(p));
+    v
+}
+
+fn params_restore(flow: &mut Flow, snapshot: &[f32]) {
+    let mut off = 0;
+    flow.transform_mut().params_mut(&mut |p| {
+        p.copy_from_slice(&snapshot[off..off + p.len()]);
+        off += p.len();
+    });
+}
+
+fn mean_nll(flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<f64> {
+    let lp = flow.log_prob(x, context)?;
+    Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len().max(1) as f64)
+}
+
+/// Trains `flow` by maximum likelihood on the rows of `x` (with `context` rows if conditional).
+///
+/// Holds out `val_frac` of the rows (seeded), initialises data-dependent layers from the
+/// training rows only, runs Adam with gradient clipping, evaluates the validation NLL every
+/// epoch (or `eval_every` steps), stops after `patience` evaluations without improvement, and
+/// returns the flow with the best validation weights and the history (also recorded in
+/// `flow.meta.training`).
+///
+/// # Errors
+/// [`Error::NotEnoughData`] with fewer than 2 training rows; [`Error::InvalidConfig`] for a
+/// batch size of 0 or a validation fraction outside `[0, 1)`; [`Error::NonFiniteInput`] for
+/// NaN/inf data; [`Error::NonFiniteLoss`] naming the step if training diverges (no NaN weights
+/// are ever returned).
+pub fn fit(
+    mut flow: Flow,
+    x: &Matrix,
+    context: Option<&Matrix>,
+    config: &FitConfig,
+    progress: &mut dyn FnMut(&FitProgress),
+) -> Result<(Flow, History)> {
+    let start = Instant::now();
+    if config.batch_size == 0 || !(0.0..1.0).contains(&config.val_frac) || !(config.lr > 0.0 && config.lr.is_finite()) {
+        return Err(Error::config("batch size must be positive, validation fraction in [0, 1) and learning rate positive"));
+    }
+    // Validates width, NaN/inf and context before any work.
+    flow.log_prob(&x.slice_rows(0, x.rows().min(1)), context.map(|c| c.slice_rows(0, c.rows().min(1))).as_ref())?;
+    if let Some(c) = context {
+        if c.rows() != x.rows() {
+            return Err(Error::ContextMismatch(format!("context has {} rows, data has {}", c.rows(), x.rows())));
+        }
+    }
+    let mut rng = Rng::new(config.seed);
+    let mut idx = rng.permutation(x.rows());
+    let n_val = ((x.rows() as f64) * config.val_frac).round() as usize;
+    let n_val = if x.rows() - n_val < 2 { 0 } else { n_val };
+    let val_idx: Vec<usize> = idx.drain(..n_val).collect();
+    let train_idx = idx;
+    if train_idx.len() < 2 {
+        return Err(Error::NotEnoughData(format!("{} rows; training needs at least 2", x.rows())));
+    }
+    let x_train = x.select_rows(&train_idx);
+    let c_train = context.map(|c| c.select_rows(&train_idx));
+    let (x_val, c_val) =
+        if n_val > 0 { (x.select_rows(&val_idx), context.map(|c| c.select_rows(&val_idx))) } else { (x_train.clone(), c_train.clone()) };
+    flow.data_init(&x_train, c_train.as_ref())?;
+
+    let batch = config.batch_size.min(train_idx.len());
+    let steps_per_epoch = train_idx.len().div_ceil(batch);
+    let budget = config.max_steps.map_or(config.max_epochs * steps_per_epoch, |s| s.min(config.max_epochs * steps_per_epoch));
+    if budget == 0 {
+        return Err(Error::config("the epoch and step limits must allow at least one step"));
+    }
+    let eval_every = config.eval_every.unwrap_or(steps_per_epoch).max(1);
+    let mut trainer = Trainer::new(&flow, config.lr);
+    trainer.grad_clip = config.grad_clip;
+
+    let mut history = History::default();
+    let mut best = (mean_nll(&flow, &x_val, c_val.as_ref())?, params_snapshot(&flow), 0usize);
+    let mut since_best = 0;
+    let mut window = (0.0f64, 0usize);
+    let mut order: Vec<usize> = (0..train_idx.len()).collect();
+    let mut step = 0;
+    let mut epoch = 0;
+    let mut stopped = "max_epochs";
+    let mut last_val = None;
+    'outer: while step < budget {
+        epoch += 1;
+        rng.shuffle(&mut order);
+        for chunk in order.chunks(batch) {
+            if step >= budget {
+                break 'outer;
+            }
+            if let LrSchedule::Cosine = config.schedule {
+                let frac = step as f64 / budget as f64;
+                trainer.set_lr((config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())) as f32);
+            }
+            let xb = x_train.select_rows(chunk);
+            let cb = c_train.as_ref().map(|c| c.select_rows(chunk));
+            step += 1;
+            let loss = match trainer.step(&mut flow, &xb, cb.as_ref()) {
+                Err(Error::NonFiniteLoss { .. }) => {
+                    params_restore(&mut flow, &best.1);
+                    return Err(Error::NonFiniteLoss { step });
+                }
+                other => other?,
+            };
+            window.0 += loss;
+            window.1 += 1;
+            if step % eval_every == 0 || step == budget {
+                let val = mean_nll(&flow, &x_val, c_val.as_ref())?;
+                let train = window.0 / window.1 as f64;
+                history.val_nll.push(val);
+                history.train_nll.push(train);
+                window = (0.0, 0);
+                last_val = Some(val);
+                if val.is_finite() && val < best.0 {
+                    best = (val, params_snapshot(&flow), step);
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                }
+                if config.patience.is_some_and(|p| since_best >= p) {
+                    stopped = "early_stopping";
+                    progress(&FitProgress { step, total_steps: budget, epoch, train_nll: train, val_nll: last_val });
+                    break 'outer;
+                }
+            }
+            let running = if window.1 > 0 { window.0 / window.1 as f64 } else { *history.train_nll.last().unwrap_or(&loss) };
+            progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val });
+        }
+    }
+    if stopped != "early_stopping" && config.max_steps.is_some_and(|s| step >= s) {
+        stopped = "max_steps";
+    }
+    params_restore(&mut flow, &best.1);
+    history.summary = TrainingSummary {
+        steps: step,
+        epochs: epoch,
+        train_rows: train_idx.len(),
+        val_rows: n_val,
+        best_val_nll: best.0,
+        best_step: best.2,
+        final_train_nll: history.train_nll.last().copied().unwrap_or(best.0),
+        stopped: stopped.into(),
+        seconds: start.elapsed().as_secs_f64(),
+        lr: config.lr,
+        batch_size: batch,
+        seed: config.seed,
+    };
+    flow.meta.training = Some(history.summary.clone());
+    Ok((flow, history))
+}

@@ -1,0 +1,8 @@
+//! Maximum-likelihood training: a single-step [`Trainer`] for custom loops and [`fit`], the
+//! complete loop with validation split, early stopping and restore-best.
+
+mod fit;
+mod trainer;
+
+pub use fit::{fit, FitConfig, FitProgress, History, LrSchedule, TrainingSummary};
+pub use trainer::Trainer;
