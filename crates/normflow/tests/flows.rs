@@ -1,0 +1,148 @@
+//! Flow-level behaviour: training reaches the entropy of a known density, densities integrate
+//! to one, samples have the right moments, and model files round-trip and fail cleanly.
+
+use normflow::data::toy;
+use normflow::flows::{MafConfig, RealNvpConfig};
+use normflow::train::{fit, FitConfig};
+use normflow::{Error, Flow, Matrix, Rng};
+
+const RHO: f64 = 0.8;
+
+fn exact_nll(x: &Matrix) -> f64 {
+    // N(0, [[1, ρ], [ρ, 1]]).
+    let det = 1.0 - RHO * RHO;
+    let n = x.rows() as f64;
+    (0..x.rows())
+        .map(|i| {
+            let (a, b) = (x.get(i, 0) as f64, x.get(i, 1) as f64);
+            0.5 * (a * a - 2.0 * RHO * a * b + b * b) / det + (2.0 * std::f64::consts::PI).ln() + 0.5 * det.ln()
+        })
+        .sum::<f64>()
+        / n
+}
+
+fn mean_nll(flow: &Flow, x: &Matrix) -> f64 {
+    -flow.log_prob(x, None).unwrap().iter().map(|&v| v as f64).sum::<f64>() / x.rows() as f64
+}
+
+fn train_on_gaussian(flow: Flow) -> (Flow, f64, f64, f64) {
+    let (train, entropy) = toy::correlated_gaussian(20_000, RHO, 1);
+    let (test, _) = toy::correlated_gaussian(40_000, RHO, 2);
+    let config = FitConfig { lr: 2e-3, max_epochs: 15, ..FitConfig::default() };
+    let (flow, _) = fit(flow, &train, None, &config, &mut |_| {}).unwrap();
+    let nll = mean_nll(&flow, &test);
+    (flow, nll, exact_nll(&test), entropy)
+}
+
+#[test]
+fn realnvp_learns_correlated_gaussian_within_002_nats_of_entropy() {
+    let flow = RealNvpConfig::new(2).with_layers(4).with_hidden(vec![32, 32]).init(&mut Rng::new(0)).unwrap();
+    let (_, nll, exact, entropy) = train_on_gaussian(flow);
+    eprintln!("realnvp: test NLL {nll:.4}, exact on test points {exact:.4}, entropy {entropy:.4}");
+    assert!((nll - entropy).abs() < 0.02, "test NLL {nll} vs entropy {entropy}");
+    assert!(nll - exact < 0.02, "test NLL {nll} vs exact {exact}");
+}
+
+#[test]
+fn maf_learns_correlated_gaussian_within_002_nats_of_entropy() {
+    let flow = MafConfig::new(2).with_layers(4).with_hidden(vec![32, 32]).init(&mut Rng::new(0)).unwrap();
+    let (flow, nll, exact, entropy) = train_on_gaussian(flow);
+    eprintln!("maf: test NLL {nll:.4}, exact on test points {exact:.4}, entropy {entropy:.4}");
+    assert!((nll - entropy).abs() < 0.02, "test NLL {nll} vs entropy {entropy}");
+    assert!(nll - exact < 0.02, "test NLL {nll} vs exact {exact}");
+    // Samples reproduce the covariance.
+    let s = flow.sample(40_000, None, &mut Rng::new(5)).unwrap();
+    let n = s.rows() as f64;
+    let m: Vec<f64> = (0..2).map(|j| (0..s.rows()).map(|i| s.get(i, j) as f64).sum::<f64>() / n).collect();
+    let cov = |a: usize, b: usize| (0..s.rows()).map(|i| (s.get(i, a) as f64 - m[a]) * (s.get(i, b) as f64 - m[b])).sum::<f64>() / n;
+    assert!(m.iter().all(|v| v.abs() < 0.06), "sample mean {m:?}");
+    let c = [cov(0, 0), cov(1, 1), cov(0, 1)];
+    assert!((c[0] - 1.0).abs() < 0.05 && (c[1] - 1.0).abs() < 0.05 && (c[2] - RHO).abs() < 0.05, "sample covariance {c:?}");
+}
+
+#[test]
+fn density_integrates_to_one_on_a_grid() {
+    let x = toy::generate("moons", 4000, 3).unwrap();
+    let flow = RealNvpConfig::new(2).with_layers(4).with_hidden(vec![32, 32]).init(&mut Rng::new(0)).unwrap();
+    let (flow, _) = fit(flow, &x, None, &FitConfig { lr: 2e-3, max_epochs: 20, ..Default::default() }, &mut |_| {}).unwrap();
+    let (lo, hi, k) = (-4.0f32, 5.0f32, 300);
+    let h = (hi - lo) / k as f32;
+    let grid: Vec<f32> = (0..k * k).flat_map(|p| [lo + (p / k) as f32 * h + h / 2.0, lo + (p % k) as f32 * h + h / 2.0]).collect();
+    let lp = flow.log_prob(&Matrix::from_vec(k * k, 2, grid), None).unwrap();
+    let mass: f64 = lp.iter().map(|&v| (v as f64).exp()).sum::<f64>() * (h as f64).powi(2);
+    assert!((mass - 1.0).abs() < 0.02, "integral of the density over the grid: {mass}");
+}
+
+#[test]
+fn sample_log_prob_matches_log_prob_and_encode_decode_round_trip() {
+    let x = toy::generate("8gaussians", 3000, 4).unwrap();
+    let flow = MafConfig::new(2).with_layers(3).with_hidden(vec![16, 16]).init(&mut Rng::new(0)).unwrap();
+    let (flow, _) = fit(flow, &x, None, &FitConfig { max_epochs: 3, ..Default::default() }, &mut |_| {}).unwrap();
+    let (s, lp) = flow.sample_and_log_prob(500, None, &mut Rng::new(9)).unwrap();
+    let lp2 = flow.log_prob(&s, None).unwrap();
+    assert!(lp.iter().zip(&lp2).all(|(a, b)| (a - b).abs() < 1e-3 * (1.0 + a.abs())));
+    let z = flow.encode(&x, None).unwrap();
+    let back = flow.decode(&z, None).unwrap();
+    assert!(back.as_slice().iter().zip(x.as_slice()).all(|(a, b)| (a - b).abs() < 1e-3));
+}
+
+#[test]
+fn save_load_gives_identical_results_and_same_seed_same_model() {
+    let dir = std::env::temp_dir().join(format!("normflow-flows-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = toy::generate("moons", 1000, 5).unwrap();
+    let train = || {
+        let flow = RealNvpConfig::new(2).with_layers(2).with_hidden(vec![16]).with_actnorm(true).init(&mut Rng::new(0)).unwrap();
+        fit(flow, &x, None, &FitConfig { max_epochs: 2, ..Default::default() }, &mut |_| {}).unwrap().0
+    };
+    let (a, b) = (train(), train());
+    assert_eq!(a.log_prob(&x, None).unwrap(), b.log_prob(&x, None).unwrap(), "same seed, same model");
+    let path = dir.join("m.safetensors");
+    a.save(&path).unwrap();
+    let loaded = Flow::load(&path).unwrap();
+    assert_eq!(a.log_prob(&x, None).unwrap(), loaded.log_prob(&x, None).unwrap());
+    assert_eq!(a.sample(10, None, &mut Rng::new(1)).unwrap(), loaded.sample(10, None, &mut Rng::new(1)).unwrap());
+    assert_eq!(loaded.meta.training, a.meta.training);
+
+    // Truncated file: a clear error naming the file.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.join("cut.safetensors");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let err = Flow::load(&cut).unwrap_err();
+    assert!(matches!(err, Error::BadModel { .. }) && err.to_string().contains("cut.safetensors"), "{err}");
+    // Foreign file.
+    let foreign = dir.join("foreign.safetensors");
+    std::fs::write(&foreign, b"hello, this is not a model").unwrap();
+    assert!(matches!(Flow::load(&foreign).unwrap_err(), Error::BadModel { .. }));
+    // Missing file.
+    assert!(matches!(Flow::load(dir.join("absent")).unwrap_err(), Error::Io { .. }));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let flow = MafConfig::new(3).with_layers(1).with_hidden(vec![4]).init(&mut Rng::new(0)).unwrap();
+    let mut x = Matrix::zeros(2, 3);
+    x.set(1, 2, f32::NAN);
+    assert!(matches!(flow.log_prob(&x, None).unwrap_err(), Error::NonFiniteInput { row: 2, column: 3, .. }));
+    assert!(matches!(flow.log_prob(&Matrix::zeros(2, 4), None).unwrap_err(), Error::DimensionMismatch { expected: 3, got: 4, .. }));
+    assert!(matches!(flow.log_prob(&Matrix::zeros(2, 3), Some(&Matrix::zeros(2, 1))).unwrap_err(), Error::ContextMismatch(_)));
+    assert!(RealNvpConfig::new(1).init(&mut Rng::new(0)).is_err());
+    assert!(MafConfig::new(2).with_hidden(vec![]).init(&mut Rng::new(0)).is_err());
+    let flow2 = MafConfig::new(2).init(&mut Rng::new(0)).unwrap();
+    let one_row = Matrix::zeros(1, 2);
+    assert!(matches!(fit(flow2, &one_row, None, &FitConfig::default(), &mut |_| {}).unwrap_err(), Error::NotEnoughData(_)));
+}
+
+#[test]
+fn divergent_training_stops_with_the_step_and_no_nan_weights() {
+    // A learning rate this large makes the loss blow up; the error must name the step.
+    let x = toy::generate("checkerboard", 2000, 6).unwrap();
+    let flow = RealNvpConfig::new(2).with_layers(6).with_hidden(vec![64, 64]).init(&mut Rng::new(0)).unwrap();
+    let config = FitConfig { lr: 1e6, grad_clip: None, max_epochs: 50, patience: None, ..Default::default() };
+    match fit(flow, &x, None, &config, &mut |_| {}) {
+        Err(Error::NonFiniteLoss { step }) => assert!(step >= 1),
+        Ok((flow, _)) => assert!(flow.log_prob(&x, None).unwrap().iter().all(|v| v.is_finite()), "no NaN weights survive"),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
