@@ -1,1 +1,24 @@
-fn main() {}
+//! `normflow`: train, sample, score and inspect normalizing flows from the shell.
+
+mod cli;
+mod commands;
+mod input;
+mod output;
+mod plot;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match commands::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Command-line flags (clap derive). Validation into a plan happens in each command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Normalizing flows: exact log-likelihoods, sampling and latent codes for tabular data.
+#[derive(Parser, Debug)]
+#[command(name = "normflow", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flow architectures the CLI can train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlowKind {
+    /// Affine coupling layers (fast sampling and density).
+    Realnvp,
+    /// Masked autoregressive flow (fast density, sequential sampling).
+    Maf,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a flow on a CSV or NPY file and save the model.
+    #[command(after_help = "Example:\n  normflow train data.csv --flow maf --layers 5 --hidden 128,128 --epochs 100 -o model.safetensors")]
+    Train(TrainArgs),
+    /// Draw samples from a model.
+    #[command(after_help = "Example:\n  normflow sample model.safetensors -n 1000 -o samples.csv --seed 7")]
+    Sample(SampleArgs),
+    /// Log-density (nats) of every row of a data file.
+    #[command(name = "log-prob", after_help = "Example:\n  normflow log-prob model.safetensors data.csv -o logp.csv")]
+    LogProb(MapArgs),
+    /// Map data rows to their latent codes z = f⁻¹(x).
+    #[command(after_help = "Example:\n  normflow encode model.safetensors data.csv -o latents.npy")]
+    Encode(MapArgs),
+    /// Map latent codes back to data rows x = f(z).
+    #[command(after_help = "Example:\n  normflow decode model.safetensors latents.npy -o rows.csv")]
+    Decode(MapArgs),
+    /// Mean negative log-likelihood of a data file, with its standard error and bits/dim.
+    #[command(after_help = "Example:\n  normflow eval model.safetensors test.csv --json")]
+    Eval(EvalArgs),
+    /// Architecture, parameter count and training summary of a model.
+    #[command(after_help = "Example:\n  normflow info model.safetensors --json")]
+    Info(InfoArgs),
+    /// Train a RealNVP on two moons (built in, no downloads) and write samples and a plot.
+    #[command(after_help = "Example:\n  normflow demo --out demo-output")]
+    Demo(DemoArgs),
+    /// Time the common workloads (training step, log-prob, sampling) and print JSON lines.
+    #[command(after_help = "Example:\n  normflow bench --flows coupling,maf --sizes S,M,L")]
+    Bench(BenchArgs),
+}
+
+/// Flags of `train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training data (.csv with optional header, or .npy).
+    pub data: PathBuf,
+    /// Where to save the model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Flow architecture.
+    #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
+    pub flow: FlowKind,
+    /// Number of coupling or autoregressive layers.
+    #[arg(long, default_value_t = 6)]
+    pub layers: usize,
+    /// Hidden layer sizes of each conditioner, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "128,128")]
+    pub hidden: Vec<usize>,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Maximum number of optimisation steps (default: no limit besides epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Rows per optimisation step.
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 5e-4)]
+    pub lr: f32,
+    /// Cosine learning-rate decay to zero over the run.
+    #[arg(long)]
+    pub cosine: bool,
+    /// Stop after this many epochs without validation improvement (0: never).
+    #[arg(long, default_value_t = 20)]
+    pub patience: usize,
+    /// Fraction of rows held out for validation.
+    #[arg(long, default_value_t = 0.1)]
+    pub val_frac: f64,
+    /// Seed for initialisation, the split and batch order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Columns to use (header names or 1-based positions), comma-separated; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Print one JSON object with the training summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Flags of `sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Number of samples.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    pub num: usize,
+    /// Output file (.csv or .npy); CSV on stdout without it.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Flags of `log-prob`, `encode` and `decode`.
+#[derive(Args, Debug)]
+pub struct MapArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Input rows (.csv or .npy).
+    pub data: PathBuf,
+    /// Output file (.csv or .npy); CSV on stdout without it.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Columns to use (header names or 1-based positions); default the model's columns, else all.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+}
+
+/// Flags of `eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Data to evaluate (.csv or .npy).
+    pub data: PathBuf,
+    /// Columns to use (header names or 1-based positions); default the model's columns, else all.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `info`.
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Directory for the model, samples and plot (created if missing).
+    #[arg(long, default_value = "normflow-demo")]
+    pub out: PathBuf,
+    /// Optimisation steps.
+    #[arg(long, default_value_t = 10000)]
+    pub steps: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Flags of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Workloads: coupling, maf.
+    #[arg(long, value_delimiter = ',', default_value = "coupling,maf")]
+    pub flows: Vec<String>,
+    /// Sizes: S, M, L.
+    #[arg(long, value_delimiter = ',', default_value = "S,M,L")]
+    pub sizes: Vec<String>,
+    /// Timed training steps (after 10 warm-up steps).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Timed repetitions of log-prob and sampling.
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+}

@@ -1,0 +1,140 @@
+//! `normflow bench`: the workloads of `shared/bench/WORKLOAD.md`, printed as its JSON lines so
+//! that the Python peers' results compare directly.
+
+use std::time::Instant;
+
+use normflow::flows::{MafConfig, RealNvpConfig};
+use normflow::train::Trainer;
+use normflow::{Flow, Matrix, Rng};
+use serde_json::json;
+
+use super::{print_json, CliError};
+use crate::cli::BenchArgs;
+
+const ROWS: usize = 16_384;
+const WARMUP_STEPS: usize = 10;
+
+struct Size {
+    name: &'static str,
+    d: usize,
+    k: usize,
+    h: usize,
+    b: usize,
+}
+
+const SIZES: [Size; 3] = [
+    Size { name: "S", d: 8, k: 5, h: 64, b: 256 },
+    Size { name: "M", d: 32, k: 5, h: 256, b: 512 },
+    Size { name: "L", d: 64, k: 10, h: 512, b: 1024 },
+];
+
+/// Standard normal rows, then `x[:, j] += 0.5 sin(x[:, j−1])` in order.
+fn workload_data(d: usize) -> Matrix {
+    let mut rng = Rng::new(12345);
+    let mut x = Matrix::from_vec(ROWS, d, (0..ROWS * d).map(|_| rng.normal() as f32).collect());
+    for i in 0..ROWS {
+        let r = x.row_mut(i);
+        for j in 1..d {
+            r[j] += 0.5 * r[j - 1].sin();
+        }
+    }
+    x
+}
+
+fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
+    let mut rng = Rng::new(0);
+    let hidden = vec![s.h, s.h];
+    Ok(match flow {
+        "coupling" => RealNvpConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).init(&mut rng)?,
+        "maf" => MafConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).init(&mut rng)?,
+        other => return Err(CliError::Usage(format!("unknown workload '{other}' (known: coupling, maf)"))),
+    })
+}
+
+fn median_ms(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let out = f();
+    (out, t.elapsed().as_secs_f64() * 1e3)
+}
+
+fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
+    let lp = flow.log_prob(x, None)?;
+    Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len() as f64)
+}
+
+pub fn run(a: BenchArgs) -> Result<(), CliError> {
+    let sizes: Vec<&Size> = a
+        .sizes
+        .iter()
+        .map(|n| {
+            SIZES
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(n))
+                .ok_or_else(|| CliError::Usage(format!("unknown size '{n}' (known: S, M, L)")))
+        })
+        .collect::<Result<_, _>>()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for flow_name in &a.flows {
+        for s in &sizes {
+            let x = workload_data(s.d);
+            let mut flow = build(flow_name, s)?;
+            let nll_before = mean_nll(&flow, &x)?;
+            let mut trainer = Trainer::new(&flow, 1e-3);
+            trainer.grad_clip = None;
+            let batches = ROWS / s.b;
+            let mut step_ms = Vec::with_capacity(a.steps);
+            for step in 0..WARMUP_STEPS + a.steps {
+                let start = (step % batches) * s.b;
+                let batch = x.slice_rows(start, start + s.b);
+                let (r, ms) = timed(|| trainer.step(&mut flow, &batch, None));
+                r?;
+                if step >= WARMUP_STEPS {
+                    step_ms.push(ms);
+                }
+            }
+            let mut lp_ms = Vec::new();
+            for _ in 0..a.reps.max(1) {
+                let (r, ms) = timed(|| flow.log_prob(&x, None));
+                r?;
+                lp_ms.push(ms);
+            }
+            let mut rng = Rng::new(1);
+            flow.sample(ROWS, None, &mut rng)?;
+            let mut sample_ms = Vec::new();
+            for _ in 0..a.reps.max(1) {
+                let (r, ms) = timed(|| flow.sample(ROWS, None, &mut rng));
+                r?;
+                sample_ms.push(ms);
+            }
+            let nll_after = mean_nll(&flow, &x)?;
+            print_json(&json!({
+                "impl": "normflow",
+                "flow": flow_name,
+                "size": s.name,
+                "train_step_ms": median_ms(step_ms),
+                "logprob_ms": median_ms(lp_ms),
+                "sample_ms": median_ms(sample_ms),
+                "nll_after": nll_after,
+                "nll_before": nll_before,
+                "threads": threads,
+                "logprob_mode": "all",
+                "logprob_reps": a.reps.max(1),
+                "sample_reps": a.reps.max(1),
+            }))?;
+        }
+    }
+    Ok(())
+}

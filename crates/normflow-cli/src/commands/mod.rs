@@ -1,0 +1,67 @@
+//! One module per subcommand; `run` dispatches.
+
+mod bench;
+mod demo;
+mod eval;
+mod info;
+mod map;
+mod sample;
+mod train;
+
+use crate::cli::{Cli, Command};
+
+/// Everything a command can fail with; printed as one `error: …` line, exit status 1.
+#[derive(Debug)]
+pub enum CliError {
+    /// From the library (files, rows and columns are in the message).
+    Flow(normflow::Error),
+    /// Writing to stdout or another stream.
+    Io(std::io::Error),
+    /// Flags or inputs that do not fit together.
+    Usage(String),
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Flow(e) => write!(f, "{e}"),
+            CliError::Io(e) => write!(f, "{e}"),
+            CliError::Usage(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl From<normflow::Error> for CliError {
+    fn from(e: normflow::Error) -> Self {
+        CliError::Flow(e)
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Io(e)
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Sample(a) => sample::run(a),
+        Command::LogProb(a) => map::run(a, map::Mapping::LogProb),
+        Command::Encode(a) => map::run(a, map::Mapping::Encode),
+        Command::Decode(a) => map::run(a, map::Mapping::Decode),
+        Command::Eval(a) => eval::run(a),
+        Command::Info(a) => info::run(a),
+        Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+/// Prints a JSON value as one line on stdout.
+pub(crate) fn print_json(v: &serde_json::Value) -> Result<(), CliError> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{v}")?;
+    Ok(())
+}
