@@ -24,7 +24,7 @@ impl TrainingBar {
     pub fn update(&self, p: &FitProgress) {
         self.bar.set_length(p.total_steps as u64);
         self.bar.set_position(p.step as u64);
-        if p.step % 10 == 0 || p.val_nll.is_some() {
+        if p.step.is_multiple_of(10) || p.val_nll.is_some() {
             let val = p.val_nll.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
             self.bar.set_message(format!("epoch {}  train NLL {:.4}  val NLL {val}", p.epoch, p.train_nll));
         }
