@@ -137,10 +137,9 @@ impl Mlp {
             let mut gx = Matrix::zeros(rows, fan_in);
             matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false);
             if l > 0 {
+                // Branch-free ReLU mask (a select, so the loop vectorises).
                 for (gv, xv) in gx.as_mut_slice().iter_mut().zip(x.as_slice()) {
-                    if *xv <= 0.0 {
-                        *gv = 0.0;
-                    }
+                    *gv = if *xv > 0.0 { *gv } else { 0.0 };
                 }
             }
             g = gx;

@@ -1,0 +1,212 @@
+//! End-to-end tests of the real `normflow` binary in temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("normflow-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn normflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_normflow")).args(args).output().expect("runs the binary")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = normflow(args);
+    assert!(out.status.success(), "normflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = normflow(args);
+    assert!(!out.status.success(), "normflow {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!err.contains("panicked"), "normflow {args:?} panicked: {err}");
+    err
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A correlated 2-D Gaussian as CSV with header `a,b`.
+fn write_data(path: &Path, n: usize, seed: u64) {
+    let (x, _) = normflow::data::toy::correlated_gaussian(n, 0.6, seed);
+    let mut text = String::from("a,b\n");
+    for i in 0..n {
+        text.push_str(&format!("{},{}\n", x.get(i, 0), x.get(i, 1)));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn csv_rows(text: &str) -> Vec<Vec<f64>> {
+    text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect()
+}
+
+#[test]
+fn train_sample_logprob_encode_decode_eval_info() {
+    let t = TempDir::new("e2e");
+    let (data, model) = (t.path("data.csv"), t.path("model.safetensors"));
+    write_data(&data, 2000, 1);
+    for flow in ["realnvp", "maf"] {
+        let summary = ok(&["train", s(&data), "--flow", flow, "--layers", "3", "--hidden", "32,32", "--epochs", "8", "--lr", "2e-3", "-q", "--json", "-o", s(&model)]);
+        let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+        assert_eq!(v["flow"], flow);
+        assert!(v["best_val_nll"].as_f64().unwrap() < 2.8, "{v}");
+
+        let samples = ok(&["sample", s(&model), "-n", "50", "--seed", "3"]);
+        assert!(samples.starts_with("a,b\n"), "header carries the column names");
+        assert_eq!(csv_rows(&samples).len(), 50);
+        assert_eq!(samples, ok(&["sample", s(&model), "-n", "50", "--seed", "3"]), "same seed, same samples");
+        ok(&["sample", s(&model), "-n", "20", "-o", s(&t.path("s.npy"))]);
+        assert_eq!(normflow::data::read_npy(&t.path("s.npy")).unwrap().rows(), 20);
+
+        let lp = csv_rows(&ok(&["log-prob", s(&model), s(&data)]));
+        assert_eq!(lp.len(), 2000);
+        assert!(lp.iter().all(|r| r[0].is_finite()));
+
+        ok(&["encode", s(&model), s(&data), "-o", s(&t.path("z.csv"))]);
+        ok(&["decode", s(&model), s(&t.path("z.csv")), "-o", s(&t.path("back.csv"))]);
+        let (orig, back) = (csv_rows(&std::fs::read_to_string(&data).unwrap()), csv_rows(&std::fs::read_to_string(t.path("back.csv")).unwrap()));
+        assert!(orig.iter().zip(&back).all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3), "encode → decode round trip");
+
+        let e: serde_json::Value = serde_json::from_str(ok(&["eval", s(&model), s(&data), "--json"]).trim()).unwrap();
+        let nll = e["nll"].as_f64().unwrap();
+        let mean_lp = lp.iter().map(|r| r[0]).sum::<f64>() / lp.len() as f64;
+        assert!((nll + mean_lp).abs() < 1e-3, "eval agrees with log-prob");
+        assert!(e["nll_stderr"].as_f64().unwrap() > 0.0 && (e["bits_per_dim"].as_f64().unwrap() - nll / (2.0 * 2f64.ln())).abs() < 1e-9);
+        assert_eq!(e["rows"], 2000);
+
+        let info: serde_json::Value = serde_json::from_str(ok(&["info", s(&model), "--json"]).trim()).unwrap();
+        assert_eq!(info["dim"], 2);
+        assert_eq!(info["columns"], serde_json::json!(["a", "b"]));
+        assert!(info["params"].as_u64().unwrap() > 0 && info["training"]["steps"].as_u64().unwrap() > 0);
+        assert!(ok(&["info", s(&model)]).contains("parameters"));
+    }
+}
+
+#[test]
+fn model_columns_are_picked_by_name_from_a_wider_file() {
+    let t = TempDir::new("cols");
+    let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
+    write_data(&data, 300, 2);
+    ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
+    let wide = t.path("wide.csv");
+    let text: String = std::fs::read_to_string(&data).unwrap().lines().enumerate().map(|(i, l)| if i == 0 { "id,b,a\n".to_string() } else { let v: Vec<&str> = l.split(',').collect(); format!("{i},{},{}\n", v[1], v[0]) }).collect();
+    std::fs::write(&wide, text).unwrap();
+    assert_eq!(ok(&["log-prob", s(&model), s(&data)]), ok(&["log-prob", s(&model), s(&wide)]));
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_and_leave_no_files() {
+    let t = TempDir::new("bad");
+    let (data, model) = (t.path("data.csv"), t.path("model.safetensors"));
+    write_data(&data, 300, 3);
+    ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
+    let good_model = std::fs::read(&model).unwrap();
+
+    let nan = t.path("nan.csv");
+    std::fs::write(&nan, "a,b\n1,2\n3,NaN\n").unwrap();
+    let err = fails(&["train", s(&nan), "-q", "-o", s(&model)]);
+    assert!(err.contains("nan.csv") && err.contains("row 3") && err.contains("column 2"), "{err}");
+    assert_eq!(std::fs::read(&model).unwrap(), good_model, "a failed train never overwrites a good model");
+
+    let word = t.path("word.csv");
+    std::fs::write(&word, "1,2\n3,oops\n").unwrap();
+    let err = fails(&["log-prob", s(&model), s(&word), "-o", s(&t.path("out.csv"))]);
+    assert!(err.contains("word.csv") && err.contains("row 2") && err.contains("column 2") && err.contains("oops"), "{err}");
+    assert!(!t.path("out.csv").exists(), "no partial output file");
+
+    let ragged = t.path("ragged.csv");
+    std::fs::write(&ragged, "a,b\n1,2\n3\n").unwrap();
+    assert!(fails(&["eval", s(&model), s(&ragged)]).contains("row 3"));
+
+    let wide = t.path("wide.csv");
+    std::fs::write(&wide, "1,2,3\n4,5,6\n").unwrap();
+    let err = fails(&["log-prob", s(&model), s(&wide)]);
+    assert!(err.contains("wide.csv") && err.contains("3 columns") && err.contains("expects 2"), "{err}");
+
+    let empty = t.path("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    assert!(fails(&["train", s(&empty), "-o", s(&t.path("m2.safetensors"))]).contains("empty"));
+    assert!(!t.path("m2.safetensors").exists());
+    assert!(fails(&["eval", s(&model), s(&t.path("missing.csv"))]).contains("missing.csv"));
+
+    let constant = t.path("constant.csv");
+    std::fs::write(&constant, "a,b\n1,5\n2,5\n3,5\n4,5\n").unwrap();
+    let err = fails(&["train", s(&constant), "--val-frac", "0", "-q", "-o", s(&t.path("m3.safetensors"))]);
+    assert!(err.contains("column 2") && err.contains("'b'") && err.contains("constant"), "{err}");
+
+    let truncated = t.path("truncated.safetensors");
+    std::fs::write(&truncated, &good_model[..good_model.len() / 2]).unwrap();
+    let err = fails(&["sample", s(&truncated)]);
+    assert!(err.contains("truncated.safetensors") && err.contains("not a valid normflow model"), "{err}");
+    let foreign = t.path("foreign.safetensors");
+    std::fs::write(&foreign, b"PK\x03\x04 this is a zip").unwrap();
+    assert!(fails(&["info", s(&foreign)]).contains("foreign.safetensors"));
+
+    let npy = t.path("bad.npy");
+    std::fs::write(&npy, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4',").unwrap();
+    assert!(fails(&["log-prob", s(&model), s(&npy)]).contains("bad.npy"));
+}
+
+#[test]
+fn closed_stdout_pipe_is_not_an_error() {
+    let t = TempDir::new("pipe");
+    let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
+    write_data(&data, 300, 4);
+    ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_normflow")).args(["sample", s(&model), "-n", "2000000"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = [0u8; 16];
+    use std::io::Read;
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn demo_writes_model_samples_and_png() {
+    let t = TempDir::new("demo");
+    let out = ok(&["demo", "--out", s(&t.0), "--steps", "300"]);
+    assert!(out.contains("test NLL"), "{out}");
+    assert_eq!(&std::fs::read(t.path("demo.png")).unwrap()[..4], b"\x89PNG");
+    assert_eq!(csv_rows(&std::fs::read_to_string(t.path("samples.csv")).unwrap()).len(), 5000);
+    ok(&["info", s(&t.path("model.safetensors"))]);
+}
+
+#[test]
+fn bench_prints_workload_json_lines() {
+    let out = ok(&["bench", "--flows", "coupling,maf", "--sizes", "S", "--steps", "3", "--reps", "1"]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    for v in lines {
+        for key in ["train_step_ms", "logprob_ms", "sample_ms", "nll_after"] {
+            assert!(v[key].as_f64().unwrap().is_finite(), "{key} in {v}");
+        }
+        assert!(v["nll_after"].as_f64() < v["nll_before"].as_f64(), "training lowers the NLL: {v}");
+    }
+}
+
+#[test]
+fn every_help_shows_an_example() {
+    for cmd in ["train", "sample", "log-prob", "encode", "decode", "eval", "info", "demo", "bench"] {
+        assert!(ok(&[cmd, "--help"]).contains("Example:"), "{cmd} --help");
+    }
+}
