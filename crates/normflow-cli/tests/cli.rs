@@ -65,7 +65,24 @@ fn train_sample_logprob_encode_decode_eval_info() {
     let (data, model) = (t.path("data.csv"), t.path("model.safetensors"));
     write_data(&data, 2000, 1);
     for flow in ["realnvp", "maf"] {
-        let summary = ok(&["train", s(&data), "--flow", flow, "--layers", "3", "--hidden", "32,32", "--epochs", "8", "--lr", "2e-3", "-q", "--json", "-o", s(&model)]);
+        let summary = ok(&[
+            "train",
+            s(&data),
+            "--flow",
+            flow,
+            "--layers",
+            "3",
+            "--hidden",
+            "32,32",
+            "--epochs",
+            "8",
+            "--lr",
+            "2e-3",
+            "-q",
+            "--json",
+            "-o",
+            s(&model),
+        ]);
         let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
         assert_eq!(v["flow"], flow);
         assert!(v["best_val_nll"].as_f64().unwrap() < 2.8, "{v}");
@@ -83,8 +100,12 @@ fn train_sample_logprob_encode_decode_eval_info() {
 
         ok(&["encode", s(&model), s(&data), "-o", s(&t.path("z.csv"))]);
         ok(&["decode", s(&model), s(&t.path("z.csv")), "-o", s(&t.path("back.csv"))]);
-        let (orig, back) = (csv_rows(&std::fs::read_to_string(&data).unwrap()), csv_rows(&std::fs::read_to_string(t.path("back.csv")).unwrap()));
-        assert!(orig.iter().zip(&back).all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3), "encode → decode round trip");
+        let (orig, back) =
+            (csv_rows(&std::fs::read_to_string(&data).unwrap()), csv_rows(&std::fs::read_to_string(t.path("back.csv")).unwrap()));
+        assert!(
+            orig.iter().zip(&back).all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3),
+            "encode → decode round trip"
+        );
 
         let e: serde_json::Value = serde_json::from_str(ok(&["eval", s(&model), s(&data), "--json"]).trim()).unwrap();
         let nll = e["nll"].as_f64().unwrap();
@@ -108,7 +129,19 @@ fn model_columns_are_picked_by_name_from_a_wider_file() {
     write_data(&data, 300, 2);
     ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
     let wide = t.path("wide.csv");
-    let text: String = std::fs::read_to_string(&data).unwrap().lines().enumerate().map(|(i, l)| if i == 0 { "id,b,a\n".to_string() } else { let v: Vec<&str> = l.split(',').collect(); format!("{i},{},{}\n", v[1], v[0]) }).collect();
+    let text: String = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                "id,b,a\n".to_string()
+            } else {
+                let v: Vec<&str> = l.split(',').collect();
+                format!("{i},{},{}\n", v[1], v[0])
+            }
+        })
+        .collect();
     std::fs::write(&wide, text).unwrap();
     assert_eq!(ok(&["log-prob", s(&model), s(&data)]), ok(&["log-prob", s(&model), s(&wide)]));
 }
@@ -172,7 +205,12 @@ fn closed_stdout_pipe_is_not_an_error() {
     let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
     write_data(&data, 300, 4);
     ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_normflow")).args(["sample", s(&model), "-n", "2000000"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_normflow"))
+        .args(["sample", s(&model), "-n", "2000000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut first = [0u8; 16];
     use std::io::Read;
     child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();

@@ -44,3 +44,8 @@ pub use bijection::Bijection;
 pub use distribution::{Flow, StandardNormal};
 pub use engine::{Matrix, Rng};
 pub use error::{Error, Result};
+
+/// The README's library example, compiled as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
