@@ -133,3 +133,12 @@ fn maf_forward_gradient_is_a_clear_error() {
     let err = m.train_forward(&x, None, normflow::bijection::Direction::Forward, &mut normflow::bijection::Tape::new()).unwrap_err();
     assert!(err.to_string().contains("sequential"), "{err}");
 }
+
+#[test]
+fn wide_maf_with_uneven_hidden_sizes_and_context_passes_harness() {
+    // Sampling computes each hidden unit once, grouped by MADE degree; uneven group sizes and
+    // context-only units must still invert the one-pass density direction exactly.
+    let mut rng = Rng::new(1);
+    let opts = HarnessOptions { forward_gradients: false, context_dim: 2, roundtrip_tol: 2e-4, ..Default::default() };
+    run(Box::new(MaskedAutoregressive::new(7, &[13, 9, 11], vec![3, 6, 0, 5, 1, 4, 2], 2, &mut rng).unwrap()), opts, 14);
+}

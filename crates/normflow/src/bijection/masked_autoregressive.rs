@@ -2,9 +2,10 @@
 //! MADE conditioner. `Invert` of it is an inverse autoregressive flow (IAF).
 
 use super::{affine, check_context, check_width, BijectionSpec, Direction, Tape};
+use crate::engine::matmul_a_bt;
 use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
-use crate::nn::{made_masks, Mlp, MlpCache};
+use crate::nn::{made_degrees, made_masks, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
 
 /// `x_i = z_i·exp(s_i(x_<i)) + t_i(x_<i)`, the `<` taken in a chosen order of the dimensions.
@@ -83,24 +84,81 @@ impl MaskedAutoregressive {
         self.apply(x, &theta, Direction::Inverse)
     }
 
-    /// Sequential sampling pass: after step `k`, the dimensions at positions `..=k` are final.
+    /// Sequential sampling pass, computing every hidden unit exactly once.
+    ///
+    /// A hidden unit of degree `m` depends only on inputs of degree ≤ `m`, so it is final as soon
+    /// as the first `m` dimensions (in the order) are. Step `p` computes the units of degree `p`,
+    /// layer by layer, then only the two outputs (shift, raw scale) of the dimension at position
+    /// `p`. The whole pass costs about one density evaluation instead of `dim` of them, and gives
+    /// the same result as `dim` full passes (masked weights are zero).
     fn forward(&self, z: &Matrix, context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
-        let mut x = Matrix::zeros(z.rows(), self.dim);
-        let mut by_position = vec![0; self.dim];
+        let (d, rows, n_hidden) = (self.dim, z.rows(), self.hidden.len());
+        let degrees = made_degrees(&self.order, self.context_dim, &self.hidden);
+        // Per hidden layer and degree: the units, their weight rows and biases, gathered.
+        let groups: Vec<Vec<(Vec<usize>, Vec<f32>, Vec<f32>)>> = (0..n_hidden)
+            .map(|l| {
+                let (w, b) = self.net.layer_params(l);
+                let fan_in = w.len() / b.len();
+                (0..d.max(1))
+                    .map(|m| {
+                        let units: Vec<usize> = (0..b.len()).filter(|&k| degrees.hidden[l][k] == m).collect();
+                        let wg = units.iter().flat_map(|&k| w[k * fan_in..(k + 1) * fan_in].iter().copied()).collect();
+                        let bg = units.iter().map(|&k| b[k]).collect();
+                        (units, wg, bg)
+                    })
+                    .collect()
+            })
+            .collect();
+        let (w_out, b_out) = self.net.layer_params(n_hidden);
+        let last_width = self.hidden[n_hidden - 1];
+        let mut input = Matrix::zeros(rows, d + self.context_dim);
+        if let Some(c) = context.filter(|_| self.context_dim > 0) {
+            for r in 0..rows {
+                input.row_mut(r)[d..].copy_from_slice(c.row(r));
+            }
+        }
+        let mut acts: Vec<Matrix> = self.hidden.iter().map(|&h| Matrix::zeros(rows, h)).collect();
+        let mut by_position = vec![0; d];
         for (i, &p) in self.order.iter().enumerate() {
             by_position[p] = i;
         }
-        let mut ld = vec![0.0; z.rows()];
-        for &i in &by_position {
-            let theta = self.net.forward(&self.net_input(&x, context));
-            for r in 0..z.rows() {
-                let th = theta.row(r);
+        let mut ld = vec![0.0; rows];
+        let mut out = Vec::new();
+        for (p, &i) in by_position.iter().enumerate() {
+            for l in 0..n_hidden {
+                let (units, wg, bg) = &groups[l][p];
+                if units.is_empty() {
+                    continue;
+                }
+                let prev = if l == 0 { &input } else { &acts[l - 1] };
+                let (n, fan_in) = (units.len(), prev.cols());
+                out.clear();
+                out.extend((0..rows).flat_map(|_| bg.iter().copied()));
+                matmul_a_bt(&mut out, prev.as_slice(), wg, rows, n, fan_in, true);
+                let act = &mut acts[l];
+                for r in 0..rows {
+                    let row = act.row_mut(r);
+                    for (j, &k) in units.iter().enumerate() {
+                        row[k] = out[r * n + j].max(0.0);
+                    }
+                }
+            }
+            // Shift and raw scale of dimension i: output rows i and d + i.
+            let w2: Vec<f32> = w_out[i * last_width..(i + 1) * last_width]
+                .iter()
+                .chain(&w_out[(d + i) * last_width..(d + i + 1) * last_width])
+                .copied()
+                .collect();
+            out.clear();
+            out.extend((0..rows).flat_map(|_| [b_out[i], b_out[d + i]]));
+            matmul_a_bt(&mut out, acts[n_hidden - 1].as_slice(), &w2, rows, 2, last_width, true);
+            for r in 0..rows {
                 let mut xi = [0.0];
-                ld[r] += affine::apply(Direction::Forward, &[z.get(r, i)], &[th[i]], &[th[self.dim + i]], &mut xi);
-                x.set(r, i, xi[0]);
+                ld[r] += affine::apply(Direction::Forward, &[z.get(r, i)], &[out[2 * r]], &[out[2 * r + 1]], &mut xi);
+                input.set(r, i, xi[0]);
             }
         }
-        (x, ld)
+        (input.slice_cols(0, d), ld)
     }
 }
 

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StandardNormal;
 use crate::bijection::{check_context, Direction, Tape};
-use crate::engine::threads::{split_rows, worker_count};
+use crate::engine::threads::{run_parallel, split_rows, worker_count};
 use crate::engine::{Matrix, Rng};
 use crate::train::TrainingSummary;
 use crate::{Bijection, Error, Result};
@@ -105,17 +105,16 @@ impl Flow {
             return f(x, context);
         }
         let ranges = split_rows(x.rows(), parts);
-        let results: Vec<Result<(Matrix, Vec<T>)>> = std::thread::scope(|s| {
-            let handles: Vec<_> = ranges
+        let f = &f;
+        let results = run_parallel(
+            ranges
                 .iter()
                 .map(|r| {
                     let (xs, cs) = (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end)));
-                    let f = &f;
-                    s.spawn(move || f(&xs, cs.as_ref()))
+                    move || f(&xs, cs.as_ref())
                 })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("worker thread panicked")).collect()
-        });
+                .collect(),
+        );
         let mut out: Option<Matrix> = None;
         let mut vals = Vec::with_capacity(x.rows());
         for r in results {

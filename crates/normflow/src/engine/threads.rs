@@ -12,3 +12,16 @@ pub(crate) fn split_rows(rows: usize, parts: usize) -> Vec<std::ops::Range<usize
     let parts = parts.max(1);
     (0..parts).map(|p| (rows * p / parts)..(rows * (p + 1) / parts)).filter(|r| !r.is_empty()).collect()
 }
+
+/// Runs `jobs` in parallel, the first on the calling thread and the others on scoped threads,
+/// and returns their results in order.
+pub(crate) fn run_parallel<T: Send, F: FnOnce() -> T + Send>(jobs: Vec<F>) -> Vec<T> {
+    let mut jobs = jobs.into_iter();
+    let Some(first) = jobs.next() else { return Vec::new() };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.map(|f| s.spawn(f)).collect();
+        let mut out = vec![first()];
+        out.extend(handles.into_iter().map(|h| h.join().expect("worker thread panicked")));
+        out
+    })
+}

@@ -1,6 +1,40 @@
 //! Masks for MADE (Germain et al. 2015, arXiv:1502.03509): a masked MLP whose output for
 //! dimension `i` depends only on the inputs that come before `i` in a chosen order.
 
+/// Degrees of a MADE's units: input dimension `i` has degree `order[i] + 1` (1..=d), and a unit
+/// of degree `m` may see inputs of degree ≤ `m`; an output for a dimension of degree `D` sees
+/// hidden units of degree < `D`. Context inputs are always visible.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MadeDegrees {
+    /// Degree of each data input.
+    pub input: Vec<usize>,
+    /// Degree of each unit of each hidden layer.
+    pub hidden: Vec<Vec<usize>>,
+    /// Context inputs (after the data inputs).
+    pub context_dim: usize,
+}
+
+/// Degrees for `order` (position of each dimension), `context_dim` context inputs and hidden
+/// sizes `hidden`.
+///
+/// Hidden units cycle through degrees 1..d-1; with a context they cycle through 0..d-1, and
+/// degree-0 units see the context alone, so that the first dimension in the order still depends
+/// on the context. With neither (d = 1, no context) every unit has degree 0 and sees nothing,
+/// which is right for a first dimension.
+pub fn made_degrees(order: &[usize], context_dim: usize, hidden: &[usize]) -> MadeDegrees {
+    let d = order.len();
+    let hidden_deg = |k: usize| match (context_dim > 0, d > 1) {
+        (true, _) => k % d,
+        (false, true) => 1 + k % (d - 1),
+        (false, false) => 0,
+    };
+    MadeDegrees {
+        input: order.iter().map(|&o| o + 1).collect(),
+        hidden: hidden.iter().map(|&h| (0..h).map(hidden_deg).collect()).collect(),
+        context_dim,
+    }
+}
+
 /// Weight masks (one per layer, `[out, in]` row-major, 1 = connected) for an MLP
 /// `[dim + context_dim] → hidden… → outputs_per_dim · dim`.
 ///
@@ -8,37 +42,27 @@
 /// output block `k` (of `outputs_per_dim`) holds one value per dimension: output `k·dim + i`
 /// sees only inputs earlier than `i` in the order. Context inputs connect to every hidden unit.
 pub fn made_masks(order: &[usize], context_dim: usize, hidden: &[usize], outputs_per_dim: usize) -> Vec<Vec<f32>> {
+    let deg = made_degrees(order, context_dim, hidden);
     let d = order.len();
-    // Degrees: input i has degree order[i] + 1 (1..=d). Hidden units cycle through 1..d-1; with a
-    // context they cycle through 0..d-1, and degree-0 units see the context alone, so that the
-    // first dimension in the order still depends on the context. With neither (d = 1, no
-    // context) every unit has degree 0 and sees nothing, which is right for a first dimension.
-    let in_deg: Vec<usize> = order.iter().map(|&o| o + 1).collect();
-    let hidden_deg = |k: usize| match (context_dim > 0, d > 1) {
-        (true, _) => k % d,
-        (false, true) => 1 + k % (d - 1),
-        (false, false) => 0,
-    };
     let mut masks = Vec::with_capacity(hidden.len() + 1);
-    let mut prev: Vec<Option<usize>> = in_deg.iter().map(|&g| Some(g)).chain(std::iter::repeat_n(None, context_dim)).collect();
-    for &h in hidden {
-        let deg: Vec<usize> = (0..h).map(hidden_deg).collect();
-        let mut m = vec![0.0; h * prev.len()];
-        for (k, &dk) in deg.iter().enumerate() {
+    // None = a context input: always connected.
+    let mut prev: Vec<Option<usize>> = deg.input.iter().map(|&g| Some(g)).chain(std::iter::repeat_n(None, context_dim)).collect();
+    for layer in &deg.hidden {
+        let mut m = vec![0.0; layer.len() * prev.len()];
+        for (k, &dk) in layer.iter().enumerate() {
             for (j, pj) in prev.iter().enumerate() {
-                // None = context input (or nothing to respect): always connected.
                 if pj.is_none_or(|p| dk >= p) {
                     m[k * prev.len() + j] = 1.0;
                 }
             }
         }
         masks.push(m);
-        prev = deg.into_iter().map(Some).collect();
+        prev = layer.iter().map(|&g| Some(g)).collect();
     }
     let outs = outputs_per_dim * d;
     let mut m = vec![0.0; outs * prev.len()];
     for o in 0..outs {
-        let di = in_deg[o % d];
+        let di = deg.input[o % d];
         for (j, pj) in prev.iter().enumerate() {
             if pj.is_none_or(|p| di > p) {
                 m[o * prev.len() + j] = 1.0;

@@ -71,6 +71,12 @@ impl Mlp {
         }
     }
 
+    /// Weight `[out, in]` and bias `[out]` of layer `l`.
+    pub fn layer_params(&self, l: usize) -> (&[f32], &[f32]) {
+        let (off, fan_in, fan_out) = self.layer(l);
+        self.params[off..off + fan_in * fan_out + fan_out].split_at(fan_in * fan_out)
+    }
+
     fn layer(&self, l: usize) -> (usize, usize, usize) {
         let off: usize = self.sizes.windows(2).take(l).map(|w| w[0] * w[1] + w[1]).sum();
         (off, self.sizes[l], self.sizes[l + 1])

@@ -3,5 +3,5 @@
 mod made;
 mod mlp;
 
-pub use made::made_masks;
+pub use made::{made_degrees, made_masks, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};

@@ -1,7 +1,7 @@
 //! One optimisation step: mean NLL of a batch, its gradient (rows split across threads, each
 //! with its own gradient buffer, summed after), norm clipping, and an Adam update.
 
-use crate::engine::threads::{split_rows, worker_count};
+use crate::engine::threads::{run_parallel, split_rows, worker_count};
 use crate::engine::{Adam, Matrix};
 use crate::{Error, Flow, Result};
 
@@ -63,20 +63,19 @@ impl Trainer {
         } else {
             let ranges = split_rows(x.rows(), parts);
             self.thread_grads.resize_with(ranges.len(), || vec![0.0; flow.num_params()]);
-            let results: Vec<Result<f64>> = std::thread::scope(|s| {
-                let handles: Vec<_> = ranges
+            let results = run_parallel(
+                ranges
                     .iter()
                     .zip(self.thread_grads.iter_mut())
                     .map(|(r, g)| {
                         let (xs, cs) = (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end)));
-                        s.spawn(move || {
+                        move || {
                             g.iter_mut().for_each(|v| *v = 0.0);
                             flow.nll_and_grad(&xs, cs.as_ref(), g)
-                        })
+                        }
                     })
-                    .collect();
-                handles.into_iter().map(|h| h.join().expect("training thread panicked")).collect()
-            });
+                    .collect(),
+            );
             let mut total = 0.0;
             for r in results {
                 total += r?;
