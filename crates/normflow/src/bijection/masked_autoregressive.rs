@@ -32,6 +32,13 @@ pub struct MaskedAutoregressive {
     net: Mlp,
 }
 
+/// Hidden units of one MADE degree in one layer, with their weight rows and biases gathered.
+struct UnitGroup {
+    units: Vec<usize>,
+    weights: Vec<f32>,
+    bias: Vec<f32>,
+}
+
 struct MafCache {
     net: MlpCache,
     theta: Matrix,
@@ -95,7 +102,7 @@ impl MaskedAutoregressive {
         let (d, rows, n_hidden) = (self.dim, z.rows(), self.hidden.len());
         let degrees = made_degrees(&self.order, self.context_dim, &self.hidden);
         // Per hidden layer and degree: the units, their weight rows and biases, gathered.
-        let groups: Vec<Vec<(Vec<usize>, Vec<f32>, Vec<f32>)>> = (0..n_hidden)
+        let groups: Vec<Vec<UnitGroup>> = (0..n_hidden)
             .map(|l| {
                 let (w, b) = self.net.layer_params(l);
                 let fan_in = w.len() / b.len();
@@ -104,7 +111,7 @@ impl MaskedAutoregressive {
                         let units: Vec<usize> = (0..b.len()).filter(|&k| degrees.hidden[l][k] == m).collect();
                         let wg = units.iter().flat_map(|&k| w[k * fan_in..(k + 1) * fan_in].iter().copied()).collect();
                         let bg = units.iter().map(|&k| b[k]).collect();
-                        (units, wg, bg)
+                        UnitGroup { units, weights: wg, bias: bg }
                     })
                     .collect()
             })
@@ -126,7 +133,7 @@ impl MaskedAutoregressive {
         let mut out = Vec::new();
         for (p, &i) in by_position.iter().enumerate() {
             for l in 0..n_hidden {
-                let (units, wg, bg) = &groups[l][p];
+                let UnitGroup { units, weights: wg, bias: bg } = &groups[l][p];
                 if units.is_empty() {
                     continue;
                 }
