@@ -146,3 +146,22 @@ fn divergent_training_stops_with_the_step_and_no_nan_weights() {
         Err(e) => panic!("unexpected error {e}"),
     }
 }
+
+#[test]
+fn threaded_gradient_equals_single_threaded_gradient() {
+    use normflow::train::Trainer;
+    let x = toy::generate("2spirals", 1000, 7).unwrap();
+    let mut flow = RealNvpConfig::new(2).with_layers(2).with_hidden(vec![16]).init(&mut Rng::new(0)).unwrap();
+    flow.data_init(&x, None).unwrap();
+    normflow::testing::randomize_params(flow.transform_mut(), 0.2, &mut Rng::new(3));
+    let mut one = Trainer::new(&flow, 1e-3);
+    one.threads = 1;
+    let mut many = Trainer::new(&flow, 1e-3);
+    many.threads = 4;
+    let (l1, n1) = one.compute_gradient(&flow, &x, None).unwrap();
+    let (l2, n2) = many.compute_gradient(&flow, &x, None).unwrap();
+    assert!((l1 - l2).abs() < 1e-6 * l1.abs().max(1.0) && (n1 - n2).abs() < 1e-4 * n1);
+    assert!(one.grads().iter().zip(many.grads()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + a.abs())));
+    let sq: f64 = one.grads().iter().map(|g| (*g as f64).powi(2)).sum();
+    assert!((sq.sqrt() - n1).abs() < 1e-6 * n1);
+}

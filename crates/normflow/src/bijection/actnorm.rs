@@ -97,6 +97,8 @@ impl Bijection for ActNorm {
         let d = self.dim;
         let s = &self.params[..d];
         let (g_s, g_b) = grads.split_at_mut(d);
+        g_s.fill(0.0);
+        g_b.fill(0.0);
         let mut g_in = grad_out.clone();
         let g_ld_sum: f32 = grad_log_det.iter().sum();
         for i in 0..grad_out.rows() {

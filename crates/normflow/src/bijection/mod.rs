@@ -7,8 +7,8 @@
 //!
 //! # Training
 //! Layers have no autograd. [`Bijection::train_forward`] runs a pass in a chosen direction and
-//! pushes what its backward pass needs onto a [`Tape`]; [`Bijection::backward`] pops it and adds
-//! parameter gradients into a flat slice laid out as [`Bijection::params`] visits them.
+//! pushes what its backward pass needs onto a [`Tape`]; [`Bijection::backward`] pops it and
+//! writes parameter gradients into a flat slice laid out as [`Bijection::params`] visits them.
 
 mod actnorm;
 mod affine;
@@ -98,9 +98,9 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
     fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)>;
 
     /// Given the gradient of a loss with respect to the output of the last
-    /// [`Bijection::train_forward`] in `direction` and to its per-row log-dets, adds the
-    /// parameter gradients into `grads` (length [`Bijection::num_params`]) and returns the
-    /// gradient with respect to the input.
+    /// [`Bijection::train_forward`] in `direction` and to its per-row log-dets, writes the
+    /// parameter gradients into `grads` (length [`Bijection::num_params`], overwritten: each
+    /// layer appears once in a pass) and returns the gradient with respect to the input.
     ///
     /// # Errors
     /// [`crate::Error::Unsupported`] where a direction has no practical gradient (a masked

@@ -26,8 +26,8 @@ impl Adam {
     }
 
     /// Updates the parameters `params`, which sit at `offset` in the flat vector, from their
-    /// gradients.
-    pub fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
+    /// gradients multiplied by `grad_scale` (for norm clipping without another pass).
+    pub fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32], grad_scale: f32) {
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
@@ -36,6 +36,7 @@ impl Adam {
         let m = &mut self.m[offset..offset + params.len()];
         let v = &mut self.v[offset..offset + params.len()];
         for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
+            let g = g * grad_scale;
             *m = b1 * *m + (1.0 - b1) * g;
             *v = b2 * *v + (1.0 - b2) * g * g;
             *p -= step * *m / (v.sqrt() + eps);
@@ -54,7 +55,7 @@ mod tests {
         for _ in 0..2000 {
             let g: Vec<f32> = p.iter().map(|x| 2.0 * (x - 1.0)).collect();
             opt.begin_step();
-            opt.update(0, &mut p, &g);
+            opt.update(0, &mut p, &g, 1.0);
         }
         assert!(p.iter().all(|x| (x - 1.0).abs() < 1e-3), "{p:?}");
     }

@@ -73,12 +73,18 @@ pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usiz
     }
 }
 
-/// `out[m×n] += a[k×m]ᵀ · b[k×n]`.
+/// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`).
 ///
-/// This is the weight gradient of a linear layer: `grad_W += grad_yᵀ · x`.
-pub(crate) fn matmul_acc_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
+/// This is the weight gradient of a linear layer: `grad_W = grad_yᵀ · x`.
+pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
     debug_assert!(out.len() >= m * n && a.len() >= k * m && b.len() >= k * n);
-    if m == 0 || n == 0 || k == 0 {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out[..m * n].fill(0.0);
+        }
         return;
     }
     // SAFETY: as above.
@@ -90,7 +96,7 @@ pub(crate) fn matmul_acc_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n
             out.as_mut_ptr(),
             1,
             n as isize,
-            true,
+            accumulate,
             a.as_ptr(),
             m as isize,
             1,
@@ -145,7 +151,7 @@ mod tests {
         assert!(out.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-5));
         let at = transpose(&a, m, k);
         let mut acc = vec![1.0; m * n];
-        matmul_acc_at_b(&mut acc, &at, &b, m, n, k);
+        matmul_at_b(&mut acc, &at, &b, m, n, k, true);
         assert!(acc.iter().zip(&want).all(|(x, y)| (x - 1.0 - y).abs() < 1e-5));
     }
 }

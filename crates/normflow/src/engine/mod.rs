@@ -12,6 +12,6 @@ mod rng;
 pub(crate) mod threads;
 
 pub use adam::Adam;
-pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_acc_at_b};
+pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 pub use matrix::Matrix;
 pub use rng::Rng;

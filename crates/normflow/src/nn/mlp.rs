@@ -1,7 +1,7 @@
 //! Multi-layer perceptron with ReLU hidden activations, optional weight masks (for MADE), and a
 //! hand-written backward pass.
 
-use crate::engine::{matmul_a_bt, matmul_ab, matmul_acc_at_b, Matrix, Rng};
+use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -115,7 +115,8 @@ impl Mlp {
         (h, MlpCache { inputs })
     }
 
-    /// Backward pass: adds parameter gradients into `grads` (same layout as the parameters) and
+    /// Backward pass: writes the parameter gradients into `grads` (same layout as the
+    /// parameters, overwritten) and
     /// returns the gradient with respect to the input when `want_input_grad`.
     pub fn backward(&self, cache: &MlpCache, grad_out: Matrix, grads: &mut [f32], want_input_grad: bool) -> Option<Matrix> {
         let layers = self.sizes.len() - 1;
@@ -125,12 +126,13 @@ impl Mlp {
             let x = &cache.inputs[l];
             let rows = x.rows();
             let (gw, gb) = grads[off..off + fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
+            gb.fill(0.0);
             for r in 0..rows {
                 for (b, v) in gb.iter_mut().zip(g.row(r)) {
                     *b += v;
                 }
             }
-            matmul_acc_at_b(gw, g.as_slice(), x.as_slice(), fan_out, fan_in, rows);
+            matmul_at_b(gw, g.as_slice(), x.as_slice(), fan_out, fan_in, rows, false);
             if let Some(masks) = &self.masks {
                 for (p, m) in gw.iter_mut().zip(&masks[l]) {
                     *p *= m;

@@ -43,51 +43,70 @@ impl Trainer {
         self.adam.lr = lr;
     }
 
-    /// The gradient of the last step (mean NLL), after clipping.
+    /// The gradient of the mean NLL from the last step, before clipping.
     pub fn grads(&self) -> &[f32] {
         &self.grads
     }
 
     /// Computes the mean NLL of `x` and its gradient into [`Trainer::grads`], without updating.
+    /// Returns the mean NLL and the gradient's norm.
     ///
     /// # Errors
     /// [`Error::NotEnoughData`] for an empty batch; errors of the layers' backward passes.
-    pub fn compute_gradient(&mut self, flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<f64> {
+    pub fn compute_gradient(&mut self, flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<(f64, f64)> {
         if x.rows() == 0 {
             return Err(Error::NotEnoughData("empty training batch".into()));
         }
         let parts = worker_count(x.rows(), MIN_ROWS_PER_THREAD).min(self.threads.max(1));
-        self.grads.iter_mut().for_each(|g| *g = 0.0);
-        let total = if parts <= 1 {
-            flow.nll_and_grad(x, context, &mut self.grads)?
-        } else {
-            let ranges = split_rows(x.rows(), parts);
-            self.thread_grads.resize_with(ranges.len(), || vec![0.0; flow.num_params()]);
-            let results = run_parallel(
-                ranges
-                    .iter()
-                    .zip(self.thread_grads.iter_mut())
-                    .map(|(r, g)| {
-                        let (xs, cs) = (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end)));
-                        move || {
-                            g.iter_mut().for_each(|v| *v = 0.0);
-                            flow.nll_and_grad(&xs, cs.as_ref(), g)
-                        }
-                    })
-                    .collect(),
-            );
-            let mut total = 0.0;
-            for r in results {
-                total += r?;
-            }
-            for tg in &self.thread_grads[..ranges.len()] {
-                self.grads.iter_mut().zip(tg).for_each(|(a, b)| *a += b);
-            }
-            total
-        };
+        let ranges = split_rows(x.rows(), parts);
+        let n = flow.num_params();
+        self.thread_grads.resize_with(ranges.len().saturating_sub(1), || vec![0.0; n]);
+        // Each chunk of rows writes its gradient sum into its own buffer (the first into `grads`).
+        let buffers = std::iter::once(&mut self.grads).chain(self.thread_grads.iter_mut());
+        let results = run_parallel(
+            ranges
+                .iter()
+                .zip(buffers)
+                .map(|(r, g)| {
+                    let rows = (r.start > 0 || r.end < x.rows())
+                        .then(|| (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end))));
+                    move || match &rows {
+                        Some((xs, cs)) => flow.nll_and_grad(xs, cs.as_ref(), g),
+                        None => flow.nll_and_grad(x, context, g),
+                    }
+                })
+                .collect(),
+        );
+        let mut total = 0.0;
+        for r in results {
+            total += r?;
+        }
+        // Reduce the buffers, scale to the mean, and take the squared norm, in parallel chunks.
         let scale = 1.0 / x.rows() as f32;
-        self.grads.iter_mut().for_each(|g| *g *= scale);
-        Ok(total / x.rows() as f64)
+        let chunk = n.div_ceil(parts.max(1)).max(1);
+        let others = &self.thread_grads;
+        let sums = run_parallel(
+            self.grads
+                .chunks_mut(chunk)
+                .enumerate()
+                .map(|(c, g)| {
+                    move || {
+                        let off = c * chunk;
+                        for other in others {
+                            let len = g.len();
+                            g.iter_mut().zip(&other[off..off + len]).for_each(|(a, b)| *a += b);
+                        }
+                        g.iter_mut()
+                            .map(|v| {
+                                *v *= scale;
+                                (*v as f64) * (*v as f64)
+                            })
+                            .sum::<f64>()
+                    }
+                })
+                .collect(),
+        );
+        Ok((total / x.rows() as f64, sums.iter().sum::<f64>().sqrt()))
     }
 
     /// One step: mean NLL of the batch (before the update), gradient, clip, Adam update.
@@ -96,22 +115,19 @@ impl Trainer {
     /// [`Error::NonFiniteLoss`] (with step 0; [`crate::train::fit`] fills in the real step) if the
     /// loss or a gradient is NaN or infinite, in which case the parameters are not touched.
     pub fn step(&mut self, flow: &mut Flow, x: &Matrix, context: Option<&Matrix>) -> Result<f64> {
-        let loss = self.compute_gradient(flow, x, context)?;
-        let norm = self.grads.iter().map(|g| (*g as f64) * (*g as f64)).sum::<f64>().sqrt();
+        let (loss, norm) = self.compute_gradient(flow, x, context)?;
         if !loss.is_finite() || !norm.is_finite() {
             return Err(Error::NonFiniteLoss { step: 0 });
         }
-        if let Some(clip) = self.grad_clip {
-            if norm > clip as f64 {
-                let s = (clip as f64 / norm) as f32;
-                self.grads.iter_mut().for_each(|g| *g *= s);
-            }
-        }
+        let clip = match self.grad_clip {
+            Some(c) if norm > c as f64 => (c as f64 / norm) as f32,
+            _ => 1.0,
+        };
         self.adam.begin_step();
         let (adam, grads) = (&mut self.adam, &self.grads);
         let mut off = 0;
         flow.transform_mut().params_mut(&mut |p| {
-            adam.update(off, p, &grads[off..off + p.len()]);
+            adam.update(off, p, &grads[off..off + p.len()], clip);
             off += p.len();
         });
         Ok(loss)
