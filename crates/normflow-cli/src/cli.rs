@@ -20,6 +20,10 @@ pub enum FlowKind {
     Realnvp,
     /// Masked autoregressive flow (fast density, sequential sampling).
     Maf,
+    /// Neural spline flow with coupling layers (rational-quadratic splines).
+    Nsf,
+    /// Neural spline flow with autoregressive (MADE) layers.
+    NsfAr,
 }
 
 /// The subcommands.
@@ -71,6 +75,12 @@ pub struct TrainArgs {
     /// Hidden layer sizes of each conditioner, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "128,128")]
     pub hidden: Vec<usize>,
+    /// Spline bins (nsf, nsf-ar).
+    #[arg(long, default_value_t = 8)]
+    pub bins: usize,
+    /// Spline tail bound B: splines act on [-B, B] of the standardised data, identity outside (nsf, nsf-ar).
+    #[arg(long, default_value_t = 5.0)]
+    pub tail_bound: f32,
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,
@@ -179,8 +189,8 @@ pub struct DemoArgs {
 /// Flags of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Workloads: coupling, maf.
-    #[arg(long, value_delimiter = ',', default_value = "coupling,maf")]
+    /// Workloads: coupling, maf, nsf.
+    #[arg(long, value_delimiter = ',', default_value = "coupling,maf,nsf")]
     pub flows: Vec<String>,
     /// Sizes: S, M, L.
     #[arg(long, value_delimiter = ',', default_value = "S,M,L")]

@@ -1,7 +1,9 @@
 //! Every bijection through the shared harness (DESIGN.md §5), with random, non-identity
 //! parameters.
 
-use normflow::bijection::{ActNorm, AffineCoupling, Chain, CouplingKind, Invert, MaskedAutoregressive, Permutation, Standardize};
+use normflow::bijection::{
+    ActNorm, AffineCoupling, Chain, Invert, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer,
+};
 use normflow::testing::{check_bijection, HarnessOptions};
 use normflow::{Bijection, Rng};
 
@@ -12,41 +14,41 @@ fn run(mut b: Box<dyn Bijection>, opts: HarnessOptions, seed: u64) {
 #[test]
 fn affine_coupling_passes_harness() {
     let mut rng = Rng::new(1);
-    run(Box::new(AffineCoupling::new(5, 2, &[8, 8], 0, CouplingKind::Affine, &mut rng).unwrap()), HarnessOptions::default(), 2);
+    run(Box::new(AffineCoupling::new(5, 2, &[8, 8], 0, Transformer::Affine, &mut rng).unwrap()), HarnessOptions::default(), 2);
 }
 
 #[test]
 fn conditional_affine_coupling_passes_harness() {
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { context_dim: 3, ..Default::default() };
-    run(Box::new(AffineCoupling::new(4, 2, &[8], 3, CouplingKind::Affine, &mut rng).unwrap()), opts, 3);
+    run(Box::new(AffineCoupling::new(4, 2, &[8], 3, Transformer::Affine, &mut rng).unwrap()), opts, 3);
 }
 
 #[test]
 fn additive_coupling_passes_harness() {
     let mut rng = Rng::new(1);
-    run(Box::new(AffineCoupling::new(4, 1, &[8, 8], 0, CouplingKind::Additive, &mut rng).unwrap()), HarnessOptions::default(), 4);
+    run(Box::new(AffineCoupling::new(4, 1, &[8, 8], 0, Transformer::Additive, &mut rng).unwrap()), HarnessOptions::default(), 4);
 }
 
 #[test]
 fn masked_autoregressive_passes_harness() {
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { forward_gradients: false, ..Default::default() };
-    run(Box::new(MaskedAutoregressive::new(4, &[12, 12], vec![2, 0, 3, 1], 0, &mut rng).unwrap()), opts, 5);
+    run(Box::new(MaskedAutoregressive::new(4, &[12, 12], vec![2, 0, 3, 1], 0, Transformer::Affine, &mut rng).unwrap()), opts, 5);
 }
 
 #[test]
 fn conditional_masked_autoregressive_passes_harness() {
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { forward_gradients: false, context_dim: 2, ..Default::default() };
-    run(Box::new(MaskedAutoregressive::new(3, &[10], vec![0, 1, 2], 2, &mut rng).unwrap()), opts, 6);
+    run(Box::new(MaskedAutoregressive::new(3, &[10], vec![0, 1, 2], 2, Transformer::Affine, &mut rng).unwrap()), opts, 6);
 }
 
 #[test]
 fn one_dimensional_maf_passes_harness() {
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { forward_gradients: false, ..Default::default() };
-    run(Box::new(MaskedAutoregressive::new(1, &[6], vec![0], 0, &mut rng).unwrap()), opts, 7);
+    run(Box::new(MaskedAutoregressive::new(1, &[6], vec![0], 0, Transformer::Affine, &mut rng).unwrap()), opts, 7);
 }
 
 #[test]
@@ -55,7 +57,11 @@ fn iaf_is_inverted_maf_and_passes_harness() {
     // IAF: one-pass sampling, so its forward direction has gradients; its density direction is
     // MAF's sequential pass.
     let opts = HarnessOptions { inverse_gradients: false, ..Default::default() };
-    run(Box::new(Invert(Box::new(MaskedAutoregressive::new(3, &[10, 10], vec![0, 1, 2], 0, &mut rng).unwrap()))), opts, 8);
+    run(
+        Box::new(Invert(Box::new(MaskedAutoregressive::new(3, &[10, 10], vec![0, 1, 2], 0, Transformer::Affine, &mut rng).unwrap()))),
+        opts,
+        8,
+    );
 }
 
 #[test]
@@ -79,10 +85,10 @@ fn standardize_passes_harness() {
 fn chain_of_everything_passes_harness() {
     let mut rng = Rng::new(1);
     let layers: Vec<Box<dyn Bijection>> = vec![
-        Box::new(AffineCoupling::new(4, 2, &[8], 0, CouplingKind::Affine, &mut rng).unwrap()),
+        Box::new(AffineCoupling::new(4, 2, &[8], 0, Transformer::Affine, &mut rng).unwrap()),
         Box::new(Permutation::reverse(4)),
         Box::new(ActNorm::new(4)),
-        Box::new(MaskedAutoregressive::new(4, &[8], vec![0, 1, 2, 3], 0, &mut rng).unwrap()),
+        Box::new(MaskedAutoregressive::new(4, &[8], vec![0, 1, 2, 3], 0, Transformer::Affine, &mut rng).unwrap()),
         Box::new(Standardize::from_stats(vec![0.0, 1.0, 2.0, 3.0], vec![1.0, 2.0, 0.5, 1.0]).unwrap()),
     ];
     let opts = HarnessOptions { forward_gradients: false, param_scale: 0.2, ..Default::default() };
@@ -94,8 +100,8 @@ fn new_layers_are_the_identity() {
     let mut rng = Rng::new(1);
     let x = normflow::Matrix::from_vec(2, 4, vec![0.3, -1.0, 2.0, 0.1, 5.0, -3.0, 0.0, 1.0]);
     let layers: Vec<Box<dyn Bijection>> = vec![
-        Box::new(AffineCoupling::new(4, 2, &[8], 0, CouplingKind::Affine, &mut rng).unwrap()),
-        Box::new(MaskedAutoregressive::new(4, &[8], vec![3, 2, 1, 0], 0, &mut rng).unwrap()),
+        Box::new(AffineCoupling::new(4, 2, &[8], 0, Transformer::Affine, &mut rng).unwrap()),
+        Box::new(MaskedAutoregressive::new(4, &[8], vec![3, 2, 1, 0], 0, Transformer::Affine, &mut rng).unwrap()),
         Box::new(ActNorm::new(4)),
     ];
     for l in layers {
@@ -128,7 +134,7 @@ fn standardize_rejects_constant_column() {
 #[test]
 fn maf_forward_gradient_is_a_clear_error() {
     let mut rng = Rng::new(1);
-    let m = MaskedAutoregressive::new(2, &[4], vec![0, 1], 0, &mut rng).unwrap();
+    let m = MaskedAutoregressive::new(2, &[4], vec![0, 1], 0, Transformer::Affine, &mut rng).unwrap();
     let x = normflow::Matrix::zeros(1, 2);
     let err = m.train_forward(&x, None, normflow::bijection::Direction::Forward, &mut normflow::bijection::Tape::new()).unwrap_err();
     assert!(err.to_string().contains("sequential"), "{err}");
@@ -140,5 +146,80 @@ fn wide_maf_with_uneven_hidden_sizes_and_context_passes_harness() {
     // context-only units must still invert the one-pass density direction exactly.
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { forward_gradients: false, context_dim: 2, roundtrip_tol: 2e-4, ..Default::default() };
-    run(Box::new(MaskedAutoregressive::new(7, &[13, 9, 11], vec![3, 6, 0, 5, 1, 4, 2], 2, &mut rng).unwrap()), opts, 14);
+    run(
+        Box::new(MaskedAutoregressive::new(7, &[13, 9, 11], vec![3, 6, 0, 5, 1, 4, 2], 2, Transformer::Affine, &mut rng).unwrap()),
+        opts,
+        14,
+    );
+}
+
+fn spline() -> Transformer {
+    Transformer::Spline(SplineShape::default())
+}
+
+/// Spline edge cases: exact knot values (±B, 0 is a knot of the zero-parameter spline), beyond
+/// the bound, and far out.
+fn spline_options() -> HarnessOptions {
+    HarnessOptions { input_scale: 2.5, extremes: vec![5.0, -5.0, 0.0, 1.25, 5.000_001, -4.999_999, 1e6, -1e6, 7.0], ..Default::default() }
+}
+
+#[test]
+fn spline_coupling_passes_harness() {
+    let mut rng = Rng::new(1);
+    run(Box::new(AffineCoupling::new(4, 2, &[8, 8], 0, spline(), &mut rng).unwrap()), spline_options(), 21);
+    let few_bins = Transformer::Spline(SplineShape { bins: 3, bound: 2.0 });
+    run(
+        Box::new(AffineCoupling::new(3, 1, &[8], 2, few_bins, &mut rng).unwrap()),
+        HarnessOptions { context_dim: 2, ..spline_options() },
+        22,
+    );
+}
+
+#[test]
+fn spline_autoregressive_passes_harness() {
+    let mut rng = Rng::new(1);
+    let opts = HarnessOptions { forward_gradients: false, ..spline_options() };
+    run(Box::new(MaskedAutoregressive::new(4, &[12, 12], vec![1, 3, 0, 2], 0, spline(), &mut rng).unwrap()), opts.clone(), 23);
+    run(
+        Box::new(MaskedAutoregressive::new(3, &[9], vec![0, 1, 2], 2, spline(), &mut rng).unwrap()),
+        HarnessOptions { context_dim: 2, ..opts },
+        24,
+    );
+}
+
+#[test]
+fn zero_spline_parameters_are_exactly_the_identity() {
+    let mut rng = Rng::new(1);
+    let layer = AffineCoupling::new(2, 1, &[4], 0, spline(), &mut rng).unwrap();
+    let x = normflow::Matrix::from_vec(6, 2, vec![0.0, -5.0, 0.0, 5.0, 0.0, 1.25, 0.0, -3.3, 0.0, 4.99, 0.0, 1e6]);
+    for (y, ld) in [layer.forward_and_log_det(&x, None).unwrap(), layer.inverse_and_log_det(&x, None).unwrap()] {
+        assert!(y.as_slice().iter().zip(x.as_slice()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())), "{y:?}");
+        assert!(ld.iter().all(|v| v.abs() < 1e-5), "{ld:?}");
+    }
+}
+
+#[test]
+fn spline_gradients_stay_finite_at_knots_bounds_and_far_out() {
+    use normflow::bijection::{Direction, Tape};
+    let mut rng = Rng::new(5);
+    let mut layer = AffineCoupling::new(2, 1, &[6], 0, spline(), &mut rng).unwrap();
+    normflow::testing::randomize_params(&mut layer, 2.0, &mut rng);
+    let values = [-1e6f32, -5.0, -5.0 + 1e-6, -2.5, 0.0, 2.5, 5.0 - 1e-6, 5.0, 1e6, f32::MAX / 4.0];
+    let x = normflow::Matrix::from_vec(values.len(), 2, values.iter().flat_map(|&v| [0.3, v]).collect());
+    for dir in [Direction::Forward, Direction::Inverse] {
+        let mut tape = Tape::new();
+        let (y, ld) = layer.train_forward(&x, None, dir, &mut tape).unwrap();
+        assert!(y.first_non_finite().is_none() && ld.iter().all(|v| v.is_finite()), "{dir:?}");
+        let mut grads = vec![0.0; layer.num_params()];
+        let g = layer
+            .backward(
+                dir,
+                &mut tape,
+                normflow::Matrix::from_vec(values.len(), 2, vec![1.0; 2 * values.len()]),
+                &vec![1.0; values.len()],
+                &mut grads,
+            )
+            .unwrap();
+        assert!(g.first_non_finite().is_none() && grads.iter().all(|v| v.is_finite()), "{dir:?}");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use normflow::flows::{MafConfig, RealNvpConfig};
+use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
 use normflow::train::Trainer;
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
@@ -47,7 +47,8 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
     Ok(match flow {
         "coupling" => RealNvpConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).init(&mut rng)?,
         "maf" => MafConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).init(&mut rng)?,
-        other => return Err(CliError::Usage(format!("unknown workload '{other}' (known: coupling, maf)"))),
+        "nsf" => NsfConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).init(&mut rng)?,
+        other => return Err(CliError::Usage(format!("unknown workload '{other}' (known: coupling, maf, nsf)"))),
     })
 }
 

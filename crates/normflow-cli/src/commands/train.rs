@@ -1,7 +1,7 @@
 //! `normflow train`.
 
 use normflow::data::{read_table, CsvOptions};
-use normflow::flows::{MafConfig, RealNvpConfig};
+use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
 use normflow::train::{fit, FitConfig, LrSchedule};
 use normflow::{Flow, Rng};
 use serde_json::json;
@@ -11,11 +11,19 @@ use crate::cli::{FlowKind, TrainArgs};
 use crate::progress::TrainingBar;
 
 /// Builds the untrained flow the flags describe.
-pub(crate) fn build_flow(kind: FlowKind, dim: usize, layers: usize, hidden: &[usize], seed: u64) -> Result<Flow, CliError> {
-    let mut rng = Rng::new(seed);
-    Ok(match kind {
-        FlowKind::Realnvp => RealNvpConfig::new(dim).with_layers(layers).with_hidden(hidden.to_vec()).init(&mut rng)?,
-        FlowKind::Maf => MafConfig::new(dim).with_layers(layers).with_hidden(hidden.to_vec()).init(&mut rng)?,
+pub(crate) fn build_flow(a: &TrainArgs, dim: usize) -> Result<Flow, CliError> {
+    let mut rng = Rng::new(a.seed);
+    let (layers, hidden) = (a.layers, a.hidden.clone());
+    Ok(match a.flow {
+        FlowKind::Realnvp => RealNvpConfig::new(dim).with_layers(layers).with_hidden(hidden).init(&mut rng)?,
+        FlowKind::Maf => MafConfig::new(dim).with_layers(layers).with_hidden(hidden).init(&mut rng)?,
+        FlowKind::Nsf | FlowKind::NsfAr => NsfConfig::new(dim)
+            .with_layers(layers)
+            .with_hidden(hidden)
+            .with_bins(a.bins)
+            .with_bound(a.tail_bound)
+            .with_autoregressive(a.flow == FlowKind::NsfAr)
+            .init(&mut rng)?,
     })
 }
 
@@ -26,7 +34,7 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
     }
     let table = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), ..Default::default() })?;
     let dim = table.data.cols();
-    let mut flow = build_flow(a.flow, dim, a.layers, &a.hidden, a.seed)?;
+    let mut flow = build_flow(&a, dim)?;
     flow.meta.columns = table.columns.clone();
     let config = FitConfig {
         lr: a.lr,

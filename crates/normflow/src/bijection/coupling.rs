@@ -2,45 +2,25 @@
 //! arXiv:1605.08803): the first `split` dimensions pass through unchanged and condition an
 //! elementwise transformer of the others.
 
-use serde::{Deserialize, Serialize};
-
-use super::{affine, check_context, check_width, BijectionSpec, Direction, Tape};
+use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{Matrix, Rng};
 use crate::nn::{Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
 
-/// The elementwise map a coupling layer applies to its transformed half.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CouplingKind {
-    /// `x_B = z_B·exp(s) + t` with a soft-clipped log-scale `s` (RealNVP).
-    Affine,
-    /// `x_B = z_B + t` (NICE): volume preserving, log-det 0.
-    Additive,
-}
-
-impl CouplingKind {
-    fn params_per_dim(self) -> usize {
-        match self {
-            CouplingKind::Affine => 2,
-            CouplingKind::Additive => 1,
-        }
-    }
-}
-
-/// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ.
+/// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
+/// any [`Transformer`] τ (affine: RealNVP; additive: NICE; spline: NSF-C).
 ///
 /// The conditioner's last layer starts at zero, so a new layer is the identity.
 ///
 /// # Shapes
 /// Rows of width `dim`; A is columns `0..split`, B is `split..dim`; the conditioner maps
-/// `split + context_dim` inputs to `params_per_dim · (dim − split)` outputs (shifts, then raw
-/// log-scales).
+/// `split + context_dim` inputs to `params_per_dim · (dim − split)` outputs (block-major, see
+/// [`Transformer`]).
 ///
 /// # Example
 /// ```
-/// use normflow::{bijection::{AffineCoupling, CouplingKind}, Bijection, Matrix, Rng};
-/// let layer = AffineCoupling::new(4, 2, &[16, 16], 0, CouplingKind::Affine, &mut Rng::new(0)).unwrap();
+/// use normflow::{bijection::{AffineCoupling, Transformer}, Bijection, Matrix, Rng};
+/// let layer = AffineCoupling::new(4, 2, &[16, 16], 0, Transformer::Affine, &mut Rng::new(0)).unwrap();
 /// let z = Matrix::from_vec(1, 4, vec![0.1, -0.2, 0.3, 0.4]);
 /// let (x, log_det) = layer.forward_and_log_det(&z, None).unwrap();
 /// assert_eq!((x, log_det[0]), (z, 0.0)); // identity at initialisation
@@ -50,7 +30,7 @@ pub struct AffineCoupling {
     dim: usize,
     split: usize,
     context_dim: usize,
-    kind: CouplingKind,
+    transformer: Transformer,
     hidden: Vec<usize>,
     net: Mlp,
 }
@@ -58,6 +38,7 @@ pub struct AffineCoupling {
 struct CouplingCache {
     net: MlpCache,
     theta: Matrix,
+    in_b: Matrix,
     out_b: Matrix,
 }
 
@@ -66,7 +47,8 @@ impl AffineCoupling {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] unless `0 < split < dim`.
-    pub fn new(dim: usize, split: usize, hidden: &[usize], context_dim: usize, kind: CouplingKind, rng: &mut Rng) -> Result<Self> {
+    pub fn new(dim: usize, split: usize, hidden: &[usize], context_dim: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        transformer.validate()?;
         if split == 0 || split >= dim {
             return Err(Error::config(format!("coupling split must be in 1..{dim} for {dim} dimensions, got {split}")));
         }
@@ -75,9 +57,9 @@ impl AffineCoupling {
         }
         let mut sizes = vec![split + context_dim];
         sizes.extend_from_slice(hidden);
-        sizes.push(kind.params_per_dim() * (dim - split));
+        sizes.push(transformer.params_per_dim() * (dim - split));
         let net = Mlp::new(&sizes, 0.0, None, rng);
-        Ok(Self { dim, split, context_dim, kind, hidden: hidden.to_vec(), net })
+        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), net })
     }
 
     fn net_input(&self, input: &Matrix, context: Option<&Matrix>) -> Matrix {
@@ -93,10 +75,9 @@ impl AffineCoupling {
         let mut out = input.clone();
         let mut out_b = Matrix::zeros(input.rows(), nb);
         let mut ld = vec![0.0; input.rows()];
+        let mut run = self.transformer.runner();
         for i in 0..input.rows() {
-            let th = theta.row(i);
-            let (t, r) = th.split_at(nb);
-            ld[i] = affine::apply(direction, &input.row(i)[self.split..], t, r, out_b.row_mut(i));
+            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), out_b.row_mut(i));
             out.row_mut(i)[self.split..].copy_from_slice(out_b.row(i));
         }
         (out, ld, out_b)
@@ -145,7 +126,7 @@ impl Bijection for AffineCoupling {
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
         let (out, ld, out_b) = self.apply(input, &theta, direction);
-        tape.push(CouplingCache { net, theta, out_b });
+        tape.push(CouplingCache { net, theta, in_b: input.slice_cols(self.split, self.dim), out_b });
         Ok((out, ld))
     }
 
@@ -155,10 +136,19 @@ impl Bijection for AffineCoupling {
         let mut g_in = grad_out.clone();
         let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
         let mut g_in_b = vec![0.0; nb];
+        let mut run = self.transformer.runner();
         for i in 0..rows {
-            let (t, r) = cache.theta.row(i).split_at(nb);
-            let (g_t, g_r) = g_theta.row_mut(i).split_at_mut(nb);
-            affine::backward(direction, cache.out_b.row(i), t, r, &grad_out.row(i)[self.split..], grad_log_det[i], &mut g_in_b, g_t, g_r);
+            let g_out_b = &grad_out.row(i)[self.split..];
+            run.backward(
+                direction,
+                cache.in_b.row(i),
+                cache.out_b.row(i),
+                cache.theta.row(i),
+                g_out_b,
+                grad_log_det[i],
+                &mut g_in_b,
+                g_theta.row_mut(i),
+            );
             g_in.row_mut(i)[self.split..].copy_from_slice(&g_in_b);
         }
         let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
@@ -176,7 +166,7 @@ impl Bijection for AffineCoupling {
             split: self.split,
             hidden: self.hidden.clone(),
             context_dim: self.context_dim,
-            kind: self.kind,
+            transformer: self.transformer,
         }
     }
 }

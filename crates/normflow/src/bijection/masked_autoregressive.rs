@@ -1,23 +1,25 @@
-//! Masked autoregressive affine layer (MAF, Papamakarios et al. 2017, arXiv:1705.07057) with a
-//! MADE conditioner. `Invert` of it is an inverse autoregressive flow (IAF).
+//! Masked autoregressive layer (MAF, Papamakarios et al. 2017, arXiv:1705.07057; with a spline
+//! transformer, NSF-AR) with a MADE conditioner. `Invert` of it is an inverse autoregressive
+//! flow (IAF).
 
-use super::{affine, check_context, check_width, BijectionSpec, Direction, Tape};
+use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::matmul_a_bt;
 use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
 use crate::nn::{made_degrees, made_masks, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
 
-/// `x_i = z_i·exp(s_i(x_<i)) + t_i(x_<i)`, the `<` taken in a chosen order of the dimensions.
+/// `x_i = τ(z_i; θ_i(x_<i))`, the `<` taken in a chosen order of the dimensions, for any
+/// [`Transformer`] τ (affine: `z·exp(s) + t`, MAF; spline: NSF-AR).
 ///
-/// Density evaluation (the inverse, x → z) is one network pass; sampling (the forward) takes
-/// `dim` sequential passes. Log-scales are soft-clipped like the coupling layer's. The last
-/// MADE layer starts at zero, so a new layer is the identity.
+/// Density evaluation (the inverse, x → z) is one network pass; sampling (the forward) is
+/// sequential over the dimensions but computes each hidden unit once. The last MADE layer starts
+/// at zero, so a new layer is the identity.
 ///
 /// # Example
 /// ```
-/// use normflow::{bijection::MaskedAutoregressive, Bijection, Matrix, Rng};
-/// let layer = MaskedAutoregressive::new(3, &[32, 32], vec![0, 1, 2], 0, &mut Rng::new(0)).unwrap();
+/// use normflow::{bijection::{MaskedAutoregressive, Transformer}, Bijection, Matrix, Rng};
+/// let layer = MaskedAutoregressive::new(3, &[32, 32], vec![0, 1, 2], 0, Transformer::Affine, &mut Rng::new(0)).unwrap();
 /// let x = Matrix::from_vec(2, 3, vec![0.1, 0.2, 0.3, -1.0, 0.0, 1.0]);
 /// let (z, _) = layer.inverse_and_log_det(&x, None).unwrap();
 /// let (back, _) = layer.forward_and_log_det(&z, None).unwrap();
@@ -29,6 +31,7 @@ pub struct MaskedAutoregressive {
     context_dim: usize,
     hidden: Vec<usize>,
     order: Vec<usize>,
+    transformer: Transformer,
     net: Mlp,
 }
 
@@ -42,6 +45,7 @@ struct UnitGroup {
 struct MafCache {
     net: MlpCache,
     theta: Matrix,
+    input: Matrix,
     out: Matrix,
 }
 
@@ -50,7 +54,15 @@ impl MaskedAutoregressive {
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] if `order` is not a permutation of `0..dim` or a hidden size is 0.
-    pub fn new(dim: usize, hidden: &[usize], order: Vec<usize>, context_dim: usize, rng: &mut Rng) -> Result<Self> {
+    pub fn new(
+        dim: usize,
+        hidden: &[usize],
+        order: Vec<usize>,
+        context_dim: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        transformer.validate()?;
         let mut sorted = order.clone();
         sorted.sort_unstable();
         if dim == 0 || sorted != (0..dim).collect::<Vec<_>>() {
@@ -61,10 +73,11 @@ impl MaskedAutoregressive {
         }
         let mut sizes = vec![dim + context_dim];
         sizes.extend_from_slice(hidden);
-        sizes.push(2 * dim);
-        let masks = made_masks(&order, context_dim, hidden, 2);
+        let per_dim = transformer.params_per_dim();
+        sizes.push(per_dim * dim);
+        let masks = made_masks(&order, context_dim, hidden, per_dim);
         let net = Mlp::new(&sizes, 0.0, Some(masks), rng);
-        Ok(Self { dim, context_dim, hidden: hidden.to_vec(), order, net })
+        Ok(Self { dim, context_dim, hidden: hidden.to_vec(), order, transformer, net })
     }
 
     fn net_input(&self, x: &Matrix, context: Option<&Matrix>) -> Matrix {
@@ -77,12 +90,8 @@ impl MaskedAutoregressive {
     /// Applies the transformer row by row from the conditioner output `theta`.
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>) {
         let mut out = Matrix::zeros(input.rows(), self.dim);
-        let ld = (0..input.rows())
-            .map(|i| {
-                let (t, r) = theta.row(i).split_at(self.dim);
-                affine::apply(direction, input.row(i), t, r, out.row_mut(i))
-            })
-            .collect();
+        let mut run = self.transformer.runner();
+        let ld = (0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i))).collect();
         (out, ld)
     }
 
@@ -131,6 +140,8 @@ impl MaskedAutoregressive {
         }
         let mut ld = vec![0.0; rows];
         let mut out = Vec::new();
+        let per_dim = self.transformer.params_per_dim();
+        let mut run = self.transformer.runner();
         for (p, &i) in by_position.iter().enumerate() {
             for l in 0..n_hidden {
                 let UnitGroup { units, weights: wg, bias: bg } = &groups[l][p];
@@ -150,18 +161,15 @@ impl MaskedAutoregressive {
                     }
                 }
             }
-            // Shift and raw scale of dimension i: output rows i and d + i.
-            let w2: Vec<f32> = w_out[i * last_width..(i + 1) * last_width]
-                .iter()
-                .chain(&w_out[(d + i) * last_width..(d + i + 1) * last_width])
-                .copied()
-                .collect();
+            // The transformer parameters of dimension i: output rows p·d + i.
+            let w_i: Vec<f32> =
+                (0..per_dim).flat_map(|p| w_out[(p * d + i) * last_width..(p * d + i + 1) * last_width].iter().copied()).collect();
             out.clear();
-            out.extend((0..rows).flat_map(|_| [b_out[i], b_out[d + i]]));
-            matmul_a_bt(&mut out, acts[n_hidden - 1].as_slice(), &w2, rows, 2, last_width, true);
+            out.extend((0..rows).flat_map(|_| (0..per_dim).map(|p| b_out[p * d + i])));
+            matmul_a_bt(&mut out, acts[n_hidden - 1].as_slice(), &w_i, rows, per_dim, last_width, true);
             for r in 0..rows {
                 let mut xi = [0.0];
-                ld[r] += affine::apply(Direction::Forward, &[z.get(r, i)], &[out[2 * r]], &[out[2 * r + 1]], &mut xi);
+                ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi);
                 input.set(r, i, xi[0]);
             }
         }
@@ -211,7 +219,7 @@ impl Bijection for MaskedAutoregressive {
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
         let (out, ld) = self.apply(input, &theta, Direction::Inverse);
-        tape.push(MafCache { net, theta, out: out.clone() });
+        tape.push(MafCache { net, theta, input: input.clone(), out: out.clone() });
         Ok((out, ld))
     }
 
@@ -222,11 +230,19 @@ impl Bijection for MaskedAutoregressive {
         let cache: MafCache = tape.pop()?;
         let (rows, d) = (grad_out.rows(), self.dim);
         let mut g_in = Matrix::zeros(rows, d);
-        let mut g_theta = Matrix::zeros(rows, 2 * d);
+        let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
+        let mut run = self.transformer.runner();
         for i in 0..rows {
-            let (t, r) = cache.theta.row(i).split_at(d);
-            let (g_t, g_r) = g_theta.row_mut(i).split_at_mut(d);
-            affine::backward(Direction::Inverse, cache.out.row(i), t, r, grad_out.row(i), grad_log_det[i], g_in.row_mut(i), g_t, g_r);
+            run.backward(
+                Direction::Inverse,
+                cache.input.row(i),
+                cache.out.row(i),
+                cache.theta.row(i),
+                grad_out.row(i),
+                grad_log_det[i],
+                g_in.row_mut(i),
+                g_theta.row_mut(i),
+            );
         }
         let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
         for i in 0..rows {
@@ -243,6 +259,7 @@ impl Bijection for MaskedAutoregressive {
             hidden: self.hidden.clone(),
             order: self.order.clone(),
             context_dim: self.context_dim,
+            transformer: self.transformer,
         }
     }
 

@@ -18,18 +18,22 @@ mod invert;
 mod masked_autoregressive;
 mod permutation;
 mod spec;
+mod spline;
 mod standardize;
 mod tape;
+mod transformer;
 
 pub use actnorm::ActNorm;
 pub use chain::Chain;
-pub use coupling::{AffineCoupling, CouplingKind};
+pub use coupling::AffineCoupling;
 pub use invert::Invert;
 pub use masked_autoregressive::MaskedAutoregressive;
 pub use permutation::Permutation;
 pub use spec::BijectionSpec;
+pub use spline::SplineShape;
 pub use standardize::Standardize;
 pub use tape::Tape;
+pub use transformer::Transformer;
 
 use crate::engine::Matrix;
 use crate::io::TensorSource;

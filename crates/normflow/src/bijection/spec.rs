@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActNorm, AffineCoupling, Chain, CouplingKind, Invert, MaskedAutoregressive, Permutation, Standardize};
+use super::{ActNorm, AffineCoupling, Chain, Invert, MaskedAutoregressive, Permutation, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Result};
 
@@ -32,8 +32,8 @@ pub enum BijectionSpec {
         hidden: Vec<usize>,
         /// Context width.
         context_dim: usize,
-        /// Transformer kind.
-        kind: CouplingKind,
+        /// Elementwise map.
+        transformer: Transformer,
     },
     /// [`MaskedAutoregressive`].
     MaskedAutoregressive {
@@ -45,6 +45,8 @@ pub enum BijectionSpec {
         order: Vec<usize>,
         /// Context width.
         context_dim: usize,
+        /// Elementwise map.
+        transformer: Transformer,
     },
     /// [`Permutation`].
     Permutation {
@@ -74,11 +76,11 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, kind } => {
-                Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *kind, &mut rng)?)
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer } => {
+                Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *transformer, &mut rng)?)
             }
-            BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim } => {
-                Box::new(MaskedAutoregressive::new(*dim, hidden, order.clone(), *context_dim, &mut rng)?)
+            BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim, transformer } => {
+                Box::new(MaskedAutoregressive::new(*dim, hidden, order.clone(), *context_dim, *transformer, &mut rng)?)
             }
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),

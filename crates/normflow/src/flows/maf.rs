@@ -1,6 +1,6 @@
 //! MAF (Papamakarios et al. 2017, arXiv:1705.07057): masked autoregressive affine layers.
 
-use crate::bijection::{Chain, MaskedAutoregressive, Standardize};
+use crate::bijection::{Chain, MaskedAutoregressive, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Flow, Result};
 
@@ -88,7 +88,7 @@ impl MafConfig {
                 Ordering::Alternating => (0..self.dim).collect(),
                 Ordering::Random => rng.permutation(self.dim),
             };
-            layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, rng)?));
+            layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, Transformer::Affine, rng)?));
         }
         if self.standardize {
             layers.push(Box::new(Standardize::new(self.dim)));

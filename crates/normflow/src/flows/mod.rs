@@ -5,9 +5,11 @@
 //! from the training split when [`crate::train::fit`] starts.
 
 mod maf;
+mod nsf;
 mod realnvp;
 
 pub use maf::{MafConfig, Ordering};
+pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 
 use crate::{Error, Result};

@@ -1,6 +1,6 @@
 //! RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine coupling layers with reversals between.
 
-use crate::bijection::{ActNorm, AffineCoupling, Chain, CouplingKind, Permutation, Standardize};
+use crate::bijection::{ActNorm, AffineCoupling, Chain, Permutation, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -82,7 +82,7 @@ impl RealNvpConfig {
         if self.dim < 2 {
             return Err(Error::config("RealNVP needs at least 2 columns (coupling splits them); use MAF for 1-D data"));
         }
-        let kind = if self.additive { CouplingKind::Additive } else { CouplingKind::Affine };
+        let kind = if self.additive { Transformer::Additive } else { Transformer::Affine };
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
             if k > 0 {

@@ -1,0 +1,293 @@
+//! Monotonic rational-quadratic splines (Durkan et al. 2019, arXiv:1906.04032), the transformer
+//! of neural spline flows, with hand-derived gradients.
+//!
+//! On `[−B, B]` the map is a spline of `K` bins whose widths and heights come from softmaxes of
+//! unconstrained parameters (floored at `min_bin`) and whose inner knot derivatives come from a
+//! shifted softplus (floored at `min_derivative`); the boundary derivatives are 1, so the map
+//! joins the identity tails outside `[−B, B]` smoothly. All-zero parameters give uniform bins
+//! and unit derivatives: exactly the identity.
+//!
+//! Numerical rules (each one cost some library a bug report): inputs outside the bound never
+//! enter the spline formulas (they take the identity branch, so no NaN can leak into gradients),
+//! the bin search is clamped so the last knot belongs to the last bin, and the inverse uses the
+//! stable root `2c / (−b − √disc)` with the discriminant clamped at 0.
+
+use super::Direction;
+
+/// Shape of a spline transformer.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SplineShape {
+    /// Number of bins `K` (default 8).
+    pub bins: usize,
+    /// Tail bound `B`: the spline acts on `[−B, B]`, the identity outside (default 5).
+    pub bound: f32,
+}
+
+impl Default for SplineShape {
+    fn default() -> Self {
+        Self { bins: 8, bound: 5.0 }
+    }
+}
+
+/// Smallest bin width and height, as a fraction of the interval.
+pub(crate) const MIN_BIN: f32 = 1e-3;
+/// Smallest knot derivative.
+pub(crate) const MIN_DERIVATIVE: f32 = 1e-3;
+
+impl SplineShape {
+    /// Unconstrained parameters per transformed element: `K` widths, `K` heights, `K − 1` inner
+    /// derivatives.
+    pub fn params_per_dim(&self) -> usize {
+        3 * self.bins - 1
+    }
+}
+
+/// `softplus(u + c) + MIN_DERIVATIVE` with `c` chosen so that `u = 0` gives exactly 1; and its
+/// derivative with respect to `u`.
+#[inline]
+fn derivative(u: f32) -> (f32, f32) {
+    // c = ln(e^(1 − min) − 1)
+    const SHIFT: f32 = 0.539_742_4;
+    let v = u + SHIFT;
+    let sp = if v > 20.0 { v } else { v.exp().ln_1p() };
+    (sp + MIN_DERIVATIVE, 1.0 / (1.0 + (-v).exp()))
+}
+
+/// Knots of one element: positions `xs[0..=K]`, `ys[0..=K]`, derivatives `ds[0..=K]`, plus the
+/// softmax probabilities that made the widths and heights (for the backward pass).
+struct Knots {
+    xs: Vec<f32>,
+    ys: Vec<f32>,
+    ds: Vec<f32>,
+    pw: Vec<f32>,
+    ph: Vec<f32>,
+    dd: Vec<f32>,
+}
+
+fn softmax(u: impl Iterator<Item = f32> + Clone, out: &mut Vec<f32>) {
+    let m = u.clone().fold(f32::NEG_INFINITY, f32::max);
+    out.clear();
+    out.extend(u.map(|v| (v - m).exp()));
+    let s: f32 = out.iter().sum();
+    out.iter_mut().for_each(|v| *v /= s);
+}
+
+impl Knots {
+    fn new() -> Self {
+        Self { xs: Vec::new(), ys: Vec::new(), ds: Vec::new(), pw: Vec::new(), ph: Vec::new(), dd: Vec::new() }
+    }
+
+    /// Knots from the element's parameters `param(p)` for p in 0..3K−1 (widths, heights,
+    /// derivatives).
+    fn build(&mut self, shape: SplineShape, param: impl Fn(usize) -> f32) {
+        let (k, b) = (shape.bins, shape.bound);
+        let scale = 1.0 - MIN_BIN * k as f32;
+        softmax((0..k).map(&param), &mut self.pw);
+        softmax((k..2 * k).map(&param), &mut self.ph);
+        for (probs, knots) in [(&self.pw, &mut self.xs), (&self.ph, &mut self.ys)] {
+            knots.clear();
+            knots.push(-b);
+            let mut acc = 0.0f32;
+            for &p in probs.iter() {
+                acc += MIN_BIN + scale * p;
+                knots.push(-b + 2.0 * b * acc);
+            }
+            knots[k] = b;
+        }
+        self.ds.clear();
+        self.dd.clear();
+        self.ds.push(1.0);
+        self.dd.push(0.0);
+        for j in 0..k - 1 {
+            let (d, dd) = derivative(param(2 * k + j));
+            self.ds.push(d);
+            self.dd.push(dd);
+        }
+        self.ds.push(1.0);
+        self.dd.push(0.0);
+    }
+
+    /// Bin containing `v` among `knots` (clamped to the last bin).
+    fn bin(knots: &[f32], v: f32) -> usize {
+        let k = knots.len() - 1;
+        knots[1..k].iter().take_while(|&&t| v >= t).count().min(k - 1)
+    }
+}
+
+/// Everything the forward formula and its partial derivatives need inside one bin.
+struct Local {
+    k: usize,
+    xi: f32,
+    w: f32,
+    h: f32,
+    s: f32,
+    d0: f32,
+    d1: f32,
+    den: f32,
+    num: f32,
+    n2: f32,
+}
+
+fn local(kn: &Knots, k: usize, xi: f32) -> Local {
+    let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
+    let s = h / w;
+    let (d0, d1) = (kn.ds[k], kn.ds[k + 1]);
+    let q = xi * (1.0 - xi);
+    let den = s + (d1 + d0 - 2.0 * s) * q;
+    let num = h * (s * xi * xi + d0 * q);
+    let n2 = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
+    Local { k, xi, w, h, s, d0, d1, den, num, n2 }
+}
+
+impl Local {
+    fn y(&self, kn: &Knots) -> f32 {
+        kn.ys[self.k] + self.num / self.den
+    }
+
+    /// `log dy/dx`.
+    fn log_deriv(&self) -> f32 {
+        2.0 * self.s.ln() + self.n2.ln() - 2.0 * self.den.ln()
+    }
+}
+
+/// A spline transformer applied elementwise; parameters of element `i` of an `n`-element row
+/// are at `theta[p·n + i]`, `p` in `0..3K−1` (block-major, as MADE outputs are laid out).
+pub(crate) struct Spline {
+    shape: SplineShape,
+    knots: Knots,
+}
+
+impl Spline {
+    pub(crate) fn new(shape: SplineShape) -> Self {
+        Self { shape, knots: Knots::new() }
+    }
+
+    fn inside(&self, v: f32) -> bool {
+        v >= -self.shape.bound && v <= self.shape.bound
+    }
+
+    fn build(&mut self, theta: &[f32], n: usize, i: usize) {
+        self.knots.build(self.shape, |p| theta[p * n + i]);
+    }
+
+    /// `x ↦ y` and `log dy/dx` for element `i`.
+    pub(crate) fn forward(&mut self, x: f32, theta: &[f32], n: usize, i: usize) -> (f32, f32) {
+        if !self.inside(x) {
+            return (x, 0.0);
+        }
+        self.build(theta, n, i);
+        let k = Knots::bin(&self.knots.xs, x);
+        let w = self.knots.xs[k + 1] - self.knots.xs[k];
+        let xi = ((x - self.knots.xs[k]) / w).clamp(0.0, 1.0);
+        let l = local(&self.knots, k, xi);
+        (l.y(&self.knots), l.log_deriv())
+    }
+
+    /// `y ↦ x` and `log dx/dy` for element `i`.
+    pub(crate) fn inverse(&mut self, y: f32, theta: &[f32], n: usize, i: usize) -> (f32, f32) {
+        if !self.inside(y) {
+            return (y, 0.0);
+        }
+        self.build(theta, n, i);
+        let kn = &self.knots;
+        let k = Knots::bin(&kn.ys, y);
+        let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
+        let s = h / w;
+        let (d0, d1) = (kn.ds[k], kn.ds[k + 1]);
+        let dy = y - kn.ys[k];
+        let t = d1 + d0 - 2.0 * s;
+        let a = h * (s - d0) + dy * t;
+        let b = h * d0 - dy * t;
+        let c = -s * dy;
+        let disc = (b * b - 4.0 * a * c).max(0.0);
+        let denom = -b - disc.sqrt();
+        let xi = if denom != 0.0 { (2.0 * c / denom).clamp(0.0, 1.0) } else { 0.0 };
+        let l = local(kn, k, xi);
+        (kn.xs[k] + xi * w, -l.log_deriv())
+    }
+
+    /// Backward of element `i` in `direction`. `x` is the spline's domain-side value (the input
+    /// of a forward pass, the output of an inverse pass); `g_out` and `g_ld` are the loss
+    /// gradients with respect to the pass's output and log-det. Adds `∂L/∂θ` into `g_theta` and
+    /// returns the gradient with respect to the pass's input.
+    ///
+    /// The inverse pass `x = F⁻¹(y)` reuses the forward partials: with `c = (g_x − g_ld·∂ℓ/∂x)/F′`
+    /// (ℓ = log F′), `∂L/∂y = c` and `∂L/∂θ = −c·∂F/∂θ − g_ld·∂ℓ/∂θ`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &mut self,
+        direction: Direction,
+        x: f32,
+        theta: &[f32],
+        n: usize,
+        i: usize,
+        g_out: f32,
+        g_ld: f32,
+        g_theta: &mut [f32],
+    ) -> f32 {
+        if !self.inside(x) {
+            return g_out;
+        }
+        self.build(theta, n, i);
+        let kn = &self.knots;
+        let (kb, bins) = (Knots::bin(&kn.xs, x), self.shape.bins);
+        let w = kn.xs[kb + 1] - kn.xs[kb];
+        let xi = ((x - kn.xs[kb]) / w).clamp(0.0, 1.0);
+        let l = local(kn, kb, xi);
+        let Local { xi, w, h, s, d0, d1, den, num, n2, .. } = l;
+        let q = xi * (1.0 - xi);
+        let dq = 1.0 - 2.0 * xi;
+        let t = d1 + d0 - 2.0 * s;
+        let den2 = den * den;
+        // Partials of y and of ld = log dy/dx with respect to ξ, s, h (direct), d0, d1.
+        let y_xi = (h * (2.0 * s * xi + d0 * dq) * den - num * t * dq) / den2;
+        let y_s = (h * xi * xi * den - num * (1.0 - 2.0 * q)) / den2;
+        let y_h = (s * xi * xi + d0 * q) / den;
+        let y_d0 = (h * q * den - num * q) / den2;
+        let y_d1 = -num * q / den2;
+        let l_xi = (2.0 * d1 * xi + 2.0 * s * dq - 2.0 * d0 * (1.0 - xi)) / n2 - 2.0 * t * dq / den;
+        let l_s = 2.0 / s + 2.0 * q / n2 - 2.0 * (1.0 - 2.0 * q) / den;
+        let l_d0 = (1.0 - xi) * (1.0 - xi) / n2 - 2.0 * q / den;
+        let l_d1 = xi * xi / n2 - 2.0 * q / den;
+        let (gy, gl, g_in) = match direction {
+            Direction::Forward => (g_out, g_ld, None),
+            Direction::Inverse => {
+                // The pass's log-det is −ℓ, so its gradient enters with the opposite sign.
+                let c = (g_out - g_ld * l_xi / w) / l.log_deriv().exp();
+                (-c, -g_ld, Some(c))
+            }
+        };
+        let g_xi = gy * y_xi + gl * l_xi;
+        let g_s = gy * y_s + gl * l_s;
+        let g_h = gy * y_h + g_s / w;
+        let g_w = -g_xi * xi / w - g_s * s / w;
+        let g_xk = -g_xi / w;
+        let g_yk = gy;
+        let g_d0 = gy * y_d0 + gl * l_d0;
+        let g_d1 = gy * y_d1 + gl * l_d1;
+        // Knot k sits at −B + Σ_{j<k} width_j: its gradient reaches every earlier width.
+        let scale = 2.0 * self.shape.bound * (1.0 - MIN_BIN * bins as f32);
+        for (probs, g_own, g_start, off) in [(&kn.pw, g_w, g_xk, 0), (&kn.ph, g_h, g_yk, bins)] {
+            // ∂L/∂width_j for j < kb is g_start; for j = kb it is g_own. Softmax backward.
+            let g_width = |j: usize| {
+                if j < kb {
+                    g_start
+                } else if j == kb {
+                    g_own
+                } else {
+                    0.0
+                }
+            };
+            let dot: f32 = (0..bins).map(|j| probs[j] * g_width(j)).sum();
+            for j in 0..bins {
+                g_theta[(off + j) * n + i] += scale * probs[j] * (g_width(j) - dot);
+            }
+        }
+        for (knot, g) in [(kb, g_d0), (kb + 1, g_d1)] {
+            if knot > 0 && knot < bins {
+                g_theta[(2 * bins + knot - 1) * n + i] += g * kn.dd[knot];
+            }
+        }
+        g_in.unwrap_or(g_xi / w)
+    }
+}

@@ -1,0 +1,117 @@
+//! The elementwise monotone maps ("transformers") that coupling and autoregressive layers apply,
+//! kept apart from the conditioners that produce their parameters.
+
+use serde::{Deserialize, Serialize};
+
+use super::spline::{Spline, SplineShape};
+use super::{affine, Direction};
+
+/// An elementwise monotone map with per-element parameters.
+///
+/// A row part of `n` elements takes `params_per_dim() · n` parameters laid out block-major:
+/// parameter `p` of element `i` at `p·n + i` (affine: shifts then raw log-scales).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transformer {
+    /// `x = z·exp(s) + t` with a soft-clipped log-scale `s` (RealNVP, MAF).
+    Affine,
+    /// `x = z + t` (NICE): volume preserving, log-det 0.
+    Additive,
+    /// Rational-quadratic spline on `[−B, B]`, identity outside (neural spline flows).
+    Spline(SplineShape),
+}
+
+impl Transformer {
+    /// Unconstrained parameters per transformed element.
+    pub fn params_per_dim(&self) -> usize {
+        match self {
+            Transformer::Affine => 2,
+            Transformer::Additive => 1,
+            Transformer::Spline(shape) => shape.params_per_dim(),
+        }
+    }
+
+    /// Checks the transformer's own settings.
+    pub(crate) fn validate(&self) -> crate::Result<()> {
+        match self {
+            Transformer::Spline(s) if s.bins < 2 || s.bins > 256 || !(s.bound.is_finite() && s.bound > 0.0) => {
+                Err(crate::Error::config("spline bins must be in 2..=256 and the tail bound positive"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Per-batch state (scratch buffers) for applying this transformer row by row.
+    pub(crate) fn runner(&self) -> Elementwise {
+        Elementwise {
+            kind: *self,
+            spline: match self {
+                Transformer::Spline(shape) => Some(Spline::new(*shape)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// A [`Transformer`] with its scratch space, applied to row parts.
+pub(crate) struct Elementwise {
+    kind: Transformer,
+    spline: Option<Spline>,
+}
+
+impl Elementwise {
+    /// Maps `input` (n elements) with parameters `theta` into `out`; returns the log-det.
+    pub(crate) fn apply(&mut self, direction: Direction, input: &[f32], theta: &[f32], out: &mut [f32]) -> f32 {
+        let n = input.len();
+        match (&self.kind, self.spline.as_mut()) {
+            (Transformer::Affine, _) => affine::apply(direction, input, &theta[..n], &theta[n..2 * n], out),
+            (Transformer::Additive, _) => affine::apply(direction, input, &theta[..n], &[], out),
+            (Transformer::Spline(_), Some(sp)) => {
+                let mut ld = 0.0;
+                for i in 0..n {
+                    let (y, l) = match direction {
+                        Direction::Forward => sp.forward(input[i], theta, n, i),
+                        Direction::Inverse => sp.inverse(input[i], theta, n, i),
+                    };
+                    out[i] = y;
+                    ld += l;
+                }
+                ld
+            }
+            (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
+        }
+    }
+
+    /// Backward of [`Elementwise::apply`]: writes `∂L/∂input` into `g_in` and `∂L/∂θ` into
+    /// `g_theta` (overwritten), given the pass's `input`, `output`, and the gradients of its
+    /// output and log-det.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn backward(
+        &mut self,
+        direction: Direction,
+        input: &[f32],
+        output: &[f32],
+        theta: &[f32],
+        g_out: &[f32],
+        g_ld: f32,
+        g_in: &mut [f32],
+        g_theta: &mut [f32],
+    ) {
+        let n = input.len();
+        match (&self.kind, self.spline.as_mut()) {
+            (Transformer::Affine, _) => {
+                let (g_t, g_r) = g_theta.split_at_mut(n);
+                affine::backward(direction, output, &theta[..n], &theta[n..2 * n], g_out, g_ld, g_in, g_t, g_r);
+            }
+            (Transformer::Additive, _) => affine::backward(direction, output, &theta[..n], &[], g_out, g_ld, g_in, g_theta, &mut []),
+            (Transformer::Spline(_), Some(sp)) => {
+                g_theta.fill(0.0);
+                for i in 0..n {
+                    let x = if direction == Direction::Forward { input[i] } else { output[i] };
+                    g_in[i] = sp.backward(direction, x, theta, n, i, g_out[i], g_ld, g_theta);
+                }
+            }
+            (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
+        }
+    }
+}
