@@ -33,7 +33,9 @@ pub enum Command {
     #[command(after_help = "Example:\n  normflow train data.csv --flow maf --layers 5 --hidden 128,128 --epochs 100 -o model.safetensors")]
     Train(TrainArgs),
     /// Draw samples from a model.
-    #[command(after_help = "Example:\n  normflow sample model.safetensors -n 1000 -o samples.csv --seed 7")]
+    #[command(
+        after_help = "Example:\n  normflow sample model.safetensors -n 1000 -o samples.csv --seed 7\n  normflow sample conditional.safetensors --context ctx.csv --per-context 10 -o samples.csv"
+    )]
     Sample(SampleArgs),
     /// Log-density (nats) of every row of a data file.
     #[command(name = "log-prob", after_help = "Example:\n  normflow log-prob model.safetensors data.csv -o logp.csv")]
@@ -105,9 +107,13 @@ pub struct TrainArgs {
     /// Seed for initialisation, the split and batch order.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Columns to use (header names or 1-based positions), comma-separated; default all.
+    /// Columns to use (header names or 1-based positions), comma-separated; default all but the
+    /// context columns.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Columns to condition on: the model learns p(data columns | context columns).
+    #[arg(long, value_delimiter = ',')]
+    pub context_columns: Option<Vec<String>>,
     /// Print one JSON object with the training summary on stdout.
     #[arg(long)]
     pub json: bool,
@@ -130,6 +136,13 @@ pub struct SampleArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Context rows for a conditional model (.csv or .npy; the model's context columns by name,
+    /// else all columns); samples come in context-row order.
+    #[arg(long)]
+    pub context: Option<PathBuf>,
+    /// Samples per context row (with --context).
+    #[arg(long, default_value_t = 1)]
+    pub per_context: usize,
 }
 
 /// Flags of `log-prob`, `encode` and `decode`.
@@ -145,6 +158,9 @@ pub struct MapArgs {
     /// Columns to use (header names or 1-based positions); default the model's columns, else all.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Context columns of a conditional model (default: the names it was trained with).
+    #[arg(long, value_delimiter = ',')]
+    pub context_columns: Option<Vec<String>>,
 }
 
 /// Flags of `eval`.
@@ -157,6 +173,9 @@ pub struct EvalArgs {
     /// Columns to use (header names or 1-based positions); default the model's columns, else all.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Context columns of a conditional model (default: the names it was trained with).
+    #[arg(long, value_delimiter = ',')]
+    pub context_columns: Option<Vec<String>>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

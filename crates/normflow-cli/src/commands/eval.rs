@@ -8,8 +8,8 @@ use crate::input::{load_model, read_for_model};
 
 pub fn run(a: EvalArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
-    let t = read_for_model(&a.data, &flow, a.columns.as_deref())?;
-    let lp = flow.log_prob(&t.data, None)?;
+    let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+    let lp = flow.log_prob(&t.data, c.as_ref())?;
     let n = lp.len() as f64;
     let nll = -lp.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = lp.iter().map(|&v| (-(v as f64) - nll).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);

@@ -6,7 +6,7 @@ use normflow::Matrix;
 
 use super::CliError;
 use crate::cli::MapArgs;
-use crate::input::{load_model, read_for_model};
+use crate::input::{context_names, load_model, read_context, read_for_model};
 use crate::output::{numbered, write_rows};
 
 /// Which map to apply.
@@ -24,16 +24,18 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let (rows, header) = match mapping {
         Mapping::LogProb => {
-            let t = read_for_model(&a.data, &flow, a.columns.as_deref())?;
-            let lp = flow.log_prob(&t.data, None)?;
+            let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+            let lp = flow.log_prob(&t.data, c.as_ref())?;
             (Matrix::from_vec(lp.len(), 1, lp), vec!["log_prob".to_string()])
         }
         Mapping::Encode => {
-            let t = read_for_model(&a.data, &flow, a.columns.as_deref())?;
-            (flow.encode(&t.data, None)?, numbered("z", flow.dim()))
+            let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+            (flow.encode(&t.data, c.as_ref())?, numbered("z", flow.dim()))
         }
         Mapping::Decode => {
-            let t = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), ..Default::default() })?;
+            let names = context_names(&flow, a.context_columns.as_deref())?;
+            let context = read_context(&a.data, &flow, names.as_deref())?;
+            let t = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), drop: names.unwrap_or_default() })?;
             if t.data.cols() != flow.dim() {
                 return Err(CliError::Usage(format!(
                     "{}: has {} columns, the model's latent space has {}",
@@ -42,7 +44,7 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
                     flow.dim()
                 )));
             }
-            (flow.decode(&t.data, None)?, data_names)
+            (flow.decode(&t.data, context.as_ref())?, data_names)
         }
     };
     write_rows(a.output.as_deref(), &rows, &header)

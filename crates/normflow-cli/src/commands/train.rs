@@ -8,18 +8,20 @@ use serde_json::json;
 
 use super::{print_json, CliError};
 use crate::cli::{FlowKind, TrainArgs};
+use crate::input::CONTEXT_COLUMNS_KEY;
 use crate::progress::TrainingBar;
 
 /// Builds the untrained flow the flags describe.
-pub(crate) fn build_flow(a: &TrainArgs, dim: usize) -> Result<Flow, CliError> {
+pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Result<Flow, CliError> {
     let mut rng = Rng::new(a.seed);
     let (layers, hidden) = (a.layers, a.hidden.clone());
     Ok(match a.flow {
-        FlowKind::Realnvp => RealNvpConfig::new(dim).with_layers(layers).with_hidden(hidden).init(&mut rng)?,
-        FlowKind::Maf => MafConfig::new(dim).with_layers(layers).with_hidden(hidden).init(&mut rng)?,
+        FlowKind::Realnvp => RealNvpConfig::new(dim).with_layers(layers).with_hidden(hidden).with_context(context_dim).init(&mut rng)?,
+        FlowKind::Maf => MafConfig::new(dim).with_layers(layers).with_hidden(hidden).with_context(context_dim).init(&mut rng)?,
         FlowKind::Nsf | FlowKind::NsfAr => NsfConfig::new(dim)
             .with_layers(layers)
             .with_hidden(hidden)
+            .with_context(context_dim)
             .with_bins(a.bins)
             .with_bound(a.tail_bound)
             .with_autoregressive(a.flow == FlowKind::NsfAr)
@@ -32,10 +34,19 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
     if a.output.is_dir() {
         return Err(CliError::Usage(format!("{}: is a directory; give a model file path", a.output.display())));
     }
-    let table = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), ..Default::default() })?;
+    let drop = a.context_columns.clone().unwrap_or_default();
+    let table = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), drop })?;
+    let context = match &a.context_columns {
+        Some(c) => Some(read_table(&a.data, &CsvOptions { columns: Some(c.clone()), ..Default::default() })?),
+        None => None,
+    };
     let dim = table.data.cols();
-    let mut flow = build_flow(&a, dim)?;
+    let mut flow = build_flow(&a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
     flow.meta.columns = table.columns.clone();
+    if let Some(c) = &context {
+        let names = c.columns.clone().unwrap_or_else(|| a.context_columns.clone().unwrap_or_default());
+        flow.meta.extra.insert(CONTEXT_COLUMNS_KEY.into(), json!(names));
+    }
     let config = FitConfig {
         lr: a.lr,
         batch_size: a.batch_size,
@@ -48,7 +59,7 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
         ..FitConfig::default()
     };
     let bar = TrainingBar::new(a.quiet);
-    let result = fit(flow, &table.data, None, &config, &mut |p| bar.update(p));
+    let result = fit(flow, &table.data, context.as_ref().map(|c| &c.data), &config, &mut |p| bar.update(p));
     bar.finish();
     let (flow, history) = result.map_err(|e| match e {
         normflow::Error::ConstantColumn { column } => CliError::Usage(format!(
