@@ -111,6 +111,11 @@ pub struct TrainArgs {
     /// context columns.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Bounds of the data columns, one entry per column: `lo:hi`, or `-` for an unbounded
+    /// column (e.g. `0:1,-,0:255`). Bounded columns get a logit inside the model, so no
+    /// probability mass leaks outside.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub bounds: Option<Vec<String>>,
     /// Columns to condition on: the model learns p(data columns | context columns).
     #[arg(long, value_delimiter = ',')]
     pub context_columns: Option<Vec<String>>,

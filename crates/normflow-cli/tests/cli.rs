@@ -300,3 +300,25 @@ fn conditional_train_log_prob_eval_and_sample_per_context_row() {
     std::fs::write(&wide, "a,b\n1,2\n").unwrap();
     assert!(fails(&["sample", s(&model), "--context", s(&wide)]).contains("context has 1"));
 }
+
+#[test]
+fn bounded_columns_keep_samples_inside_and_reject_data_outside() {
+    let t = TempDir::new("bounds");
+    let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
+    let mut rng = normflow::Rng::new(3);
+    let mut text = String::from("p,v\n");
+    for _ in 0..2000 {
+        let u = rng.uniform();
+        text.push_str(&format!("{},{}\n", u * u, rng.normal()));
+    }
+    std::fs::write(&data, text).unwrap();
+    ok(&["train", s(&data), "--bounds", "0:1,-", "--layers", "2", "--hidden", "16,16", "--epochs", "5", "-q", "-o", s(&model)]);
+    let samples = csv_rows(&ok(&["sample", s(&model), "-n", "3000", "--seed", "1"]));
+    assert!(samples.iter().all(|r| (0.0..=1.0).contains(&r[0])), "every sample inside [0, 1]");
+    let outside = t.path("outside.csv");
+    std::fs::write(&outside, "p,v\n0.5,0\n1.5,0\n").unwrap();
+    let err = fails(&["log-prob", s(&model), s(&outside)]);
+    assert!(err.contains("row 2") && err.contains("column 1") && err.contains("bounds"), "{err}");
+    assert!(fails(&["train", s(&data), "--bounds", "0:1", "-q", "-o", s(&t.path("x.safetensors"))]).contains("--bounds has 1 entries"));
+    assert!(fails(&["train", s(&data), "--bounds", "1:0,-", "-q", "-o", s(&t.path("x.safetensors"))]).contains("lo < hi"));
+}

@@ -49,6 +49,20 @@ pub enum Error {
         /// 1-based column.
         column: usize,
     },
+    /// A value lies outside the bounds declared for its column.
+    #[error("value {value} at row {row}, column {column} is outside the column's bounds [{lo}, {hi}]")]
+    OutOfBounds {
+        /// 1-based row.
+        row: usize,
+        /// 1-based column.
+        column: usize,
+        /// The value.
+        value: f32,
+        /// Lower bound.
+        lo: f32,
+        /// Upper bound.
+        hi: f32,
+    },
     /// Not enough rows for what was asked.
     #[error("not enough data: {0}")]
     NotEnoughData(String),

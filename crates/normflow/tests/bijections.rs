@@ -223,3 +223,21 @@ fn spline_gradients_stay_finite_at_knots_bounds_and_far_out() {
         assert!(g.first_non_finite().is_none() && grads.iter().all(|v| v.is_finite()), "{dir:?}");
     }
 }
+
+#[test]
+fn bounds_logit_passes_harness_and_rejects_out_of_range_data() {
+    use normflow::bijection::{Bounds, Interval};
+    let b = Bounds::new(vec![Some(Interval { lo: -5.0, hi: 5.0 }), None, Some(Interval { lo: -3.0, hi: 4.0 })]).unwrap();
+    // Extremes both directions must accept: the bounds themselves and values near them.
+    let opts = HarnessOptions { extremes: vec![-3.0, 0.0, 4.0, 3.999, -2.999], ..Default::default() };
+    run(Box::new(b.clone()), opts, 31);
+    // Far-out latent values map inside the bounds with finite log-dets.
+    let z = normflow::Matrix::from_vec(2, 3, vec![1e6, 1e6, -1e6, -1e6, 0.0, 1e6]);
+    let (x, ld) = b.forward_and_log_det(&z, None).unwrap();
+    assert!(ld.iter().all(|v| v.is_finite()));
+    assert!((x.get(0, 0) - 5.0).abs() < 1e-3 && (x.get(0, 2) + 3.0).abs() < 1e-3 && x.get(1, 0) >= -5.0);
+    // Data outside the bounds is a clear error, not a NaN.
+    let bad = normflow::Matrix::from_vec(1, 3, vec![0.0, 0.0, 4.5]);
+    let err = b.inverse_and_log_det(&bad, None).unwrap_err();
+    assert!(matches!(err, normflow::Error::OutOfBounds { row: 1, column: 3, .. }), "{err}");
+}

@@ -1,5 +1,6 @@
 //! `normflow train`.
 
+use normflow::bijection::{Bounds, Interval};
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
 use normflow::train::{fit, FitConfig, LrSchedule};
@@ -29,6 +30,31 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
     })
 }
 
+/// Parses `--bounds`: one `lo:hi` or `-` per data column.
+fn parse_bounds(spec: &[String], dim: usize) -> Result<Vec<Option<Interval>>, CliError> {
+    if spec.len() != dim {
+        return Err(CliError::Usage(format!(
+            "--bounds has {} entries, the data has {dim} columns (use '-' for an unbounded column)",
+            spec.len()
+        )));
+    }
+    spec.iter()
+        .enumerate()
+        .map(|(j, s)| {
+            if s.trim() == "-" {
+                return Ok(None);
+            }
+            let bad = || CliError::Usage(format!("--bounds entry {} ('{s}') is not lo:hi with lo < hi, or '-'", j + 1));
+            let (lo, hi) = s.split_once(':').ok_or_else(bad)?;
+            let (lo, hi): (f32, f32) = (lo.trim().parse().map_err(|_| bad())?, hi.trim().parse().map_err(|_| bad())?);
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                return Err(bad());
+            }
+            Ok(Some(Interval { lo, hi }))
+        })
+        .collect()
+}
+
 pub fn run(a: TrainArgs) -> Result<(), CliError> {
     // Plan: validate everything before any work.
     if a.output.is_dir() {
@@ -42,6 +68,9 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
     };
     let dim = table.data.cols();
     let mut flow = build_flow(&a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
+    if let Some(spec) = &a.bounds {
+        flow = flow.with_data_layer(Box::new(Bounds::new(parse_bounds(spec, dim)?)?))?;
+    }
     flow.meta.columns = table.columns.clone();
     if let Some(c) = &context {
         let names = c.columns.clone().unwrap_or_else(|| a.context_columns.clone().unwrap_or_default());

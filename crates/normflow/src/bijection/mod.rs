@@ -12,6 +12,7 @@
 
 mod actnorm;
 mod affine;
+mod bounds;
 mod chain;
 mod coupling;
 mod invert;
@@ -24,6 +25,7 @@ mod tape;
 mod transformer;
 
 pub use actnorm::ActNorm;
+pub use bounds::{Bounds, Interval, LOGIT_ALPHA};
 pub use chain::Chain;
 pub use coupling::AffineCoupling;
 pub use invert::Invert;

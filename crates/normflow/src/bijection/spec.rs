@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActNorm, AffineCoupling, Chain, Invert, MaskedAutoregressive, Permutation, Standardize, Transformer};
+use super::{ActNorm, AffineCoupling, Bounds, Chain, Invert, MaskedAutoregressive, Permutation, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Result};
 
@@ -58,6 +58,11 @@ pub enum BijectionSpec {
         /// Row width.
         dim: usize,
     },
+    /// [`Bounds`].
+    Bounds {
+        /// Interval per column (`None`: unbounded).
+        bounds: Vec<Option<super::Interval>>,
+    },
     /// [`Standardize`].
     Standardize {
         /// Row width.
@@ -85,6 +90,7 @@ impl BijectionSpec {
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
+            BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),
         })
     }
 }

@@ -40,6 +40,15 @@ pub struct Flow {
     pub meta: FlowMeta,
 }
 
+/// Row numbers in errors from a block that starts at row `offset` of the whole batch.
+fn shift_rows(e: Error, offset: usize) -> Error {
+    match e {
+        Error::OutOfBounds { row, column, value, lo, hi } => Error::OutOfBounds { row: row + offset, column, value, lo, hi },
+        Error::NonFiniteInput { what, row, column } => Error::NonFiniteInput { what, row: row + offset, column },
+        other => other,
+    }
+}
+
 /// Rows per block when a batch is evaluated (split across threads, then in blocks).
 const EVAL_BLOCK: usize = 512;
 
@@ -47,6 +56,19 @@ impl Flow {
     /// The flow with base `N(0, I)` of the bijection's width.
     pub fn new(transform: Box<dyn Bijection>) -> Self {
         Self { base: StandardNormal::new(transform.dim()), transform, meta: FlowMeta { name: "custom".into(), ..Default::default() } }
+    }
+
+    /// Appends `layer` on the data side (applied last in the forward direction, first when
+    /// scoring data), e.g. [`crate::bijection::Bounds`] for bounded columns. Keeps the metadata.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if the widths differ.
+    pub fn with_data_layer(self, layer: Box<dyn Bijection>) -> Result<Flow> {
+        let meta = self.meta;
+        let chain = crate::bijection::Chain::new(vec![self.transform, layer])?;
+        let mut flow = Flow::new(Box::new(chain));
+        flow.meta = meta;
+        Ok(flow)
     }
 
     /// Data dimension.
@@ -115,7 +137,8 @@ impl Flow {
                         let mut vals = Vec::with_capacity(range.len());
                         for start in range.clone().step_by(EVAL_BLOCK) {
                             let end = (start + EVAL_BLOCK).min(range.end);
-                            let (m, v) = f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref())?;
+                            let (m, v) = f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref())
+                                .map_err(|e| shift_rows(e, start))?;
                             out.extend_from_slice(m.as_slice());
                             vals.extend(v);
                         }
