@@ -2,7 +2,9 @@
 //! complete loop with validation split, early stopping and restore-best.
 
 mod fit;
+mod reverse_kl;
 mod trainer;
 
 pub use fit::{fit, FitConfig, FitProgress, History, LrSchedule, TrainingSummary};
+pub use reverse_kl::{fit_reverse_kl, ElboReport, LogDensity, ReverseKlConfig};
 pub use trainer::Trainer;
