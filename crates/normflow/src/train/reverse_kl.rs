@@ -63,7 +63,7 @@ fn log_weights(flow: &Flow, target: &LogDensity, n: usize, rng: &mut Rng) -> Res
 /// [`Error::Unsupported`] as above; [`Error::NonFiniteLoss`] naming the step if the target or
 /// the flow produce NaN/inf; [`Error::InvalidConfig`] for zero steps or batch.
 pub fn fit_reverse_kl(mut flow: Flow, target: &LogDensity, config: &ReverseKlConfig) -> Result<(Flow, ElboReport)> {
-    if config.steps == 0 || config.batch_size == 0 || !(config.lr > 0.0) {
+    if config.steps == 0 || config.batch_size == 0 || config.lr.is_nan() || config.lr <= 0.0 {
         return Err(Error::config("reverse-KL fitting needs positive steps, batch size and learning rate"));
     }
     if flow.context_dim() > 0 {
