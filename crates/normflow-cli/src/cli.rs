@@ -83,6 +83,9 @@ pub struct TrainArgs {
     /// Spline tail bound B: splines act on [-B, B] of the standardised data, identity outside (nsf, nsf-ar).
     #[arg(long, default_value_t = 5.0)]
     pub tail_bound: f32,
+    /// Learned LU-linear mixing between layers instead of fixed reversals.
+    #[arg(long)]
+    pub lu_linear: bool,
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,

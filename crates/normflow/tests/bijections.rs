@@ -241,3 +241,16 @@ fn bounds_logit_passes_harness_and_rejects_out_of_range_data() {
     let err = b.inverse_and_log_det(&bad, None).unwrap_err();
     assert!(matches!(err, normflow::Error::OutOfBounds { row: 1, column: 3, .. }), "{err}");
 }
+
+#[test]
+fn lu_linear_passes_harness_and_starts_as_identity() {
+    use normflow::bijection::LuLinear;
+    let lu = LuLinear::new(vec![2, 0, 3, 1]).unwrap();
+    let x = normflow::Matrix::from_vec(1, 4, vec![1.0, 2.0, 3.0, 4.0]);
+    let (y, ld) = lu.forward_and_log_det(&x, None).unwrap();
+    assert_eq!(ld[0], 0.0);
+    assert_eq!(y.as_slice(), &[3.0, 1.0, 4.0, 2.0], "identity L, U: only the permutation acts");
+    run(Box::new(lu), HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() }, 41);
+    run(Box::new(LuLinear::new(vec![0]).unwrap()), HarnessOptions::default(), 42);
+    assert!(LuLinear::new(vec![0, 0]).is_err());
+}

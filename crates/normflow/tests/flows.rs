@@ -283,3 +283,15 @@ fn reverse_kl_trains_an_iaf() {
     let (_, report) = fit_reverse_kl(iaf, &banana, &ReverseKlConfig { steps: 2000, ..Default::default() }).unwrap();
     assert!(log_z - report.elbo < 0.05, "IAF ELBO gap {}", log_z - report.elbo);
 }
+
+#[test]
+fn presets_with_lu_linear_mixing_learn_correlated_gaussian() {
+    let flow = RealNvpConfig::new(2).with_layers(3).with_hidden(vec![32, 32]).with_lu_linear(true).init(&mut Rng::new(0)).unwrap();
+    let (flow, nll, _, entropy) = train_on_gaussian(flow);
+    assert!((nll - entropy).abs() < 0.02, "RealNVP + LU: test NLL {nll} vs entropy {entropy}");
+    let spec = serde_json::to_string(&flow.transform().spec()).unwrap();
+    assert!(spec.contains("lu_linear"), "{spec}");
+    let maf = MafConfig::new(2).with_layers(2).with_hidden(vec![32, 32]).with_lu_linear(true).init(&mut Rng::new(0)).unwrap();
+    let (_, nll, _, entropy) = train_on_gaussian(maf);
+    assert!((nll - entropy).abs() < 0.02, "MAF + LU: test NLL {nll} vs entropy {entropy}");
+}

@@ -17,12 +17,23 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
     let mut rng = Rng::new(a.seed);
     let (layers, hidden) = (a.layers, a.hidden.clone());
     Ok(match a.flow {
-        FlowKind::Realnvp => RealNvpConfig::new(dim).with_layers(layers).with_hidden(hidden).with_context(context_dim).init(&mut rng)?,
-        FlowKind::Maf => MafConfig::new(dim).with_layers(layers).with_hidden(hidden).with_context(context_dim).init(&mut rng)?,
+        FlowKind::Realnvp => RealNvpConfig::new(dim)
+            .with_layers(layers)
+            .with_hidden(hidden)
+            .with_context(context_dim)
+            .with_lu_linear(a.lu_linear)
+            .init(&mut rng)?,
+        FlowKind::Maf => MafConfig::new(dim)
+            .with_layers(layers)
+            .with_hidden(hidden)
+            .with_context(context_dim)
+            .with_lu_linear(a.lu_linear)
+            .init(&mut rng)?,
         FlowKind::Nsf | FlowKind::NsfAr => NsfConfig::new(dim)
             .with_layers(layers)
             .with_hidden(hidden)
             .with_context(context_dim)
+            .with_lu_linear(a.lu_linear)
             .with_bins(a.bins)
             .with_bound(a.tail_bound)
             .with_autoregressive(a.flow == FlowKind::NsfAr)

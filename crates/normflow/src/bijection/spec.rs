@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActNorm, AffineCoupling, Bounds, Chain, Invert, MaskedAutoregressive, Permutation, Standardize, Transformer};
+use super::{ActNorm, AffineCoupling, Bounds, Chain, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Result};
 
@@ -58,6 +58,11 @@ pub enum BijectionSpec {
         /// Row width.
         dim: usize,
     },
+    /// [`LuLinear`].
+    LuLinear {
+        /// Row permutation `P`.
+        perm: Vec<usize>,
+    },
     /// [`Bounds`].
     Bounds {
         /// Interval per column (`None`: unbounded).
@@ -90,6 +95,7 @@ impl BijectionSpec {
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
+            BijectionSpec::LuLinear { perm } => Box::new(LuLinear::new(perm.clone())?),
             BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),
         })
     }

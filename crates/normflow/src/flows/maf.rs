@@ -37,12 +37,22 @@ pub struct MafConfig {
     pub context_dim: usize,
     /// Standardise the data with training-split statistics (default true).
     pub standardize: bool,
+    /// Learned LU-linear mixing between layers (default false).
+    pub lu_linear: bool,
 }
 
 impl MafConfig {
     /// Defaults for `dim` dimensions.
     pub fn new(dim: usize) -> Self {
-        Self { dim, layers: 5, hidden: vec![128, 128], ordering: Ordering::Alternating, context_dim: 0, standardize: true }
+        Self {
+            dim,
+            layers: 5,
+            hidden: vec![128, 128],
+            ordering: Ordering::Alternating,
+            context_dim: 0,
+            standardize: true,
+            lu_linear: false,
+        }
     }
 
     /// Sets the number of layers.
@@ -69,6 +79,12 @@ impl MafConfig {
         self
     }
 
+    /// Adds learned LU-linear mixing layers between the autoregressive layers.
+    pub fn with_lu_linear(mut self, on: bool) -> Self {
+        self.lu_linear = on;
+        self
+    }
+
     /// Turns standardisation on or off.
     pub fn with_standardize(mut self, on: bool) -> Self {
         self.standardize = on;
@@ -83,6 +99,9 @@ impl MafConfig {
         super::validate_common(self.dim, self.layers, &self.hidden)?;
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
+            if self.lu_linear && k > 0 {
+                layers.push(super::mixing(self.dim, true)?);
+            }
             let order: Vec<usize> = match self.ordering {
                 Ordering::Alternating if k % 2 == 1 => (0..self.dim).rev().collect(),
                 Ordering::Alternating => (0..self.dim).collect(),

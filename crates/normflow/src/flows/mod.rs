@@ -12,7 +12,15 @@ pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 
-use crate::{Error, Result};
+use crate::bijection::{LuLinear, Permutation};
+use crate::{Bijection, Error, Result};
+
+/// The layer that mixes dimensions between two coupling or autoregressive layers: a fixed
+/// reversal, or a learned LU-linear map that starts as that reversal.
+pub(crate) fn mixing(dim: usize, lu_linear: bool) -> Result<Box<dyn Bijection>> {
+    let reverse: Vec<usize> = (0..dim).rev().collect();
+    Ok(if lu_linear { Box::new(LuLinear::new(reverse)?) } else { Box::new(Permutation::new(reverse)?) })
+}
 
 pub(crate) fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {
     if dim == 0 {

@@ -1,7 +1,7 @@
 //! Neural spline flows (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
 //! transformers in coupling layers (NSF-C) or MADE autoregressive layers (NSF-AR).
 
-use crate::bijection::{AffineCoupling, Chain, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer};
+use crate::bijection::{AffineCoupling, Chain, MaskedAutoregressive, SplineShape, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -30,6 +30,8 @@ pub struct NsfConfig {
     pub context_dim: usize,
     /// Standardise the data with training-split statistics (default true).
     pub standardize: bool,
+    /// Learned LU-linear mixing between layers instead of a fixed reversal (default false).
+    pub lu_linear: bool,
 }
 
 impl NsfConfig {
@@ -43,6 +45,7 @@ impl NsfConfig {
             autoregressive: false,
             context_dim: 0,
             standardize: true,
+            lu_linear: false,
         }
     }
 
@@ -82,6 +85,12 @@ impl NsfConfig {
         self
     }
 
+    /// Mixes dimensions with learned LU-linear layers between spline layers.
+    pub fn with_lu_linear(mut self, on: bool) -> Self {
+        self.lu_linear = on;
+        self
+    }
+
     /// Turns standardisation on or off.
     pub fn with_standardize(mut self, on: bool) -> Self {
         self.standardize = on;
@@ -101,12 +110,15 @@ impl NsfConfig {
         }
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
+            if self.lu_linear && k > 0 {
+                layers.push(super::mixing(self.dim, true)?);
+            }
             if self.autoregressive {
                 let order: Vec<usize> = if k % 2 == 1 { (0..self.dim).rev().collect() } else { (0..self.dim).collect() };
                 layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, transformer, rng)?));
             } else {
-                if k > 0 {
-                    layers.push(Box::new(Permutation::reverse(self.dim)));
+                if k > 0 && !self.lu_linear {
+                    layers.push(super::mixing(self.dim, false)?);
                 }
                 layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?));
             }

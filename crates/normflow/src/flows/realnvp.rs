@@ -1,6 +1,6 @@
 //! RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine coupling layers with reversals between.
 
-use crate::bijection::{ActNorm, AffineCoupling, Chain, Permutation, Standardize, Transformer};
+use crate::bijection::{ActNorm, AffineCoupling, Chain, Standardize, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -29,12 +29,24 @@ pub struct RealNvpConfig {
     pub standardize: bool,
     /// Add an ActNorm layer after every coupling (default false).
     pub actnorm: bool,
+    /// Mix dimensions between couplings with a learned LU-linear layer (starting as the
+    /// reversal) instead of a fixed reversal (default false).
+    pub lu_linear: bool,
 }
 
 impl RealNvpConfig {
     /// Defaults for `dim` dimensions.
     pub fn new(dim: usize) -> Self {
-        Self { dim, layers: 6, hidden: vec![128, 128], context_dim: 0, additive: false, standardize: true, actnorm: false }
+        Self {
+            dim,
+            layers: 6,
+            hidden: vec![128, 128],
+            context_dim: 0,
+            additive: false,
+            standardize: true,
+            actnorm: false,
+            lu_linear: false,
+        }
     }
 
     /// Sets the number of coupling layers.
@@ -67,6 +79,12 @@ impl RealNvpConfig {
         self
     }
 
+    /// Mixes dimensions with learned LU-linear layers between couplings.
+    pub fn with_lu_linear(mut self, on: bool) -> Self {
+        self.lu_linear = on;
+        self
+    }
+
     /// Uses additive couplings.
     pub fn with_additive(mut self, on: bool) -> Self {
         self.additive = on;
@@ -86,7 +104,7 @@ impl RealNvpConfig {
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
             if k > 0 {
-                layers.push(Box::new(Permutation::reverse(self.dim)));
+                layers.push(super::mixing(self.dim, self.lu_linear)?);
             }
             layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, kind, rng)?));
             if self.actnorm {

@@ -1,0 +1,273 @@
+//! Invertible linear layer `x = W z + b` with `W = P L U` (Glow's LU parametrisation,
+//! Kingma & Dhariwal 2018, arXiv:1807.03039): a fixed permutation `P`, a unit lower-triangular
+//! `L`, and an upper-triangular `U` whose diagonal is `exp(s)`, so `log|det W| = Σ s` is free and
+//! the inverse is two triangular inversions.
+
+use super::{check_width, BijectionSpec, Direction, Tape};
+use crate::engine::{matmul_a_bt, Matrix};
+use crate::{Bijection, Error, Result};
+
+/// `x = P L U z + b`, starting as the identity (`L = U = I`, `b = 0`).
+///
+/// Parameters: strictly lower `L` (row-major, `d(d−1)/2`), strictly upper `U` (same), the
+/// log-diagonal `s` of `U` (`d`), and `b` (`d`).
+#[derive(Clone, Debug)]
+pub struct LuLinear {
+    dim: usize,
+    perm: Vec<usize>,
+    params: Vec<f32>,
+}
+
+struct LuCache {
+    /// The layer's input, minus the bias in the inverse direction.
+    input: Matrix,
+}
+
+/// Dense `d × d` matrices of one evaluation.
+struct Mats {
+    l: Vec<f32>,
+    u: Vec<f32>,
+    /// `W = P L U`.
+    w: Vec<f32>,
+}
+
+fn matmul(a: &[f32], b: &[f32], d: usize) -> Vec<f32> {
+    let mut c = vec![0.0f32; d * d];
+    for i in 0..d {
+        for k in 0..d {
+            let aik = a[i * d + k];
+            if aik != 0.0 {
+                for j in 0..d {
+                    c[i * d + j] += aik * b[k * d + j];
+                }
+            }
+        }
+    }
+    c
+}
+
+fn transpose(a: &[f32], d: usize) -> Vec<f32> {
+    (0..d * d).map(|p| a[(p % d) * d + p / d]).collect()
+}
+
+/// Inverse of a lower-triangular matrix (forward substitution on the identity).
+fn invert_lower(l: &[f32], d: usize) -> Vec<f32> {
+    let mut inv = vec![0.0f32; d * d];
+    for c in 0..d {
+        for i in c..d {
+            let mut v = if i == c { 1.0 } else { 0.0 };
+            for k in c..i {
+                v -= l[i * d + k] * inv[k * d + c];
+            }
+            inv[i * d + c] = v / l[i * d + i];
+        }
+    }
+    inv
+}
+
+impl LuLinear {
+    /// An identity-initialised layer with row permutation `perm` (`x_j` takes row `perm[j]` of
+    /// `L U z`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] if `perm` is not a permutation.
+    pub fn new(perm: Vec<usize>) -> Result<Self> {
+        let d = perm.len();
+        if d == 0 {
+            return Err(Error::config("LU-linear needs at least one dimension"));
+        }
+        let mut seen = vec![false; d];
+        for &p in &perm {
+            if p >= d || std::mem::replace(&mut seen[p], true) {
+                return Err(Error::config("LU-linear permutation is not a permutation"));
+            }
+        }
+        Ok(Self { dim: d, perm, params: vec![0.0; d * (d - 1) + 2 * d] })
+    }
+
+    fn tri(&self) -> usize {
+        self.dim * (self.dim - 1) / 2
+    }
+
+    fn mats(&self) -> Mats {
+        let (d, t) = (self.dim, self.tri());
+        let (mut l, mut u) = (vec![0.0f32; d * d], vec![0.0f32; d * d]);
+        let (mut pl, mut pu) = (0, t);
+        for i in 0..d {
+            l[i * d + i] = 1.0;
+            u[i * d + i] = self.params[2 * t + i].exp();
+            for j in 0..d {
+                if j < i {
+                    l[i * d + j] = self.params[pl];
+                    pl += 1;
+                } else if j > i {
+                    u[i * d + j] = self.params[pu];
+                    pu += 1;
+                }
+            }
+        }
+        let lu = matmul(&l, &u, d);
+        let mut w = vec![0.0f32; d * d];
+        for (j, &p) in self.perm.iter().enumerate() {
+            w[j * d..(j + 1) * d].copy_from_slice(&lu[p * d..(p + 1) * d]);
+        }
+        Mats { l, u, w }
+    }
+
+    /// `W⁻¹ = U⁻¹ L⁻¹ Pᵀ`.
+    fn inverse_matrix(&self, m: &Mats) -> Vec<f32> {
+        let d = self.dim;
+        let l_inv = invert_lower(&m.l, d);
+        let u_inv = transpose(&invert_lower(&transpose(&m.u, d), d), d);
+        let lu_inv = matmul(&u_inv, &l_inv, d);
+        // (P·A)⁻¹ = A⁻¹·Pᵀ: column j of the result is column perm[j] of A⁻¹.
+        let mut out = vec![0.0f32; d * d];
+        for i in 0..d {
+            for (j, &p) in self.perm.iter().enumerate() {
+                out[i * d + j] = lu_inv[i * d + p];
+            }
+        }
+        out
+    }
+
+    fn log_det(&self) -> f32 {
+        self.params[2 * self.tri()..2 * self.tri() + self.dim].iter().sum()
+    }
+
+    fn bias(&self) -> &[f32] {
+        &self.params[2 * self.tri() + self.dim..]
+    }
+
+    /// Returns the output and, for the cache, the input (minus the bias in the inverse direction).
+    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>, Matrix)> {
+        check_width("LU-linear input", input, self.dim)?;
+        let (d, rows) = (self.dim, input.rows());
+        let m = self.mats();
+        let mut out = Matrix::zeros(rows, d);
+        let (mat, src, ld) = match direction {
+            Direction::Forward => {
+                for r in 0..rows {
+                    out.row_mut(r).copy_from_slice(self.bias());
+                }
+                (m.w.clone(), input.clone(), self.log_det())
+            }
+            Direction::Inverse => {
+                let mut centred = input.clone();
+                for r in 0..rows {
+                    centred.row_mut(r).iter_mut().zip(self.bias()).for_each(|(v, b)| *v -= b);
+                }
+                (self.inverse_matrix(&m), centred, -self.log_det())
+            }
+        };
+        matmul_a_bt(out.as_mut_slice(), src.as_slice(), &mat, rows, d, d, true);
+        Ok((out, vec![ld; rows], src))
+    }
+}
+
+impl Bijection for LuLinear {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(z, Direction::Forward).map(|(o, l, _)| (o, l))
+    }
+
+    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.run(x, Direction::Inverse).map(|(o, l, _)| (o, l))
+    }
+
+    fn num_params(&self) -> usize {
+        self.params.len()
+    }
+
+    fn params(&self, f: &mut dyn FnMut(&[f32])) {
+        f(&self.params);
+    }
+
+    fn params_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        f(&mut self.params);
+    }
+
+    fn train_forward(
+        &self,
+        input: &Matrix,
+        _context: Option<&Matrix>,
+        direction: Direction,
+        tape: &mut Tape,
+    ) -> Result<(Matrix, Vec<f32>)> {
+        let (out, ld, src) = self.run(input, direction)?;
+        tape.push(LuCache { input: src });
+        Ok((out, ld))
+    }
+
+    fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
+        let cache: LuCache = tape.pop()?;
+        let (d, t, rows) = (self.dim, self.tri(), grad_out.rows());
+        let m = self.mats();
+        // out = src · Mᵀ (+ b): ∂L/∂M = gᵀ · src, ∂L/∂src = g · M.
+        let mat = match direction {
+            Direction::Forward => m.w.clone(),
+            Direction::Inverse => self.inverse_matrix(&m),
+        };
+        let mut g_mat = vec![0.0f32; d * d];
+        for r in 0..rows {
+            let (g, s) = (grad_out.row(r), cache.input.row(r));
+            for i in 0..d {
+                for j in 0..d {
+                    g_mat[i * d + j] += g[i] * s[j];
+                }
+            }
+        }
+        let mut g_in = Matrix::zeros(rows, d);
+        for r in 0..rows {
+            let g = grad_out.row(r);
+            let gi = g_in.row_mut(r);
+            for i in 0..d {
+                for j in 0..d {
+                    gi[j] += g[i] * mat[i * d + j];
+                }
+            }
+        }
+        let g_ld: f32 = grad_log_det.iter().sum();
+        let (g_w, g_b, ld_sign) = match direction {
+            Direction::Forward => {
+                let g_b: Vec<f32> = (0..d).map(|j| (0..rows).map(|r| grad_out.get(r, j)).sum()).collect();
+                (g_mat, g_b, 1.0)
+            }
+            Direction::Inverse => {
+                // V = W⁻¹: dV = −V dW V, so ∂L/∂W = −Vᵀ (∂L/∂V) Vᵀ; src = x − b, so ∂L/∂b = −Σ ∂L/∂src.
+                let vt = transpose(&mat, d);
+                let g_w = matmul(&matmul(&vt, &g_mat, d), &vt, d).iter().map(|v| -v).collect();
+                let g_b: Vec<f32> = (0..d).map(|j| -(0..rows).map(|r| g_in.get(r, j)).sum::<f32>()).collect();
+                (g_w, g_b, -1.0)
+            }
+        };
+        // W = P L U: ∂L/∂(LU) = Pᵀ ∂L/∂W; then ∂L/∂L = G Uᵀ, ∂L/∂U = Lᵀ G.
+        let mut g_lu = vec![0.0f32; d * d];
+        for (j, &p) in self.perm.iter().enumerate() {
+            g_lu[p * d..(p + 1) * d].copy_from_slice(&g_w[j * d..(j + 1) * d]);
+        }
+        let g_l = matmul(&g_lu, &transpose(&m.u, d), d);
+        let g_u = matmul(&transpose(&m.l, d), &g_lu, d);
+        let (mut pl, mut pu) = (0, t);
+        for i in 0..d {
+            for j in 0..d {
+                if j < i {
+                    grads[pl] = g_l[i * d + j];
+                    pl += 1;
+                } else if j > i {
+                    grads[pu] = g_u[i * d + j];
+                    pu += 1;
+                }
+            }
+            grads[2 * t + i] = g_u[i * d + i] * m.u[i * d + i] + ld_sign * g_ld;
+            grads[2 * t + d + i] = g_b[i];
+        }
+        Ok(g_in)
+    }
+
+    fn spec(&self) -> BijectionSpec {
+        BijectionSpec::LuLinear { perm: self.perm.clone() }
+    }
+}
