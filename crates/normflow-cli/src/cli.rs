@@ -119,6 +119,10 @@ pub struct TrainArgs {
     /// probability mass leaks outside.
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub bounds: Option<Vec<String>>,
+    /// Integer-valued data columns (names or 1-based positions): trained with uniform
+    /// dequantisation noise; scored with one fixed noise draw; sampled as integers.
+    #[arg(long, value_delimiter = ',')]
+    pub dequantize: Option<Vec<String>>,
     /// Columns to condition on: the model learns p(data columns | context columns).
     #[arg(long, value_delimiter = ',')]
     pub context_columns: Option<Vec<String>>,

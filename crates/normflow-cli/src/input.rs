@@ -65,6 +65,11 @@ pub fn read_for_model(
         },
         (None, None) => read_table(path, &CsvOptions { drop, ..Default::default() })?,
     };
+    if table.data.cols() == flow.dim() && !flow.dequantized_columns().is_empty() {
+        // Integer columns are scored at v + u with one fixed uniform draw (an upper bound on −log P(v)).
+        let data = flow.dequantize_rows(&table.data, &mut normflow::Rng::new(0))?;
+        return Ok((Table { data, columns: table.columns }, context));
+    }
     if table.data.cols() != flow.dim() {
         let names = flow.meta.columns.as_ref().map(|c| format!(" ({})", c.join(", "))).unwrap_or_default();
         return Err(CliError::Usage(format!(

@@ -63,6 +63,16 @@ pub enum Error {
         /// Upper bound.
         hi: f32,
     },
+    /// A column declared integer-valued holds a fraction.
+    #[error("value {value} at row {row}, column {column} is not an integer, but the column is dequantised as integer-valued")]
+    NotInteger {
+        /// 1-based row.
+        row: usize,
+        /// 1-based column.
+        column: usize,
+        /// The value.
+        value: f32,
+    },
     /// Not enough rows for what was asked.
     #[error("not enough data: {0}")]
     NotEnoughData(String),

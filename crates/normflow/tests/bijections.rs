@@ -254,3 +254,14 @@ fn lu_linear_passes_harness_and_starts_as_identity() {
     run(Box::new(LuLinear::new(vec![0]).unwrap()), HarnessOptions::default(), 42);
     assert!(LuLinear::new(vec![0, 0]).is_err());
 }
+
+#[test]
+fn dequantize_passes_harness_and_reports_its_columns() {
+    use normflow::bijection::Dequantize;
+    let d = Dequantize::new(3, vec![2, 0, 2]).unwrap();
+    assert_eq!(d.dequantized_columns(), vec![0, 2]);
+    run(Box::new(d.clone()), HarnessOptions::default(), 51);
+    let chain = Chain::new(vec![Box::new(Permutation::reverse(3)), Box::new(d)]).unwrap();
+    assert_eq!(chain.dequantized_columns(), vec![0, 2], "the data-side layer's columns");
+    assert!(Dequantize::new(2, vec![2]).is_err());
+}

@@ -18,6 +18,7 @@ pub fn run(a: InfoArgs) -> Result<(), CliError> {
             "context_dim": flow.context_dim(),
             "params": flow.num_params(),
             "columns": flow.meta.columns,
+            "dequantized_columns": flow.dequantized_columns(),
             "layers": layers,
             "architecture": spec,
             "training": flow.meta.training,

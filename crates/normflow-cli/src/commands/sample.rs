@@ -11,7 +11,7 @@ use crate::output::{numbered, write_rows};
 pub fn run(a: SampleArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
     let rows = match (&a.context, flow.context_dim()) {
-        (None, 0) => flow.sample(a.num, None, &mut Rng::new(a.seed))?,
+        (None, 0) => flow.sample_discrete(a.num, None, &mut Rng::new(a.seed))?,
         (None, k) => {
             return Err(CliError::Usage(format!(
                 "{}: the model is conditional on {k} context columns; give them with --context FILE",
@@ -32,7 +32,7 @@ pub fn run(a: SampleArgs) -> Result<(), CliError> {
             // One block of `per_context` samples per context row, in row order.
             let idx: Vec<usize> = (0..context.rows()).flat_map(|i| std::iter::repeat_n(i, a.per_context)).collect();
             let repeated = context.select_rows(&idx);
-            flow.sample(repeated.rows(), Some(&repeated), &mut Rng::new(a.seed))?
+            flow.sample_discrete(repeated.rows(), Some(&repeated), &mut Rng::new(a.seed))?
         }
     };
     let header = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));

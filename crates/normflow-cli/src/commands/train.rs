@@ -1,6 +1,6 @@
 //! `normflow train`.
 
-use normflow::bijection::{Bounds, Interval};
+use normflow::bijection::{Bounds, Dequantize, Interval};
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
 use normflow::train::{fit, FitConfig, LrSchedule};
@@ -39,6 +39,17 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_autoregressive(a.flow == FlowKind::NsfAr)
             .init(&mut rng)?,
     })
+}
+
+/// A data column by header name or 1-based position.
+fn data_column(sel: &str, header: Option<&[String]>, dim: usize) -> Result<usize, CliError> {
+    if let Some(i) = header.and_then(|h| h.iter().position(|c| c == sel)) {
+        return Ok(i);
+    }
+    match sel.parse::<usize>() {
+        Ok(k) if (1..=dim).contains(&k) => Ok(k - 1),
+        _ => Err(CliError::Usage(format!("--dequantize: no data column '{sel}'"))),
+    }
 }
 
 /// Parses `--bounds`: one `lo:hi` or `-` per data column.
@@ -81,6 +92,10 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
     let mut flow = build_flow(&a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
     if let Some(spec) = &a.bounds {
         flow = flow.with_data_layer(Box::new(Bounds::new(parse_bounds(spec, dim)?)?))?;
+    }
+    if let Some(cols) = &a.dequantize {
+        let idx = cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?;
+        flow = flow.with_data_layer(Box::new(Dequantize::new(dim, idx)?))?;
     }
     flow.meta.columns = table.columns.clone();
     if let Some(c) = &context {

@@ -123,6 +123,11 @@ impl Bijection for Chain {
         Ok(h)
     }
 
+    fn dequantized_columns(&self) -> Vec<usize> {
+        // Only the data-side layer sees data columns.
+        self.layers.last().map(|l| l.dequantized_columns()).unwrap_or_default()
+    }
+
     fn spec(&self) -> BijectionSpec {
         BijectionSpec::Chain { layers: self.layers.iter().map(|l| l.spec()).collect() }
     }

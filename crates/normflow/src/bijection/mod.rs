@@ -15,6 +15,7 @@ mod affine;
 mod bounds;
 mod chain;
 mod coupling;
+mod dequantize;
 mod invert;
 mod lu_linear;
 mod masked_autoregressive;
@@ -29,6 +30,7 @@ pub use actnorm::ActNorm;
 pub use bounds::{Bounds, Interval, LOGIT_ALPHA};
 pub use chain::Chain;
 pub use coupling::AffineCoupling;
+pub use dequantize::Dequantize;
 pub use invert::Invert;
 pub use lu_linear::LuLinear;
 pub use masked_autoregressive::MaskedAutoregressive;
@@ -120,6 +122,12 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
     /// initialisation just map the data.
     fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         Ok(self.inverse_and_log_det(x, context)?.0)
+    }
+
+    /// Integer-valued data columns that training dequantises with uniform noise (see
+    /// [`Dequantize`]); empty for most layers.
+    fn dequantized_columns(&self) -> Vec<usize> {
+        Vec::new()
     }
 
     /// The serialisable architecture (no weights).

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ActNorm, AffineCoupling, Bounds, Chain, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize, Transformer};
+use super::{
+    ActNorm, AffineCoupling, Bounds, Chain, Dequantize, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize, Transformer,
+};
 use crate::engine::Rng;
 use crate::{Bijection, Result};
 
@@ -63,6 +65,13 @@ pub enum BijectionSpec {
         /// Row permutation `P`.
         perm: Vec<usize>,
     },
+    /// [`Dequantize`].
+    Dequantize {
+        /// Row width.
+        dim: usize,
+        /// Integer-valued columns (0-based).
+        columns: Vec<usize>,
+    },
     /// [`Bounds`].
     Bounds {
         /// Interval per column (`None`: unbounded).
@@ -96,6 +105,7 @@ impl BijectionSpec {
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
             BijectionSpec::LuLinear { perm } => Box::new(LuLinear::new(perm.clone())?),
+            BijectionSpec::Dequantize { dim, columns } => Box::new(Dequantize::new(*dim, columns.clone())?),
             BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),
         })
     }

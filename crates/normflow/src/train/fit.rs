@@ -179,7 +179,12 @@ pub fn fit(
     let c_train = context.map(|c| c.select_rows(&train_idx));
     let (x_val, c_val) =
         if n_val > 0 { (x.select_rows(&val_idx), context.map(|c| c.select_rows(&val_idx))) } else { (x_train.clone(), c_train.clone()) };
-    flow.data_init(&x_train, c_train.as_ref())?;
+    // Integer columns: fresh uniform noise per batch; one fixed draw for initialisation and validation.
+    let dequantized = !flow.dequantized_columns().is_empty();
+    let x_val = if dequantized { flow.dequantize_rows(&x_val, &mut Rng::new(config.seed ^ 0x5eed))? } else { x_val };
+    let x_init = if dequantized { flow.dequantize_rows(&x_train, &mut Rng::new(config.seed ^ 0x1417))? } else { x_train.clone() };
+    flow.data_init(&x_init, c_train.as_ref())?;
+    let mut noise_rng = Rng::new(config.seed ^ 0xdeca);
 
     let batch = config.batch_size.min(train_idx.len());
     let steps_per_epoch = train_idx.len().div_ceil(batch);
@@ -212,6 +217,7 @@ pub fn fit(
                 trainer.set_lr((config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())) as f32);
             }
             let xb = x_train.select_rows(chunk);
+            let xb = if dequantized { flow.dequantize_rows(&xb, &mut noise_rng)? } else { xb };
             let cb = c_train.as_ref().map(|c| c.select_rows(chunk));
             step += 1;
             let loss = match trainer.step(&mut flow, &xb, cb.as_ref()) {
