@@ -16,15 +16,22 @@ pub struct CsvOptions {
     pub drop: Vec<String>,
 }
 
-/// Reads a numeric CSV file. A first line with any non-numeric field is taken as a header.
-/// Blank lines are skipped; fields are trimmed.
+/// Reads a numeric CSV file, gzip-compressed or not. A first line with any non-numeric field is
+/// taken as a header. Blank lines are skipped; fields are trimmed.
 ///
 /// # Errors
 /// [`Error::Parse`] naming the 1-based line and column of an empty, non-numeric, NaN or
 /// infinite cell or of a row with the wrong number of fields; [`Error::BadFile`] for an empty
 /// file or unknown columns; [`Error::Io`] if it cannot be read.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
-    let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if text.starts_with(&[0x1f, 0x8b]) {
+        // gzip-compressed CSV (`.csv.gz`).
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&text[..]), &mut out)
+            .map_err(|e| Error::BadFile { path: path.into(), message: format!("damaged gzip data: {e}") })?;
+        text = out;
+    }
     let text =
         String::from_utf8(text).map_err(|_| Error::BadFile { path: path.into(), message: "not UTF-8 text (is it a CSV file?)".into() })?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
