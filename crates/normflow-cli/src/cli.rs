@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Learned LU-linear mixing between layers instead of fixed reversals.
     #[arg(long)]
     pub lu_linear: bool,
+    /// Batch normalisation after every layer (batch statistics while training, running
+    /// averages afterwards).
+    #[arg(long)]
+    pub batch_norm: bool,
     /// Maximum number of epochs.
     #[arg(long, default_value_t = 200)]
     pub epochs: usize,

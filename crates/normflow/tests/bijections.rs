@@ -265,3 +265,61 @@ fn dequantize_passes_harness_and_reports_its_columns() {
     assert_eq!(chain.dequantized_columns(), vec![0, 2], "the data-side layer's columns");
     assert!(Dequantize::new(2, vec![2]).is_err());
 }
+
+#[test]
+fn batch_norm_passes_harness_in_evaluation_mode() {
+    use normflow::bijection::BatchNorm;
+    let mut bn = BatchNorm::new(3);
+    let mut rng = Rng::new(2);
+    let data = normflow::Matrix::from_vec(50, 3, (0..150).map(|k| rng.normal() as f32 * (1.0 + (k % 3) as f32) + (k % 3) as f32).collect());
+    bn.data_init(&data, None).unwrap();
+    let (m, v) = bn.running_stats();
+    assert!(m[2] > 1.0 && v[2] > 4.0, "running statistics from data: {m:?} {v:?}");
+    run(Box::new(bn), HarnessOptions::default(), 61);
+}
+
+#[test]
+fn batch_norm_training_gradients_flow_through_the_batch_statistics() {
+    use normflow::bijection::{BatchNorm, Direction, Tape};
+    let mut bn = BatchNorm::new(2);
+    normflow::testing::randomize_params(&mut bn, 0.5, &mut Rng::new(4));
+    bn.set_training(true);
+    let mut rng = Rng::new(5);
+    let x = normflow::Matrix::from_vec(6, 2, (0..12).map(|_| rng.normal() as f32 * 2.0 + 1.0).collect());
+    let w = normflow::Matrix::from_vec(6, 2, (0..12).map(|_| rng.normal() as f32).collect());
+    let v: Vec<f32> = (0..6).map(|_| rng.normal() as f32).collect();
+    let loss = |bn: &BatchNorm, x: &normflow::Matrix| -> f64 {
+        let (z, ld) = bn.train_forward(x, None, Direction::Inverse, &mut Tape::new()).unwrap();
+        z.as_slice().iter().zip(w.as_slice()).map(|(a, b)| (a * b) as f64).sum::<f64>()
+            + ld.iter().zip(&v).map(|(a, b)| (a * b) as f64).sum::<f64>()
+    };
+    let mut tape = Tape::new();
+    bn.train_forward(&x, None, Direction::Inverse, &mut tape).unwrap();
+    let mut grads = vec![0.0; 4];
+    let gx = bn.backward(Direction::Inverse, &mut tape, w.clone(), &v, &mut grads).unwrap();
+    for k in 0..12 {
+        let (mut xp, mut xm) = (x.clone(), x.clone());
+        xp.as_mut_slice()[k] += 1e-3;
+        xm.as_mut_slice()[k] -= 1e-3;
+        let fd = (loss(&bn, &xp) - loss(&bn, &xm)) / 2e-3;
+        assert!((gx.as_slice()[k] as f64 - fd).abs() < 2e-2 * (1.0 + fd.abs()), "input {k}: {} vs {fd}", gx.as_slice()[k]);
+    }
+    let mut p = vec![0.0; 4];
+    bn.params(&mut |q| p.copy_from_slice(q));
+    for k in 0..4 {
+        let mut set = |val: f32, bn: &mut BatchNorm| {
+            let mut q = p.clone();
+            q[k] = val;
+            bn.params_mut(&mut |dst| dst.copy_from_slice(&q));
+        };
+        set(p[k] + 1e-3, &mut bn);
+        let lp = loss(&bn, &x);
+        set(p[k] - 1e-3, &mut bn);
+        let lm = loss(&bn, &x);
+        set(p[k], &mut bn);
+        let fd = (lp - lm) / 2e-3;
+        assert!((grads[k] as f64 - fd).abs() < 2e-2 * (1.0 + fd.abs()), "param {k}: {} vs {fd}", grads[k]);
+    }
+    // Training mode moved the running statistics towards the batch's.
+    assert!(bn.running_stats().0.iter().all(|&m| m != 0.0));
+}

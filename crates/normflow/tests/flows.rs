@@ -295,3 +295,15 @@ fn presets_with_lu_linear_mixing_learn_correlated_gaussian() {
     let (_, nll, _, entropy) = train_on_gaussian(maf);
     assert!((nll - entropy).abs() < 0.02, "MAF + LU: test NLL {nll} vs entropy {entropy}");
 }
+
+#[test]
+fn realnvp_with_batch_norm_learns_correlated_gaussian() {
+    let flow = RealNvpConfig::new(2).with_layers(3).with_hidden(vec![32, 32]).with_batch_norm(true).init(&mut Rng::new(0)).unwrap();
+    let (flow, nll, _, entropy) = train_on_gaussian(flow);
+    assert!((nll - entropy).abs() < 0.02, "RealNVP + batch norm: test NLL {nll} vs entropy {entropy}");
+    // Evaluation is per row after training: a batch equals its rows one by one.
+    let (x, _) = toy::correlated_gaussian(5, RHO, 9);
+    let all = flow.log_prob(&x, None).unwrap();
+    let one: Vec<f32> = (0..5).map(|i| flow.log_prob(&x.slice_rows(i, i + 1), None).unwrap()[0]).collect();
+    assert!(all.iter().zip(&one).all(|(a, b)| (a - b).abs() < 1e-5));
+}

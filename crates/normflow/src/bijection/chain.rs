@@ -123,6 +123,10 @@ impl Bijection for Chain {
         Ok(h)
     }
 
+    fn set_training(&mut self, on: bool) {
+        self.layers.iter_mut().for_each(|l| l.set_training(on));
+    }
+
     fn dequantized_columns(&self) -> Vec<usize> {
         // Only the data-side layer sees data columns.
         self.layers.last().map(|l| l.dequantized_columns()).unwrap_or_default()

@@ -52,6 +52,10 @@ impl Bijection for Invert {
         Ok(self.inverse_and_log_det(x, context)?.0)
     }
 
+    fn set_training(&mut self, on: bool) {
+        self.0.set_training(on);
+    }
+
     fn spec(&self) -> BijectionSpec {
         BijectionSpec::Invert { inner: Box::new(self.0.spec()) }
     }

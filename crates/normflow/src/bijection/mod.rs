@@ -12,6 +12,7 @@
 
 mod actnorm;
 mod affine;
+mod batchnorm;
 mod bounds;
 mod chain;
 mod coupling;
@@ -27,6 +28,7 @@ mod tape;
 mod transformer;
 
 pub use actnorm::ActNorm;
+pub use batchnorm::BatchNorm;
 pub use bounds::{Bounds, Interval, LOGIT_ALPHA};
 pub use chain::Chain;
 pub use coupling::AffineCoupling;
@@ -123,6 +125,9 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
     fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         Ok(self.inverse_and_log_det(x, context)?.0)
     }
+
+    /// Switches training mode (batch statistics in [`BatchNorm`]); a no-op for most layers.
+    fn set_training(&mut self, _on: bool) {}
 
     /// Integer-valued data columns that training dequantises with uniform noise (see
     /// [`Dequantize`]); empty for most layers.

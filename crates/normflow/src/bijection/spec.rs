@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActNorm, AffineCoupling, Bounds, Chain, Dequantize, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize, Transformer,
+    ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Dequantize, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize,
+    Transformer,
 };
 use crate::engine::Rng;
 use crate::{Bijection, Result};
@@ -65,6 +66,11 @@ pub enum BijectionSpec {
         /// Row permutation `P`.
         perm: Vec<usize>,
     },
+    /// [`BatchNorm`].
+    BatchNorm {
+        /// Row width.
+        dim: usize,
+    },
     /// [`Dequantize`].
     Dequantize {
         /// Row width.
@@ -105,6 +111,7 @@ impl BijectionSpec {
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
             BijectionSpec::LuLinear { perm } => Box::new(LuLinear::new(perm.clone())?),
+            BijectionSpec::BatchNorm { dim } => Box::new(BatchNorm::new(*dim)),
             BijectionSpec::Dequantize { dim, columns } => Box::new(Dequantize::new(*dim, columns.clone())?),
             BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),
         })

@@ -39,6 +39,8 @@ pub struct MafConfig {
     pub standardize: bool,
     /// Learned LU-linear mixing between layers (default false).
     pub lu_linear: bool,
+    /// Batch normalisation after every layer (default false).
+    pub batch_norm: bool,
 }
 
 impl MafConfig {
@@ -52,6 +54,7 @@ impl MafConfig {
             context_dim: 0,
             standardize: true,
             lu_linear: false,
+            batch_norm: false,
         }
     }
 
@@ -85,6 +88,12 @@ impl MafConfig {
         self
     }
 
+    /// Adds batch normalisation after every layer.
+    pub fn with_batch_norm(mut self, on: bool) -> Self {
+        self.batch_norm = on;
+        self
+    }
+
     /// Turns standardisation on or off.
     pub fn with_standardize(mut self, on: bool) -> Self {
         self.standardize = on;
@@ -108,6 +117,10 @@ impl MafConfig {
                 Ordering::Random => rng.permutation(self.dim),
             };
             layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, Transformer::Affine, rng)?));
+        }
+        if self.batch_norm {
+            // After every layer in the forward direction: layer, BN, layer, BN, ...
+            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
         if self.standardize {
             layers.push(Box::new(Standardize::new(self.dim)));

@@ -12,8 +12,17 @@ pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 
-use crate::bijection::{LuLinear, Permutation};
+use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation};
 use crate::{Bijection, Error, Result};
+
+/// `layer` followed by a batch norm, unless it is a fixed permutation or a linear mixing layer.
+pub(crate) fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<dyn Bijection>> {
+    if layer.num_params() == 0 || matches!(layer.spec(), BijectionSpec::LuLinear { .. } | BijectionSpec::ActNorm { .. }) {
+        vec![layer]
+    } else {
+        vec![layer, Box::new(BatchNorm::new(dim))]
+    }
+}
 
 /// The layer that mixes dimensions between two coupling or autoregressive layers: a fixed
 /// reversal, or a learned LU-linear map that starts as that reversal.

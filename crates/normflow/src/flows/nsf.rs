@@ -32,6 +32,8 @@ pub struct NsfConfig {
     pub standardize: bool,
     /// Learned LU-linear mixing between layers instead of a fixed reversal (default false).
     pub lu_linear: bool,
+    /// Batch normalisation after every layer (default false).
+    pub batch_norm: bool,
 }
 
 impl NsfConfig {
@@ -46,6 +48,7 @@ impl NsfConfig {
             context_dim: 0,
             standardize: true,
             lu_linear: false,
+            batch_norm: false,
         }
     }
 
@@ -91,6 +94,12 @@ impl NsfConfig {
         self
     }
 
+    /// Adds batch normalisation after every layer.
+    pub fn with_batch_norm(mut self, on: bool) -> Self {
+        self.batch_norm = on;
+        self
+    }
+
     /// Turns standardisation on or off.
     pub fn with_standardize(mut self, on: bool) -> Self {
         self.standardize = on;
@@ -122,6 +131,10 @@ impl NsfConfig {
                 }
                 layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?));
             }
+        }
+        if self.batch_norm {
+            // After every layer in the forward direction: layer, BN, layer, BN, ...
+            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
         if self.standardize {
             layers.push(Box::new(Standardize::new(self.dim)));

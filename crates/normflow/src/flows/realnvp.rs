@@ -32,6 +32,8 @@ pub struct RealNvpConfig {
     /// Mix dimensions between couplings with a learned LU-linear layer (starting as the
     /// reversal) instead of a fixed reversal (default false).
     pub lu_linear: bool,
+    /// Batch normalisation after every layer (default false).
+    pub batch_norm: bool,
 }
 
 impl RealNvpConfig {
@@ -46,6 +48,7 @@ impl RealNvpConfig {
             standardize: true,
             actnorm: false,
             lu_linear: false,
+            batch_norm: false,
         }
     }
 
@@ -64,6 +67,12 @@ impl RealNvpConfig {
     /// Sets the context width.
     pub fn with_context(mut self, context_dim: usize) -> Self {
         self.context_dim = context_dim;
+        self
+    }
+
+    /// Adds batch normalisation after every layer.
+    pub fn with_batch_norm(mut self, on: bool) -> Self {
+        self.batch_norm = on;
         self
     }
 
@@ -110,6 +119,10 @@ impl RealNvpConfig {
             if self.actnorm {
                 layers.push(Box::new(ActNorm::new(self.dim)));
             }
+        }
+        if self.batch_norm {
+            // After every layer in the forward direction: layer, BN, layer, BN, ...
+            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
         if self.standardize {
             layers.push(Box::new(Standardize::new(self.dim)));

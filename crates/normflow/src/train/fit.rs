@@ -196,6 +196,7 @@ pub fn fit(
     let mut trainer = Trainer::new(&flow, config.lr);
     trainer.grad_clip = config.grad_clip;
 
+    flow.transform_mut().set_training(true);
     let mut history = History::default();
     let mut best = (mean_nll(&flow, &x_val, c_val.as_ref())?, params_snapshot(&flow), 0usize);
     let mut since_best = 0;
@@ -222,6 +223,7 @@ pub fn fit(
             step += 1;
             let loss = match trainer.step(&mut flow, &xb, cb.as_ref()) {
                 Err(Error::NonFiniteLoss { .. }) => {
+                    flow.transform_mut().set_training(false);
                     params_restore(&mut flow, &best.1);
                     return Err(Error::NonFiniteLoss { step });
                 }
@@ -255,6 +257,7 @@ pub fn fit(
     if stopped != "early_stopping" && config.max_steps.is_some_and(|s| step >= s) {
         stopped = "max_steps";
     }
+    flow.transform_mut().set_training(false);
     params_restore(&mut flow, &best.1);
     history.summary = TrainingSummary {
         steps: step,
