@@ -307,7 +307,7 @@ fn batch_norm_training_gradients_flow_through_the_batch_statistics() {
     let mut p = vec![0.0; 4];
     bn.params(&mut |q| p.copy_from_slice(q));
     for k in 0..4 {
-        let mut set = |val: f32, bn: &mut BatchNorm| {
+        let set = |val: f32, bn: &mut BatchNorm| {
             let mut q = p.clone();
             q[k] = val;
             bn.params_mut(&mut |dst| dst.copy_from_slice(&q));
