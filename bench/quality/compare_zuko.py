@@ -8,7 +8,8 @@ realnvp|maf|nsf|nsf-ar --layers 5 --hidden 128,128; nsf is normflow's coupling s
 Budget: Adam, lr 1e-3 with cosine decay to 0, batch 256, --steps steps (default 5000).
 zuko draws batches with replacement (as quality.py); normflow shuffles epochs (its `fit`) and
 uses no validation split here (--val-frac 0), so both see the same rows for the same steps.
-normflow standardises the data inside the model (its default); zuko does not.
+zuko's flows have no standardisation layer, so normflow runs with --no-standardize here (same
+architecture); --standardize keeps normflow's default data standardisation instead.
 
 Each (library, flow, data set) is trained with every seed in --seeds (torch seed / batch order
 for zuko, --seed for normflow); the table reports the mean and the median over seeds, since one
@@ -63,12 +64,12 @@ def zuko_nll(kind, tr, te, steps, threads, seed):
     return -float(lp.double().mean())
 
 
-def normflow_nll(binary, kind, tr, te, steps, workdir, seed):
+def normflow_nll(binary, kind, tr, te, steps, workdir, seed, standardize):
     trp, tep, model = (os.path.join(workdir, f) for f in ("train.npy", "test.npy", f"{kind}.safetensors"))
     np.save(trp, tr)
     np.save(tep, te)
     subprocess.run([binary, "train", trp, "--flow", kind, "--layers", str(LAYERS), "--hidden", f"{HIDDEN},{HIDDEN}",
-                    "--max-steps", str(steps), "--epochs", "100000", "--lr", str(LR), "--cosine",
+                    *([] if standardize else ["--no-standardize"]), "--max-steps", str(steps), "--epochs", "100000", "--lr", str(LR), "--cosine",
                     "--batch-size", str(BATCH), "--val-frac", "0", "--patience", "0", "--seed", str(seed), "-q", "-o", model],
                    check=True, stderr=subprocess.DEVNULL)
     out = subprocess.run([binary, "eval", model, tep, "--json"], check=True, capture_output=True, text=True).stdout
@@ -82,6 +83,7 @@ def main():
     ap.add_argument("--flows", default="realnvp,maf")
     ap.add_argument("--libs", default="normflow,zuko")
     ap.add_argument("--seeds", default="0")
+    ap.add_argument("--standardize", action="store_true")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--normflow", default=os.path.join(HERE, "..", "..", "target", "release", "normflow"))
     a = ap.parse_args()
@@ -99,7 +101,7 @@ def main():
                         if lib == "zuko":
                             nll = zuko_nll(zkind, tr, te, a.steps, a.threads, seed)
                         else:
-                            nll = normflow_nll(a.normflow, kind, tr, te, a.steps, work, seed)
+                            nll = normflow_nll(a.normflow, kind, tr, te, a.steps, work, seed, a.standardize)
                         r = {"lib": lib, "flow": zkind if lib == "zuko" else kind, "dataset": ds, "seed": seed, "steps": a.steps,
                              "test_nll_nats": nll, "true_nll_nats": true_nll, "wall_s": round(time.perf_counter() - t0, 1)}
                         rows.append(r)

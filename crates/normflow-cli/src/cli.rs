@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Learned LU-linear mixing between layers instead of fixed reversals.
     #[arg(long)]
     pub lu_linear: bool,
+    /// Leave the data unstandardised (by default the model standardises every column with
+    /// training-split statistics).
+    #[arg(long)]
+    pub no_standardize: bool,
     /// Batch normalisation after every layer (batch statistics while training, running
     /// averages afterwards).
     #[arg(long)]

@@ -23,6 +23,7 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_context(context_dim)
             .with_lu_linear(a.lu_linear)
             .with_batch_norm(a.batch_norm)
+            .with_standardize(!a.no_standardize)
             .init(&mut rng)?,
         FlowKind::Maf => MafConfig::new(dim)
             .with_layers(layers)
@@ -30,6 +31,7 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_context(context_dim)
             .with_lu_linear(a.lu_linear)
             .with_batch_norm(a.batch_norm)
+            .with_standardize(!a.no_standardize)
             .init(&mut rng)?,
         FlowKind::Nsf | FlowKind::NsfAr => NsfConfig::new(dim)
             .with_layers(layers)
@@ -37,6 +39,7 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_context(context_dim)
             .with_lu_linear(a.lu_linear)
             .with_batch_norm(a.batch_norm)
+            .with_standardize(!a.no_standardize)
             .with_bins(a.bins)
             .with_bound(a.tail_bound)
             .with_autoregressive(a.flow == FlowKind::NsfAr)
