@@ -83,6 +83,10 @@ pub struct TrainArgs {
     /// Spline tail bound B: splines act on [-B, B] of the standardised data, identity outside (nsf, nsf-ar).
     #[arg(long, default_value_t = 5.0)]
     pub tail_bound: f32,
+    /// Residual blocks in each coupling conditioner of an NSF (0: plain MLP; else a residual MLP
+    /// as wide as the first --hidden size).
+    #[arg(long, default_value_t = 0)]
+    pub residual_blocks: usize,
     /// Learned LU-linear mixing between layers instead of fixed reversals.
     #[arg(long)]
     pub lu_linear: bool,

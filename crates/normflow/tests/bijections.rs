@@ -323,3 +323,20 @@ fn batch_norm_training_gradients_flow_through_the_batch_statistics() {
     // Training mode moved the running statistics towards the batch's.
     assert!(bn.running_stats().0.iter().all(|&m| m != 0.0));
 }
+
+#[test]
+fn residual_conditioner_coupling_passes_harness() {
+    let mut rng = Rng::new(1);
+    // Residual blocks add up: smaller random weights keep the spline parameters in the range where
+    // finite differences at step 2e-3 are accurate.
+    run(
+        Box::new(AffineCoupling::with_residual(4, 2, 8, 2, 0, spline(), &mut rng).unwrap()),
+        HarnessOptions { param_scale: 0.15, ..spline_options() },
+        71,
+    );
+    run(
+        Box::new(AffineCoupling::with_residual(3, 1, 6, 1, 2, Transformer::Affine, &mut rng).unwrap()),
+        HarnessOptions { context_dim: 2, ..Default::default() },
+        72,
+    );
+}

@@ -307,3 +307,11 @@ fn realnvp_with_batch_norm_learns_correlated_gaussian() {
     let one: Vec<f32> = (0..5).map(|i| flow.log_prob(&x.slice_rows(i, i + 1), None).unwrap()[0]).collect();
     assert!(all.iter().zip(&one).all(|(a, b)| (a - b).abs() < 1e-5));
 }
+
+#[test]
+fn nsf_with_residual_conditioners_learns_correlated_gaussian() {
+    use normflow::flows::NsfConfig;
+    let flow = NsfConfig::new(2).with_layers(2).with_hidden(vec![32]).with_residual_blocks(2).init(&mut Rng::new(0)).unwrap();
+    let (_, nll, _, entropy) = train_on_gaussian(flow);
+    assert!((nll - entropy).abs() < 0.02, "NSF + residual blocks: test NLL {nll} vs entropy {entropy}");
+}

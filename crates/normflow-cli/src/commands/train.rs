@@ -40,6 +40,7 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_lu_linear(a.lu_linear)
             .with_batch_norm(a.batch_norm)
             .with_standardize(!a.no_standardize)
+            .with_residual_blocks(a.residual_blocks)
             .with_bins(a.bins)
             .with_bound(a.tail_bound)
             .with_autoregressive(a.flow == FlowKind::NsfAr)

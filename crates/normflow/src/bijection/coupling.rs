@@ -4,7 +4,7 @@
 
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{Matrix, Rng};
-use crate::nn::{Mlp, MlpCache};
+use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};
 
 /// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
@@ -32,11 +32,12 @@ pub struct AffineCoupling {
     context_dim: usize,
     transformer: Transformer,
     hidden: Vec<usize>,
-    net: Mlp,
+    residual_blocks: usize,
+    net: Conditioner,
 }
 
 struct CouplingCache {
-    net: MlpCache,
+    net: ConditionerCache,
     theta: Matrix,
     in_b: Matrix,
     out_b: Matrix,
@@ -58,8 +59,29 @@ impl AffineCoupling {
         let mut sizes = vec![split + context_dim];
         sizes.extend_from_slice(hidden);
         sizes.push(transformer.params_per_dim() * (dim - split));
-        let net = Mlp::new(&sizes, 0.0, None, rng);
-        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), net })
+        let net = Conditioner::Mlp(Mlp::new(&sizes, 0.0, None, rng));
+        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, net })
+    }
+
+    /// A coupling layer whose conditioner is a residual MLP of `blocks` blocks of width `width`
+    /// (see [`ResidualMlp`]) instead of a plain MLP.
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::new`]; also for `width` 0.
+    pub fn with_residual(
+        dim: usize,
+        split: usize,
+        width: usize,
+        blocks: usize,
+        context_dim: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let mut layer = Self::new(dim, split, &[width], context_dim, transformer, rng)?;
+        let out = transformer.params_per_dim() * (dim - split);
+        layer.net = Conditioner::Residual(ResidualMlp::new(split + context_dim, width, blocks, out, 0.0, rng));
+        layer.residual_blocks = blocks;
+        Ok(layer)
     }
 
     fn net_input(&self, input: &Matrix, context: Option<&Matrix>) -> Matrix {
@@ -151,7 +173,7 @@ impl Bijection for AffineCoupling {
             );
             g_in.row_mut(i)[self.split..].copy_from_slice(&g_in_b);
         }
-        let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
+        let g_net_in = self.net.backward(&cache.net, g_theta, grads);
         for i in 0..rows {
             for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {
                 *g += v;
@@ -167,6 +189,7 @@ impl Bijection for AffineCoupling {
             hidden: self.hidden.clone(),
             context_dim: self.context_dim,
             transformer: self.transformer,
+            residual_blocks: self.residual_blocks,
         }
     }
 }

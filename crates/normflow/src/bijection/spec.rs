@@ -37,6 +37,10 @@ pub enum BijectionSpec {
         context_dim: usize,
         /// Elementwise map.
         transformer: Transformer,
+        /// Residual blocks of the conditioner (0: a plain MLP with `hidden` sizes; else a
+        /// residual MLP of width `hidden[0]`).
+        #[serde(default)]
+        residual_blocks: usize,
     },
     /// [`MaskedAutoregressive`].
     MaskedAutoregressive {
@@ -101,8 +105,12 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer } => {
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0 } => {
                 Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *transformer, &mut rng)?)
+            }
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks } => {
+                let width = *hidden.first().ok_or_else(|| crate::Error::config("a residual conditioner needs a width"))?;
+                Box::new(AffineCoupling::with_residual(*dim, *split, width, *residual_blocks, *context_dim, *transformer, &mut rng)?)
             }
             BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim, transformer } => {
                 Box::new(MaskedAutoregressive::new(*dim, hidden, order.clone(), *context_dim, *transformer, &mut rng)?)

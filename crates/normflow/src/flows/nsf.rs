@@ -32,6 +32,9 @@ pub struct NsfConfig {
     pub standardize: bool,
     /// Learned LU-linear mixing between layers instead of a fixed reversal (default false).
     pub lu_linear: bool,
+    /// Residual blocks in each coupling conditioner (default 0: a plain MLP with `hidden`
+    /// sizes; n > 0: a residual MLP of width `hidden[0]`). Coupling variant only.
+    pub residual_blocks: usize,
     /// Batch normalisation after every layer (default false).
     pub batch_norm: bool,
 }
@@ -48,6 +51,7 @@ impl NsfConfig {
             context_dim: 0,
             standardize: true,
             lu_linear: false,
+            residual_blocks: 0,
             batch_norm: false,
         }
     }
@@ -100,6 +104,12 @@ impl NsfConfig {
         self
     }
 
+    /// Uses residual conditioners with `blocks` blocks (coupling variant).
+    pub fn with_residual_blocks(mut self, blocks: usize) -> Self {
+        self.residual_blocks = blocks;
+        self
+    }
+
     /// Turns standardisation on or off.
     pub fn with_standardize(mut self, on: bool) -> Self {
         self.standardize = on;
@@ -114,6 +124,9 @@ impl NsfConfig {
         super::validate_common(self.dim, self.layers, &self.hidden)?;
         let transformer = Transformer::Spline(self.spline);
         transformer.validate()?;
+        if self.autoregressive && self.residual_blocks > 0 {
+            return Err(Error::config("residual conditioners are available for the coupling NSF only"));
+        }
         if !self.autoregressive && self.dim < 2 {
             return Err(Error::config("a coupling NSF needs at least 2 columns; use the autoregressive variant for 1-D data"));
         }
@@ -129,7 +142,19 @@ impl NsfConfig {
                 if k > 0 && !self.lu_linear {
                     layers.push(super::mixing(self.dim, false)?);
                 }
-                layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?));
+                layers.push(Box::new(if self.residual_blocks > 0 {
+                    AffineCoupling::with_residual(
+                        self.dim,
+                        self.dim / 2,
+                        self.hidden[0],
+                        self.residual_blocks,
+                        self.context_dim,
+                        transformer,
+                        rng,
+                    )?
+                } else {
+                    AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?
+                }));
             }
         }
         if self.batch_norm {

@@ -1,0 +1,71 @@
+//! The conditioner networks a coupling layer can use, behind one interface.
+
+use super::{Mlp, MlpCache, ResidualCache, ResidualMlp};
+use crate::engine::Matrix;
+
+/// A plain MLP or a residual MLP.
+#[derive(Clone, Debug)]
+pub enum Conditioner {
+    /// [`Mlp`].
+    Mlp(Mlp),
+    /// [`ResidualMlp`].
+    Residual(ResidualMlp),
+}
+
+/// The backward cache of a [`Conditioner`].
+#[derive(Debug)]
+pub enum ConditionerCache {
+    /// Of an [`Mlp`].
+    Mlp(MlpCache),
+    /// Of a [`ResidualMlp`].
+    Residual(ResidualCache),
+}
+
+impl Conditioner {
+    /// Output for a batch.
+    pub fn forward(&self, x: &Matrix) -> Matrix {
+        match self {
+            Conditioner::Mlp(m) => m.forward(x),
+            Conditioner::Residual(m) => m.forward(x),
+        }
+    }
+
+    /// Output and backward cache.
+    pub fn forward_cached(&self, x: &Matrix) -> (Matrix, ConditionerCache) {
+        match self {
+            Conditioner::Mlp(m) => {
+                let (y, c) = m.forward_cached(x);
+                (y, ConditionerCache::Mlp(c))
+            }
+            Conditioner::Residual(m) => {
+                let (y, c) = m.forward_cached(x);
+                (y, ConditionerCache::Residual(c))
+            }
+        }
+    }
+
+    /// Writes parameter gradients into `grads`; returns the input gradient.
+    pub fn backward(&self, cache: &ConditionerCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
+        match (self, cache) {
+            (Conditioner::Mlp(m), ConditionerCache::Mlp(c)) => m.backward(c, grad_out, grads, true).expect("input gradient requested"),
+            (Conditioner::Residual(m), ConditionerCache::Residual(c)) => m.backward(c, grad_out, grads),
+            _ => unreachable!("a conditioner's cache comes from its own forward pass"),
+        }
+    }
+
+    /// The flat parameters.
+    pub fn params(&self) -> &[f32] {
+        match self {
+            Conditioner::Mlp(m) => m.params(),
+            Conditioner::Residual(m) => m.params(),
+        }
+    }
+
+    /// The flat parameters, mutable.
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        match self {
+            Conditioner::Mlp(m) => m.params_mut(),
+            Conditioner::Residual(m) => m.params_mut(),
+        }
+    }
+}
