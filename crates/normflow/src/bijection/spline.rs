@@ -53,15 +53,17 @@ fn derivative(u: f32) -> (f32, f32) {
     (sp + MIN_DERIVATIVE, 1.0 / (1.0 + (-v).exp()))
 }
 
-/// Knots of one element: positions `xs[0..=K]`, `ys[0..=K]`, derivatives `ds[0..=K]`, plus the
-/// softmax probabilities that made the widths and heights (for the backward pass).
+/// Knots of one element: positions `xs[0..=K]`, `ys[0..=K]`, the softmax probabilities that
+/// made the widths and heights (for the backward pass), and the derivatives at the two knots of
+/// the bin in use with their softplus slopes (only those two are ever needed, which saves most
+/// of the transcendental calls).
 struct Knots {
     xs: Vec<f32>,
     ys: Vec<f32>,
-    ds: Vec<f32>,
     pw: Vec<f32>,
     ph: Vec<f32>,
-    dd: Vec<f32>,
+    d: [f32; 2],
+    dd: [f32; 2],
 }
 
 fn softmax(u: impl Iterator<Item = f32> + Clone, out: &mut Vec<f32>) {
@@ -74,11 +76,10 @@ fn softmax(u: impl Iterator<Item = f32> + Clone, out: &mut Vec<f32>) {
 
 impl Knots {
     fn new() -> Self {
-        Self { xs: Vec::new(), ys: Vec::new(), ds: Vec::new(), pw: Vec::new(), ph: Vec::new(), dd: Vec::new() }
+        Self { xs: Vec::new(), ys: Vec::new(), pw: Vec::new(), ph: Vec::new(), d: [1.0; 2], dd: [0.0; 2] }
     }
 
-    /// Knots from the element's parameters `param(p)` for p in 0..3K−1 (widths, heights,
-    /// derivatives).
+    /// Knot positions from the element's parameters `param(p)` for p in 0..2K (widths, heights).
     fn build(&mut self, shape: SplineShape, param: impl Fn(usize) -> f32) {
         let (k, b) = (shape.bins, shape.bound);
         let scale = 1.0 - MIN_BIN * k as f32;
@@ -94,17 +95,13 @@ impl Knots {
             }
             knots[k] = b;
         }
-        self.ds.clear();
-        self.dd.clear();
-        self.ds.push(1.0);
-        self.dd.push(0.0);
-        for j in 0..k - 1 {
-            let (d, dd) = derivative(param(2 * k + j));
-            self.ds.push(d);
-            self.dd.push(dd);
+    }
+
+    /// Derivatives at knots `bin` and `bin + 1` (boundary knots: 1) from parameters `2K + j`.
+    fn set_bin_derivatives(&mut self, bins: usize, bin: usize, param: impl Fn(usize) -> f32) {
+        for (slot, knot) in [(0, bin), (1, bin + 1)] {
+            (self.d[slot], self.dd[slot]) = if knot == 0 || knot == bins { (1.0, 0.0) } else { derivative(param(2 * bins + knot - 1)) };
         }
-        self.ds.push(1.0);
-        self.dd.push(0.0);
     }
 
     /// Bin containing `v` among `knots` (clamped to the last bin).
@@ -131,7 +128,7 @@ struct Local {
 fn local(kn: &Knots, k: usize, xi: f32) -> Local {
     let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
     let s = h / w;
-    let (d0, d1) = (kn.ds[k], kn.ds[k + 1]);
+    let (d0, d1) = (kn.d[0], kn.d[1]);
     let q = xi * (1.0 - xi);
     let den = s + (d1 + d0 - 2.0 * s) * q;
     let num = h * (s * xi * xi + d0 * q);
@@ -144,9 +141,14 @@ impl Local {
         kn.ys[self.k] + self.num / self.den
     }
 
-    /// `log dy/dx`.
+    /// `dy/dx = s²·N₂/den²`.
+    fn deriv(&self) -> f32 {
+        self.s * self.s * self.n2 / (self.den * self.den)
+    }
+
+    /// `log dy/dx` (one logarithm: the factors stay within f32 range, s ∈ [1e-3, 1e3]).
     fn log_deriv(&self) -> f32 {
-        2.0 * self.s.ln() + self.n2.ln() - 2.0 * self.den.ln()
+        self.deriv().ln()
     }
 }
 
@@ -170,6 +172,10 @@ impl Spline {
         self.knots.build(self.shape, |p| theta[p * n + i]);
     }
 
+    fn set_bin(&mut self, bin: usize, theta: &[f32], n: usize, i: usize) {
+        self.knots.set_bin_derivatives(self.shape.bins, bin, |p| theta[p * n + i]);
+    }
+
     /// `x ↦ y` and `log dy/dx` for element `i`.
     pub(crate) fn forward(&mut self, x: f32, theta: &[f32], n: usize, i: usize) -> (f32, f32) {
         if !self.inside(x) {
@@ -177,6 +183,7 @@ impl Spline {
         }
         self.build(theta, n, i);
         let k = Knots::bin(&self.knots.xs, x);
+        self.set_bin(k, theta, n, i);
         let w = self.knots.xs[k + 1] - self.knots.xs[k];
         let xi = ((x - self.knots.xs[k]) / w).clamp(0.0, 1.0);
         let l = local(&self.knots, k, xi);
@@ -189,11 +196,12 @@ impl Spline {
             return (y, 0.0);
         }
         self.build(theta, n, i);
+        let k = Knots::bin(&self.knots.ys, y);
+        self.set_bin(k, theta, n, i);
         let kn = &self.knots;
-        let k = Knots::bin(&kn.ys, y);
         let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
         let s = h / w;
-        let (d0, d1) = (kn.ds[k], kn.ds[k + 1]);
+        let (d0, d1) = (kn.d[0], kn.d[1]);
         let dy = y - kn.ys[k];
         let t = d1 + d0 - 2.0 * s;
         let a = h * (s - d0) + dy * t;
@@ -229,8 +237,9 @@ impl Spline {
             return g_out;
         }
         self.build(theta, n, i);
+        let (kb, bins) = (Knots::bin(&self.knots.xs, x), self.shape.bins);
+        self.set_bin(kb, theta, n, i);
         let kn = &self.knots;
-        let (kb, bins) = (Knots::bin(&kn.xs, x), self.shape.bins);
         let w = kn.xs[kb + 1] - kn.xs[kb];
         let xi = ((x - kn.xs[kb]) / w).clamp(0.0, 1.0);
         let l = local(kn, kb, xi);
@@ -253,7 +262,7 @@ impl Spline {
             Direction::Forward => (g_out, g_ld, None),
             Direction::Inverse => {
                 // The pass's log-det is −ℓ, so its gradient enters with the opposite sign.
-                let c = (g_out - g_ld * l_xi / w) / l.log_deriv().exp();
+                let c = (g_out - g_ld * l_xi / w) / l.deriv();
                 (-c, -g_ld, Some(c))
             }
         };
@@ -283,9 +292,9 @@ impl Spline {
                 g_theta[(off + j) * n + i] += scale * probs[j] * (g_width(j) - dot);
             }
         }
-        for (knot, g) in [(kb, g_d0), (kb + 1, g_d1)] {
+        for (slot, knot, g) in [(0, kb, g_d0), (1, kb + 1, g_d1)] {
             if knot > 0 && knot < bins {
-                g_theta[(2 * bins + knot - 1) * n + i] += g * kn.dd[knot];
+                g_theta[(2 * bins + knot - 1) * n + i] += g * kn.dd[slot];
             }
         }
         g_in.unwrap_or(g_xi / w)
