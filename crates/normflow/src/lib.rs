@@ -29,6 +29,7 @@
 // Numeric kernels index several parallel buffers by row; iterator zips of four slices read worse.
 #![allow(clippy::needless_range_loop)]
 
+pub mod anomaly;
 pub mod bijection;
 pub mod data;
 pub mod distribution;
