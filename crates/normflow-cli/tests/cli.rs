@@ -247,6 +247,9 @@ fn every_help_shows_an_example() {
     for cmd in ["train", "sample", "log-prob", "encode", "decode", "eval", "info", "demo", "bench"] {
         assert!(ok(&[cmd, "--help"]).contains("Example:"), "{cmd} --help");
     }
+    for cmd in ["fit", "score", "eval"] {
+        assert!(ok(&["anomaly", cmd, "--help"]).contains("Example:"), "anomaly {cmd} --help");
+    }
 }
 
 #[test]
@@ -386,4 +389,130 @@ fn dequantized_die_column_is_scored_near_its_entropy_and_sampled_as_integers() {
     let frac = std::fs::read_to_string(&data).unwrap().replacen("\n0,", "\n0.5,", 1);
     std::fs::write(t.path("frac.csv"), frac).unwrap();
     assert!(fails(&["eval", s(&model), s(&t.path("frac.csv"))]).contains("not an integer"));
+}
+
+/// Rows of N(0, Σ) with Σ = [[1, 0.6], [0.6, 1]] and their squared Mahalanobis radii.
+fn gaussian_rows(n: usize, seed: u64) -> Vec<(f64, f64, f64)> {
+    let mut rng = normflow::Rng::new(seed);
+    let c = (1.0f64 - 0.36).sqrt();
+    (0..n)
+        .map(|_| {
+            let (e1, e2) = (rng.normal(), rng.normal());
+            (e1, 0.6 * e1 + c * e2, e1 * e1 + e2 * e2)
+        })
+        .collect()
+}
+
+#[test]
+fn anomaly_threshold_flags_the_expected_mahalanobis_tail() {
+    let t = TempDir::new("anomaly-known");
+    let (train, fresh, model) = (t.path("train.csv"), t.path("fresh.csv"), t.path("d.safetensors"));
+    let write = |p: &Path, rows: &[(f64, f64, f64)]| {
+        std::fs::write(p, rows.iter().fold(String::from("a,b\n"), |s, r| s + &format!("{},{}\n", r.0, r.1))).unwrap()
+    };
+    write(&train, &gaussian_rows(20_000, 1));
+    let fresh_rows = gaussian_rows(20_000, 2);
+    write(&fresh, &fresh_rows);
+    let out = ok(&[
+        "anomaly",
+        "fit",
+        s(&train),
+        "--flow",
+        "maf",
+        "--layers",
+        "2",
+        "--hidden",
+        "32,32",
+        "--epochs",
+        "10",
+        "--lr",
+        "2e-3",
+        "--threshold-quantile",
+        "0.99",
+        "-q",
+        "--json",
+        "-o",
+        s(&model),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["calibration_rows"], 4000);
+    let scored = csv_rows(&ok(&["anomaly", "score", s(&model), s(&fresh)]));
+    let rate = scored.iter().filter(|r| r[2] == 1.0).count() as f64 / scored.len() as f64;
+    // The true detector flags r² > −2 ln 0.01 = 9.21 at rate 1%; sampling error of the
+    // calibration quantile (4000 rows) and of the rate (20,000 rows) is about 0.2%.
+    assert!((rate - 0.01).abs() < 0.005, "flagged rate {rate}");
+    let agree =
+        scored.iter().zip(&fresh_rows).filter(|(r, g)| (r[2] == 1.0) == (g.2 > -2.0 * 0.01f64.ln())).count() as f64 / scored.len() as f64;
+    assert!(agree > 0.99, "agreement with the exact Mahalanobis rule {agree}");
+    assert!(scored.iter().all(|r| (0.0..=100.0).contains(&r[1])), "percentiles in [0, 100]");
+}
+
+#[test]
+fn anomaly_fit_on_labelled_normal_rows_then_eval_reports_metrics() {
+    let t = TempDir::new("anomaly-eval");
+    let (data, model) = (t.path("data.csv"), t.path("d.safetensors"));
+    let mut text = String::from("id,a,b,outlier\n");
+    let mut rng = normflow::Rng::new(7);
+    for (i, g) in gaussian_rows(4000, 3).iter().enumerate() {
+        if i % 20 == 0 {
+            // Outliers: uniform on a wide square, mostly far from the Gaussian.
+            text.push_str(&format!("{i},{},{},1\n", rng.uniform() * 12.0 - 6.0, rng.uniform() * 12.0 - 6.0));
+        } else {
+            text.push_str(&format!("{i},{},{},0\n", g.0, g.1));
+        }
+    }
+    std::fs::write(&data, text).unwrap();
+    ok(&[
+        "anomaly",
+        "fit",
+        s(&data),
+        "--columns",
+        "a,b",
+        "--label-column",
+        "outlier",
+        "--contamination",
+        "0.02",
+        "--layers",
+        "2",
+        "--hidden",
+        "16,16",
+        "--epochs",
+        "15",
+        "--lr",
+        "2e-3",
+        "-q",
+        "-o",
+        s(&model),
+    ]);
+    let e: serde_json::Value =
+        serde_json::from_str(ok(&["anomaly", "eval", s(&model), s(&data), "--label-column", "outlier", "--json"]).trim()).unwrap();
+    assert!(e["auroc"].as_f64().unwrap() > 0.95 && e["average_precision"].as_f64().unwrap() > 0.8, "{e}");
+    for key in ["precision", "recall", "f1"] {
+        assert!((0.0..=1.0).contains(&e[key].as_f64().unwrap()), "{key}: {e}");
+    }
+    assert_eq!(e["anomalies"], 200);
+    assert!(ok(&["anomaly", "eval", s(&model), s(&data), "--label-column", "outlier"]).contains("AUROC"));
+    let scored = ok(&["anomaly", "score", s(&model), s(&data), "--id-column", "id"]);
+    assert!(scored.starts_with("id,score,percentile,flag\n"));
+    assert_eq!(csv_rows(&scored)[20][0], 20.0);
+    // A plain model is no detector: a clear error.
+    ok(&[
+        "train",
+        s(&data),
+        "--columns",
+        "a,b",
+        "--layers",
+        "1",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "-q",
+        "-o",
+        s(&t.path("plain.safetensors")),
+    ]);
+    assert!(fails(&["anomaly", "score", s(&t.path("plain.safetensors")), s(&data)]).contains("not an anomaly detector"));
+    assert!(
+        fails(&["anomaly", "fit", s(&data), "--contamination", "1.5", "-q", "-o", s(&t.path("x.safetensors"))]).contains("--contamination")
+    );
 }

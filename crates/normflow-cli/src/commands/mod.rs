@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` dispatches.
 
+mod anomaly;
 mod bench;
 mod demo;
 mod eval;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Eval(a) => eval::run(a),
         Command::Info(a) => info::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Anomaly(c) => anomaly::run(c),
         Command::Bench(a) => bench::run(a),
     }
 }

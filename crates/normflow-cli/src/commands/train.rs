@@ -1,9 +1,10 @@
 //! `normflow train`.
 
 use normflow::bijection::{Bounds, Dequantize, Interval};
+use normflow::data::Table;
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
-use normflow::train::{fit, FitConfig, LrSchedule};
+use normflow::train::{fit, FitConfig, History, LrSchedule};
 use normflow::{Flow, Rng};
 use serde_json::json;
 
@@ -84,19 +85,33 @@ fn parse_bounds(spec: &[String], dim: usize) -> Result<Vec<Option<Interval>>, Cl
         .collect()
 }
 
-pub fn run(a: TrainArgs) -> Result<(), CliError> {
-    // Plan: validate everything before any work.
+/// Rows to train on: the data columns and, for a conditional model, the context columns.
+pub(crate) struct TrainingRows {
+    pub data: Table,
+    pub context: Option<Table>,
+}
+
+/// Reads the training file as `--columns` / `--context-columns` say, dropping `also_drop`
+/// (e.g. a label column) from the data columns.
+pub(crate) fn read_training_rows(a: &TrainArgs, also_drop: &[String]) -> Result<TrainingRows, CliError> {
     if a.output.is_dir() {
         return Err(CliError::Usage(format!("{}: is a directory; give a model file path", a.output.display())));
     }
-    let drop = a.context_columns.clone().unwrap_or_default();
-    let table = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), drop })?;
+    let mut drop = a.context_columns.clone().unwrap_or_default();
+    drop.extend_from_slice(also_drop);
+    let data = read_table(&a.data, &CsvOptions { columns: a.columns.clone(), drop })?;
     let context = match &a.context_columns {
         Some(c) => Some(read_table(&a.data, &CsvOptions { columns: Some(c.clone()), ..Default::default() })?),
         None => None,
     };
+    Ok(TrainingRows { data, context })
+}
+
+/// Builds the flow the flags describe and fits it to `rows` (with a progress bar).
+pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows) -> Result<(Flow, History), CliError> {
+    let (table, context) = (&rows.data, &rows.context);
     let dim = table.data.cols();
-    let mut flow = build_flow(&a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
+    let mut flow = build_flow(a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
     if let Some(spec) = &a.bounds {
         flow = flow.with_data_layer(Box::new(Bounds::new(parse_bounds(spec, dim)?)?))?;
     }
@@ -105,7 +120,7 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
         flow = flow.with_data_layer(Box::new(Dequantize::new(dim, idx)?))?;
     }
     flow.meta.columns = table.columns.clone();
-    if let Some(c) = &context {
+    if let Some(c) = context {
         let names = c.columns.clone().unwrap_or_else(|| a.context_columns.clone().unwrap_or_default());
         flow.meta.extra.insert(CONTEXT_COLUMNS_KEY.into(), json!(names));
     }
@@ -123,14 +138,20 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
     let bar = TrainingBar::new(a.quiet);
     let result = fit(flow, &table.data, context.as_ref().map(|c| &c.data), &config, &mut |p| bar.update(p));
     bar.finish();
-    let (flow, history) = result.map_err(|e| match e {
+    result.map_err(|e| match e {
         normflow::Error::ConstantColumn { column } => CliError::Usage(format!(
             "{}: column {column}{} is constant in the training split; drop it with --columns",
             a.data.display(),
             table.columns.as_ref().map(|c| format!(" ('{}')", c[column - 1])).unwrap_or_default()
         )),
         other => other.into(),
-    })?;
+    })
+}
+
+pub fn run(a: TrainArgs) -> Result<(), CliError> {
+    let rows = read_training_rows(&a, &[])?;
+    let dim = rows.data.data.cols();
+    let (flow, history) = fit_rows(&a, &rows)?;
     flow.save(&a.output)?;
     let s = &history.summary;
     if a.json {
