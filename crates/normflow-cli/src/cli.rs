@@ -71,7 +71,7 @@ pub enum AnomalyCommand {
     #[command(
         after_help = "Example:\n  normflow anomaly fit sensors.csv --label-column outlier --normal-label 0 --contamination 0.01 -o detector.safetensors"
     )]
-    Fit(AnomalyFitArgs),
+    Fit(Box<AnomalyFitArgs>),
     /// Score rows: negative log-likelihood, percentile among the calibration scores, flag.
     #[command(after_help = "Example:\n  normflow anomaly score detector.safetensors new.csv --id-column id -o scores.csv")]
     Score(AnomalyScoreArgs),

@@ -16,7 +16,7 @@ const THRESHOLD_KEY: &str = "anomaly_threshold";
 
 pub fn run(c: AnomalyCommand) -> Result<(), CliError> {
     match c {
-        AnomalyCommand::Fit(a) => fit(a),
+        AnomalyCommand::Fit(a) => fit(*a),
         AnomalyCommand::Score(a) => score(a),
         AnomalyCommand::Eval(a) => eval(a),
     }
