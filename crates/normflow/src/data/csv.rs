@@ -1,6 +1,6 @@
 //! Numeric CSV: optional header (detected), column selection, and precise errors.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 
 use super::{resolve_column, Table};
@@ -16,59 +16,105 @@ pub struct CsvOptions {
     pub drop: Vec<String>,
 }
 
-/// Reads a numeric CSV file, gzip-compressed or not. A first line with any non-numeric field is
-/// taken as a header. Blank lines are skipped; fields are trimmed.
+/// A numeric CSV file read in chunks of rows, in bounded memory (gzip-compressed or not).
 ///
-/// # Errors
-/// [`Error::Parse`] naming the 1-based line and column of an empty, non-numeric, NaN or
-/// infinite cell or of a row with the wrong number of fields; [`Error::BadFile`] for an empty
-/// file or unknown columns; [`Error::Io`] if it cannot be read.
-pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
-    let mut text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if text.starts_with(&[0x1f, 0x8b]) {
-        // gzip-compressed CSV (`.csv.gz`).
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&text[..]), &mut out)
-            .map_err(|e| Error::BadFile { path: path.into(), message: format!("damaged gzip data: {e}") })?;
-        text = out;
+/// A first line with any non-numeric field is taken as a header. Blank lines are skipped;
+/// fields are trimmed. Errors name the file and the 1-based line and column.
+pub struct CsvChunks {
+    path: std::path::PathBuf,
+    lines: Box<dyn BufRead>,
+    line_no: usize,
+    first_row: Option<(usize, String)>,
+    cols: usize,
+    keep: Vec<usize>,
+    columns: Option<Vec<String>>,
+    buf: String,
+    gz: bool,
+}
+
+impl std::fmt::Debug for CsvChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CsvChunks({}, line {})", self.path.display(), self.line_no)
     }
-    let text =
-        String::from_utf8(text).map_err(|_| Error::BadFile { path: path.into(), message: "not UTF-8 text (is it a CSV file?)".into() })?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (first_no, first) = lines.next().ok_or_else(|| Error::BadFile { path: path.into(), message: "the file is empty".into() })?;
-    let fields: Vec<&str> = first.split(',').map(str::trim).collect();
-    let header = if fields.iter().any(|f| f.parse::<f64>().is_err()) {
-        Some(fields.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    } else {
-        None
-    };
-    let cols = fields.len();
-    let keep: Vec<usize> = {
+}
+
+impl CsvChunks {
+    /// Opens `path` and reads its first line (header detection, column selection).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be opened; [`Error::BadFile`] for an empty file or unknown
+    /// columns; [`Error::Parse`] for a bad first data row.
+    pub fn open(path: &Path, options: &CsvOptions) -> Result<Self> {
+        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut magic = [0u8; 2];
+        let gz = std::io::Read::read(&mut file, &mut magic).map_err(|e| Error::io(path, e))? == 2 && magic == [0x1f, 0x8b];
+        std::io::Seek::rewind(&mut file).map_err(|e| Error::io(path, e))?;
+        let lines: Box<dyn BufRead> =
+            if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))) } else { Box::new(BufReader::new(file)) };
+        let mut me = Self { path: path.into(), lines, line_no: 0, first_row: None, cols: 0, keep: Vec::new(), columns: None, buf: String::new(), gz };
+        let (first_no, first) = me.next_line()?.ok_or_else(|| Error::BadFile { path: path.into(), message: "the file is empty".into() })?;
+        let fields: Vec<String> = first.split(',').map(|f| f.trim().to_string()).collect();
+        let header = fields.iter().any(|f| f.parse::<f64>().is_err()).then_some(fields.clone());
+        let cols = fields.len();
         let base: Vec<usize> = match &options.columns {
             Some(sel) => sel.iter().map(|s| resolve_column(path, s, header.as_deref(), cols)).collect::<Result<_>>()?,
             None => (0..cols).collect(),
         };
         let dropped = options.drop.iter().map(|s| resolve_column(path, s, header.as_deref(), cols)).collect::<Result<Vec<_>>>()?;
-        base.into_iter().filter(|c| !dropped.contains(c)).collect()
-    };
-    if keep.is_empty() {
-        return Err(Error::BadFile { path: path.into(), message: "no columns left to read".into() });
+        me.keep = base.into_iter().filter(|c| !dropped.contains(c)).collect();
+        if me.keep.is_empty() {
+            return Err(Error::BadFile { path: path.into(), message: "no columns left to read".into() });
+        }
+        me.cols = cols;
+        me.columns = header.as_ref().map(|h| me.keep.iter().map(|&c| h[c].clone()).collect());
+        if header.is_none() {
+            me.first_row = Some((first_no, first));
+        }
+        Ok(me)
     }
-    let mut data = Vec::new();
-    let mut rows = 0;
-    let mut parse_line = |no: usize, line: &str| -> Result<()> {
+
+    /// Names of the selected columns, when the file has a header.
+    pub fn columns(&self) -> Option<&[String]> {
+        self.columns.as_deref()
+    }
+
+    /// Number of selected columns.
+    pub fn width(&self) -> usize {
+        self.keep.len()
+    }
+
+    fn next_line(&mut self) -> Result<Option<(usize, String)>> {
+        loop {
+            self.buf.clear();
+            let gz = self.gz;
+            let n = self.lines.read_line(&mut self.buf).map_err(|e| match e.kind() {
+                _ if gz => Error::BadFile { path: self.path.clone(), message: format!("damaged gzip data: {e}") },
+                std::io::ErrorKind::InvalidData => Error::BadFile { path: self.path.clone(), message: "not UTF-8 text (is it a CSV file?)".into() },
+                _ => Error::io(&self.path, e),
+            })?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line_no += 1;
+            if !self.buf.trim().is_empty() {
+                return Ok(Some((self.line_no, self.buf.trim_end_matches(['\n', '\r']).to_string())));
+            }
+        }
+    }
+
+    fn parse_line(&self, no: usize, line: &str, out: &mut Vec<f32>) -> Result<()> {
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != cols {
+        if fields.len() != self.cols {
             return Err(Error::Parse {
-                path: path.into(),
-                row: no + 1,
-                column: fields.len().min(cols) + 1,
-                message: format!("expected {cols} fields, found {}", fields.len()),
+                path: self.path.clone(),
+                row: no,
+                column: fields.len().min(self.cols) + 1,
+                message: format!("expected {} fields, found {}", self.cols, fields.len()),
             });
         }
-        for &c in &keep {
+        for &c in &self.keep {
             let f = fields[c];
-            let bad = |message: String| Error::Parse { path: path.into(), row: no + 1, column: c + 1, message };
+            let bad = |message: String| Error::Parse { path: self.path.clone(), row: no, column: c + 1, message };
             if f.is_empty() {
                 return Err(bad("missing value".into()));
             }
@@ -76,22 +122,46 @@ pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
             if !v.is_finite() {
                 return Err(bad(format!("non-finite value '{f}'")));
             }
-            data.push(v as f32);
+            out.push(v as f32);
         }
-        rows += 1;
         Ok(())
-    };
-    if header.is_none() {
-        parse_line(first_no, first)?;
     }
-    for (no, line) in lines {
-        parse_line(no, line)?;
+
+    /// The next chunk of at most `max_rows` rows, or `None` at the end of the file.
+    ///
+    /// # Errors
+    /// [`Error::Parse`] naming the line and column of a bad cell or ragged row.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Matrix>> {
+        let mut data = Vec::with_capacity(max_rows.min(1 << 16) * self.keep.len());
+        let mut rows = 0;
+        if let Some((no, line)) = self.first_row.take() {
+            self.parse_line(no, &line, &mut data)?;
+            rows += 1;
+        }
+        while rows < max_rows.max(1) {
+            let Some((no, line)) = self.next_line()? else { break };
+            self.parse_line(no, &line, &mut data)?;
+            rows += 1;
+        }
+        Ok((rows > 0).then(|| Matrix::from_vec(rows, self.keep.len(), data)))
     }
-    if rows == 0 {
-        return Err(Error::BadFile { path: path.into(), message: "no data rows".into() });
+}
+
+/// Reads a whole numeric CSV file (see [`CsvChunks`] for the format and errors).
+///
+/// # Errors
+/// As [`CsvChunks`]; also [`Error::BadFile`] for a file without data rows.
+pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
+    let mut chunks = CsvChunks::open(path, options)?;
+    let mut data: Option<Matrix> = None;
+    while let Some(m) = chunks.next_chunk(1 << 16)? {
+        data = Some(match data {
+            None => m,
+            Some(d) => d.vcat(&m),
+        });
     }
-    let columns = header.map(|h| keep.iter().map(|&c| h[c].clone()).collect());
-    Ok(Table { data: Matrix::from_vec(rows, keep.len(), data), columns })
+    let data = data.ok_or_else(|| Error::BadFile { path: path.into(), message: "no data rows".into() })?;
+    Ok(Table { data, columns: chunks.columns.take() })
 }
 
 /// Writes `data` as CSV with an optional header line. Values use the shortest representation

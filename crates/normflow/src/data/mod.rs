@@ -4,7 +4,7 @@ mod csv;
 mod npy;
 pub mod toy;
 
-pub use csv::{read_csv, write_csv, CsvOptions};
+pub use csv::{read_csv, write_csv, CsvChunks, CsvOptions};
 pub use npy::{read_npy, write_npy};
 
 use std::path::Path;
