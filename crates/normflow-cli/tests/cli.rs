@@ -516,3 +516,33 @@ fn anomaly_fit_on_labelled_normal_rows_then_eval_reports_metrics() {
         fails(&["anomaly", "fit", s(&data), "--contamination", "1.5", "-q", "-o", s(&t.path("x.safetensors"))]).contains("--contamination")
     );
 }
+
+#[test]
+fn anomaly_score_streams_csv_and_numbers_bad_rows_in_the_whole_file() {
+    let t = TempDir::new("anomaly-stream");
+    let (train, model) = (t.path("train.csv"), t.path("d.safetensors"));
+    write_data(&train, 500, 8);
+    ok(&["anomaly", "fit", s(&train), "--layers", "1", "--hidden", "8", "--epochs", "2", "-q", "-o", s(&model)]);
+    // 70,000 rows: more than one 65,536-row chunk; a bad cell deep in the second chunk.
+    let mut text = String::from("id,b,a\n");
+    for i in 0..70_000 {
+        text.push_str(&format!("{i},{},{}\n", (i % 7) as f64 * 0.1, (i % 5) as f64 * -0.1));
+    }
+    let big = t.path("big.csv");
+    std::fs::write(&big, &text).unwrap();
+    let out = t.path("scores.csv");
+    ok(&["anomaly", "score", s(&model), s(&big), "--id-column", "id", "-o", s(&out)]);
+    let rows = csv_rows(&std::fs::read_to_string(&out).unwrap());
+    assert_eq!(rows.len(), 70_000);
+    assert_eq!(rows[69_999][0], 69_999.0, "ids in order across chunks");
+    // Columns are matched by name (b, a are swapped in the file): scores equal the in-memory path.
+    let npy = t.path("scores.npy");
+    ok(&["anomaly", "score", s(&model), s(&big), "--id-column", "id", "-o", s(&npy)]);
+    let in_memory = normflow::data::read_npy(&npy).unwrap();
+    assert!((0..70_000).step_by(997).all(|i| (in_memory.get(i, 1) as f64 - rows[i][1]).abs() < 1e-4 * (1.0 + rows[i][1].abs())));
+    let bad = text.replacen("\n69000,", "\n69000,x", 1);
+    std::fs::write(&big, bad).unwrap();
+    let err = fails(&["anomaly", "score", s(&model), s(&big), "--id-column", "id", "-o", s(&out)]);
+    assert!(err.contains("row 69002"), "{err}");
+    assert_eq!(csv_rows(&std::fs::read_to_string(&out).unwrap()).len(), 70_000, "the earlier good output is untouched");
+}

@@ -1,7 +1,8 @@
 //! `normflow anomaly fit | score | eval`: anomaly detection with a flow's exact likelihood.
 
 use normflow::anomaly::{auroc, average_precision, Confusion, Threshold};
-use normflow::data::{read_table, CsvOptions, Table};
+use normflow::data::{read_table, write_csv, CsvChunks, CsvOptions, Format, Table};
+use normflow::io::write_atomic;
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
@@ -102,25 +103,104 @@ fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
     }
 }
 
+/// Rows per chunk when scoring a CSV file as a stream.
+const SCORE_CHUNK: usize = 65_536;
+
 fn score(a: AnomalyScoreArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
     let threshold = threshold_of(&flow, &a.model)?;
+    let streamable =
+        Format::of(&a.data) == Format::Csv && a.output.as_deref().is_none_or(|p| Format::of(p) == Format::Csv) && flow.context_dim() == 0;
+    if streamable {
+        return score_stream(&a, &flow, &threshold);
+    }
     let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), None)?;
     let s = scores(&flow, &t.data, c.as_ref())?;
     let ids = a.id_column.as_deref().map(|col| read_column(&a.data, col)).transpose()?;
-    let mut header = Vec::new();
-    if a.id_column.is_some() {
-        header.push(a.id_column.clone().unwrap_or_default());
-    }
+    let (rows, header) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), &threshold);
+    write_rows(a.output.as_deref(), &rows, &header)
+}
+
+/// Output rows `[id,] score, percentile, flag` and their header.
+fn score_rows(s: &[f32], ids: Option<&[f32]>, id_name: Option<&str>, threshold: &Threshold) -> (Matrix, Vec<String>) {
+    let mut header: Vec<String> = id_name.map(String::from).into_iter().collect();
     header.extend(["score", "percentile", "flag"].map(String::from));
     let mut out = Vec::with_capacity(s.len() * header.len());
     for (i, &v) in s.iter().enumerate() {
-        if let Some(ids) = &ids {
+        if let Some(ids) = ids {
             out.push(ids[i]);
         }
         out.extend([v, threshold.percentile(v) as f32, f32::from(u8::from(threshold.flags(v)))]);
     }
-    write_rows(a.output.as_deref(), &Matrix::from_vec(s.len(), header.len(), out), &header)
+    (Matrix::from_vec(s.len(), header.len(), out), header)
+}
+
+/// Scores a CSV file chunk by chunk (bounded memory), writing as it goes, with a progress line.
+fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Result<(), CliError> {
+    // The data columns: --columns, else the model's names when the header has them all, else
+    // every column but the id. The id column, if any, is read first.
+    let probe = CsvChunks::open(&a.data, &CsvOptions::default())?;
+    let header: Option<Vec<String>> = probe.columns().map(<[String]>::to_vec);
+    let all: Vec<String> = match &header {
+        Some(h) => h.clone(),
+        None => (1..=probe.width()).map(|k| k.to_string()).collect(),
+    };
+    drop(probe);
+    let id_name = a.id_column.as_ref().map(|id| match (&header, id.parse::<usize>()) {
+        (Some(h), Ok(k)) if !h.contains(id) && (1..=h.len()).contains(&k) => h[k - 1].clone(),
+        _ => id.clone(),
+    });
+    let model_names = flow.meta.columns.clone().filter(|names| header.as_ref().is_some_and(|h| names.iter().all(|n| h.contains(n))));
+    let data_cols =
+        a.columns.clone().or(model_names).unwrap_or_else(|| all.iter().filter(|c| Some(*c) != id_name.as_ref()).cloned().collect());
+    let columns: Vec<String> = id_name.iter().cloned().chain(data_cols).collect();
+    let mut chunks = CsvChunks::open(&a.data, &CsvOptions { columns: Some(columns), ..Default::default() })?;
+    let id_cols = usize::from(a.id_column.is_some());
+    if chunks.width() - id_cols != flow.dim() {
+        return Err(CliError::Usage(format!(
+            "{}: has {} data columns, the model expects {}; choose them with --columns",
+            a.data.display(),
+            chunks.width() - id_cols,
+            flow.dim()
+        )));
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {human_pos} rows scored ({per_sec})")
+            .expect("valid template"),
+    );
+    let mut noise = Rng::new(0);
+    let mut write_all = |w: &mut dyn std::io::Write| -> Result<(), CliError> {
+        let mut first = true;
+        while let Some(chunk) = chunks.next_chunk(SCORE_CHUNK)? {
+            let (ids, data) =
+                if id_cols == 1 { (Some(chunk.slice_cols(0, 1).into_vec()), chunk.slice_cols(1, chunk.cols())) } else { (None, chunk) };
+            let data = if flow.dequantized_columns().is_empty() { data } else { flow.dequantize_rows(&data, &mut noise)? };
+            let s = scores(flow, &data, None)?;
+            let (rows, header) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), threshold);
+            write_csv(w, &rows, first.then_some(header.as_slice()))?;
+            first = false;
+            bar.inc(rows.rows() as u64);
+        }
+        Ok(())
+    };
+    let result = match &a.output {
+        Some(path) => {
+            let mut inner = Ok(());
+            let written = write_atomic(path, |w| {
+                inner = write_all(w);
+                inner.as_ref().map(|_| ()).map_err(|e| normflow::Error::InvalidConfig(e.to_string()))
+            });
+            inner.and(written.map_err(CliError::from))
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            write_all(&mut w).and_then(|_| std::io::Write::flush(&mut w).map_err(CliError::from))
+        }
+    };
+    bar.finish_and_clear();
+    result
 }
 
 fn eval(a: AnomalyEvalArgs) -> Result<(), CliError> {

@@ -51,7 +51,17 @@ impl CsvChunks {
         std::io::Seek::rewind(&mut file).map_err(|e| Error::io(path, e))?;
         let lines: Box<dyn BufRead> =
             if gz { Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))) } else { Box::new(BufReader::new(file)) };
-        let mut me = Self { path: path.into(), lines, line_no: 0, first_row: None, cols: 0, keep: Vec::new(), columns: None, buf: String::new(), gz };
+        let mut me = Self {
+            path: path.into(),
+            lines,
+            line_no: 0,
+            first_row: None,
+            cols: 0,
+            keep: Vec::new(),
+            columns: None,
+            buf: String::new(),
+            gz,
+        };
         let (first_no, first) = me.next_line()?.ok_or_else(|| Error::BadFile { path: path.into(), message: "the file is empty".into() })?;
         let fields: Vec<String> = first.split(',').map(|f| f.trim().to_string()).collect();
         let header = fields.iter().any(|f| f.parse::<f64>().is_err()).then_some(fields.clone());
@@ -89,7 +99,9 @@ impl CsvChunks {
             let gz = self.gz;
             let n = self.lines.read_line(&mut self.buf).map_err(|e| match e.kind() {
                 _ if gz => Error::BadFile { path: self.path.clone(), message: format!("damaged gzip data: {e}") },
-                std::io::ErrorKind::InvalidData => Error::BadFile { path: self.path.clone(), message: "not UTF-8 text (is it a CSV file?)".into() },
+                std::io::ErrorKind::InvalidData => {
+                    Error::BadFile { path: self.path.clone(), message: "not UTF-8 text (is it a CSV file?)".into() }
+                }
                 _ => Error::io(&self.path, e),
             })?;
             if n == 0 {
@@ -153,15 +165,15 @@ impl CsvChunks {
 /// As [`CsvChunks`]; also [`Error::BadFile`] for a file without data rows.
 pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
     let mut chunks = CsvChunks::open(path, options)?;
-    let mut data: Option<Matrix> = None;
+    let (mut values, mut rows) = (Vec::new(), 0);
     while let Some(m) = chunks.next_chunk(1 << 16)? {
-        data = Some(match data {
-            None => m,
-            Some(d) => d.vcat(&m),
-        });
+        rows += m.rows();
+        values.extend_from_slice(m.as_slice());
     }
-    let data = data.ok_or_else(|| Error::BadFile { path: path.into(), message: "no data rows".into() })?;
-    Ok(Table { data, columns: chunks.columns.take() })
+    if rows == 0 {
+        return Err(Error::BadFile { path: path.into(), message: "no data rows".into() });
+    }
+    Ok(Table { data: Matrix::from_vec(rows, chunks.width(), values), columns: chunks.columns.take() })
 }
 
 /// Writes `data` as CSV with an optional header line. Values use the shortest representation
