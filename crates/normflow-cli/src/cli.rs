@@ -138,6 +138,9 @@ pub struct AnomalyEvalArgs {
     /// Columns to use (default the model's columns by name, else all but the label).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Draw the score histograms of both classes with the threshold into this PNG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,

@@ -79,3 +79,54 @@ fn draw(path: &Path, data: &Matrix, samples: &Matrix, density: &DensityGrid) -> 
     root.present().map_err(&err)?;
     Ok(())
 }
+
+/// Histograms of the scores of normal rows (blue) and anomalies (red), each normalised to its
+/// own count, with the threshold as a black vertical line; a PNG at `path`, written atomically.
+pub fn score_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshold: f64) -> Result<(), CliError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".plot-{}.png", std::process::id()));
+    let result = draw_histograms(&tmp, normal, anomalies, threshold).and_then(|_| std::fs::rename(&tmp, path).map_err(CliError::Io));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn draw_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshold: f64) -> Result<(), CliError> {
+    let err = plot_err(path);
+    let mut all: Vec<f64> = normal.iter().chain(anomalies).copied().filter(|v| v.is_finite()).collect();
+    all.sort_by(f64::total_cmp);
+    if all.is_empty() {
+        return Err(CliError::Usage("no finite scores to plot".into()));
+    }
+    // Clip the far tail so one extreme score does not squash the plot.
+    let lo = all[0].min(threshold);
+    let hi = all[(all.len() - 1) * 999 / 1000].max(threshold) + 1e-9;
+    let bins = 60;
+    let width = (hi - lo) / bins as f64;
+    let hist = |v: &[f64]| -> Vec<f64> {
+        let mut h = vec![0.0; bins];
+        for &x in v {
+            let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+            h[b] += 1.0 / v.len().max(1) as f64;
+        }
+        h
+    };
+    let (hn, ha) = (hist(normal), hist(anomalies));
+    let top = hn.iter().chain(&ha).cloned().fold(0.0, f64::max) * 1.05 + 1e-9;
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(&err)?;
+    let mut chart = ChartBuilder::on(&root).margin(15).build_cartesian_2d(lo..hi, 0.0..top).map_err(&err)?;
+    for (h, colour) in [(&hn, RGBColor(31, 119, 180)), (&ha, RGBColor(214, 39, 40))] {
+        let bars = h
+            .iter()
+            .enumerate()
+            .map(|(b, &v)| Rectangle::new([(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)], colour.mix(0.5).filled()));
+        chart.draw_series(bars).map_err(&err)?;
+    }
+    chart
+        .draw_series(std::iter::once(Rectangle::new([(threshold - width * 0.05, 0.0), (threshold + width * 0.05, top)], BLACK.filled())))
+        .map_err(&err)?;
+    root.present().map_err(&err)?;
+    Ok(())
+}

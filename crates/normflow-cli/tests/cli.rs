@@ -491,7 +491,8 @@ fn anomaly_fit_on_labelled_normal_rows_then_eval_reports_metrics() {
         assert!((0.0..=1.0).contains(&e[key].as_f64().unwrap()), "{key}: {e}");
     }
     assert_eq!(e["anomalies"], 200);
-    assert!(ok(&["anomaly", "eval", s(&model), s(&data), "--label-column", "outlier"]).contains("AUROC"));
+    assert!(ok(&["anomaly", "eval", s(&model), s(&data), "--label-column", "outlier", "--plot", s(&t.path("hist.png"))]).contains("AUROC"));
+    assert_eq!(&std::fs::read(t.path("hist.png")).unwrap()[..4], b"\x89PNG");
     let scored = ok(&["anomaly", "score", s(&model), s(&data), "--id-column", "id"]);
     assert!(scored.starts_with("id,score,percentile,flag\n"));
     assert_eq!(csv_rows(&scored)[20][0], 20.0);
