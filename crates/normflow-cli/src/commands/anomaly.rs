@@ -215,10 +215,8 @@ fn eval(a: AnomalyEvalArgs) -> Result<(), CliError> {
     let conf = Confusion::new(&flags, &labels);
     let (auc, ap) = (auroc(&s64, &labels), average_precision(&s64, &labels));
     if let Some(plot) = &a.plot {
-        let (normal, anomalous): (Vec<(f64, bool)>, Vec<(f64, bool)>) =
-            s64.iter().copied().zip(labels.iter().copied()).partition(|(_, l)| !l);
-        let pick = |v: Vec<(f64, bool)>| v.into_iter().map(|(x, _)| x).collect::<Vec<f64>>();
-        crate::plot::score_histograms(plot, &pick(normal), &pick(anomalous), threshold.threshold)?;
+        let class = |anomaly: bool| s64.iter().zip(&labels).filter(|(_, &l)| l == anomaly).map(|(&v, _)| v).collect::<Vec<f64>>();
+        crate::plot::score_histograms(plot, &class(false), &class(true), threshold.threshold)?;
     }
     if a.json {
         return print_json(&json!({
