@@ -5,79 +5,12 @@
 
 use gemm::{gemm, Parallelism};
 
-/// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`).
-///
-/// This is a linear layer's forward pass with the weight stored `[out, in]`.
-pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    debug_assert!(out.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the slices cover the strided extents asserted above; out does not alias a or b.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
+/// A strided operand: the buffer, its column stride and its row stride (in elements).
+type Strided<'a> = (&'a [f32], isize, isize);
 
-/// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`).
-///
-/// This is the input gradient of a linear layer: `grad_x = grad_y · W`.
-pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    debug_assert!(out.len() >= m * n && a.len() >= m * k && b.len() >= k * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: as above.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    }
-}
-
-/// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`).
-///
-/// This is the weight gradient of a linear layer: `grad_W = grad_yᵀ · x`.
-pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    debug_assert!(out.len() >= m * n && a.len() >= k * m && b.len() >= k * n);
+/// `out[m×n] (+)= A[m×k] · B[k×n]` with `out` row-major and `A`, `B` given by strides.
+fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, m: usize, n: usize, k: usize, accumulate: bool) {
+    debug_assert!(out.len() >= m * n);
     if m == 0 || n == 0 {
         return;
     }
@@ -87,7 +20,8 @@ pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: us
         }
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: callers pass buffers that cover the strided extents (asserted by each wrapper);
+    // `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
     unsafe {
         gemm(
             m,
@@ -98,11 +32,11 @@ pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: us
             n as isize,
             accumulate,
             a.as_ptr(),
-            m as isize,
-            1,
+            a_cs,
+            a_rs,
             b.as_ptr(),
-            1,
-            n as isize,
+            b_cs,
+            b_rs,
             1.0,
             1.0,
             false,
@@ -111,6 +45,30 @@ pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: us
             Parallelism::None,
         );
     }
+}
+
+/// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`).
+///
+/// This is a linear layer's forward pass with the weight stored `[out, in]`.
+pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
+    assert!(a.len() >= m * k && b.len() >= n * k);
+    product(out, (a, 1, k as isize), (b, k as isize, 1), m, n, k, accumulate);
+}
+
+/// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`).
+///
+/// This is the input gradient of a linear layer: `grad_x = grad_y · W`.
+pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
+    assert!(a.len() >= m * k && b.len() >= k * n);
+    product(out, (a, 1, k as isize), (b, 1, n as isize), m, n, k, accumulate);
+}
+
+/// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`).
+///
+/// This is the weight gradient of a linear layer: `grad_W = grad_yᵀ · x`.
+pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
+    assert!(a.len() >= k * m && b.len() >= k * n);
+    product(out, (a, m as isize, 1), (b, 1, n as isize), m, n, k, accumulate);
 }
 
 #[cfg(test)]
