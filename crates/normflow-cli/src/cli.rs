@@ -330,4 +330,8 @@ pub struct BenchArgs {
     /// Timed repetitions of log-prob and sampling.
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
+    /// Also print the throughput of one large matrix product (1 and all threads) with the
+    /// engine's settings, the machine's practical limit to compare train_gflops with.
+    #[arg(long)]
+    pub gemm_probe: bool,
 }

@@ -547,3 +547,12 @@ fn anomaly_score_streams_csv_and_numbers_bad_rows_in_the_whole_file() {
     assert!(err.contains("row 69002"), "{err}");
     assert_eq!(csv_rows(&std::fs::read_to_string(&out).unwrap()).len(), 70_000, "the earlier good output is untouched");
 }
+
+#[test]
+fn bench_gemm_probe_reports_throughput() {
+    let out = ok(&["bench", "--gemm-probe", "--flows", "coupling", "--sizes", "S", "--steps", "2", "--reps", "1"]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["probe"], "gemm");
+    assert!(lines[0]["gflops_1_thread"].as_f64().unwrap() > 0.1);
+    assert!(lines[2]["train_gflops"].as_f64().unwrap() > 0.0);
+}

@@ -52,6 +52,18 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
     })
 }
 
+/// Matrix-product FLOPs of one training step: per layer, the conditioner's forward products,
+/// the weight gradients and the input gradients (three times the forward multiply-adds).
+fn step_flop(flow: &str, s: &Size) -> f64 {
+    let (inputs, outputs) = match flow {
+        "coupling" => (s.d / 2, 2 * (s.d - s.d / 2)),
+        "maf" => (s.d, 2 * s.d),
+        _ => (s.d / 2, 23 * (s.d - s.d / 2)),
+    };
+    let macs = inputs * s.h + s.h * s.h + s.h * outputs;
+    2.0 * 3.0 * (macs * s.b * s.k) as f64
+}
+
 fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -88,6 +100,16 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         })
         .collect::<Result<_, _>>()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.gemm_probe {
+        for &(m, n, k) in &[(512usize, 512usize, 512usize), (256, 256, 256)] {
+            print_json(&json!({
+                "impl": "normflow", "probe": "gemm", "shape": [m, n, k],
+                "gflops_1_thread": normflow::engine::product_gflops(m, n, k, 1),
+                "gflops_all_threads": normflow::engine::product_gflops(m, n, k, threads),
+                "threads": threads,
+            }))?;
+        }
+    }
     for flow_name in &a.flows {
         for s in &sizes {
             let x = workload_data(s.d);
@@ -121,11 +143,13 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
                 sample_ms.push(ms);
             }
             let nll_after = mean_nll(&flow, &x)?;
+            let step = median_ms(step_ms.clone());
             print_json(&json!({
                 "impl": "normflow",
                 "flow": flow_name,
                 "size": s.name,
-                "train_step_ms": median_ms(step_ms),
+                "train_step_ms": step,
+                "train_gflops": step_flop(flow_name, s) / step / 1e6,
                 "logprob_ms": median_ms(lp_ms),
                 "sample_ms": median_ms(sample_ms),
                 "nll_after": nll_after,

@@ -12,6 +12,7 @@ mod rng;
 pub(crate) mod threads;
 
 pub use adam::Adam;
+pub use matmul::product_gflops;
 pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 pub use matrix::Matrix;
 pub use rng::Rng;
