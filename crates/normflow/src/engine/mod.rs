@@ -6,12 +6,14 @@
 //! autograd: every layer caches what its backward pass needs and derives its gradients by hand.
 
 mod adam;
+mod allocator;
 mod matmul;
 mod matrix;
 mod rng;
 pub(crate) mod threads;
 
 pub use adam::Adam;
+pub use allocator::keep_freed_memory;
 pub use matmul::product_gflops;
 pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 pub use matrix::Matrix;

@@ -10,6 +10,10 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 
 /// Optimiser state for training one flow with Adam.
 ///
+/// On glibc, call [`crate::engine::keep_freed_memory`] once at program start: a step allocates
+/// its matrices afresh, and the default allocator settings make that cost up to a third of a
+/// step at WORKLOAD.md's size M.
+///
 /// # Example
 /// ```
 /// use normflow::{flows::MafConfig, train::Trainer, Matrix, Rng};
