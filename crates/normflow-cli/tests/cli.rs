@@ -556,3 +556,22 @@ fn bench_gemm_probe_reports_throughput() {
     assert!(lines[0]["gflops_1_thread"].as_f64().unwrap() > 0.1);
     assert!(lines[2]["train_gflops"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn streamed_scoring_numbers_out_of_bounds_rows_from_the_start_of_the_file() {
+    let t = TempDir::new("anomaly-bounds");
+    let (train, model) = (t.path("train.csv"), t.path("d.safetensors"));
+    let mut text = String::from("p,q\n");
+    for i in 0..400 {
+        text.push_str(&format!("{},{}\n", (i % 97) as f64 / 100.0 + 0.001, (i % 13) as f64));
+    }
+    std::fs::write(&train, &text).unwrap();
+    ok(&["anomaly", "fit", s(&train), "--bounds", "0:1,-", "--layers", "1", "--hidden", "8", "--epochs", "2", "-q", "-o", s(&model)]);
+    let mut big = String::from("p,q\n");
+    for i in 0..70_000 {
+        big.push_str(if i == 69_000 { "1.5,3\n" } else { "0.5,3\n" });
+    }
+    std::fs::write(t.path("big.csv"), big).unwrap();
+    let err = fails(&["anomaly", "score", s(&model), s(&t.path("big.csv")), "-o", s(&t.path("out.csv"))]);
+    assert!(err.contains("row 69001") && err.contains("bounds"), "{err}");
+}

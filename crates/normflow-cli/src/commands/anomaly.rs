@@ -103,6 +103,19 @@ fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
     }
 }
 
+/// An error about a row of a chunk that starts `offset` data rows into the file, renumbered
+/// from the start of the file's data.
+fn from_chunk(e: CliError, offset: usize) -> CliError {
+    use normflow::Error;
+    match e {
+        CliError::Flow(Error::OutOfBounds { row, column, value, lo, hi }) => {
+            CliError::Flow(Error::OutOfBounds { row: row + offset, column, value, lo, hi })
+        }
+        CliError::Flow(Error::NotInteger { row, column, value }) => CliError::Flow(Error::NotInteger { row: row + offset, column, value }),
+        other => other,
+    }
+}
+
 /// Rows per chunk when scoring a CSV file as a stream.
 const SCORE_CHUNK: usize = 65_536;
 
@@ -172,11 +185,17 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
     let mut noise = Rng::new(0);
     let mut write_all = |w: &mut dyn std::io::Write| -> Result<(), CliError> {
         let mut first = true;
+        let mut done = 0;
         while let Some(chunk) = chunks.next_chunk(SCORE_CHUNK)? {
             let (ids, data) =
                 if id_cols == 1 { (Some(chunk.slice_cols(0, 1).into_vec()), chunk.slice_cols(1, chunk.cols())) } else { (None, chunk) };
-            let data = if flow.dequantized_columns().is_empty() { data } else { flow.dequantize_rows(&data, &mut noise)? };
-            let s = scores(flow, &data, None)?;
+            let data = if flow.dequantized_columns().is_empty() {
+                data
+            } else {
+                flow.dequantize_rows(&data, &mut noise).map_err(|e| from_chunk(e.into(), done))?
+            };
+            let s = scores(flow, &data, None).map_err(|e| from_chunk(e, done))?;
+            done += data.rows();
             let (rows, header) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), threshold);
             write_csv(w, &rows, first.then_some(header.as_slice()))?;
             first = false;
