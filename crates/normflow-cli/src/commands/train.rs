@@ -13,34 +13,26 @@ use crate::cli::{FlowKind, TrainArgs};
 use crate::input::CONTEXT_COLUMNS_KEY;
 use crate::progress::TrainingBar;
 
+/// Applies the flags every preset shares to a preset configuration.
+macro_rules! with_shared_flags {
+    ($config:expr, $a:expr, $context_dim:expr) => {
+        $config
+            .with_layers($a.layers)
+            .with_hidden($a.hidden.clone())
+            .with_context($context_dim)
+            .with_lu_linear($a.lu_linear)
+            .with_batch_norm($a.batch_norm)
+            .with_standardize(!$a.no_standardize)
+    };
+}
+
 /// Builds the untrained flow the flags describe.
 pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Result<Flow, CliError> {
     let mut rng = Rng::new(a.seed);
-    let (layers, hidden) = (a.layers, a.hidden.clone());
     Ok(match a.flow {
-        FlowKind::Realnvp => RealNvpConfig::new(dim)
-            .with_layers(layers)
-            .with_hidden(hidden)
-            .with_context(context_dim)
-            .with_lu_linear(a.lu_linear)
-            .with_batch_norm(a.batch_norm)
-            .with_standardize(!a.no_standardize)
-            .init(&mut rng)?,
-        FlowKind::Maf => MafConfig::new(dim)
-            .with_layers(layers)
-            .with_hidden(hidden)
-            .with_context(context_dim)
-            .with_lu_linear(a.lu_linear)
-            .with_batch_norm(a.batch_norm)
-            .with_standardize(!a.no_standardize)
-            .init(&mut rng)?,
-        FlowKind::Nsf | FlowKind::NsfAr => NsfConfig::new(dim)
-            .with_layers(layers)
-            .with_hidden(hidden)
-            .with_context(context_dim)
-            .with_lu_linear(a.lu_linear)
-            .with_batch_norm(a.batch_norm)
-            .with_standardize(!a.no_standardize)
+        FlowKind::Realnvp => with_shared_flags!(RealNvpConfig::new(dim), a, context_dim).init(&mut rng)?,
+        FlowKind::Maf => with_shared_flags!(MafConfig::new(dim), a, context_dim).init(&mut rng)?,
+        FlowKind::Nsf | FlowKind::NsfAr => with_shared_flags!(NsfConfig::new(dim), a, context_dim)
             .with_residual_blocks(a.residual_blocks)
             .with_bins(a.bins)
             .with_bound(a.tail_bound)

@@ -43,6 +43,8 @@ pub struct MafConfig {
     pub batch_norm: bool,
 }
 
+super::common_builders!(MafConfig);
+
 impl MafConfig {
     /// Defaults for `dim` dimensions.
     pub fn new(dim: usize) -> Self {
@@ -58,45 +60,9 @@ impl MafConfig {
         }
     }
 
-    /// Sets the number of layers.
-    pub fn with_layers(mut self, layers: usize) -> Self {
-        self.layers = layers;
-        self
-    }
-
-    /// Sets the MADE hidden sizes.
-    pub fn with_hidden(mut self, hidden: Vec<usize>) -> Self {
-        self.hidden = hidden;
-        self
-    }
-
     /// Sets the ordering.
     pub fn with_ordering(mut self, ordering: Ordering) -> Self {
         self.ordering = ordering;
-        self
-    }
-
-    /// Sets the context width.
-    pub fn with_context(mut self, context_dim: usize) -> Self {
-        self.context_dim = context_dim;
-        self
-    }
-
-    /// Adds learned LU-linear mixing layers between the autoregressive layers.
-    pub fn with_lu_linear(mut self, on: bool) -> Self {
-        self.lu_linear = on;
-        self
-    }
-
-    /// Adds batch normalisation after every layer.
-    pub fn with_batch_norm(mut self, on: bool) -> Self {
-        self.batch_norm = on;
-        self
-    }
-
-    /// Turns standardisation on or off.
-    pub fn with_standardize(mut self, on: bool) -> Self {
-        self.standardize = on;
         self
     }
 

@@ -15,6 +15,51 @@ pub use realnvp::RealNvpConfig;
 use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation};
 use crate::{Bijection, Error, Result};
 
+/// The builder methods every preset shares (its fields `layers`, `hidden`, `context_dim`,
+/// `lu_linear`, `batch_norm`, `standardize`), written once.
+macro_rules! common_builders {
+    ($config:ty) => {
+        impl $config {
+            /// Sets the number of coupling or autoregressive layers.
+            pub fn with_layers(mut self, layers: usize) -> Self {
+                self.layers = layers;
+                self
+            }
+
+            /// Sets the conditioner hidden sizes.
+            pub fn with_hidden(mut self, hidden: Vec<usize>) -> Self {
+                self.hidden = hidden;
+                self
+            }
+
+            /// Sets the context width (0: unconditional).
+            pub fn with_context(mut self, context_dim: usize) -> Self {
+                self.context_dim = context_dim;
+                self
+            }
+
+            /// Mixes dimensions between layers with learned LU-linear layers.
+            pub fn with_lu_linear(mut self, on: bool) -> Self {
+                self.lu_linear = on;
+                self
+            }
+
+            /// Adds batch normalisation after every layer.
+            pub fn with_batch_norm(mut self, on: bool) -> Self {
+                self.batch_norm = on;
+                self
+            }
+
+            /// Turns standardisation with training-split statistics on or off.
+            pub fn with_standardize(mut self, on: bool) -> Self {
+                self.standardize = on;
+                self
+            }
+        }
+    };
+}
+pub(crate) use common_builders;
+
 /// `layer` followed by a batch norm, unless it is a fixed permutation or a linear mixing layer.
 pub(crate) fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<dyn Bijection>> {
     if layer.num_params() == 0 || matches!(layer.spec(), BijectionSpec::LuLinear { .. } | BijectionSpec::ActNorm { .. }) {

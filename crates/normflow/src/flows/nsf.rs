@@ -39,6 +39,8 @@ pub struct NsfConfig {
     pub batch_norm: bool,
 }
 
+super::common_builders!(NsfConfig);
+
 impl NsfConfig {
     /// Defaults for `dim` dimensions.
     pub fn new(dim: usize) -> Self {
@@ -54,18 +56,6 @@ impl NsfConfig {
             residual_blocks: 0,
             batch_norm: false,
         }
-    }
-
-    /// Sets the number of layers.
-    pub fn with_layers(mut self, layers: usize) -> Self {
-        self.layers = layers;
-        self
-    }
-
-    /// Sets the conditioner hidden sizes.
-    pub fn with_hidden(mut self, hidden: Vec<usize>) -> Self {
-        self.hidden = hidden;
-        self
     }
 
     /// Sets the number of spline bins.
@@ -86,33 +76,9 @@ impl NsfConfig {
         self
     }
 
-    /// Sets the context width.
-    pub fn with_context(mut self, context_dim: usize) -> Self {
-        self.context_dim = context_dim;
-        self
-    }
-
-    /// Mixes dimensions with learned LU-linear layers between spline layers.
-    pub fn with_lu_linear(mut self, on: bool) -> Self {
-        self.lu_linear = on;
-        self
-    }
-
-    /// Adds batch normalisation after every layer.
-    pub fn with_batch_norm(mut self, on: bool) -> Self {
-        self.batch_norm = on;
-        self
-    }
-
     /// Uses residual conditioners with `blocks` blocks (coupling variant).
     pub fn with_residual_blocks(mut self, blocks: usize) -> Self {
         self.residual_blocks = blocks;
-        self
-    }
-
-    /// Turns standardisation on or off.
-    pub fn with_standardize(mut self, on: bool) -> Self {
-        self.standardize = on;
         self
     }
 

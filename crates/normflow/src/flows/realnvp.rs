@@ -36,6 +36,8 @@ pub struct RealNvpConfig {
     pub batch_norm: bool,
 }
 
+super::common_builders!(RealNvpConfig);
+
 impl RealNvpConfig {
     /// Defaults for `dim` dimensions.
     pub fn new(dim: usize) -> Self {
@@ -52,45 +54,9 @@ impl RealNvpConfig {
         }
     }
 
-    /// Sets the number of coupling layers.
-    pub fn with_layers(mut self, layers: usize) -> Self {
-        self.layers = layers;
-        self
-    }
-
-    /// Sets the conditioner hidden sizes.
-    pub fn with_hidden(mut self, hidden: Vec<usize>) -> Self {
-        self.hidden = hidden;
-        self
-    }
-
-    /// Sets the context width.
-    pub fn with_context(mut self, context_dim: usize) -> Self {
-        self.context_dim = context_dim;
-        self
-    }
-
-    /// Adds batch normalisation after every layer.
-    pub fn with_batch_norm(mut self, on: bool) -> Self {
-        self.batch_norm = on;
-        self
-    }
-
-    /// Turns standardisation on or off.
-    pub fn with_standardize(mut self, on: bool) -> Self {
-        self.standardize = on;
-        self
-    }
-
     /// Turns ActNorm layers on or off.
     pub fn with_actnorm(mut self, on: bool) -> Self {
         self.actnorm = on;
-        self
-    }
-
-    /// Mixes dimensions with learned LU-linear layers between couplings.
-    pub fn with_lu_linear(mut self, on: bool) -> Self {
-        self.lu_linear = on;
         self
     }
 
