@@ -3,7 +3,7 @@
 //! zero mean and unit variance.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::Matrix;
+use crate::engine::{pool, Matrix};
 use crate::io::TensorSource;
 use crate::{Bijection, Result};
 
@@ -51,7 +51,7 @@ impl ActNorm {
             Direction::Forward => sum,
             Direction::Inverse => -sum,
         };
-        Ok((out, vec![ld; input.rows()]))
+        Ok((out, pool::filled(input.rows(), ld)))
     }
 }
 

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use super::actnorm::column_moments;
 use super::{check_width, BijectionSpec, Direction, Tape};
+use crate::engine::pool::{self, Buf};
 use crate::engine::Matrix;
 use crate::io::TensorSource;
 use crate::{Bijection, Result};
@@ -35,7 +36,7 @@ struct BatchCache {
     /// Normalised input `x̂ = (x − μ) r`.
     x_hat: Matrix,
     /// `r = 1/√(σ² + ε)` per column.
-    r: Vec<f32>,
+    r: Buf,
     /// Whether the statistics came from the batch (so gradients flow through them).
     batch_stats: bool,
 }
@@ -53,23 +54,25 @@ impl BatchNorm {
 
     /// `(x̂, r)` from the running statistics or, when `batch`, from `x` itself (updating the
     /// running averages).
-    fn normalise(&self, x: &Matrix, batch: bool) -> (Matrix, Vec<f32>) {
-        let (mean, var): (Vec<f32>, Vec<f32>) = if batch {
-            let (m, s) = column_moments(x);
-            let (m, v): (Vec<f32>, Vec<f32>) = (m.iter().map(|&v| v as f32).collect(), s.iter().map(|&v| (v * v) as f32).collect());
+    fn normalise(&self, x: &Matrix, batch: bool) -> (Matrix, Buf) {
+        let (mut mean, mut var) = (Buf::zeroed(self.dim), Buf::zeroed(self.dim));
+        {
             let mut run = self.running.lock().expect("batch-norm statistics lock");
-            for j in 0..self.dim {
-                run.0[j] += MOMENTUM * (m[j] - run.0[j]);
-                run.1[j] += MOMENTUM * (v[j] - run.1[j]);
+            if batch {
+                batch_moments(x, &mut mean, &mut var);
+                for j in 0..self.dim {
+                    run.0[j] += MOMENTUM * (mean[j] - run.0[j]);
+                    run.1[j] += MOMENTUM * (var[j] - run.1[j]);
+                }
+            } else {
+                mean.copy_from_slice(&run.0);
+                var.copy_from_slice(&run.1);
             }
-            (m, v)
-        } else {
-            self.running_stats()
-        };
-        let r: Vec<f32> = var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+        }
+        let r: Buf = var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
         let mut x_hat = x.clone();
         for i in 0..x.rows() {
-            for ((v, m), rj) in x_hat.row_mut(i).iter_mut().zip(&mean).zip(&r) {
+            for ((v, m), rj) in x_hat.row_mut(i).iter_mut().zip(mean.iter()).zip(r.iter()) {
                 *v = (*v - m) * rj;
             }
         }
@@ -90,11 +93,15 @@ impl BatchNorm {
                     }
                 }
                 let ld = ld_affine + r.iter().map(|v| v.ln()).sum::<f32>();
-                Ok((z, vec![ld; input.rows()], BatchCache { x_hat, r, batch_stats: batch }))
+                Ok((z, pool::filled(input.rows(), ld), BatchCache { x_hat, r, batch_stats: batch }))
             }
             Direction::Forward => {
-                let (mean, var) = self.running_stats();
-                let r: Vec<f32> = var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+                let (mean, r) = {
+                    let run = self.running.lock().expect("batch-norm statistics lock");
+                    let mean: Buf = run.0.iter().copied().collect();
+                    let r: Buf = run.1.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+                    (mean, r)
+                };
                 let mut x = input.clone();
                 let mut x_hat = input.clone();
                 for i in 0..x.rows() {
@@ -105,7 +112,7 @@ impl BatchNorm {
                     }
                 }
                 let ld = -(ld_affine + r.iter().map(|v| v.ln()).sum::<f32>());
-                Ok((x, vec![ld; input.rows()], BatchCache { x_hat, r, batch_stats: false }))
+                Ok((x, pool::filled(input.rows(), ld), BatchCache { x_hat, r, batch_stats: false }))
             }
         }
     }
@@ -231,5 +238,16 @@ impl Bijection for BatchNorm {
         }
         *self.running.get_mut().expect("batch-norm statistics lock") = (m, v);
         Ok(())
+    }
+}
+
+/// Per-column mean and (biased) variance of `x`, accumulated in `f64`, into `mean` and `var`.
+fn batch_moments(x: &Matrix, mean: &mut [f32], var: &mut [f32]) {
+    let n = x.rows().max(1) as f64;
+    for j in 0..x.cols() {
+        let m = (0..x.rows()).map(|i| x.get(i, j) as f64).sum::<f64>() / n;
+        let v = (0..x.rows()).map(|i| (x.get(i, j) as f64 - m).powi(2)).sum::<f64>() / n;
+        mean[j] = m as f32;
+        var[j] = v as f32;
     }
 }

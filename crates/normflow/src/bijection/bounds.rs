@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::Matrix;
+use crate::engine::{pool, Matrix};
 use crate::{Bijection, Error, Result};
 
 /// Squeeze of the unit interval before the logit, so that values on the bounds stay finite:
@@ -50,7 +50,7 @@ impl Bounds {
     fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("bounded data", input, self.bounds.len())?;
         let mut out = input.clone();
-        let mut ld = vec![0.0f32; input.rows()];
+        let mut ld = pool::zeroed(input.rows());
         let a = LOGIT_ALPHA;
         for (r, ldr) in ld.iter_mut().enumerate() {
             for (j, b) in self.bounds.iter().enumerate() {

@@ -1,7 +1,7 @@
 //! Composition of bijections.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::Matrix;
+use crate::engine::{pool, Matrix};
 use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
@@ -13,6 +13,8 @@ use crate::{Bijection, Error, Result};
 pub struct Chain {
     dim: usize,
     layers: Vec<Box<dyn Bijection>>,
+    /// Where each layer's parameters start in the chain's gradient layout, plus the total.
+    offsets: Vec<usize>,
 }
 
 impl Chain {
@@ -25,7 +27,11 @@ impl Chain {
         if let Some(l) = layers.iter().find(|l| l.dim() != dim) {
             return Err(Error::config(format!("chain layers differ in width: {dim} and {}", l.dim())));
         }
-        Ok(Self { dim, layers })
+        let mut offsets = vec![0];
+        for l in &layers {
+            offsets.push(offsets.last().copied().unwrap_or(0) + l.num_params());
+        }
+        Ok(Self { dim, layers, offsets })
     }
 
     /// The layers, in forward order.
@@ -33,32 +39,22 @@ impl Chain {
         &self.layers
     }
 
-    /// Indices of the layers in the order `direction` applies them.
-    fn order(&self, direction: Direction) -> Box<dyn Iterator<Item = usize>> {
+    /// The index of the `step`-th layer that `direction` applies.
+    fn layer_at(&self, direction: Direction, step: usize) -> usize {
         match direction {
-            Direction::Forward => Box::new(0..self.layers.len()),
-            Direction::Inverse => Box::new((0..self.layers.len()).rev()),
+            Direction::Forward => step,
+            Direction::Inverse => self.layers.len() - 1 - step,
         }
-    }
-
-    fn param_offsets(&self) -> Vec<usize> {
-        let mut offs = Vec::with_capacity(self.layers.len() + 1);
-        let mut acc = 0;
-        offs.push(0);
-        for l in &self.layers {
-            acc += l.num_params();
-            offs.push(acc);
-        }
-        offs
     }
 
     fn run(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("chain input", input, self.dim)?;
-        let mut ld = vec![0.0; input.rows()];
+        let mut ld = pool::zeroed(input.rows());
         let mut h = input.clone();
-        for i in self.order(direction) {
-            let (out, l) = self.layers[i].transform(&h, context, direction)?;
+        for step in 0..self.layers.len() {
+            let (out, l) = self.layers[self.layer_at(direction, step)].transform(&h, context, direction)?;
             ld.iter_mut().zip(&l).for_each(|(a, b)| *a += b);
+            pool::give(l);
             h = out;
         }
         Ok((h, ld))
@@ -95,22 +91,22 @@ impl Bijection for Chain {
     }
 
     fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)> {
-        let mut ld = vec![0.0; input.rows()];
+        let mut ld = pool::zeroed(input.rows());
         let mut h = input.clone();
-        for i in self.order(direction) {
-            let (out, l) = self.layers[i].train_forward(&h, context, direction, tape)?;
+        for step in 0..self.layers.len() {
+            let (out, l) = self.layers[self.layer_at(direction, step)].train_forward(&h, context, direction, tape)?;
             ld.iter_mut().zip(&l).for_each(|(a, b)| *a += b);
+            pool::give(l);
             h = out;
         }
         Ok((h, ld))
     }
 
     fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
-        let offs = self.param_offsets();
-        let order: Vec<usize> = self.order(direction).collect();
         let mut g = grad_out;
-        for &i in order.iter().rev() {
-            g = self.layers[i].backward(direction, tape, g, grad_log_det, &mut grads[offs[i]..offs[i + 1]])?;
+        for step in (0..self.layers.len()).rev() {
+            let i = self.layer_at(direction, step);
+            g = self.layers[i].backward(direction, tape, g, grad_log_det, &mut grads[self.offsets[i]..self.offsets[i + 1]])?;
         }
         Ok(g)
     }

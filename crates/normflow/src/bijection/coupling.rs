@@ -3,7 +3,7 @@
 //! elementwise transformer of the others.
 
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
-use crate::engine::{Matrix, Rng};
+use crate::engine::{pool, Matrix, Rng};
 use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};
 
@@ -96,7 +96,7 @@ impl AffineCoupling {
         let nb = self.dim - self.split;
         let mut out = input.clone();
         let mut out_b = Matrix::zeros(input.rows(), nb);
-        let mut ld = vec![0.0; input.rows()];
+        let mut ld = pool::zeroed(input.rows());
         let mut run = self.transformer.runner();
         for i in 0..input.rows() {
             ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), out_b.row_mut(i));
@@ -157,7 +157,7 @@ impl Bijection for AffineCoupling {
         let (rows, nb) = (grad_out.rows(), self.dim - self.split);
         let mut g_in = grad_out.clone();
         let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
-        let mut g_in_b = vec![0.0; nb];
+        let mut g_in_b = pool::zeroed(nb);
         let mut run = self.transformer.runner();
         for i in 0..rows {
             let g_out_b = &grad_out.row(i)[self.split..];
@@ -173,6 +173,7 @@ impl Bijection for AffineCoupling {
             );
             g_in.row_mut(i)[self.split..].copy_from_slice(&g_in_b);
         }
+        pool::give(g_in_b);
         let g_net_in = self.net.backward(&cache.net, g_theta, grads);
         for i in 0..rows {
             for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {

@@ -8,7 +8,7 @@
 //! scoring and sampling helpers on [`crate::Flow`] add it or floor it back.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::Matrix;
+use crate::engine::{pool, Matrix};
 use crate::{Bijection, Error, Result};
 
 /// Marks integer-valued columns for uniform dequantisation; the identity map.
@@ -40,12 +40,12 @@ impl Bijection for Dequantize {
 
     fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
         check_width("dequantised data", z, self.dim)?;
-        Ok((z.clone(), vec![0.0; z.rows()]))
+        Ok((z.clone(), pool::zeroed(z.rows())))
     }
 
     fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
         check_width("dequantised data", x, self.dim)?;
-        Ok((x.clone(), vec![0.0; x.rows()]))
+        Ok((x.clone(), pool::zeroed(x.rows())))
     }
 
     fn train_forward(

@@ -4,6 +4,7 @@
 //! the inverse is two triangular inversions.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
+use crate::engine::pool::{self, Buf};
 use crate::engine::{matmul_a_bt, Matrix};
 use crate::{Bijection, Error, Result};
 
@@ -25,14 +26,14 @@ struct LuCache {
 
 /// Dense `d × d` matrices of one evaluation.
 struct Mats {
-    l: Vec<f32>,
-    u: Vec<f32>,
+    l: Buf,
+    u: Buf,
     /// `W = P L U`.
-    w: Vec<f32>,
+    w: Buf,
 }
 
-fn matmul(a: &[f32], b: &[f32], d: usize) -> Vec<f32> {
-    let mut c = vec![0.0f32; d * d];
+fn matmul(a: &[f32], b: &[f32], d: usize) -> Buf {
+    let mut c = Buf::zeroed(d * d);
     for i in 0..d {
         for k in 0..d {
             let aik = a[i * d + k];
@@ -46,13 +47,13 @@ fn matmul(a: &[f32], b: &[f32], d: usize) -> Vec<f32> {
     c
 }
 
-fn transpose(a: &[f32], d: usize) -> Vec<f32> {
+fn transpose(a: &[f32], d: usize) -> Buf {
     (0..d * d).map(|p| a[(p % d) * d + p / d]).collect()
 }
 
 /// Inverse of a lower-triangular matrix (forward substitution on the identity).
-fn invert_lower(l: &[f32], d: usize) -> Vec<f32> {
-    let mut inv = vec![0.0f32; d * d];
+fn invert_lower(l: &[f32], d: usize) -> Buf {
+    let mut inv = Buf::zeroed(d * d);
     for c in 0..d {
         for i in c..d {
             let mut v = if i == c { 1.0 } else { 0.0 };
@@ -91,7 +92,7 @@ impl LuLinear {
 
     fn mats(&self) -> Mats {
         let (d, t) = (self.dim, self.tri());
-        let (mut l, mut u) = (vec![0.0f32; d * d], vec![0.0f32; d * d]);
+        let (mut l, mut u) = (Buf::zeroed(d * d), Buf::zeroed(d * d));
         let (mut pl, mut pu) = (0, t);
         for i in 0..d {
             l[i * d + i] = 1.0;
@@ -107,7 +108,7 @@ impl LuLinear {
             }
         }
         let lu = matmul(&l, &u, d);
-        let mut w = vec![0.0f32; d * d];
+        let mut w = Buf::zeroed(d * d);
         for (j, &p) in self.perm.iter().enumerate() {
             w[j * d..(j + 1) * d].copy_from_slice(&lu[p * d..(p + 1) * d]);
         }
@@ -115,13 +116,13 @@ impl LuLinear {
     }
 
     /// `W⁻¹ = U⁻¹ L⁻¹ Pᵀ`.
-    fn inverse_matrix(&self, m: &Mats) -> Vec<f32> {
+    fn inverse_matrix(&self, m: &Mats) -> Buf {
         let d = self.dim;
         let l_inv = invert_lower(&m.l, d);
         let u_inv = transpose(&invert_lower(&transpose(&m.u, d), d), d);
         let lu_inv = matmul(&u_inv, &l_inv, d);
         // (P·A)⁻¹ = A⁻¹·Pᵀ: column j of the result is column perm[j] of A⁻¹.
-        let mut out = vec![0.0f32; d * d];
+        let mut out = Buf::zeroed(d * d);
         for i in 0..d {
             for (j, &p) in self.perm.iter().enumerate() {
                 out[i * d + j] = lu_inv[i * d + p];
@@ -160,7 +161,7 @@ impl LuLinear {
             }
         };
         matmul_a_bt(out.as_mut_slice(), src.as_slice(), &mat, rows, d, d, true);
-        Ok((out, vec![ld; rows], src))
+        Ok((out, pool::filled(rows, ld), src))
     }
 }
 
@@ -210,7 +211,7 @@ impl Bijection for LuLinear {
             Direction::Forward => m.w.clone(),
             Direction::Inverse => self.inverse_matrix(&m),
         };
-        let mut g_mat = vec![0.0f32; d * d];
+        let mut g_mat = Buf::zeroed(d * d);
         for r in 0..rows {
             let (g, s) = (grad_out.row(r), cache.input.row(r));
             for i in 0..d {
@@ -232,19 +233,19 @@ impl Bijection for LuLinear {
         let g_ld: f32 = grad_log_det.iter().sum();
         let (g_w, g_b, ld_sign) = match direction {
             Direction::Forward => {
-                let g_b: Vec<f32> = (0..d).map(|j| (0..rows).map(|r| grad_out.get(r, j)).sum()).collect();
+                let g_b: Buf = (0..d).map(|j| (0..rows).map(|r| grad_out.get(r, j)).sum()).collect();
                 (g_mat, g_b, 1.0)
             }
             Direction::Inverse => {
                 // V = W⁻¹: dV = −V dW V, so ∂L/∂W = −Vᵀ (∂L/∂V) Vᵀ; src = x − b, so ∂L/∂b = −Σ ∂L/∂src.
                 let vt = transpose(&mat, d);
                 let g_w = matmul(&matmul(&vt, &g_mat, d), &vt, d).iter().map(|v| -v).collect();
-                let g_b: Vec<f32> = (0..d).map(|j| -(0..rows).map(|r| g_in.get(r, j)).sum::<f32>()).collect();
+                let g_b: Buf = (0..d).map(|j| -(0..rows).map(|r| g_in.get(r, j)).sum::<f32>()).collect();
                 (g_w, g_b, -1.0)
             }
         };
         // W = P L U: ∂L/∂(LU) = Pᵀ ∂L/∂W; then ∂L/∂L = G Uᵀ, ∂L/∂U = Lᵀ G.
-        let mut g_lu = vec![0.0f32; d * d];
+        let mut g_lu = Buf::zeroed(d * d);
         for (j, &p) in self.perm.iter().enumerate() {
             g_lu[p * d..(p + 1) * d].copy_from_slice(&g_w[j * d..(j + 1) * d]);
         }

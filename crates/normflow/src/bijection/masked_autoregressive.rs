@@ -4,7 +4,7 @@
 
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::matmul_a_bt;
-use crate::engine::{Matrix, Rng};
+use crate::engine::{pool, Matrix, Rng};
 use crate::io::TensorSource;
 use crate::nn::{made_degrees, made_masks, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
@@ -91,7 +91,8 @@ impl MaskedAutoregressive {
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>) {
         let mut out = Matrix::zeros(input.rows(), self.dim);
         let mut run = self.transformer.runner();
-        let ld = (0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i))).collect();
+        let mut ld = pool::with_capacity(input.rows());
+        ld.extend((0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i))));
         (out, ld)
     }
 

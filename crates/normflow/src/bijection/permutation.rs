@@ -2,7 +2,7 @@
 //! that every dimension gets transformed.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::{Matrix, Rng};
+use crate::engine::{pool, Matrix, Rng};
 use crate::{Bijection, Error, Result};
 
 /// `x_j = z_{perm[j]}`: a fixed reordering of the columns, with log-det 0.
@@ -47,7 +47,7 @@ impl Permutation {
 
     fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("permutation input", input, self.perm.len())?;
-        Ok((input.select_cols(self.indices(direction)), vec![0.0; input.rows()]))
+        Ok((input.select_cols(self.indices(direction)), pool::zeroed(input.rows())))
     }
 }
 

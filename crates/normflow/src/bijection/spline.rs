@@ -13,6 +13,7 @@
 //! stable root `2c / (−b − √disc)` with the discriminant clamped at 0.
 
 use super::Direction;
+use crate::engine::pool::Buf;
 
 /// Shape of a spline transformer.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -58,10 +59,10 @@ fn derivative(u: f32) -> (f32, f32) {
 /// the bin in use with their softplus slopes (only those two are ever needed, which saves most
 /// of the transcendental calls).
 struct Knots {
-    xs: Vec<f32>,
-    ys: Vec<f32>,
-    pw: Vec<f32>,
-    ph: Vec<f32>,
+    xs: Buf,
+    ys: Buf,
+    pw: Buf,
+    ph: Buf,
     d: [f32; 2],
     dd: [f32; 2],
 }
@@ -75,8 +76,9 @@ fn softmax(u: impl Iterator<Item = f32> + Clone, out: &mut Vec<f32>) {
 }
 
 impl Knots {
-    fn new() -> Self {
-        Self { xs: Vec::new(), ys: Vec::new(), pw: Vec::new(), ph: Vec::new(), d: [1.0; 2], dd: [0.0; 2] }
+    fn new(bins: usize) -> Self {
+        let room = |n| Buf::with_capacity(n);
+        Self { xs: room(bins + 1), ys: room(bins + 1), pw: room(bins), ph: room(bins), d: [1.0; 2], dd: [0.0; 2] }
     }
 
     /// Knot positions from the element's parameters `param(p)` for p in 0..2K (widths, heights).
@@ -85,7 +87,7 @@ impl Knots {
         let scale = 1.0 - MIN_BIN * k as f32;
         softmax((0..k).map(&param), &mut self.pw);
         softmax((k..2 * k).map(&param), &mut self.ph);
-        for (probs, knots) in [(&self.pw, &mut self.xs), (&self.ph, &mut self.ys)] {
+        for (probs, knots) in [(&*self.pw, &mut *self.xs), (&*self.ph, &mut *self.ys)] {
             knots.clear();
             knots.push(-b);
             let mut acc = 0.0f32;
@@ -161,7 +163,7 @@ pub(crate) struct Spline {
 
 impl Spline {
     pub(crate) fn new(shape: SplineShape) -> Self {
-        Self { shape, knots: Knots::new() }
+        Self { shape, knots: Knots::new(shape.bins) }
     }
 
     fn inside(&self, v: f32) -> bool {

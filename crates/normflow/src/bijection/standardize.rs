@@ -3,7 +3,7 @@
 
 use super::actnorm::column_moments;
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::Matrix;
+use crate::engine::{pool, Matrix};
 use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
@@ -58,7 +58,7 @@ impl Standardize {
         }
         let log_scale: f32 = self.std.iter().map(|s| s.ln()).sum();
         let ld = if direction == Direction::Forward { log_scale } else { -log_scale };
-        Ok((out, vec![ld; input.rows()]))
+        Ok((out, pool::filled(input.rows(), ld)))
     }
 }
 

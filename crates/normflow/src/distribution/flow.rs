@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::StandardNormal;
 use crate::bijection::{check_context, Direction, Tape};
 use crate::engine::threads::{run_parallel, split_rows, worker_count};
-use crate::engine::{Matrix, Rng};
+use crate::engine::{pool, Matrix, Rng};
 use crate::train::TrainingSummary;
 use crate::{Bijection, Error, Result};
 
@@ -238,11 +238,24 @@ impl Flow {
     /// # Errors
     /// As [`Bijection::backward`]; inputs are not re-validated here (the caller has).
     pub fn nll_and_grad(&self, x: &Matrix, context: Option<&Matrix>, grads: &mut [f32]) -> Result<f64> {
-        let mut tape = Tape::new();
-        let (z, ld) = self.transform.train_forward(x, context, Direction::Inverse, &mut tape)?;
+        self.nll_and_grad_with(x, context, grads, &mut Tape::new())
+    }
+
+    /// [`Flow::nll_and_grad`] recording on `tape`: a caller that keeps its tape across steps
+    /// reuses the tape's memory (the training loop does, and then allocates nothing).
+    ///
+    /// # Errors
+    /// As [`Flow::nll_and_grad`].
+    pub fn nll_and_grad_with(&self, x: &Matrix, context: Option<&Matrix>, grads: &mut [f32], tape: &mut Tape) -> Result<f64> {
+        tape.clear();
+        let (z, ld) = self.transform.train_forward(x, context, Direction::Inverse, tape)?;
         let nll: f64 = (0..z.rows()).map(|i| -(self.base.log_prob_row(z.row(i)) + ld[i] as f64)).sum();
         // d(−log N(z))/dz = z; d(−ld)/d ld = −1.
-        self.transform.backward(Direction::Inverse, &mut tape, z, &vec![-1.0; x.rows()], grads)?;
+        let minus_one = pool::filled(x.rows(), -1.0);
+        let done = self.transform.backward(Direction::Inverse, tape, z, &minus_one, grads);
+        pool::give(minus_one);
+        pool::give(ld);
+        done?;
         Ok(nll)
     }
 

@@ -3,7 +3,23 @@
 //! Every product here runs single-threaded: the engine parallelises across the rows of a batch
 //! instead (see `threads`), which measured faster on the small products of flow conditioners.
 
+use std::cell::Cell;
+
 use gemm::{gemm, Parallelism};
+
+thread_local! {
+    static IN_KERNEL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside the matrix-product kernel (the `gemm` crate) right now.
+///
+/// The kernel allocates its own small packing scratch on every call; the rest of a training
+/// step allocates nothing once warm. Allocation audits (the `allocation` test) use this to tell
+/// the two apart.
+#[doc(hidden)]
+pub fn inside_product_kernel() -> bool {
+    IN_KERNEL.with(Cell::get)
+}
 
 /// A strided operand: the buffer, its column stride and its row stride (in elements).
 type Strided<'a> = (&'a [f32], isize, isize);
@@ -20,6 +36,7 @@ fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, 
         }
         return;
     }
+    IN_KERNEL.with(|k| k.set(true));
     // SAFETY: callers pass buffers that cover the strided extents (asserted by each wrapper);
     // `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
     unsafe {
@@ -45,6 +62,7 @@ fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, 
             Parallelism::None,
         );
     }
+    IN_KERNEL.with(|k| k.set(false));
 }
 
 /// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`).

@@ -1,9 +1,14 @@
 //! A dense row-major `f32` matrix: the one tensor type of the engine.
 
+use super::pool;
+
 /// A dense, row-major `rows × cols` matrix of `f32`.
 ///
 /// Batches of data are matrices with one row per sample and one column per dimension.
-#[derive(Clone, Debug, PartialEq, Default)]
+///
+/// Buffers are recycled: a dropped matrix returns its buffer to a per-thread store that new
+/// matrices of the same size draw from, so repeated passes (training steps) do not allocate.
+#[derive(Debug, PartialEq, Default)]
 pub struct Matrix {
     rows: usize,
     cols: usize,
@@ -13,7 +18,12 @@ pub struct Matrix {
 impl Matrix {
     /// A `rows × cols` matrix of zeros.
     pub fn zeros(rows: usize, cols: usize) -> Self {
-        Self { rows, cols, data: vec![0.0; rows * cols] }
+        Self { rows, cols, data: pool::zeroed(rows * cols) }
+    }
+
+    /// A `rows × cols` matrix with every element `value`.
+    pub fn filled(rows: usize, cols: usize, value: f32) -> Self {
+        Self { rows, cols, data: pool::filled(rows * cols, value) }
     }
 
     /// Wraps a row-major buffer.
@@ -55,8 +65,8 @@ impl Matrix {
     }
 
     /// Consumes the matrix and returns its buffer.
-    pub fn into_vec(self) -> Vec<f32> {
-        self.data
+    pub fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.data)
     }
 
     /// Row `i` as a slice.
@@ -82,12 +92,12 @@ impl Matrix {
 
     /// Rows `start..end` as a new matrix.
     pub fn slice_rows(&self, start: usize, end: usize) -> Matrix {
-        Matrix::from_vec(end - start, self.cols, self.data[start * self.cols..end * self.cols].to_vec())
+        Matrix::from_vec(end - start, self.cols, pool::copied(&self.data[start * self.cols..end * self.cols]))
     }
 
     /// The rows with the given indices, in that order.
     pub fn select_rows(&self, idx: &[usize]) -> Matrix {
-        let mut out = Vec::with_capacity(idx.len() * self.cols);
+        let mut out = pool::with_capacity(idx.len() * self.cols);
         for &i in idx {
             out.extend_from_slice(self.row(i));
         }
@@ -96,7 +106,7 @@ impl Matrix {
 
     /// Columns `start..end` as a new matrix.
     pub fn slice_cols(&self, start: usize, end: usize) -> Matrix {
-        let mut out = Vec::with_capacity(self.rows * (end - start));
+        let mut out = pool::with_capacity(self.rows * (end - start));
         for i in 0..self.rows {
             out.extend_from_slice(&self.row(i)[start..end]);
         }
@@ -105,7 +115,7 @@ impl Matrix {
 
     /// The columns with the given indices, in that order.
     pub fn select_cols(&self, idx: &[usize]) -> Matrix {
-        let mut out = Vec::with_capacity(self.rows * idx.len());
+        let mut out = pool::with_capacity(self.rows * idx.len());
         for i in 0..self.rows {
             let r = self.row(i);
             out.extend(idx.iter().map(|&j| r[j]));
@@ -120,7 +130,7 @@ impl Matrix {
     pub fn hcat(&self, other: &Matrix) -> Matrix {
         assert_eq!(self.rows, other.rows, "hcat: row counts differ");
         let cols = self.cols + other.cols;
-        let mut out = Vec::with_capacity(self.rows * cols);
+        let mut out = pool::with_capacity(self.rows * cols);
         for i in 0..self.rows {
             out.extend_from_slice(self.row(i));
             out.extend_from_slice(other.row(i));
@@ -134,7 +144,8 @@ impl Matrix {
     /// If the column counts differ.
     pub fn vcat(&self, other: &Matrix) -> Matrix {
         assert_eq!(self.cols, other.cols, "vcat: column counts differ");
-        let mut data = self.data.clone();
+        let mut data = pool::with_capacity(self.data.len() + other.data.len());
+        data.extend_from_slice(&self.data);
         data.extend_from_slice(&other.data);
         Matrix::from_vec(self.rows + other.rows, self.cols, data)
     }
@@ -142,5 +153,17 @@ impl Matrix {
     /// Position `(row, col)` of the first NaN or infinite element, if any.
     pub fn first_non_finite(&self) -> Option<(usize, usize)> {
         self.data.iter().position(|v| !v.is_finite()).map(|p| (p / self.cols.max(1), p % self.cols.max(1)))
+    }
+}
+
+impl Clone for Matrix {
+    fn clone(&self) -> Self {
+        Self { rows: self.rows, cols: self.cols, data: pool::copied(&self.data) }
+    }
+}
+
+impl Drop for Matrix {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.data));
     }
 }

@@ -9,12 +9,13 @@ mod adam;
 mod allocator;
 mod matmul;
 mod matrix;
+pub(crate) mod pool;
 mod rng;
 pub(crate) mod threads;
 
 pub use adam::Adam;
 pub use allocator::keep_freed_memory;
-pub use matmul::product_gflops;
+pub use matmul::{inside_product_kernel, product_gflops};
 pub(crate) use matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 pub use matrix::Matrix;
 pub use rng::Rng;

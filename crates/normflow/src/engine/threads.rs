@@ -1,27 +1,264 @@
-//! Splitting a batch's rows across threads.
+//! Splitting work across threads: a persistent pool of worker threads (one per extra core),
+//! started on first use, so that a training step hands its rows to threads without spawning
+//! any (and without allocating).
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Condvar, Mutex, OnceLock, TryLockError};
 
 /// How many worker threads to use for `rows` rows of work: one per core, but never fewer than
-/// `min_rows` rows a thread (below that, starting threads costs more than it saves).
+/// `min_rows` rows a thread (below that, handing work to threads costs more than it saves).
 pub(crate) fn worker_count(rows: usize, min_rows: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cores.min(rows / min_rows.max(1)).max(1)
+    cores().min(rows / min_rows.max(1)).max(1)
+}
+
+/// Number of cores available to this process.
+pub(crate) fn cores() -> usize {
+    // Asked once: the answer reads cgroup files, which costs system calls and allocations.
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Splits `0..rows` into `parts` contiguous, nearly equal ranges.
 pub(crate) fn split_rows(rows: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     let parts = parts.max(1);
-    (0..parts).map(|p| (rows * p / parts)..(rows * (p + 1) / parts)).filter(|r| !r.is_empty()).collect()
+    (0..parts).map(|p| part_range(rows, parts, p)).filter(|r| !r.is_empty()).collect()
 }
 
-/// Runs `jobs` in parallel, the first on the calling thread and the others on scoped threads,
-/// and returns their results in order.
+/// Part `p` of `0..len` split into `parts` contiguous, nearly equal ranges.
+pub(crate) fn part_range(len: usize, parts: usize, p: usize) -> std::ops::Range<usize> {
+    (len * p / parts)..(len * (p + 1) / parts)
+}
+
+/// Runs `jobs` in parallel (see [`for_each_part`]) and returns their results in order.
 pub(crate) fn run_parallel<T: Send, F: FnOnce() -> T + Send>(jobs: Vec<F>) -> Vec<T> {
-    let mut jobs = jobs.into_iter();
-    let Some(first) = jobs.next() else { return Vec::new() };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = jobs.map(|f| s.spawn(f)).collect();
-        let mut out = vec![first()];
-        out.extend(handles.into_iter().map(|h| h.join().expect("worker thread panicked")));
-        out
+    let slots: Vec<Mutex<(Option<F>, Option<T>)>> = jobs.into_iter().map(|f| Mutex::new((Some(f), None))).collect();
+    for_each_part(slots.len(), &|p| {
+        let job = lock(&slots[p]).0.take().expect("each part runs once");
+        let out = job();
+        lock(&slots[p]).1 = Some(out);
+    });
+    slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).1.expect("every part ran")).collect()
+}
+
+/// Runs `f(0)`, …, `f(parts − 1)` in parallel: part 0 on the calling thread, the others on the
+/// pool's workers, and returns when all have finished. A panic in any part is re-raised here.
+///
+/// Allocation-free once the pool has started. When the pool is busy (another thread is using
+/// it, or `f` itself calls this) or too small, the extra parts run on scoped threads instead.
+pub(crate) fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 {
+        if parts == 1 {
+            f(0);
+        }
+        return;
+    }
+    let pool = pool();
+    let guard = match pool.busy.try_lock() {
+        Ok(g) => Some(g),
+        // A part panicked while holding the pool; the pool itself is still sound.
+        Err(TryLockError::Poisoned(e)) => Some(e.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    match guard {
+        Some(_guard) if pool.workers.len() >= parts - 1 => pool.run(parts, f),
+        _ => std::thread::scope(|s| {
+            for p in 1..parts {
+                s.spawn(move || f(p));
+            }
+            f(0);
+        }),
+    }
+}
+
+/// Runs `f(p, &mut items[p])` for every item in parallel (see [`for_each_part`]).
+pub(crate) fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) + Sync)) {
+    let base = SendPtr(items.as_mut_ptr());
+    for_each_part(items.len(), &|p| {
+        // SAFETY: each part touches only its own element, and `items` stays mutably borrowed
+        // until every part has finished.
+        let item = unsafe { &mut *base.get().add(p) };
+        f(p, item);
+    });
+}
+
+/// Splits `data` into `parts` nearly equal chunks (see [`part_range`]) and runs
+/// `f(p, chunk_p)` for each in parallel.
+pub(crate) fn for_each_chunk_mut(data: &mut [f32], parts: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let (base, len) = (SendPtr(data.as_mut_ptr()), data.len());
+    for_each_part(parts, &|p| {
+        let r = part_range(len, parts, p);
+        // SAFETY: the chunks are disjoint, and `data` stays mutably borrowed until every part
+        // has finished.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start), r.len()) };
+        f(p, chunk);
+    });
+}
+
+/// A raw pointer that parts may share; each dereferences only its own disjoint region.
+struct SendPtr<T>(*mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SendPtr<T> {}
+
+// SAFETY: see the uses: each part writes a region no other part touches.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// A job handed to a worker: the shared function (its lifetime erased; see [`Pool::run`]) and
+/// the part to run.
+#[derive(Clone, Copy)]
+struct Job {
+    f: *const (dyn Fn(usize) + Sync + 'static),
+    part: usize,
+}
+
+// SAFETY: `f` points at a `Sync` function that the submitting thread keeps alive until the
+// worker reports back (see `Pool::run`).
+unsafe impl Send for Job {}
+
+enum State {
+    Idle,
+    Assigned(Job),
+    Finished { panicked: bool },
+}
+
+struct Worker {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+struct Pool {
+    busy: Mutex<()>,
+    workers: Vec<&'static Worker>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let workers = (1..cores())
+            .filter_map(|i| {
+                let w: &'static Worker = Box::leak(Box::new(Worker { state: Mutex::new(State::Idle), changed: Condvar::new() }));
+                std::thread::Builder::new().name(format!("normflow-{i}")).spawn(move || work(w)).ok().map(|_| w)
+            })
+            .collect();
+        Pool { busy: Mutex::new(()), workers }
     })
+}
+
+/// A worker's loop: wait for a job, run it, report.
+fn work(w: &'static Worker) {
+    loop {
+        let job = {
+            let mut st = lock(&w.state);
+            loop {
+                if let State::Assigned(job) = *st {
+                    break job;
+                }
+                st = w.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        // SAFETY: the submitter blocks in `Pool::run` until this job reports `Finished`.
+        let f = unsafe { &*job.f };
+        let panicked = catch_unwind(AssertUnwindSafe(|| f(job.part))).is_err();
+        *lock(&w.state) = State::Finished { panicked };
+        w.changed.notify_all();
+    }
+}
+
+impl Pool {
+    /// Runs parts 1.. on workers and part 0 here; waits for every worker before returning,
+    /// even when part 0 panics, so that no worker outlives the borrow of `f`.
+    fn run(&self, parts: usize, f: &(dyn Fn(usize) + Sync)) {
+        // SAFETY: only the lifetime is erased; every use of the pointer ends before this
+        // function returns (it waits for each worker to report `Finished`).
+        let f: *const (dyn Fn(usize) + Sync + 'static) = unsafe { std::mem::transmute(f as *const (dyn Fn(usize) + Sync + '_)) };
+        for (i, w) in self.workers[..parts - 1].iter().enumerate() {
+            *lock(&w.state) = State::Assigned(Job { f, part: i + 1 });
+            w.changed.notify_all();
+        }
+        let here = catch_unwind(AssertUnwindSafe(|| unsafe { &*f }(0)));
+        let mut worker_panicked = false;
+        for w in &self.workers[..parts - 1] {
+            let mut st = lock(&w.state);
+            loop {
+                if let State::Finished { panicked } = *st {
+                    worker_panicked |= panicked;
+                    *st = State::Idle;
+                    break;
+                }
+                st = w.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        if let Err(p) = here {
+            resume_unwind(p);
+        }
+        assert!(!worker_panicked, "a normflow worker thread panicked");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_part_runs_once_and_results_keep_their_order() {
+        for parts in 1..=5 {
+            let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            for_each_part(parts, &|p| {
+                hits[p].fetch_add(1, Ordering::SeqCst);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+            let out = run_parallel((0..parts).map(|p| move || p * 10).collect());
+            assert_eq!(out, (0..parts).map(|p| p * 10).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn each_part_gets_its_own_item_and_chunk() {
+        let mut items = vec![0usize; 3];
+        for_each_mut(&mut items, &|p, v| *v = p + 1);
+        assert_eq!(items, vec![1, 2, 3]);
+        let mut data = vec![0.0f32; 10];
+        for_each_chunk_mut(&mut data, 3, &|p, c| c.fill(p as f32));
+        assert_eq!(data, vec![0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn nested_calls_do_not_deadlock() {
+        let total = AtomicUsize::new(0);
+        for_each_part(2, &|_| {
+            for_each_part(2, &|_| {
+                total.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+        assert_eq!(total.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_panicking_part_is_reported_to_the_caller() {
+        let r = catch_unwind(|| for_each_part(2, &|p| assert!(p != 1, "part 1 fails")));
+        assert!(r.is_err());
+        // The pool still works afterwards.
+        let n = AtomicUsize::new(0);
+        for_each_part(2, &|_| {
+            n.fetch_add(1, Ordering::SeqCst);
+        });
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
 }

@@ -1,7 +1,7 @@
 //! Multi-layer perceptron with ReLU hidden activations, optional weight masks (for MADE), and a
 //! hand-written backward pass.
 
-use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, pool, Matrix, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -20,6 +20,12 @@ pub struct Mlp {
 #[derive(Debug)]
 pub struct MlpCache {
     inputs: Vec<Matrix>,
+}
+
+impl Drop for MlpCache {
+    fn drop(&mut self) {
+        pool::give_matrix_list(std::mem::take(&mut self.inputs));
+    }
 }
 
 impl Mlp {
@@ -102,7 +108,7 @@ impl Mlp {
     pub fn forward_cached(&self, x: &Matrix) -> (Matrix, MlpCache) {
         debug_assert_eq!(x.cols(), self.sizes[0]);
         let layers = self.sizes.len() - 1;
-        let mut inputs = Vec::with_capacity(layers);
+        let mut inputs = pool::matrix_list();
         let mut h = x.clone();
         for l in 0..layers {
             let mut out = self.linear(l, &h);

@@ -2,7 +2,7 @@
 //! width `H`, `n` residual blocks `h ← h + W₂·relu(W₁·relu(h) + b₁) + b₂`, then `relu` and an
 //! output layer. Deep conditioners train better with the skip connections.
 
-use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, pool, Matrix, Rng};
 
 /// Residual MLP `in → H → (blocks) → out` with hand-written backward.
 ///
@@ -24,8 +24,15 @@ pub struct ResidualCache {
     x: Matrix,
     /// Block inputs `h_0 … h_n` (`h_n` feeds the output layer).
     hs: Vec<Matrix>,
-    /// Per block: `relu(h)` and the pre-activation `u = W₁ relu(h) + b₁`.
-    inner: Vec<(Matrix, Matrix)>,
+    /// Per block, in turn: `relu(h)` and the pre-activation `u = W₁ relu(h) + b₁`.
+    inner: Vec<Matrix>,
+}
+
+impl Drop for ResidualCache {
+    fn drop(&mut self) {
+        pool::give_matrix_list(std::mem::take(&mut self.hs));
+        pool::give_matrix_list(std::mem::take(&mut self.inner));
+    }
 }
 
 fn relu(m: &Matrix) -> Matrix {
@@ -37,7 +44,10 @@ fn relu(m: &Matrix) -> Matrix {
 /// `x · Wᵀ + b` for a layer stored `[out, in]` then `[out]` at `p`.
 fn linear(p: &[f32], fan_in: usize, fan_out: usize, x: &Matrix) -> Matrix {
     let (w, b) = p[..fan_in * fan_out + fan_out].split_at(fan_in * fan_out);
-    let mut out = Matrix::from_vec(x.rows(), fan_out, (0..x.rows()).flat_map(|_| b.iter().copied()).collect());
+    let mut out = Matrix::zeros(x.rows(), fan_out);
+    for r in 0..x.rows() {
+        out.row_mut(r).copy_from_slice(b);
+    }
     matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
     out
 }
@@ -98,8 +108,7 @@ impl ResidualMlp {
         let (first, block, last) = self.offsets();
         let h_w = self.width;
         let mut h = linear(&self.params, self.input, h_w, x);
-        let mut hs = Vec::with_capacity(self.blocks + 1);
-        let mut inner = Vec::with_capacity(self.blocks);
+        let (mut hs, mut inner) = (pool::matrix_list(), pool::matrix_list());
         for b in 0..self.blocks {
             let p = &self.params[first + b * block..];
             let a1 = relu(&h);
@@ -107,7 +116,8 @@ impl ResidualMlp {
             let mut out = linear(&p[h_w * h_w + h_w..], h_w, h_w, &relu(&u));
             out.as_mut_slice().iter_mut().zip(h.as_slice()).for_each(|(o, v)| *o += v);
             hs.push(h);
-            inner.push((a1, u));
+            inner.push(a1);
+            inner.push(u);
             h = out;
         }
         let y = linear(&self.params[last..], h_w, self.output, &relu(&h));
@@ -129,7 +139,7 @@ impl ResidualMlp {
         mask_relu(&mut g, h_n);
         for b in (0..self.blocks).rev() {
             let (p, gp) = (&self.params[first + b * block..], &mut grads[first + b * block..first + (b + 1) * block]);
-            let (a1, u) = &cache.inner[b];
+            let (a1, u) = (&cache.inner[2 * b], &cache.inner[2 * b + 1]);
             let (gp1, gp2) = gp.split_at_mut(h_w * h_w + h_w);
             let mut g_a2 = linear_backward(&p[h_w * h_w + h_w..], h_w, h_w, &relu(u), &g, gp2);
             mask_relu(&mut g_a2, u);

@@ -1,7 +1,10 @@
 //! One optimisation step: mean NLL of a batch, its gradient (rows split across threads, each
 //! with its own gradient buffer, summed after), norm clipping, and an Adam update.
 
-use crate::engine::threads::{run_parallel, split_rows, worker_count};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::bijection::Tape;
+use crate::engine::threads::{for_each_chunk_mut, for_each_mut, part_range, worker_count};
 use crate::engine::{Adam, Matrix};
 use crate::{Error, Flow, Result};
 
@@ -10,9 +13,8 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 
 /// Optimiser state for training one flow with Adam.
 ///
-/// On glibc, call [`crate::engine::keep_freed_memory`] once at program start: a step allocates
-/// its matrices afresh, and the default allocator settings make that cost up to a third of a
-/// step at WORKLOAD.md's size M.
+/// A trainer keeps, for each thread, a tape and a gradient buffer across steps, and the layers'
+/// matrices are recycled (see [`Matrix`]): after the first steps a step allocates nothing.
 ///
 /// # Example
 /// ```
@@ -27,19 +29,29 @@ const MIN_ROWS_PER_THREAD: usize = 64;
 pub struct Trainer {
     adam: Adam,
     grads: Vec<f32>,
-    thread_grads: Vec<Vec<f32>>,
+    parts: Vec<Part>,
+    /// Squared norms of the gradient's chunks (f64 bits), one per thread.
+    chunk_norms: Vec<AtomicU64>,
     /// Gradient-norm clip (default 5; `None` turns clipping off).
     pub grad_clip: Option<f32>,
     /// Worker threads (default: one per core).
     pub threads: usize,
 }
 
+/// What one thread keeps across steps: its tape, its gradient sum and its last result.
+#[derive(Debug)]
+struct Part {
+    tape: Tape,
+    grads: Vec<f32>,
+    loss: Result<f64>,
+}
+
 impl Trainer {
     /// A trainer for `flow` with learning rate `lr`.
     pub fn new(flow: &Flow, lr: f32) -> Self {
         let n = flow.num_params();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self { adam: Adam::new(n, lr), grads: vec![0.0; n], thread_grads: Vec::new(), grad_clip: Some(5.0), threads }
+        let threads = crate::engine::threads::cores();
+        Self { adam: Adam::new(n, lr), grads: vec![0.0; n], parts: Vec::new(), chunk_norms: Vec::new(), grad_clip: Some(5.0), threads }
     }
 
     /// Sets the learning rate (for schedules).
@@ -58,59 +70,56 @@ impl Trainer {
     /// # Errors
     /// [`Error::NotEnoughData`] for an empty batch; errors of the layers' backward passes.
     pub fn compute_gradient(&mut self, flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<(f64, f64)> {
-        if x.rows() == 0 {
+        let rows = x.rows();
+        if rows == 0 {
             return Err(Error::NotEnoughData("empty training batch".into()));
         }
-        let parts = worker_count(x.rows(), MIN_ROWS_PER_THREAD).min(self.threads.max(1));
-        let ranges = split_rows(x.rows(), parts);
+        let parts = worker_count(rows, MIN_ROWS_PER_THREAD).min(self.threads.max(1));
         let n = flow.num_params();
-        self.thread_grads.resize_with(ranges.len().saturating_sub(1), || vec![0.0; n]);
-        // Each chunk of rows writes its gradient sum into its own buffer (the first into `grads`).
-        let buffers = std::iter::once(&mut self.grads).chain(self.thread_grads.iter_mut());
-        let results = run_parallel(
-            ranges
-                .iter()
-                .zip(buffers)
-                .map(|(r, g)| {
-                    let rows = (r.start > 0 || r.end < x.rows())
-                        .then(|| (x.slice_rows(r.start, r.end), context.map(|c| c.slice_rows(r.start, r.end))));
-                    move || match &rows {
-                        Some((xs, cs)) => flow.nll_and_grad(xs, cs.as_ref(), g),
-                        None => flow.nll_and_grad(x, context, g),
-                    }
-                })
-                .collect(),
-        );
-        let mut total = 0.0;
-        for r in results {
-            total += r?;
+        if self.grads.len() != n {
+            self.grads = vec![0.0; n];
         }
-        // Reduce the buffers, scale to the mean, and take the squared norm, in parallel chunks.
-        let scale = 1.0 / x.rows() as f32;
-        let chunk = n.div_ceil(parts.max(1)).max(1);
-        let others = &self.thread_grads;
-        let sums = run_parallel(
-            self.grads
-                .chunks_mut(chunk)
-                .enumerate()
-                .map(|(c, g)| {
-                    move || {
-                        let off = c * chunk;
-                        for other in others {
-                            let len = g.len();
-                            g.iter_mut().zip(&other[off..off + len]).for_each(|(a, b)| *a += b);
-                        }
-                        g.iter_mut()
-                            .map(|v| {
-                                *v *= scale;
-                                (*v as f64) * (*v as f64)
-                            })
-                            .sum::<f64>()
-                    }
+        while self.parts.len() < parts {
+            self.parts.push(Part { tape: Tape::new(), grads: vec![0.0; n], loss: Ok(0.0) });
+            self.chunk_norms.push(AtomicU64::new(0));
+        }
+        // Each thread runs its rows through the flow and sums their gradient into its buffer.
+        for_each_mut(&mut self.parts[..parts], &|p, part| {
+            part.grads.resize(n, 0.0);
+            part.loss = if parts == 1 {
+                flow.nll_and_grad_with(x, context, &mut part.grads, &mut part.tape)
+            } else {
+                let r = part_range(rows, parts, p);
+                let xs = x.slice_rows(r.start, r.end);
+                let cs = context.map(|c| c.slice_rows(r.start, r.end));
+                flow.nll_and_grad_with(&xs, cs.as_ref(), &mut part.grads, &mut part.tape)
+            };
+        });
+        let mut total = 0.0;
+        for part in &mut self.parts[..parts] {
+            total += std::mem::replace(&mut part.loss, Ok(0.0))?;
+        }
+        // Reduce the buffers into `grads`, scale to the mean, and take the squared norm, each
+        // thread over its own chunk of the parameters.
+        let scale = 1.0 / rows as f32;
+        let (sources, norms) = (&self.parts[..parts], &self.chunk_norms);
+        for_each_chunk_mut(&mut self.grads, parts, &|c, g| {
+            let range = part_range(n, parts, c);
+            g.copy_from_slice(&sources[0].grads[range.clone()]);
+            for other in &sources[1..] {
+                g.iter_mut().zip(&other.grads[range.clone()]).for_each(|(a, b)| *a += b);
+            }
+            let sq: f64 = g
+                .iter_mut()
+                .map(|v| {
+                    *v *= scale;
+                    (*v as f64) * (*v as f64)
                 })
-                .collect(),
-        );
-        Ok((total / x.rows() as f64, sums.iter().sum::<f64>().sqrt()))
+                .sum();
+            norms[c].store(sq.to_bits(), Ordering::Relaxed);
+        });
+        let sq: f64 = self.chunk_norms[..parts].iter().map(|b| f64::from_bits(b.load(Ordering::Relaxed))).sum();
+        Ok((total / rows as f64, sq.sqrt()))
     }
 
     /// One step: mean NLL of the batch (before the update), gradient, clip, Adam update.

@@ -1,0 +1,199 @@
+//! Recycled `f32` buffers: each thread keeps the buffers it freed, by capacity, and hands them
+//! out again, so that the repeated passes of training reuse memory instead of calling the
+//! allocator (a training step allocates nothing once the first steps have filled the store).
+//!
+//! [`super::Matrix`] returns its buffer here when dropped; other hot paths take and give
+//! buffers explicitly. A store is bounded in bytes and in buffers per capacity; what does not
+//! fit is freed normally.
+
+use std::cell::RefCell;
+
+use super::Matrix;
+
+/// Most bytes a thread keeps cached.
+const MAX_CACHED_BYTES: usize = 512 << 20;
+/// Most buffers of one capacity a thread keeps cached.
+const MAX_PER_CAPACITY: usize = 256;
+
+/// One thread's cached buffers, grouped by capacity.
+struct Store {
+    buckets: Vec<(usize, Vec<Vec<f32>>)>,
+    bytes: usize,
+}
+
+/// Most empty matrix lists a thread keeps cached.
+const MAX_LISTS: usize = 256;
+
+thread_local! {
+    static STORE: RefCell<Store> = const { RefCell::new(Store { buckets: Vec::new(), bytes: 0 }) };
+    static LISTS: RefCell<Vec<Vec<Matrix>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty list of matrices (a layer cache's), reusing a returned list's memory.
+pub(crate) fn matrix_list() -> Vec<Matrix> {
+    LISTS.try_with(|l| l.try_borrow_mut().ok().and_then(|mut l| l.pop())).ok().flatten().unwrap_or_default()
+}
+
+/// Returns a list of matrices (dropping its matrices, whose buffers return to the store).
+pub(crate) fn give_matrix_list(mut list: Vec<Matrix>) {
+    list.clear();
+    if list.capacity() == 0 {
+        return;
+    }
+    let _ = LISTS.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            if l.len() < MAX_LISTS {
+                l.push(list);
+            }
+        }
+    });
+}
+
+/// A buffer of `len` zeros.
+pub(crate) fn zeroed(len: usize) -> Vec<f32> {
+    filled(len, 0.0)
+}
+
+/// A buffer of `len` copies of `value`.
+pub(crate) fn filled(len: usize, value: f32) -> Vec<f32> {
+    match cached(len) {
+        Some(mut v) => {
+            v.resize(len, value);
+            v
+        }
+        None => vec![value; len],
+    }
+}
+
+/// A buffer holding a copy of `src`.
+pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
+    match cached(src.len()) {
+        Some(mut v) => {
+            v.extend_from_slice(src);
+            v
+        }
+        None => src.to_vec(),
+    }
+}
+
+/// An empty buffer with capacity for exactly `len` values, from the store when it has one.
+pub(crate) fn with_capacity(len: usize) -> Vec<f32> {
+    cached(len).unwrap_or_else(|| Vec::with_capacity(len))
+}
+
+/// Returns a buffer to this thread's store (or frees it when the store is full).
+pub(crate) fn give(v: Vec<f32>) {
+    let cap = v.capacity();
+    if cap == 0 {
+        return;
+    }
+    // During thread teardown the store may be gone; then the buffer is simply freed.
+    let _ = STORE.try_with(|s| {
+        let Ok(mut s) = s.try_borrow_mut() else { return };
+        if s.bytes + cap * 4 > MAX_CACHED_BYTES {
+            return;
+        }
+        let idx = match s.buckets.iter().position(|b| b.0 == cap) {
+            Some(i) => i,
+            None => {
+                s.buckets.push((cap, Vec::new()));
+                s.buckets.len() - 1
+            }
+        };
+        if s.buckets[idx].1.len() < MAX_PER_CAPACITY {
+            let mut v = v;
+            v.clear();
+            s.buckets[idx].1.push(v);
+            s.bytes += cap * 4;
+        }
+    });
+}
+
+/// An empty cached buffer of capacity `len`, if the store has one.
+fn cached(len: usize) -> Option<Vec<f32>> {
+    if len == 0 {
+        return None;
+    }
+    STORE
+        .try_with(|s| {
+            let mut s = s.try_borrow_mut().ok()?;
+            let bucket = s.buckets.iter_mut().find(|b| b.0 == len)?;
+            let v = bucket.1.pop()?;
+            s.bytes -= len * 4;
+            Some(v)
+        })
+        .ok()
+        .flatten()
+}
+
+/// A scratch `Vec<f32>` whose memory returns to the store when dropped (like a [`Matrix`]'s).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Buf(Vec<f32>);
+
+impl Clone for Buf {
+    fn clone(&self) -> Self {
+        Self(copied(&self.0))
+    }
+}
+
+impl Buf {
+    /// `len` zeros.
+    pub(crate) fn zeroed(len: usize) -> Self {
+        Self(zeroed(len))
+    }
+
+    /// An empty buffer with room for `len` values.
+    pub(crate) fn with_capacity(len: usize) -> Self {
+        Self(with_capacity(len))
+    }
+}
+
+impl std::ops::Deref for Buf {
+    type Target = Vec<f32>;
+    fn deref(&self) -> &Vec<f32> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut Vec<f32> {
+        &mut self.0
+    }
+}
+
+impl FromIterator<f32> for Buf {
+    fn from_iter<I: IntoIterator<Item = f32>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        let mut b = Self::with_capacity(iter.size_hint().0);
+        b.extend(iter);
+        b
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_given_buffer_comes_back_cleared_and_refilled() {
+        let v = copied(&[1.0, 2.0, 3.0]);
+        let ptr = v.as_ptr();
+        give(v);
+        let w = zeroed(3);
+        assert_eq!(w, vec![0.0; 3]);
+        assert_eq!(w.as_ptr(), ptr, "the freed buffer is reused");
+        give(w);
+        let c = copied(&[4.0, 5.0, 6.0]);
+        assert_eq!(c, vec![4.0, 5.0, 6.0]);
+        assert_eq!(c.as_ptr(), ptr);
+        let f = filled(4, 1.5);
+        assert_eq!(f, vec![1.5; 4]);
+        assert_ne!(f.as_ptr(), ptr, "another capacity is a fresh buffer");
+    }
+}
