@@ -28,6 +28,15 @@ impl Drop for MlpCache {
     }
 }
 
+/// `row` repeated `rows` times, in a recycled buffer (a layer's output, starting from its bias).
+pub(crate) fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
+    let mut out = pool::with_capacity(rows * row.len());
+    for _ in 0..rows {
+        out.extend_from_slice(row);
+    }
+    out
+}
+
 impl Mlp {
     /// A network with PyTorch-style uniform initialisation `U(±1/√fan_in)`; the last layer is
     /// scaled by `last_scale` (0 makes the network output exactly zero, so a flow layer starts as
@@ -91,17 +100,21 @@ impl Mlp {
     fn linear(&self, l: usize, x: &Matrix) -> Matrix {
         let (off, fan_in, fan_out) = self.layer(l);
         let (w, b) = self.params[off..].split_at(fan_in * fan_out);
-        let mut out = Matrix::zeros(x.rows(), fan_out);
-        for r in 0..x.rows() {
-            out.row_mut(r).copy_from_slice(&b[..fan_out]);
-        }
+        let mut out = Matrix::from_vec(x.rows(), fan_out, repeat_rows(&b[..fan_out], x.rows()));
         matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
         out
     }
 
     /// The network's output for a batch `[rows, sizes[0]]`.
     pub fn forward(&self, x: &Matrix) -> Matrix {
-        self.forward_cached(x).0
+        debug_assert_eq!(x.cols(), self.sizes[0]);
+        let layers = self.sizes.len() - 1;
+        let mut h = self.linear(0, x);
+        for l in 1..layers {
+            h.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
+            h = self.linear(l, &h);
+        }
+        h
     }
 
     /// The output, plus the cache its backward pass needs.

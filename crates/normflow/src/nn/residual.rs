@@ -44,10 +44,7 @@ fn relu(m: &Matrix) -> Matrix {
 /// `x · Wᵀ + b` for a layer stored `[out, in]` then `[out]` at `p`.
 fn linear(p: &[f32], fan_in: usize, fan_out: usize, x: &Matrix) -> Matrix {
     let (w, b) = p[..fan_in * fan_out + fan_out].split_at(fan_in * fan_out);
-    let mut out = Matrix::zeros(x.rows(), fan_out);
-    for r in 0..x.rows() {
-        out.row_mut(r).copy_from_slice(b);
-    }
+    let mut out = Matrix::from_vec(x.rows(), fan_out, super::mlp::repeat_rows(b, x.rows()));
     matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
     out
 }
