@@ -39,8 +39,8 @@ pub struct AffineCoupling {
 struct CouplingCache {
     net: ConditionerCache,
     theta: Matrix,
-    in_b: Matrix,
-    out_b: Matrix,
+    input: Matrix,
+    output: Matrix,
 }
 
 impl AffineCoupling {
@@ -92,25 +92,21 @@ impl AffineCoupling {
         }
     }
 
-    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>, Matrix) {
-        let nb = self.dim - self.split;
+    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>) {
         let mut out = input.clone();
-        let mut out_b = Matrix::zeros(input.rows(), nb);
         let mut ld = pool::zeroed(input.rows());
         let mut run = self.transformer.runner();
         for i in 0..input.rows() {
-            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), out_b.row_mut(i));
-            out.row_mut(i)[self.split..].copy_from_slice(out_b.row(i));
+            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), &mut out.row_mut(i)[self.split..]);
         }
-        (out, ld, out_b)
+        (out, ld)
     }
 
     fn run(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let theta = self.net.forward(&self.net_input(input, context));
-        let (out, ld, _) = self.apply(input, &theta, direction);
-        Ok((out, ld))
+        Ok(self.apply(input, &theta, direction))
     }
 }
 
@@ -147,33 +143,31 @@ impl Bijection for AffineCoupling {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let (out, ld, out_b) = self.apply(input, &theta, direction);
-        tape.push(CouplingCache { net, theta, in_b: input.slice_cols(self.split, self.dim), out_b });
+        let (out, ld) = self.apply(input, &theta, direction);
+        tape.push(CouplingCache { net, theta, input: input.clone(), output: out.clone() });
         Ok((out, ld))
     }
 
     fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
         let cache: CouplingCache = tape.pop()?;
-        let (rows, nb) = (grad_out.rows(), self.dim - self.split);
+        let (rows, split) = (grad_out.rows(), self.split);
+        // The A half passes its output gradient through (plus the conditioner's, below); the B
+        // half's input gradient comes from the transformer.
         let mut g_in = grad_out.clone();
         let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
-        let mut g_in_b = pool::zeroed(nb);
         let mut run = self.transformer.runner();
         for i in 0..rows {
-            let g_out_b = &grad_out.row(i)[self.split..];
             run.backward(
                 direction,
-                cache.in_b.row(i),
-                cache.out_b.row(i),
+                &cache.input.row(i)[split..],
+                &cache.output.row(i)[split..],
                 cache.theta.row(i),
-                g_out_b,
+                &grad_out.row(i)[split..],
                 grad_log_det[i],
-                &mut g_in_b,
+                &mut g_in.row_mut(i)[split..],
                 g_theta.row_mut(i),
             );
-            g_in.row_mut(i)[self.split..].copy_from_slice(&g_in_b);
         }
-        pool::give(g_in_b);
         let g_net_in = self.net.backward(&cache.net, g_theta, grads);
         for i in 0..rows {
             for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {

@@ -30,9 +30,15 @@ impl Drop for MlpCache {
 
 /// `row` repeated `rows` times, in a recycled buffer (a layer's output, starting from its bias).
 pub(crate) fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
-    let mut out = pool::with_capacity(rows * row.len());
-    for _ in 0..rows {
+    let total = rows * row.len();
+    let mut out = pool::with_capacity(total);
+    if rows > 0 {
         out.extend_from_slice(row);
+    }
+    // Doubling copies: a few large copies instead of one small copy per row.
+    while out.len() < total {
+        let n = out.len().min(total - out.len());
+        out.extend_from_within(..n);
     }
     out
 }
