@@ -1,10 +1,11 @@
-//! Allocator tuning for the training loop.
+//! Allocator tuning for large one-off buffers.
 //!
-//! A training step allocates its activation and gradient matrices afresh. With glibc's default
-//! settings every buffer above 128 KiB comes from a fresh `mmap` and goes back with `munmap`, so
-//! each step pays page faults and kernel zeroing for megabytes of memory (measured: the M-size
-//! MAF step of WORKLOAD.md 20–21 ms by default, 12–16 ms with mmap and trimming off). Keeping
-//! freed memory in the heap makes the steady state reuse the same pages.
+//! With glibc's default settings every buffer above 128 KiB comes from a fresh `mmap` and goes
+//! back with `munmap`, paying page faults and kernel zeroing each time. Training steps no longer
+//! allocate (matrix buffers are recycled, see `pool`), but batch inference over many rows still
+//! builds its large outputs afresh on every call; keeping freed memory in the heap lets repeated
+//! calls reuse the same pages. (Before the buffer store, this setting took the M-size MAF
+//! training step of WORKLOAD.md from 20–21 ms to 12–16 ms.)
 
 /// Keeps freed buffers in glibc's heap instead of returning them to the kernel (raises the
 /// `mmap` and trim thresholds to 1 GiB). Call once at program start; the `normflow` binary does.
