@@ -2,11 +2,11 @@
 //! transformer, NSF-AR) with a MADE conditioner. `Invert` of it is an inverse autoregressive
 //! flow (IAF).
 
+use super::made_sampler::MadeSampler;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
-use crate::engine::matmul_a_bt;
 use crate::engine::{pool, Matrix, Rng};
 use crate::io::TensorSource;
-use crate::nn::{made_degrees, made_masks, Mlp, MlpCache};
+use crate::nn::{made_masks, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
 
 /// `x_i = τ(z_i; θ_i(x_<i))`, the `<` taken in a chosen order of the dimensions, for any
@@ -33,13 +33,6 @@ pub struct MaskedAutoregressive {
     order: Vec<usize>,
     transformer: Transformer,
     net: Mlp,
-}
-
-/// Hidden units of one MADE degree in one layer, with their weight rows and biases gathered.
-struct UnitGroup {
-    units: Vec<usize>,
-    weights: Vec<f32>,
-    bias: Vec<f32>,
 }
 
 struct MafCache {
@@ -101,80 +94,9 @@ impl MaskedAutoregressive {
         self.apply(x, &theta, Direction::Inverse)
     }
 
-    /// Sequential sampling pass, computing every hidden unit exactly once.
-    ///
-    /// A hidden unit of degree `m` depends only on inputs of degree ≤ `m`, so it is final as soon
-    /// as the first `m` dimensions (in the order) are. Step `p` computes the units of degree `p`,
-    /// layer by layer, then only the two outputs (shift, raw scale) of the dimension at position
-    /// `p`. The whole pass costs about one density evaluation instead of `dim` of them, and gives
-    /// the same result as `dim` full passes (masked weights are zero).
+    /// Sequential sampling pass (see [`MadeSampler`]).
     fn forward(&self, z: &Matrix, context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
-        let (d, rows, n_hidden) = (self.dim, z.rows(), self.hidden.len());
-        let degrees = made_degrees(&self.order, self.context_dim, &self.hidden);
-        // Per hidden layer and degree: the units, their weight rows and biases, gathered.
-        let groups: Vec<Vec<UnitGroup>> = (0..n_hidden)
-            .map(|l| {
-                let (w, b) = self.net.layer_params(l);
-                let fan_in = w.len() / b.len();
-                (0..d.max(1))
-                    .map(|m| {
-                        let units: Vec<usize> = (0..b.len()).filter(|&k| degrees.hidden[l][k] == m).collect();
-                        let wg = units.iter().flat_map(|&k| w[k * fan_in..(k + 1) * fan_in].iter().copied()).collect();
-                        let bg = units.iter().map(|&k| b[k]).collect();
-                        UnitGroup { units, weights: wg, bias: bg }
-                    })
-                    .collect()
-            })
-            .collect();
-        let (w_out, b_out) = self.net.layer_params(n_hidden);
-        let last_width = self.hidden[n_hidden - 1];
-        let mut input = Matrix::zeros(rows, d + self.context_dim);
-        if let Some(c) = context.filter(|_| self.context_dim > 0) {
-            for r in 0..rows {
-                input.row_mut(r)[d..].copy_from_slice(c.row(r));
-            }
-        }
-        let mut acts: Vec<Matrix> = self.hidden.iter().map(|&h| Matrix::zeros(rows, h)).collect();
-        let mut by_position = vec![0; d];
-        for (i, &p) in self.order.iter().enumerate() {
-            by_position[p] = i;
-        }
-        let mut ld = vec![0.0; rows];
-        let mut out = Vec::new();
-        let per_dim = self.transformer.params_per_dim();
-        let mut run = self.transformer.runner();
-        for (p, &i) in by_position.iter().enumerate() {
-            for l in 0..n_hidden {
-                let UnitGroup { units, weights: wg, bias: bg } = &groups[l][p];
-                if units.is_empty() {
-                    continue;
-                }
-                let prev = if l == 0 { &input } else { &acts[l - 1] };
-                let (n, fan_in) = (units.len(), prev.cols());
-                out.clear();
-                out.extend((0..rows).flat_map(|_| bg.iter().copied()));
-                matmul_a_bt(&mut out, prev.as_slice(), wg, rows, n, fan_in, true);
-                let act = &mut acts[l];
-                for r in 0..rows {
-                    let row = act.row_mut(r);
-                    for (j, &k) in units.iter().enumerate() {
-                        row[k] = out[r * n + j].max(0.0);
-                    }
-                }
-            }
-            // The transformer parameters of dimension i: output rows p·d + i.
-            let w_i: Vec<f32> =
-                (0..per_dim).flat_map(|p| w_out[(p * d + i) * last_width..(p * d + i + 1) * last_width].iter().copied()).collect();
-            out.clear();
-            out.extend((0..rows).flat_map(|_| (0..per_dim).map(|p| b_out[p * d + i])));
-            matmul_a_bt(&mut out, acts[n_hidden - 1].as_slice(), &w_i, rows, per_dim, last_width, true);
-            for r in 0..rows {
-                let mut xi = [0.0];
-                ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi);
-                input.set(r, i, xi[0]);
-            }
-        }
-        (input.slice_cols(0, d), ld)
+        MadeSampler::new(&self.net, &self.order, self.context_dim, self.transformer.params_per_dim()).run(z, context, self.transformer)
     }
 }
 

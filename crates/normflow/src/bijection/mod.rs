@@ -19,6 +19,7 @@ mod coupling;
 mod dequantize;
 mod invert;
 mod lu_linear;
+mod made_sampler;
 mod masked_autoregressive;
 mod permutation;
 mod spec;

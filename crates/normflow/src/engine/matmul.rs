@@ -73,6 +73,14 @@ pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: us
     product(out, (a, 1, k as isize), (b, k as isize, 1), m, n, k, accumulate);
 }
 
+/// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`), reading the first `k` columns of
+/// rows `lda` apart in `a` (a column prefix of a wider matrix).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_a_bt_strided(out: &mut [f32], a: &[f32], lda: usize, b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
+    assert!(k <= lda && (m == 0 || k == 0 || a.len() >= (m - 1) * lda + k) && b.len() >= n * k);
+    product(out, (a, 1, lda as isize), (b, k as isize, 1), m, n, k, accumulate);
+}
+
 /// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`).
 ///
 /// This is the input gradient of a linear layer: `grad_x = grad_y · W`.
