@@ -13,6 +13,7 @@
 //! stable root `2c / (−b − √disc)` with the discriminant clamped at 0.
 
 use super::Direction;
+use crate::engine::fastmath;
 use crate::engine::pool::Buf;
 
 /// Shape of a spline transformer.
@@ -50,8 +51,14 @@ fn derivative(u: f32) -> (f32, f32) {
     // c = ln(e^(1 − min) − 1)
     const SHIFT: f32 = 0.539_742_4;
     let v = u + SHIFT;
-    let sp = if v > 20.0 { v } else { v.exp().ln_1p() };
-    (sp + MIN_DERIVATIVE, 1.0 / (1.0 + (-v).exp()))
+    if v > 20.0 {
+        return (v + MIN_DERIVATIVE, 1.0);
+    }
+    // One exponential for both: softplus ln(1 + e) and its slope e / (1 + e). `ln(1 + e)`
+    // rather than `ln_1p(e)` (several times slower): its absolute error stays near 1e-7, far
+    // below the MIN_DERIVATIVE floor added to it.
+    let e = v.exp();
+    ((1.0 + e).ln() + MIN_DERIVATIVE, e / (1.0 + e))
 }
 
 /// Knots of one element: positions `xs[0..=K]`, `ys[0..=K]`, the softmax probabilities that
@@ -67,17 +74,9 @@ struct Knots {
     dd: [f32; 2],
 }
 
-fn softmax(u: impl Iterator<Item = f32> + Clone, out: &mut Vec<f32>) {
-    let m = u.clone().fold(f32::NEG_INFINITY, f32::max);
-    out.clear();
-    out.extend(u.map(|v| (v - m).exp()));
-    let s: f32 = out.iter().sum();
-    out.iter_mut().for_each(|v| *v /= s);
-}
-
 impl Knots {
     fn new(bins: usize) -> Self {
-        let room = |n| Buf::with_capacity(n);
+        let room = |n| Buf::zeroed(n);
         Self { xs: room(bins + 1), ys: room(bins + 1), pw: room(bins), ph: room(bins), d: [1.0; 2], dd: [0.0; 2] }
     }
 
@@ -85,15 +84,17 @@ impl Knots {
     fn build(&mut self, shape: SplineShape, param: impl Fn(usize) -> f32) {
         let (k, b) = (shape.bins, shape.bound);
         let scale = 1.0 - MIN_BIN * k as f32;
-        softmax((0..k).map(&param), &mut self.pw);
-        softmax((k..2 * k).map(&param), &mut self.ph);
+        for (j, (w, h)) in self.pw.iter_mut().zip(self.ph.iter_mut()).enumerate() {
+            (*w, *h) = (param(j), param(k + j));
+        }
+        fastmath::softmax_in_place(&mut self.pw);
+        fastmath::softmax_in_place(&mut self.ph);
         for (probs, knots) in [(&*self.pw, &mut *self.xs), (&*self.ph, &mut *self.ys)] {
-            knots.clear();
-            knots.push(-b);
+            knots[0] = -b;
             let mut acc = 0.0f32;
-            for &p in probs.iter() {
+            for (knot, &p) in knots[1..].iter_mut().zip(probs.iter()) {
                 acc += MIN_BIN + scale * p;
-                knots.push(-b + 2.0 * b * acc);
+                *knot = -b + 2.0 * b * acc;
             }
             knots[k] = b;
         }

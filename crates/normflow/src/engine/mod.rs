@@ -7,6 +7,7 @@
 
 mod adam;
 mod allocator;
+pub(crate) mod fastmath;
 mod matmul;
 mod matrix;
 pub(crate) mod pool;
