@@ -1,6 +1,10 @@
 //! The standard normal base distribution.
 
+use crate::engine::threads::{run_parallel, worker_count};
 use crate::engine::{Matrix, Rng};
+
+/// Rows per independently seeded block of [`StandardNormal::sample`].
+const SAMPLE_BLOCK: usize = 1024;
 
 /// `N(0, I)` in `dim` dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +36,57 @@ impl StandardNormal {
         (0..z.rows()).map(|i| self.log_prob_row(z.row(i)) as f32).collect()
     }
 
-    /// `n` draws.
+    /// `n` draws, generated in parallel: blocks of 1024 rows, each from its own
+    /// stream seeded in order from `rng`, so the draws depend on the seed only, not on the
+    /// number of threads.
     pub fn sample(&self, n: usize, rng: &mut Rng) -> Matrix {
-        Matrix::from_vec(n, self.dim, (0..n * self.dim).map(|_| rng.normal() as f32).collect())
+        let mut data = vec![0.0f32; n * self.dim];
+        let block = (SAMPLE_BLOCK * self.dim).max(1);
+        let blocks: Vec<(&mut [f32], u64)> = data.chunks_mut(block).map(|c| (c, rng.next_u64())).collect();
+        let parts = worker_count(n, SAMPLE_BLOCK).min(blocks.len()).max(1);
+        let count = blocks.len();
+        let mut per_part: Vec<Vec<(&mut [f32], u64)>> = (0..parts).map(|_| Vec::new()).collect();
+        for (i, b) in blocks.into_iter().enumerate() {
+            per_part[i * parts / count].push(b);
+        }
+        run_parallel(
+            per_part
+                .into_iter()
+                .map(|blocks| {
+                    move || {
+                        for (chunk, seed) in blocks {
+                            let mut stream = Rng::new(seed);
+                            chunk.iter_mut().for_each(|v| *v = stream.normal() as f32);
+                        }
+                    }
+                })
+                .collect(),
+        );
+        Matrix::from_vec(n, self.dim, data)
     }
 
     /// Differential entropy `d/2 · ln(2πe)`.
     pub fn entropy(&self) -> f64 {
         self.dim as f64 * (HALF_LN_TWO_PI + 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_draws_are_reproducible_standard_normal_and_distinct_across_blocks() {
+        let base = StandardNormal::new(3);
+        let a = base.sample(5000, &mut Rng::new(9));
+        assert_eq!(a, base.sample(5000, &mut Rng::new(9)), "same seed, same draws");
+        assert_ne!(a, base.sample(5000, &mut Rng::new(10)));
+        // Blocks of 1024 rows come from different streams.
+        assert_ne!(a.row(0), a.row(SAMPLE_BLOCK));
+        let v = a.as_slice();
+        let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        // 15,000 draws: standard errors 0.008 (mean) and 0.012 (variance).
+        assert!(mean.abs() < 0.04 && (var - 1.0).abs() < 0.06, "mean {mean}, variance {var}");
     }
 }
