@@ -41,6 +41,8 @@ struct CouplingCache {
     theta: Matrix,
     input: Matrix,
     output: Matrix,
+    /// What the transformer recorded for the backward pass (no columns when nothing).
+    record: Matrix,
 }
 
 impl AffineCoupling {
@@ -92,12 +94,14 @@ impl AffineCoupling {
         }
     }
 
-    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>) {
+    /// Transforms the B half of every row; `record` (rows × `nb · record_len`, or no columns)
+    /// receives what the backward pass reuses.
+    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = input.clone();
         let mut ld = pool::zeroed(input.rows());
         let mut run = self.transformer.runner();
         for i in 0..input.rows() {
-            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), &mut out.row_mut(i)[self.split..]);
+            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), &mut out.row_mut(i)[self.split..], record.row_mut(i));
         }
         (out, ld)
     }
@@ -106,7 +110,7 @@ impl AffineCoupling {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let theta = self.net.forward(&self.net_input(input, context));
-        Ok(self.apply(input, &theta, direction))
+        Ok(self.apply(input, &theta, direction, &mut Matrix::zeros(input.rows(), 0)))
     }
 }
 
@@ -143,8 +147,9 @@ impl Bijection for AffineCoupling {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let (out, ld) = self.apply(input, &theta, direction);
-        tape.push(CouplingCache { net, theta, input: input.clone(), output: out.clone() });
+        let mut record = Matrix::zeros(input.rows(), (self.dim - self.split) * self.transformer.record_len());
+        let (out, ld) = self.apply(input, &theta, direction, &mut record);
+        tape.push(CouplingCache { net, theta, input: input.clone(), output: out.clone(), record });
         Ok((out, ld))
     }
 
@@ -166,6 +171,7 @@ impl Bijection for AffineCoupling {
                 grad_log_det[i],
                 &mut g_in.row_mut(i)[split..],
                 g_theta.row_mut(i),
+                cache.record.row(i),
             );
         }
         let g_net_in = self.net.backward(&cache.net, g_theta, grads);

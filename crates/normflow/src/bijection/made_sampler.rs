@@ -136,7 +136,7 @@ impl MadeSampler {
             let (i, per_dim) = (dim_at(p), g.bias.len());
             for r in 0..rows {
                 let mut xi = [0.0];
-                ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi);
+                ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi, &mut []);
                 input.set(r, c + p, xi[0]);
             }
         }

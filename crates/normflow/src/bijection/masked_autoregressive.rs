@@ -40,6 +40,8 @@ struct MafCache {
     theta: Matrix,
     input: Matrix,
     out: Matrix,
+    /// What the transformer recorded for the backward pass (no columns when nothing).
+    record: Matrix,
 }
 
 impl MaskedAutoregressive {
@@ -80,18 +82,19 @@ impl MaskedAutoregressive {
         }
     }
 
-    /// Applies the transformer row by row from the conditioner output `theta`.
-    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction) -> (Matrix, Vec<f32>) {
+    /// Applies the transformer row by row from the conditioner output `theta`; `record` (rows ×
+    /// `dim · record_len`, or no columns) receives what the backward pass reuses.
+    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = Matrix::zeros(input.rows(), self.dim);
         let mut run = self.transformer.runner();
         let mut ld = pool::with_capacity(input.rows());
-        ld.extend((0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i))));
+        ld.extend((0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i), record.row_mut(i))));
         (out, ld)
     }
 
     fn inverse(&self, x: &Matrix, context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
         let theta = self.net.forward(&self.net_input(x, context));
-        self.apply(x, &theta, Direction::Inverse)
+        self.apply(x, &theta, Direction::Inverse, &mut Matrix::zeros(x.rows(), 0))
     }
 
     /// Sequential sampling pass (see [`MadeSampler`]).
@@ -141,8 +144,9 @@ impl Bijection for MaskedAutoregressive {
         check_width("autoregressive input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let (out, ld) = self.apply(input, &theta, Direction::Inverse);
-        tape.push(MafCache { net, theta, input: input.clone(), out: out.clone() });
+        let mut record = Matrix::zeros(input.rows(), self.dim * self.transformer.record_len());
+        let (out, ld) = self.apply(input, &theta, Direction::Inverse, &mut record);
+        tape.push(MafCache { net, theta, input: input.clone(), out: out.clone(), record });
         Ok((out, ld))
     }
 
@@ -165,6 +169,7 @@ impl Bijection for MaskedAutoregressive {
                 grad_log_det[i],
                 g_in.row_mut(i),
                 g_theta.row_mut(i),
+                cache.record.row(i),
             );
         }
         let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");

@@ -36,6 +36,9 @@ pub(crate) const MIN_BIN: f32 = 1e-3;
 /// Smallest knot derivative.
 pub(crate) const MIN_DERIVATIVE: f32 = 1e-3;
 
+/// Fixed part of an element's record (see [`Spline::record_len`]).
+const RECORD_HEAD: usize = 10;
+
 impl SplineShape {
     /// Unconstrained parameters per transformed element: `K` widths, `K` heights, `K − 1` inner
     /// derivatives.
@@ -171,6 +174,57 @@ impl Spline {
         v >= -self.shape.bound && v <= self.shape.bound
     }
 
+    /// Floats a training pass records per element for its backward pass (see
+    /// [`Spline::save`]): whether the element was inside the bound, its bin, the bin's two knots
+    /// in x and in y, the two knot derivatives and their softplus slopes, and the width and
+    /// height probabilities.
+    pub(crate) fn record_len(shape: SplineShape) -> usize {
+        RECORD_HEAD + 2 * shape.bins
+    }
+
+    /// Writes the current element's knots (bin `k`) into `rec`; `k` = None for an element
+    /// outside the bound.
+    fn save(&self, rec: &mut [f32], k: Option<usize>) {
+        if rec.is_empty() {
+            return;
+        }
+        let Some(k) = k else {
+            rec[0] = 0.0;
+            return;
+        };
+        let kn = &self.knots;
+        rec[..RECORD_HEAD].copy_from_slice(&[
+            1.0,
+            k as f32,
+            kn.xs[k],
+            kn.xs[k + 1],
+            kn.ys[k],
+            kn.ys[k + 1],
+            kn.d[0],
+            kn.d[1],
+            kn.dd[0],
+            kn.dd[1],
+        ]);
+        let bins = self.shape.bins;
+        rec[RECORD_HEAD..RECORD_HEAD + bins].copy_from_slice(&kn.pw);
+        rec[RECORD_HEAD + bins..RECORD_HEAD + 2 * bins].copy_from_slice(&kn.ph);
+    }
+
+    /// Restores what [`Spline::save`] wrote: the bin, with its knots in place; None for an
+    /// element that was outside the bound.
+    fn load(&mut self, rec: &[f32]) -> Option<usize> {
+        if rec[0] == 0.0 {
+            return None;
+        }
+        let k = rec[1] as usize;
+        let (bins, kn) = (self.shape.bins, &mut self.knots);
+        (kn.xs[k], kn.xs[k + 1], kn.ys[k], kn.ys[k + 1]) = (rec[2], rec[3], rec[4], rec[5]);
+        (kn.d, kn.dd) = ([rec[6], rec[7]], [rec[8], rec[9]]);
+        kn.pw.copy_from_slice(&rec[RECORD_HEAD..RECORD_HEAD + bins]);
+        kn.ph.copy_from_slice(&rec[RECORD_HEAD + bins..RECORD_HEAD + 2 * bins]);
+        Some(k)
+    }
+
     fn build(&mut self, theta: &[f32], n: usize, i: usize) {
         self.knots.build(self.shape, |p| theta[p * n + i]);
     }
@@ -179,28 +233,32 @@ impl Spline {
         self.knots.set_bin_derivatives(self.shape.bins, bin, |p| theta[p * n + i]);
     }
 
-    /// `x ↦ y` and `log dy/dx` for element `i`.
-    pub(crate) fn forward(&mut self, x: f32, theta: &[f32], n: usize, i: usize) -> (f32, f32) {
+    /// `x ↦ y` and `log dy/dx` for element `i`; records the knots in `rec` unless it is empty.
+    pub(crate) fn forward(&mut self, x: f32, theta: &[f32], n: usize, i: usize, rec: &mut [f32]) -> (f32, f32) {
         if !self.inside(x) {
+            self.save(rec, None);
             return (x, 0.0);
         }
         self.build(theta, n, i);
         let k = Knots::bin(&self.knots.xs, x);
         self.set_bin(k, theta, n, i);
+        self.save(rec, Some(k));
         let w = self.knots.xs[k + 1] - self.knots.xs[k];
         let xi = ((x - self.knots.xs[k]) / w).clamp(0.0, 1.0);
         let l = local(&self.knots, k, xi);
         (l.y(&self.knots), l.log_deriv())
     }
 
-    /// `y ↦ x` and `log dx/dy` for element `i`.
-    pub(crate) fn inverse(&mut self, y: f32, theta: &[f32], n: usize, i: usize) -> (f32, f32) {
+    /// `y ↦ x` and `log dx/dy` for element `i`; records the knots in `rec` unless it is empty.
+    pub(crate) fn inverse(&mut self, y: f32, theta: &[f32], n: usize, i: usize, rec: &mut [f32]) -> (f32, f32) {
         if !self.inside(y) {
+            self.save(rec, None);
             return (y, 0.0);
         }
         self.build(theta, n, i);
         let k = Knots::bin(&self.knots.ys, y);
         self.set_bin(k, theta, n, i);
+        self.save(rec, Some(k));
         let kn = &self.knots;
         let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
         let s = h / w;
@@ -224,24 +282,23 @@ impl Spline {
     ///
     /// The inverse pass `x = F⁻¹(y)` reuses the forward partials: with `c = (g_x − g_ld·∂ℓ/∂x)/F′`
     /// (ℓ = log F′), `∂L/∂y = c` and `∂L/∂θ = −c·∂F/∂θ − g_ld·∂ℓ/∂θ`.
+    ///
+    /// `rec` is what the pass recorded for this element (see [`Spline::save`]): the knots are
+    /// read back, not rebuilt.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &mut self,
         direction: Direction,
         x: f32,
-        theta: &[f32],
         n: usize,
         i: usize,
         g_out: f32,
         g_ld: f32,
         g_theta: &mut [f32],
+        rec: &[f32],
     ) -> f32 {
-        if !self.inside(x) {
-            return g_out;
-        }
-        self.build(theta, n, i);
-        let (kb, bins) = (Knots::bin(&self.knots.xs, x), self.shape.bins);
-        self.set_bin(kb, theta, n, i);
+        let bins = self.shape.bins;
+        let Some(kb) = self.load(rec) else { return g_out };
         let kn = &self.knots;
         let w = kn.xs[kb + 1] - kn.xs[kb];
         let xi = ((x - kn.xs[kb]) / w).clamp(0.0, 1.0);

@@ -41,6 +41,15 @@ impl Transformer {
         }
     }
 
+    /// Values a training pass records per transformed element for the backward pass (0: the
+    /// affine and additive transformers recompute cheaply).
+    pub(crate) fn record_len(&self) -> usize {
+        match self {
+            Transformer::Spline(shape) => Spline::record_len(*shape),
+            _ => 0,
+        }
+    }
+
     /// Per-batch state (scratch buffers) for applying this transformer row by row.
     pub(crate) fn runner(&self) -> Elementwise {
         Elementwise {
@@ -61,17 +70,21 @@ pub(crate) struct Elementwise {
 
 impl Elementwise {
     /// Maps `input` (n elements) with parameters `theta` into `out`; returns the log-det.
-    pub(crate) fn apply(&mut self, direction: Direction, input: &[f32], theta: &[f32], out: &mut [f32]) -> f32 {
+    /// `record` (n · [`Transformer::record_len`] values, or empty for none) receives what
+    /// [`Elementwise::backward`] can reuse instead of recomputing.
+    pub(crate) fn apply(&mut self, direction: Direction, input: &[f32], theta: &[f32], out: &mut [f32], record: &mut [f32]) -> f32 {
         let n = input.len();
         match (&self.kind, self.spline.as_mut()) {
             (Transformer::Affine, _) => affine::apply(direction, input, &theta[..n], &theta[n..2 * n], out),
             (Transformer::Additive, _) => affine::apply(direction, input, &theta[..n], &[], out),
             (Transformer::Spline(_), Some(sp)) => {
                 let mut ld = 0.0;
+                let stride = record.len() / n.max(1);
                 for i in 0..n {
+                    let rec = &mut record[i * stride..(i + 1) * stride];
                     let (y, l) = match direction {
-                        Direction::Forward => sp.forward(input[i], theta, n, i),
-                        Direction::Inverse => sp.inverse(input[i], theta, n, i),
+                        Direction::Forward => sp.forward(input[i], theta, n, i, rec),
+                        Direction::Inverse => sp.inverse(input[i], theta, n, i, rec),
                     };
                     out[i] = y;
                     ld += l;
@@ -84,7 +97,8 @@ impl Elementwise {
 
     /// Backward of [`Elementwise::apply`]: writes `∂L/∂input` into `g_in` and `∂L/∂θ` into
     /// `g_theta` (overwritten), given the pass's `input`, `output`, and the gradients of its
-    /// output and log-det.
+    /// output and log-det, and the `record` its [`Elementwise::apply`] wrote (required for
+    /// splines: their knots are read back from it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &mut self,
@@ -96,6 +110,7 @@ impl Elementwise {
         g_ld: f32,
         g_in: &mut [f32],
         g_theta: &mut [f32],
+        record: &[f32],
     ) {
         let n = input.len();
         match (&self.kind, self.spline.as_mut()) {
@@ -106,9 +121,11 @@ impl Elementwise {
             (Transformer::Additive, _) => affine::backward(direction, output, &theta[..n], &[], g_out, g_ld, g_in, g_theta, &mut []),
             (Transformer::Spline(_), Some(sp)) => {
                 g_theta.fill(0.0);
+                let stride = record.len() / n.max(1);
                 for i in 0..n {
                     let x = if direction == Direction::Forward { input[i] } else { output[i] };
-                    g_in[i] = sp.backward(direction, x, theta, n, i, g_out[i], g_ld, g_theta);
+                    let rec = &record[i * stride..(i + 1) * stride];
+                    g_in[i] = sp.backward(direction, x, n, i, g_out[i], g_ld, g_theta, rec);
                 }
             }
             (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
