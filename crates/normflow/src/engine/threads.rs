@@ -251,6 +251,25 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_callers_all_complete() {
+        // Several threads at once: one gets the pool, the others fall back to scoped threads.
+        std::thread::scope(|s| {
+            for t in 0..4usize {
+                s.spawn(move || {
+                    for round in 0..50 {
+                        let parts = 2 + round % 2;
+                        let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+                        for_each_part(parts, &|p| {
+                            hits[p].fetch_add(t + round, Ordering::SeqCst);
+                        });
+                        assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == t + round));
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
     fn a_panicking_part_is_reported_to_the_caller() {
         let r = catch_unwind(|| for_each_part(2, &|p| assert!(p != 1, "part 1 fails")));
         assert!(r.is_err());
