@@ -29,6 +29,8 @@ pub(crate) struct MadeSampler {
     context_dim: usize,
     /// Position in the order of each dimension.
     order: Vec<usize>,
+    /// The dimension at each position (the inverse of `order`).
+    by_position: Vec<usize>,
     /// Width of each hidden layer.
     widths: Vec<usize>,
     /// Per hidden layer, per degree `0..dim`: the group of units.
@@ -93,7 +95,7 @@ impl MadeSampler {
                 Group { start: 0, visible, weights, bias: rows.iter().map(|&o| b_out[o]).collect() }
             })
             .collect();
-        Self { dim: d, context_dim: c, order: order.to_vec(), widths, groups, outputs }
+        Self { dim: d, context_dim: c, order: order.to_vec(), by_position, widths, groups, outputs }
     }
 
     /// `x = τ(z; θ(x_<))` dimension by dimension, and the log-det per row.
@@ -110,7 +112,6 @@ impl MadeSampler {
         let mut ld = vec![0.0; rows];
         let mut out = Vec::new();
         let mut run = transformer.runner();
-        let dim_at = |p: usize| self.order.iter().position(|&q| q == p).expect("order is a permutation");
         for p in 0..d {
             for l in 0..self.widths.len() {
                 let g = &self.groups[l][p];
@@ -133,7 +134,7 @@ impl MadeSampler {
             let g = &self.outputs[p];
             let last = acts.last().expect("a MADE has a hidden layer");
             product_with_bias(&mut out, last, g, rows);
-            let (i, per_dim) = (dim_at(p), g.bias.len());
+            let (i, per_dim) = (self.by_position[p], g.bias.len());
             for r in 0..rows {
                 let mut xi = [0.0];
                 ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi, &mut []);

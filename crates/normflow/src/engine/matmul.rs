@@ -69,8 +69,7 @@ fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, 
 ///
 /// This is a linear layer's forward pass with the weight stored `[out, in]`.
 pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= n * k);
-    product(out, (a, 1, k as isize), (b, k as isize, 1), m, n, k, accumulate);
+    matmul_a_bt_strided(out, a, k, b, m, n, k, accumulate);
 }
 
 /// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`), reading the first `k` columns of
