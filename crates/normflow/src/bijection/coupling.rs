@@ -2,6 +2,7 @@
 //! arXiv:1605.08803): the first `split` dimensions pass through unchanged and condition an
 //! elementwise transformer of the others.
 
+use super::spline_lanes::RowLayout;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{pool, Matrix, Rng};
 use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
@@ -99,10 +100,9 @@ impl AffineCoupling {
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = input.clone();
         let mut ld = pool::zeroed(input.rows());
+        let layout = RowLayout { stride: self.dim, offset: self.split, n: self.dim - self.split };
         let mut run = self.transformer.runner();
-        for i in 0..input.rows() {
-            ld[i] = run.apply(direction, &input.row(i)[self.split..], theta.row(i), &mut out.row_mut(i)[self.split..], record.row_mut(i));
-        }
+        run.apply_rows(direction, layout, input.as_slice(), theta.as_slice(), out.as_mut_slice(), record.as_mut_slice(), &mut ld);
         (out, ld)
     }
 

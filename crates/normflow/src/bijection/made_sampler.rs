@@ -9,6 +9,7 @@
 //! layer's input columns: each step multiplies by that prefix only, about half the products of
 //! full passes, and gives the same result as `dim` full passes (masked weights are zero).
 
+use super::spline_lanes::RowLayout;
 use super::{Direction, Transformer};
 use crate::engine::{matmul_a_bt_strided, Matrix};
 use crate::nn::{made_degrees, Mlp};
@@ -112,6 +113,9 @@ impl MadeSampler {
         let mut ld = vec![0.0; rows];
         let mut out = Vec::new();
         let mut run = transformer.runner();
+        // This step's dimension of every row, before and after the transformer.
+        let (mut zi, mut xi) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+        let one = RowLayout { stride: 1, offset: 0, n: 1 };
         for p in 0..d {
             for l in 0..self.widths.len() {
                 let g = &self.groups[l][p];
@@ -135,10 +139,12 @@ impl MadeSampler {
             let last = acts.last().expect("a MADE has a hidden layer");
             product_with_bias(&mut out, last, g, rows);
             let (i, per_dim) = (self.by_position[p], g.bias.len());
-            for r in 0..rows {
-                let mut xi = [0.0];
-                ld[r] += run.apply(Direction::Forward, &[z.get(r, i)], &out[r * per_dim..(r + 1) * per_dim], &mut xi, &mut []);
-                input.set(r, c + p, xi[0]);
+            zi.clear();
+            zi.extend((0..rows).map(|r| z.get(r, i)));
+            xi.resize(rows, 0.0);
+            run.apply_rows(Direction::Forward, one, &zi, &out[..rows * per_dim], &mut xi, &mut [], &mut ld);
+            for (r, &v) in xi.iter().enumerate() {
+                input.set(r, c + p, v);
             }
         }
         let mut x = Matrix::zeros(rows, d);

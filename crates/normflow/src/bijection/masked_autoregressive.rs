@@ -3,6 +3,7 @@
 //! flow (IAF).
 
 use super::made_sampler::MadeSampler;
+use super::spline_lanes::RowLayout;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{pool, Matrix, Rng};
 use crate::io::TensorSource;
@@ -87,8 +88,9 @@ impl MaskedAutoregressive {
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = Matrix::zeros(input.rows(), self.dim);
         let mut run = self.transformer.runner();
-        let mut ld = pool::with_capacity(input.rows());
-        ld.extend((0..input.rows()).map(|i| run.apply(direction, input.row(i), theta.row(i), out.row_mut(i), record.row_mut(i))));
+        let mut ld = pool::zeroed(input.rows());
+        let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
+        run.apply_rows(direction, layout, input.as_slice(), theta.as_slice(), out.as_mut_slice(), record.as_mut_slice(), &mut ld);
         (out, ld)
     }
 

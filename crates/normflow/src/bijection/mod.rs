@@ -24,6 +24,7 @@ mod masked_autoregressive;
 mod permutation;
 mod spec;
 mod spline;
+mod spline_lanes;
 mod standardize;
 mod tape;
 mod transformer;

@@ -13,7 +13,6 @@
 //! stable root `2c / (−b − √disc)` with the discriminant clamped at 0.
 
 use super::Direction;
-use crate::engine::fastmath;
 use crate::engine::pool::Buf;
 
 /// Shape of a spline transformer.
@@ -37,7 +36,7 @@ pub(crate) const MIN_BIN: f32 = 1e-3;
 pub(crate) const MIN_DERIVATIVE: f32 = 1e-3;
 
 /// Fixed part of an element's record (see [`Spline::record_len`]).
-const RECORD_HEAD: usize = 10;
+pub(crate) const RECORD_HEAD: usize = 10;
 
 impl SplineShape {
     /// Unconstrained parameters per transformed element: `K` widths, `K` heights, `K − 1` inner
@@ -45,23 +44,6 @@ impl SplineShape {
     pub fn params_per_dim(&self) -> usize {
         3 * self.bins - 1
     }
-}
-
-/// `softplus(u + c) + MIN_DERIVATIVE` with `c` chosen so that `u = 0` gives exactly 1; and its
-/// derivative with respect to `u`.
-#[inline]
-fn derivative(u: f32) -> (f32, f32) {
-    // c = ln(e^(1 − min) − 1)
-    const SHIFT: f32 = 0.539_742_4;
-    let v = u + SHIFT;
-    if v > 20.0 {
-        return (v + MIN_DERIVATIVE, 1.0);
-    }
-    // One exponential for both: softplus ln(1 + e) and its slope e / (1 + e). `ln(1 + e)`
-    // rather than `ln_1p(e)` (several times slower): its absolute error stays near 1e-7, far
-    // below the MIN_DERIVATIVE floor added to it.
-    let e = v.exp();
-    ((1.0 + e).ln() + MIN_DERIVATIVE, e / (1.0 + e))
 }
 
 /// Knots of one element: positions `xs[0..=K]`, `ys[0..=K]`, the softmax probabilities that
@@ -82,44 +64,10 @@ impl Knots {
         let room = |n| Buf::zeroed(n);
         Self { xs: room(bins + 1), ys: room(bins + 1), pw: room(bins), ph: room(bins), d: [1.0; 2], dd: [0.0; 2] }
     }
-
-    /// Knot positions from the element's parameters `param(p)` for p in 0..2K (widths, heights).
-    fn build(&mut self, shape: SplineShape, param: impl Fn(usize) -> f32) {
-        let (k, b) = (shape.bins, shape.bound);
-        let scale = 1.0 - MIN_BIN * k as f32;
-        for (j, (w, h)) in self.pw.iter_mut().zip(self.ph.iter_mut()).enumerate() {
-            (*w, *h) = (param(j), param(k + j));
-        }
-        fastmath::softmax_in_place(&mut self.pw);
-        fastmath::softmax_in_place(&mut self.ph);
-        for (probs, knots) in [(&*self.pw, &mut *self.xs), (&*self.ph, &mut *self.ys)] {
-            knots[0] = -b;
-            let mut acc = 0.0f32;
-            for (knot, &p) in knots[1..].iter_mut().zip(probs.iter()) {
-                acc += MIN_BIN + scale * p;
-                *knot = -b + 2.0 * b * acc;
-            }
-            knots[k] = b;
-        }
-    }
-
-    /// Derivatives at knots `bin` and `bin + 1` (boundary knots: 1) from parameters `2K + j`.
-    fn set_bin_derivatives(&mut self, bins: usize, bin: usize, param: impl Fn(usize) -> f32) {
-        for (slot, knot) in [(0, bin), (1, bin + 1)] {
-            (self.d[slot], self.dd[slot]) = if knot == 0 || knot == bins { (1.0, 0.0) } else { derivative(param(2 * bins + knot - 1)) };
-        }
-    }
-
-    /// Bin containing `v` among `knots` (clamped to the last bin).
-    fn bin(knots: &[f32], v: f32) -> usize {
-        let k = knots.len() - 1;
-        knots[1..k].iter().take_while(|&&t| v >= t).count().min(k - 1)
-    }
 }
 
 /// Everything the forward formula and its partial derivatives need inside one bin.
 struct Local {
-    k: usize,
     xi: f32,
     w: f32,
     h: f32,
@@ -139,26 +87,18 @@ fn local(kn: &Knots, k: usize, xi: f32) -> Local {
     let den = s + (d1 + d0 - 2.0 * s) * q;
     let num = h * (s * xi * xi + d0 * q);
     let n2 = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
-    Local { k, xi, w, h, s, d0, d1, den, num, n2 }
+    Local { xi, w, h, s, d0, d1, den, num, n2 }
 }
 
 impl Local {
-    fn y(&self, kn: &Knots) -> f32 {
-        kn.ys[self.k] + self.num / self.den
-    }
-
     /// `dy/dx = s²·N₂/den²`.
     fn deriv(&self) -> f32 {
         self.s * self.s * self.n2 / (self.den * self.den)
     }
-
-    /// `log dy/dx` (one logarithm: the factors stay within f32 range, s ∈ [1e-3, 1e3]).
-    fn log_deriv(&self) -> f32 {
-        self.deriv().ln()
-    }
 }
 
-/// A spline transformer applied elementwise; parameters of element `i` of an `n`-element row
+/// The backward pass of a spline transformer applied elementwise (the forward and inverse
+/// passes are [`super::spline_lanes::SplineLanes`]); parameters of element `i` of an `n`-element row
 /// are at `theta[p·n + i]`, `p` in `0..3K−1` (block-major, as MADE outputs are laid out).
 pub(crate) struct Spline {
     shape: SplineShape,
@@ -170,47 +110,15 @@ impl Spline {
         Self { shape, knots: Knots::new(shape.bins) }
     }
 
-    fn inside(&self, v: f32) -> bool {
-        v >= -self.shape.bound && v <= self.shape.bound
-    }
-
     /// Floats a training pass records per element for its backward pass (see
-    /// [`Spline::save`]): whether the element was inside the bound, its bin, the bin's two knots
+    /// `SplineLanes::save`): whether the element was inside the bound, its bin, the bin's two knots
     /// in x and in y, the two knot derivatives and their softplus slopes, and the width and
     /// height probabilities.
     pub(crate) fn record_len(shape: SplineShape) -> usize {
         RECORD_HEAD + 2 * shape.bins
     }
 
-    /// Writes the current element's knots (bin `k`) into `rec`; `k` = None for an element
-    /// outside the bound.
-    fn save(&self, rec: &mut [f32], k: Option<usize>) {
-        if rec.is_empty() {
-            return;
-        }
-        let Some(k) = k else {
-            rec[0] = 0.0;
-            return;
-        };
-        let kn = &self.knots;
-        rec[..RECORD_HEAD].copy_from_slice(&[
-            1.0,
-            k as f32,
-            kn.xs[k],
-            kn.xs[k + 1],
-            kn.ys[k],
-            kn.ys[k + 1],
-            kn.d[0],
-            kn.d[1],
-            kn.dd[0],
-            kn.dd[1],
-        ]);
-        let bins = self.shape.bins;
-        rec[RECORD_HEAD..RECORD_HEAD + bins].copy_from_slice(&kn.pw);
-        rec[RECORD_HEAD + bins..RECORD_HEAD + 2 * bins].copy_from_slice(&kn.ph);
-    }
-
-    /// Restores what [`Spline::save`] wrote: the bin, with its knots in place; None for an
+    /// Restores what `SplineLanes::save` wrote: the bin, with its knots in place; None for an
     /// element that was outside the bound.
     fn load(&mut self, rec: &[f32]) -> Option<usize> {
         if rec[0] == 0.0 {
@@ -225,56 +133,6 @@ impl Spline {
         Some(k)
     }
 
-    fn build(&mut self, theta: &[f32], n: usize, i: usize) {
-        self.knots.build(self.shape, |p| theta[p * n + i]);
-    }
-
-    fn set_bin(&mut self, bin: usize, theta: &[f32], n: usize, i: usize) {
-        self.knots.set_bin_derivatives(self.shape.bins, bin, |p| theta[p * n + i]);
-    }
-
-    /// `x ↦ y` and `log dy/dx` for element `i`; records the knots in `rec` unless it is empty.
-    pub(crate) fn forward(&mut self, x: f32, theta: &[f32], n: usize, i: usize, rec: &mut [f32]) -> (f32, f32) {
-        if !self.inside(x) {
-            self.save(rec, None);
-            return (x, 0.0);
-        }
-        self.build(theta, n, i);
-        let k = Knots::bin(&self.knots.xs, x);
-        self.set_bin(k, theta, n, i);
-        self.save(rec, Some(k));
-        let w = self.knots.xs[k + 1] - self.knots.xs[k];
-        let xi = ((x - self.knots.xs[k]) / w).clamp(0.0, 1.0);
-        let l = local(&self.knots, k, xi);
-        (l.y(&self.knots), l.log_deriv())
-    }
-
-    /// `y ↦ x` and `log dx/dy` for element `i`; records the knots in `rec` unless it is empty.
-    pub(crate) fn inverse(&mut self, y: f32, theta: &[f32], n: usize, i: usize, rec: &mut [f32]) -> (f32, f32) {
-        if !self.inside(y) {
-            self.save(rec, None);
-            return (y, 0.0);
-        }
-        self.build(theta, n, i);
-        let k = Knots::bin(&self.knots.ys, y);
-        self.set_bin(k, theta, n, i);
-        self.save(rec, Some(k));
-        let kn = &self.knots;
-        let (w, h) = (kn.xs[k + 1] - kn.xs[k], kn.ys[k + 1] - kn.ys[k]);
-        let s = h / w;
-        let (d0, d1) = (kn.d[0], kn.d[1]);
-        let dy = y - kn.ys[k];
-        let t = d1 + d0 - 2.0 * s;
-        let a = h * (s - d0) + dy * t;
-        let b = h * d0 - dy * t;
-        let c = -s * dy;
-        let disc = (b * b - 4.0 * a * c).max(0.0);
-        let denom = -b - disc.sqrt();
-        let xi = if denom != 0.0 { (2.0 * c / denom).clamp(0.0, 1.0) } else { 0.0 };
-        let l = local(kn, k, xi);
-        (kn.xs[k] + xi * w, -l.log_deriv())
-    }
-
     /// Backward of element `i` in `direction`. `x` is the spline's domain-side value (the input
     /// of a forward pass, the output of an inverse pass); `g_out` and `g_ld` are the loss
     /// gradients with respect to the pass's output and log-det. Adds `∂L/∂θ` into `g_theta` and
@@ -283,7 +141,7 @@ impl Spline {
     /// The inverse pass `x = F⁻¹(y)` reuses the forward partials: with `c = (g_x − g_ld·∂ℓ/∂x)/F′`
     /// (ℓ = log F′), `∂L/∂y = c` and `∂L/∂θ = −c·∂F/∂θ − g_ld·∂ℓ/∂θ`.
     ///
-    /// `rec` is what the pass recorded for this element (see [`Spline::save`]): the knots are
+    /// `rec` is what the pass recorded for this element (see `SplineLanes::save`): the knots are
     /// read back, not rebuilt.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(

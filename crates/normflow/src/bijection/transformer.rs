@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::spline::{Spline, SplineShape};
+use super::spline_lanes::{RowLayout, SplineLanes};
 use super::{affine, Direction};
 
 /// An elementwise monotone map with per-element parameters.
@@ -55,7 +56,7 @@ impl Transformer {
         Elementwise {
             kind: *self,
             spline: match self {
-                Transformer::Spline(shape) => Some(Spline::new(*shape)),
+                Transformer::Spline(shape) => Some((Spline::new(*shape), SplineLanes::new(*shape))),
                 _ => None,
             },
         }
@@ -65,39 +66,46 @@ impl Transformer {
 /// A [`Transformer`] with its scratch space, applied to row parts.
 pub(crate) struct Elementwise {
     kind: Transformer,
-    spline: Option<Spline>,
+    spline: Option<(Spline, SplineLanes)>,
 }
 
 impl Elementwise {
-    /// Maps `input` (n elements) with parameters `theta` into `out`; returns the log-det.
-    /// `record` (n · [`Transformer::record_len`] values, or empty for none) receives what
+    /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out`
+    /// (entries outside the layout are left alone) with parameters `theta` (one row of
+    /// `params_per_dim · n` per row), adding each row's log-det into `ld`. `record` (rows ×
+    /// `n ·` [`Transformer::record_len`] values, or empty for none) receives what
     /// [`Elementwise::backward`] can reuse instead of recomputing.
-    pub(crate) fn apply(&mut self, direction: Direction, input: &[f32], theta: &[f32], out: &mut [f32], record: &mut [f32]) -> f32 {
-        let n = input.len();
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_rows(
+        &mut self,
+        direction: Direction,
+        layout: RowLayout,
+        input: &[f32],
+        theta: &[f32],
+        out: &mut [f32],
+        record: &mut [f32],
+        ld: &mut [f32],
+    ) {
+        let RowLayout { stride, offset, n } = layout;
+        let per = self.kind.params_per_dim() * n;
         match (&self.kind, self.spline.as_mut()) {
-            (Transformer::Affine, _) => affine::apply(direction, input, &theta[..n], &theta[n..2 * n], out),
-            (Transformer::Additive, _) => affine::apply(direction, input, &theta[..n], &[], out),
-            (Transformer::Spline(_), Some(sp)) => {
-                let mut ld = 0.0;
-                let stride = record.len() / n.max(1);
-                for i in 0..n {
-                    let rec = &mut record[i * stride..(i + 1) * stride];
-                    let (y, l) = match direction {
-                        Direction::Forward => sp.forward(input[i], theta, n, i, rec),
-                        Direction::Inverse => sp.inverse(input[i], theta, n, i, rec),
-                    };
-                    out[i] = y;
-                    ld += l;
-                }
-                ld
-            }
+            (Transformer::Spline(_), Some((_, lanes))) => lanes.apply_rows(direction, layout, input, theta, out, record, ld),
             (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
+            (kind, _) => {
+                let additive = *kind == Transformer::Additive;
+                for (r, ld) in ld.iter_mut().enumerate() {
+                    let (x, y) = (&input[r * stride + offset..][..n], &mut out[r * stride + offset..][..n]);
+                    let th = &theta[r * per..(r + 1) * per];
+                    let (t, raw_scale) = if additive { (th, &[][..]) } else { th.split_at(n) };
+                    *ld += affine::apply(direction, x, t, raw_scale, y);
+                }
+            }
         }
     }
 
-    /// Backward of [`Elementwise::apply`]: writes `∂L/∂input` into `g_in` and `∂L/∂θ` into
+    /// Backward of [`Elementwise::apply_rows`]: writes `∂L/∂input` into `g_in` and `∂L/∂θ` into
     /// `g_theta` (overwritten), given the pass's `input`, `output`, and the gradients of its
-    /// output and log-det, and the `record` its [`Elementwise::apply`] wrote (required for
+    /// output and log-det, and the `record` its [`Elementwise::apply_rows`] wrote (required for
     /// splines: their knots are read back from it).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
@@ -119,7 +127,7 @@ impl Elementwise {
                 affine::backward(direction, output, &theta[..n], &theta[n..2 * n], g_out, g_ld, g_in, g_t, g_r);
             }
             (Transformer::Additive, _) => affine::backward(direction, output, &theta[..n], &[], g_out, g_ld, g_in, g_theta, &mut []),
-            (Transformer::Spline(_), Some(sp)) => {
+            (Transformer::Spline(_), Some((sp, _))) => {
                 g_theta.fill(0.0);
                 let stride = record.len() / n.max(1);
                 for i in 0..n {

@@ -1,0 +1,411 @@
+//! The rational-quadratic spline's forward and inverse passes evaluated for [`LANES`] elements
+//! at once (structure of arrays: every quantity is an array with one value per element), so
+//! that the compiler turns each step into vector instructions. An element-by-element version
+//! spent most of its time in branches, bin searches and scalar `exp`/`ln` calls.
+//!
+//! The maths is that of [`super::spline`]; its backward pass reads the knots this pass records.
+
+use super::spline::{SplineShape, MIN_BIN, MIN_DERIVATIVE, RECORD_HEAD};
+use super::Direction;
+use crate::engine::fastmath::{self, LANES};
+use crate::engine::pool::Buf;
+
+/// One value per element of a group.
+type Lanes = [f32; LANES];
+
+/// `softplus(u + c) + MIN_DERIVATIVE` (with `c` such that `u = 0` gives exactly 1) and its
+/// slope, for each lane.
+#[inline(always)]
+fn derivatives(u: &Lanes) -> (Lanes, Lanes) {
+    // c = ln(e^(1 − min) − 1)
+    const SHIFT: f32 = 0.539_742_4;
+    let (mut d, mut slope) = ([0.0; LANES], [0.0; LANES]);
+    for l in 0..LANES {
+        let v = u[l] + SHIFT;
+        let e = fastmath::exp(v);
+        let (soft, sl) = (fastmath::ln(1.0 + e) + MIN_DERIVATIVE, e / (1.0 + e));
+        // Far right the softplus is v itself (and e would lose 1 + e's precision).
+        (d[l], slope[l]) = if v > 20.0 { (v + MIN_DERIVATIVE, 1.0) } else { (soft, sl) };
+    }
+    (d, slope)
+}
+
+/// `if cond { a } else { b }` as bit operations, which the compiler keeps branch-free in
+/// vector code (a plain `if` on array elements can become a branch per lane).
+#[inline(always)]
+fn pick(cond: bool, a: f32, b: f32) -> f32 {
+    let mask = 0u32.wrapping_sub(cond as u32);
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
+/// Where a pass's elements lie: row `r`'s `n` transformed elements are
+/// `values[r·stride + offset ..][..n]`, and its `params_per_dim · n` parameters are the
+/// contiguous row `r` of the parameter matrix (parameter `p` of element `i` at `p·n + i`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RowLayout {
+    /// Distance between rows of the values.
+    pub stride: usize,
+    /// Column of the first transformed element.
+    pub offset: usize,
+    /// Transformed elements per row.
+    pub n: usize,
+}
+
+/// Scratch space for evaluating a spline [`LANES`] elements at a time.
+pub(crate) struct SplineLanes {
+    shape: SplineShape,
+    /// Parameters by lane: `theta[p·LANES + l]`; the first `2K` become probabilities in place.
+    theta: Buf,
+    /// Knot positions by lane, `K + 1` each.
+    xs: Buf,
+    ys: Buf,
+}
+
+/// The bin of each lane's element and the bin's knots and knot derivatives.
+struct Bin {
+    k: [u32; LANES],
+    x0: Lanes,
+    x1: Lanes,
+    y0: Lanes,
+    y1: Lanes,
+    d0: Lanes,
+    d1: Lanes,
+    dd0: Lanes,
+    dd1: Lanes,
+}
+
+impl SplineLanes {
+    /// Scratch for splines of `shape`.
+    pub(crate) fn new(shape: SplineShape) -> Self {
+        let k = shape.bins;
+        Self {
+            shape,
+            theta: Buf::zeroed(shape.params_per_dim() * LANES),
+            xs: Buf::zeroed((k + 1) * LANES),
+            ys: Buf::zeroed((k + 1) * LANES),
+        }
+    }
+
+    /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out`
+    /// (entries outside the layout are left alone), adding each row's log-det into `ld`.
+    /// `record` (rows × `n · record_len`, or empty) receives the knots for the backward pass.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn apply_rows(
+        &mut self,
+        direction: Direction,
+        layout: RowLayout,
+        input: &[f32],
+        theta: &[f32],
+        out: &mut [f32],
+        record: &mut [f32],
+        ld: &mut [f32],
+    ) {
+        let RowLayout { stride, offset, n } = layout;
+        let per = self.shape.params_per_dim();
+        let total = ld.len() * n;
+        let rec_len = super::spline::Spline::record_len(self.shape);
+        let mut at = [(0usize, 0usize); LANES];
+        // The next element to gather, as (row, index within the row).
+        let (mut r, mut i) = (0, 0);
+        for start in (0..total).step_by(LANES) {
+            let active = LANES.min(total - start);
+            let mut x = [0.0f32; LANES];
+            // Where each lane's first parameter is; lanes past the end repeat lane 0's
+            // parameters (with x = 0), computed and discarded.
+            let mut first = [0usize; LANES];
+            for l in 0..active {
+                at[l] = (r, i);
+                x[l] = input[r * stride + offset + i];
+                first[l] = r * per * n + i;
+                i += 1;
+                if i == n {
+                    (r, i) = (r + 1, 0);
+                }
+            }
+            for l in active..LANES {
+                first[l] = first[0];
+            }
+            for (p, lanes) in self.theta.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
+                for l in 0..LANES {
+                    lanes[l] = theta[first[l] + p * n];
+                }
+            }
+            let (y, lds, bin, inside) = self.group(direction, &x);
+            for (l, &(r, i)) in at.iter().enumerate().take(active) {
+                out[r * stride + offset + i] = y[l];
+                ld[r] += lds[l];
+                if !record.is_empty() {
+                    let rec = &mut record[(r * n + i) * rec_len..][..rec_len];
+                    self.save(rec, l, &bin, inside[l]);
+                }
+            }
+        }
+    }
+
+    /// Writes lane `l`'s record in the layout [`super::spline::Spline::backward`] reads.
+    fn save(&self, rec: &mut [f32], l: usize, b: &Bin, inside: bool) {
+        if !inside {
+            rec[0] = 0.0;
+            return;
+        }
+        rec[..RECORD_HEAD].copy_from_slice(&[1.0, b.k[l] as f32, b.x0[l], b.x1[l], b.y0[l], b.y1[l], b.d0[l], b.d1[l], b.dd0[l], b.dd1[l]]);
+        let bins = self.shape.bins;
+        for j in 0..2 * bins {
+            rec[RECORD_HEAD + j] = self.theta[j * LANES + l];
+        }
+    }
+
+    /// Evaluates the group whose parameters are in `self.theta`: outputs, log-dets, bins and
+    /// which lanes were inside the bound (the others pass through with log-det 0).
+    fn group(&mut self, direction: Direction, v: &Lanes) -> (Lanes, Lanes, Bin, [bool; LANES]) {
+        let bound = self.shape.bound;
+        let mut inside = [false; LANES];
+        let mut safe = [0.0f32; LANES];
+        for l in 0..LANES {
+            inside[l] = v[l] >= -bound && v[l] <= bound;
+            // Elements outside (NaN included) enter the formulas as 0 and are discarded.
+            safe[l] = if inside[l] { v[l] } else { 0.0 };
+        }
+        self.build_knots();
+        let search = match direction {
+            Direction::Forward => &self.xs,
+            Direction::Inverse => &self.ys,
+        };
+        let bin = self.bin(search, &safe);
+        let (mut y, mut ld) = match direction {
+            Direction::Forward => forward(&bin, &safe),
+            Direction::Inverse => inverse(&bin, &safe),
+        };
+        for l in 0..LANES {
+            y[l] = if inside[l] { y[l] } else { v[l] };
+            ld[l] = if inside[l] { ld[l] } else { 0.0 };
+        }
+        (y, ld, bin, inside)
+    }
+
+    /// Softmaxes the width and height parameters in place (lane by lane) and accumulates them
+    /// into knot positions.
+    fn build_knots(&mut self) {
+        let (k, b) = (self.shape.bins, self.shape.bound);
+        let scale = 1.0 - MIN_BIN * k as f32;
+        let theta = self.theta.as_chunks_mut::<LANES>().0;
+        for (block, knots) in [(0, &mut self.xs), (k, &mut self.ys)] {
+            let probs = &mut theta[block..block + k];
+            let knots = knots.as_chunks_mut::<LANES>().0;
+            let mut max = [f32::NEG_INFINITY; LANES];
+            for p in probs.iter() {
+                for l in 0..LANES {
+                    max[l] = max[l].max(p[l]);
+                }
+            }
+            let mut sum = [0.0f32; LANES];
+            for p in probs.iter_mut() {
+                let mut pv = *p;
+                for l in 0..LANES {
+                    pv[l] = fastmath::exp(pv[l] - max[l]);
+                    sum[l] += pv[l];
+                }
+                *p = pv;
+            }
+            let inv: Lanes = std::array::from_fn(|l| 1.0 / sum[l]);
+            let mut acc = [0.0f32; LANES];
+            knots[0] = [-b; LANES];
+            for (p, knot) in probs.iter_mut().zip(knots[1..].iter_mut()) {
+                // On copies: the compiler cannot tell that `p` and `knot` do not overlap, and
+                // would not vectorise the stores.
+                let (mut pv, mut kv) = (*p, [0.0f32; LANES]);
+                for l in 0..LANES {
+                    pv[l] *= inv[l];
+                    acc[l] += MIN_BIN + scale * pv[l];
+                    kv[l] = -b + 2.0 * b * acc[l];
+                }
+                (*p, *knot) = (pv, kv);
+            }
+            knots[k] = [b; LANES];
+        }
+    }
+
+    /// Each lane's bin among `knots` (the last knot belongs to the last bin), its knots and
+    /// the derivatives at them (1 at the boundary knots).
+    fn bin(&self, knots: &[f32], v: &Lanes) -> Bin {
+        let k = self.shape.bins;
+        let knots = knots.as_chunks::<LANES>().0;
+        let mut bin = [0u32; LANES];
+        for t in &knots[1..k] {
+            for l in 0..LANES {
+                bin[l] += (v[l] >= t[l]) as u32;
+            }
+        }
+        let zero = [0.0f32; LANES];
+        let (mut x0, mut x1, mut y0, mut y1) = (zero, zero, zero, zero);
+        // Inner derivative parameters of knots `bin` and `bin + 1` (0 where the knot is a
+        // boundary; replaced below).
+        let (mut u0, mut u1) = (zero, zero);
+        let (xs, ys) = (self.xs.as_chunks::<LANES>().0, self.ys.as_chunks::<LANES>().0);
+        let inner = &self.theta.as_chunks::<LANES>().0[2 * k..];
+        for j in 0..k {
+            let below = if j > 0 { &inner[j - 1] } else { &zero };
+            let above = if j + 1 < k { &inner[j] } else { &zero };
+            let (xa, xb, ya, yb) = (&xs[j], &xs[j + 1], &ys[j], &ys[j + 1]);
+            for l in 0..LANES {
+                let here = bin[l] == j as u32;
+                x0[l] = pick(here, xa[l], x0[l]);
+                x1[l] = pick(here, xb[l], x1[l]);
+                y0[l] = pick(here, ya[l], y0[l]);
+                y1[l] = pick(here, yb[l], y1[l]);
+                u0[l] = pick(here, below[l], u0[l]);
+                u1[l] = pick(here, above[l], u1[l]);
+            }
+        }
+        let mut b = Bin { k: bin, x0, x1, y0, y1, d0: zero, d1: zero, dd0: zero, dd1: zero };
+        (b.d0, b.dd0) = derivatives(&u0);
+        (b.d1, b.dd1) = derivatives(&u1);
+        let last = (k - 1) as u32;
+        for l in 0..LANES {
+            let (first, end) = (bin[l] == 0, bin[l] == last);
+            b.d0[l] = pick(first, 1.0, b.d0[l]);
+            b.dd0[l] = pick(first, 0.0, b.dd0[l]);
+            b.d1[l] = pick(end, 1.0, b.d1[l]);
+            b.dd1[l] = pick(end, 0.0, b.dd1[l]);
+        }
+        b
+    }
+}
+
+/// `log dy/dx = log(s²·N₂/den²)` at position `xi` within the bin, lane by lane.
+#[inline(always)]
+fn log_slope(b: &Bin, xi: &Lanes) -> Lanes {
+    std::array::from_fn(|l| {
+        let (w, h) = (b.x1[l] - b.x0[l], b.y1[l] - b.y0[l]);
+        let (s, t, q) = (h / w, xi[l], xi[l] * (1.0 - xi[l]));
+        let den = s + (b.d1[l] + b.d0[l] - 2.0 * s) * q;
+        let n2 = b.d1[l] * t * t + 2.0 * s * q + b.d0[l] * (1.0 - t) * (1.0 - t);
+        fastmath::ln(s * s * n2 / (den * den))
+    })
+}
+
+/// `x ↦ y` and `log dy/dx` inside the bins.
+fn forward(b: &Bin, x: &Lanes) -> (Lanes, Lanes) {
+    let mut y = [0.0f32; LANES];
+    let mut xi = [0.0f32; LANES];
+    for l in 0..LANES {
+        let (w, h) = (b.x1[l] - b.x0[l], b.y1[l] - b.y0[l]);
+        let s = h / w;
+        let t = ((x[l] - b.x0[l]) / w).clamp(0.0, 1.0);
+        let q = t * (1.0 - t);
+        let den = s + (b.d1[l] + b.d0[l] - 2.0 * s) * q;
+        y[l] = b.y0[l] + h * (s * t * t + b.d0[l] * q) / den;
+        xi[l] = t;
+    }
+    (y, log_slope(b, &xi))
+}
+
+/// `y ↦ x` and `log dx/dy` inside the bins, by the stable root `2c / (−b − √disc)`.
+fn inverse(b: &Bin, y: &Lanes) -> (Lanes, Lanes) {
+    let mut x = [0.0f32; LANES];
+    let mut xi = [0.0f32; LANES];
+    for l in 0..LANES {
+        let (w, h) = (b.x1[l] - b.x0[l], b.y1[l] - b.y0[l]);
+        let s = h / w;
+        let (d0, d1) = (b.d0[l], b.d1[l]);
+        let dy = y[l] - b.y0[l];
+        let t = d1 + d0 - 2.0 * s;
+        let qa = h * (s - d0) + dy * t;
+        let qb = h * d0 - dy * t;
+        let qc = -s * dy;
+        let disc = (qb * qb - 4.0 * qa * qc).max(0.0);
+        let denom = -qb - disc.sqrt();
+        let root = if denom != 0.0 { (2.0 * qc / denom).clamp(0.0, 1.0) } else { 0.0 };
+        x[l] = b.x0[l] + root * w;
+        xi[l] = root;
+    }
+    let mut ld = log_slope(b, &xi);
+    ld.iter_mut().for_each(|v| *v = -*v);
+    (x, ld)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Rng;
+
+    /// The spline of one element in f64, straight from the paper's formulas: `(y, log dy/dx)`.
+    fn reference(shape: SplineShape, x: f64, th: &[f64]) -> (f64, f64) {
+        let (k, b) = (shape.bins, shape.bound as f64);
+        if !(-b..=b).contains(&x) {
+            return (x, 0.0);
+        }
+        let knots = |raw: &[f64]| {
+            let m = raw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = raw.iter().map(|v| (v - m).exp()).collect();
+            let sum: f64 = e.iter().sum();
+            let mut pos = vec![-b];
+            let mut acc = 0.0;
+            for v in &e {
+                acc += MIN_BIN as f64 + (1.0 - MIN_BIN as f64 * k as f64) * v / sum;
+                pos.push(-b + 2.0 * b * acc);
+            }
+            pos[k] = b;
+            pos
+        };
+        let (xs, ys) = (knots(&th[..k]), knots(&th[k..2 * k]));
+        let shift = ((1.0 - MIN_DERIVATIVE as f64).exp() - 1.0).ln();
+        let d = |j: usize| if j == 0 || j == k { 1.0 } else { (th[2 * k + j - 1] + shift).exp().ln_1p() + MIN_DERIVATIVE as f64 };
+        let j = (1..k).filter(|&j| x >= xs[j]).count();
+        let (w, h) = (xs[j + 1] - xs[j], ys[j + 1] - ys[j]);
+        let (s, t) = (h / w, (x - xs[j]) / w);
+        let (d0, d1) = (d(j), d(j + 1));
+        let den = s + (d1 + d0 - 2.0 * s) * t * (1.0 - t);
+        let y = ys[j] + h * (s * t * t + d0 * t * (1.0 - t)) / den;
+        let slope = s * s * (d1 * t * t + 2.0 * s * t * (1.0 - t) + d0 * (1.0 - t) * (1.0 - t)) / (den * den);
+        (y, slope.ln())
+    }
+
+    #[test]
+    fn lanes_match_an_f64_reference_in_both_directions_for_any_group_split() {
+        let mut rng = Rng::new(3);
+        for (bins, n, rows) in [(8, 4, 9), (8, 16, 3), (3, 1, 13), (2, 3, 7), (17, 5, 5)] {
+            let shape = SplineShape { bins, bound: 3.0 };
+            let per = shape.params_per_dim();
+            // Two columns beside the transformed ones, which must be left alone.
+            let layout = RowLayout { stride: n + 2, offset: 1, n };
+            let x: Vec<f32> = (0..rows * (n + 2)).map(|_| (rng.normal() * 2.0) as f32).collect();
+            let theta: Vec<f32> = (0..rows * n * per).map(|_| (rng.normal() * 1.5) as f32).collect();
+            let mut lanes = SplineLanes::new(shape);
+            let (mut y, mut ld) = (vec![7.0f32; x.len()], vec![0.0f32; rows]);
+            let mut record = vec![0.0; rows * n * super::super::spline::Spline::record_len(shape)];
+            lanes.apply_rows(Direction::Forward, layout, &x, &theta, &mut y, &mut record, &mut ld);
+            let mut slope = vec![1.0f64; x.len()];
+            for r in 0..rows {
+                let mut want_ld = 0.0;
+                for c in 0..n + 2 {
+                    let at = r * (n + 2) + c;
+                    if c == 0 || c == n + 1 {
+                        assert_eq!(y[at], 7.0, "untouched column");
+                        continue;
+                    }
+                    let i = c - 1;
+                    let th: Vec<f64> = (0..per).map(|p| theta[r * per * n + p * n + i] as f64).collect();
+                    let (want, l) = reference(shape, x[at] as f64, &th);
+                    want_ld += l;
+                    slope[at] = l.exp();
+                    assert!((y[at] as f64 - want).abs() < 2e-5 * (1.0 + want.abs()), "bins {bins} n {n}: {} vs {want}", y[at]);
+                    let inside = record[(r * n + i) * super::super::spline::Spline::record_len(shape)] == 1.0;
+                    assert_eq!(inside, x[at].abs() <= 3.0);
+                }
+                assert!((ld[r] as f64 - want_ld).abs() < 1e-4 * (1.0 + want_ld.abs()), "{} vs {want_ld}", ld[r]);
+            }
+            let (mut back, mut ld_back) = (vec![7.0f32; x.len()], vec![0.0f32; rows]);
+            lanes.apply_rows(Direction::Inverse, layout, &y, &theta, &mut back, &mut [], &mut ld_back);
+            for r in 0..rows {
+                for i in 0..n {
+                    let at = r * (n + 2) + 1 + i;
+                    // f32 rounding of y, magnified by the inverse's slope 1/F'.
+                    let tol = 1e-5 * (1.0 + x[at].abs() as f64) + 1e-6 * (1.0 + y[at].abs() as f64) / slope[at];
+                    assert!(((back[at] - x[at]).abs() as f64) < tol, "bins {bins} n {n}: {} vs {} (slope {})", back[at], x[at], slope[at]);
+                }
+                assert!((ld_back[r] + ld[r]).abs() < 1e-3 * (1.0 + ld[r].abs()), "{} vs {}", ld_back[r], ld[r]);
+            }
+        }
+    }
+}
