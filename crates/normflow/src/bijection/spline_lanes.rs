@@ -51,6 +51,9 @@ pub(crate) struct RowLayout {
     pub n: usize,
 }
 
+/// The arguments of [`SplineLanes::apply_rows`], passed on as one.
+type RunArgs<'a> = (Direction, RowLayout, &'a [f32], &'a [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
+
 /// Scratch space for evaluating a spline [`LANES`] elements at a time.
 pub(crate) struct SplineLanes {
     shape: SplineShape,
@@ -100,43 +103,58 @@ impl SplineLanes {
         record: &mut [f32],
         ld: &mut [f32],
     ) {
+        let args = (direction, layout, input, theta, out, record, ld);
+        match layout.n {
+            n if n % 8 == 0 => self.run::<8>(args),
+            n if n % 4 == 0 => self.run::<4>(args),
+            n if n % 2 == 0 => self.run::<2>(args),
+            _ => self.run::<1>(args),
+        }
+    }
+
+    /// [`SplineLanes::apply_rows`] moving elements in runs of `G` (which divides both the row
+    /// length and [`LANES`], so a run never crosses a row): fixed-length copies instead of one
+    /// bounds-checked load per element and parameter.
+    fn run<const G: usize>(&mut self, (direction, layout, input, theta, out, record, ld): RunArgs<'_>) {
         let RowLayout { stride, offset, n } = layout;
         let per = self.shape.params_per_dim();
         let total = ld.len() * n;
         let rec_len = super::spline::Spline::record_len(self.shape);
+        let runs = LANES / G;
+        // Row and index of each run's first element.
         let mut at = [(0usize, 0usize); LANES];
-        // The next element to gather, as (row, index within the row).
+        // The next element to gather.
         let (mut r, mut i) = (0, 0);
         for start in (0..total).step_by(LANES) {
-            let active = LANES.min(total - start);
+            let active = runs.min((total - start) / G);
             let mut x = [0.0f32; LANES];
-            // Where each lane's first parameter is; lanes past the end repeat lane 0's
-            // parameters (with x = 0), computed and discarded.
-            let mut first = [0usize; LANES];
-            for l in 0..active {
-                at[l] = (r, i);
-                x[l] = input[r * stride + offset + i];
-                first[l] = r * per * n + i;
-                i += 1;
-                if i == n {
-                    (r, i) = (r + 1, 0);
+            for run in 0..runs {
+                // Runs past the end repeat the first run's parameters (with x = 0), computed
+                // and discarded.
+                let (rr, ii) = if run < active { (r, i) } else { at[0] };
+                at[run] = (rr, ii);
+                let first = rr * per * n + ii;
+                if run < active {
+                    x[run * G..(run + 1) * G].copy_from_slice(&input[rr * stride + offset + ii..][..G]);
+                    i += G;
+                    if i == n {
+                        (r, i) = (r + 1, 0);
+                    }
                 }
-            }
-            for l in active..LANES {
-                first[l] = first[0];
-            }
-            for (p, lanes) in self.theta.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
-                for l in 0..LANES {
-                    lanes[l] = theta[first[l] + p * n];
+                for (p, lanes) in self.theta.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
+                    lanes[run * G..(run + 1) * G].copy_from_slice(&theta[first + p * n..][..G]);
                 }
             }
             let (y, lds, bin, inside) = self.group(direction, &x);
-            for (l, &(r, i)) in at.iter().enumerate().take(active) {
-                out[r * stride + offset + i] = y[l];
-                ld[r] += lds[l];
+            for (run, &(r, i)) in at.iter().enumerate().take(active) {
+                let lanes = run * G..(run + 1) * G;
+                out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
+                ld[r] += lds[lanes.clone()].iter().sum::<f32>();
                 if !record.is_empty() {
-                    let rec = &mut record[(r * n + i) * rec_len..][..rec_len];
-                    self.save(rec, l, &bin, inside[l]);
+                    for (l, e) in lanes.zip(i..) {
+                        let rec = &mut record[(r * n + e) * rec_len..][..rec_len];
+                        self.save(rec, l, &bin, inside[l]);
+                    }
                 }
             }
         }
@@ -364,7 +382,7 @@ mod tests {
     #[test]
     fn lanes_match_an_f64_reference_in_both_directions_for_any_group_split() {
         let mut rng = Rng::new(3);
-        for (bins, n, rows) in [(8, 4, 9), (8, 16, 3), (3, 1, 13), (2, 3, 7), (17, 5, 5)] {
+        for (bins, n, rows) in [(8, 4, 9), (8, 16, 3), (3, 1, 13), (2, 3, 7), (17, 5, 5), (4, 6, 5), (8, 2, 9), (5, 24, 2)] {
             let shape = SplineShape { bins, bound: 3.0 };
             let per = shape.params_per_dim();
             // Two columns beside the transformed ones, which must be left alone.
