@@ -55,8 +55,7 @@ impl StandardNormal {
                 .map(|blocks| {
                     move || {
                         for (chunk, seed) in blocks {
-                            let mut stream = Rng::new(seed);
-                            chunk.iter_mut().for_each(|v| *v = stream.normal() as f32);
+                            Rng::new(seed).fill_normal(chunk);
                         }
                     }
                 })
