@@ -58,6 +58,7 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
 pub(crate) fn filled(len: usize, value: f32) -> Vec<f32> {
     match cached(len) {
         Some(mut v) => {
+            v.clear();
             v.resize(len, value);
             v
         }
@@ -69,6 +70,7 @@ pub(crate) fn filled(len: usize, value: f32) -> Vec<f32> {
 pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
     match cached(src.len()) {
         Some(mut v) => {
+            v.clear();
             v.extend_from_slice(src);
             v
         }
@@ -78,7 +80,26 @@ pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
 
 /// An empty buffer with capacity for exactly `len` values, from the store when it has one.
 pub(crate) fn with_capacity(len: usize) -> Vec<f32> {
-    cached(len).unwrap_or_else(|| Vec::with_capacity(len))
+    match cached(len) {
+        Some(mut v) => {
+            v.clear();
+            v
+        }
+        None => Vec::with_capacity(len),
+    }
+}
+
+/// A buffer of `len` values whose contents are unspecified (a recycled buffer keeps its old
+/// values; a new one is zeros): for outputs that are about to be overwritten in full, such as
+/// a matrix product's, so that no pass is spent initialising them.
+pub(crate) fn scratch(len: usize) -> Vec<f32> {
+    match cached(len) {
+        Some(mut v) => {
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
 }
 
 /// Returns a buffer to this thread's store (or frees it when the store is full).
@@ -101,15 +122,16 @@ pub(crate) fn give(v: Vec<f32>) {
             }
         };
         if s.buckets[idx].1.len() < MAX_PER_CAPACITY {
-            let mut v = v;
-            v.clear();
+            // Kept with its values: `scratch` hands them out as they are; the other getters
+            // clear them.
             s.buckets[idx].1.push(v);
             s.bytes += cap * 4;
         }
     });
 }
 
-/// An empty cached buffer of capacity `len`, if the store has one.
+/// A cached buffer of capacity `len` (holding whatever it held when given back), if the store
+/// has one.
 fn cached(len: usize) -> Option<Vec<f32>> {
     if len == 0 {
         return None;
@@ -195,5 +217,12 @@ mod tests {
         let f = filled(4, 1.5);
         assert_eq!(f, vec![1.5; 4]);
         assert_ne!(f.as_ptr(), ptr, "another capacity is a fresh buffer");
+        give(c);
+        let w = with_capacity(3);
+        assert!(w.is_empty() && w.as_ptr() == ptr);
+        give(w);
+        let s = scratch(3);
+        assert_eq!((s.len(), s.as_ptr()), (3, ptr), "scratch reuses the buffer at full length");
+        assert_eq!(scratch(5), vec![0.0; 5], "a new scratch buffer is zeros");
     }
 }

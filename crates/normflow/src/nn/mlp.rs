@@ -28,17 +28,18 @@ impl Drop for MlpCache {
     }
 }
 
-/// `row` repeated `rows` times, in a recycled buffer (a layer's output, starting from its bias).
-pub(crate) fn repeat_rows(row: &[f32], rows: usize) -> Vec<f32> {
-    let total = rows * row.len();
-    let mut out = pool::with_capacity(total);
-    if rows > 0 {
-        out.extend_from_slice(row);
-    }
-    // Doubling copies: a few large copies instead of one small copy per row.
-    while out.len() < total {
-        let n = out.len().min(total - out.len());
-        out.extend_from_within(..n);
+/// `x · Wᵀ + b` into a recycled buffer, then ReLU when `relu`: the product overwrites the buffer
+/// and one pass adds the bias and clips, instead of filling the buffer with bias rows first.
+pub(crate) fn dense(x: &Matrix, w: &[f32], b: &[f32], relu: bool) -> Matrix {
+    let (rows, fan_in, fan_out) = (x.rows(), x.cols(), b.len());
+    let mut out = Matrix::from_vec(rows, fan_out, pool::scratch(rows * fan_out));
+    matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, rows, fan_out, fan_in, false);
+    for row in out.as_mut_slice().chunks_exact_mut(fan_out.max(1)) {
+        if relu {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v = (*v + b).max(0.0));
+        } else {
+            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+        }
     }
     out
 }
@@ -103,22 +104,19 @@ impl Mlp {
         (off, self.sizes[l], self.sizes[l + 1])
     }
 
-    fn linear(&self, l: usize, x: &Matrix) -> Matrix {
+    fn linear(&self, l: usize, x: &Matrix, relu: bool) -> Matrix {
         let (off, fan_in, fan_out) = self.layer(l);
         let (w, b) = self.params[off..].split_at(fan_in * fan_out);
-        let mut out = Matrix::from_vec(x.rows(), fan_out, repeat_rows(&b[..fan_out], x.rows()));
-        matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
-        out
+        dense(x, w, &b[..fan_out], relu)
     }
 
     /// The network's output for a batch `[rows, sizes[0]]`.
     pub fn forward(&self, x: &Matrix) -> Matrix {
         debug_assert_eq!(x.cols(), self.sizes[0]);
         let layers = self.sizes.len() - 1;
-        let mut h = self.linear(0, x);
+        let mut h = self.linear(0, x, layers > 1);
         for l in 1..layers {
-            h.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
-            h = self.linear(l, &h);
+            h = self.linear(l, &h, l + 1 < layers);
         }
         h
     }
@@ -130,10 +128,7 @@ impl Mlp {
         let mut inputs = pool::matrix_list();
         let mut h = x.clone();
         for l in 0..layers {
-            let mut out = self.linear(l, &h);
-            if l + 1 < layers {
-                out.as_mut_slice().iter_mut().for_each(|v| *v = v.max(0.0));
-            }
+            let out = self.linear(l, &h, l + 1 < layers);
             inputs.push(h);
             h = out;
         }

@@ -2,7 +2,7 @@
 //! width `H`, `n` residual blocks `h ← h + W₂·relu(W₁·relu(h) + b₁) + b₂`, then `relu` and an
 //! output layer. Deep conditioners train better with the skip connections.
 
-use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, pool, Matrix, Rng};
+use crate::engine::{matmul_ab, matmul_at_b, pool, Matrix, Rng};
 
 /// Residual MLP `in → H → (blocks) → out` with hand-written backward.
 ///
@@ -44,9 +44,7 @@ fn relu(m: &Matrix) -> Matrix {
 /// `x · Wᵀ + b` for a layer stored `[out, in]` then `[out]` at `p`.
 fn linear(p: &[f32], fan_in: usize, fan_out: usize, x: &Matrix) -> Matrix {
     let (w, b) = p[..fan_in * fan_out + fan_out].split_at(fan_in * fan_out);
-    let mut out = Matrix::from_vec(x.rows(), fan_out, super::mlp::repeat_rows(b, x.rows()));
-    matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, x.rows(), fan_out, fan_in, true);
-    out
+    super::mlp::dense(x, w, b, false)
 }
 
 /// Writes the layer's gradients into `g` and returns the input gradient.
