@@ -208,7 +208,15 @@ impl Bijection for BatchNorm {
         Ok(g_in)
     }
 
-    fn data_init(&mut self, x: &Matrix, _context: Option<&Matrix>) -> Result<Matrix> {
+    fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        self.recalibrate(x, context)
+    }
+
+    fn tracks_statistics(&self) -> bool {
+        true
+    }
+
+    fn recalibrate(&mut self, x: &Matrix, _context: Option<&Matrix>) -> Result<Matrix> {
         check_width("batch-norm input", x, self.dim)?;
         if x.rows() > 1 {
             let (m, s) = column_moments(x);

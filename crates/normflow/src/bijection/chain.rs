@@ -119,6 +119,18 @@ impl Bijection for Chain {
         Ok(h)
     }
 
+    fn tracks_statistics(&self) -> bool {
+        self.layers.iter().any(|l| l.tracks_statistics())
+    }
+
+    fn recalibrate(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        let mut h = x.clone();
+        for layer in self.layers.iter_mut().rev() {
+            h = layer.recalibrate(&h, context)?;
+        }
+        Ok(h)
+    }
+
     fn set_training(&mut self, on: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(on));
     }

@@ -128,6 +128,20 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
         Ok(self.inverse_and_log_det(x, context)?.0)
     }
 
+    /// Whether the layer keeps statistics that training tracks as running averages
+    /// ([`BatchNorm`]'s), which [`Bijection::recalibrate`] re-estimates.
+    fn tracks_statistics(&self) -> bool {
+        false
+    }
+
+    /// Re-estimates exactly, from data-side rows `x`, the statistics that training tracks as
+    /// running averages ([`BatchNorm`]'s: noisy, and stale for the best checkpoint that
+    /// training restores), leaving the parameters alone; returns `inverse(x)` so that a chain
+    /// can pass it on.
+    fn recalibrate(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        Ok(self.inverse_and_log_det(x, context)?.0)
+    }
+
     /// Switches training mode (batch statistics in [`BatchNorm`]); a no-op for most layers.
     fn set_training(&mut self, _on: bool) {}
 

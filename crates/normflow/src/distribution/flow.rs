@@ -268,6 +268,17 @@ impl Flow {
         self.transform.data_init(x, context).map(|_| ())
     }
 
+    /// Re-estimates the statistics training tracks as running averages (batch norm's) exactly
+    /// from data rows `x`; a no-op for flows without such layers. [`crate::train::fit`] does
+    /// this at the end of training.
+    pub fn recalibrate(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<()> {
+        if !self.transform.tracks_statistics() {
+            return Ok(());
+        }
+        self.check_input("data", x, context)?;
+        self.transform.recalibrate(x, context).map(|_| ())
+    }
+
     /// Saves to a model file (atomically). See [`crate::io::save_flow`].
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         crate::io::save_flow(self, path.as_ref())

@@ -259,6 +259,9 @@ pub fn fit(
     }
     flow.transform_mut().set_training(false);
     params_restore(&mut flow, &best.1);
+    // Running averages lag the parameters (and belong to the last step, not the restored
+    // best one): measure the statistics exactly for the final parameters.
+    flow.recalibrate(&x_init, c_train.as_ref())?;
     history.summary = TrainingSummary {
         steps: step,
         epochs: epoch,
