@@ -5,7 +5,9 @@
 //! raw output `r` becomes `s = r / (1 + |r| / ln 1000)`, so `|s| < ln 1000` and the scale stays
 //! within `[1e-3, 1e3]`, with `s ≈ r` near zero.
 
+use super::lanes::{LaneKernel, Lanes};
 use super::Direction;
+use crate::engine::fastmath::{self, LANES};
 
 /// Bound of the soft-clipped log-scale: `|s| < ln 1000`.
 pub(crate) const LOG_SCALE_BOUND: f32 = 6.907_755_4;
@@ -17,37 +19,46 @@ pub(crate) fn soft_clip(r: f32) -> (f32, f32) {
     (r / q, 1.0 / (q * q))
 }
 
-/// Applies the transformer to one row part: `input`, shifts `t` and raw scales `r` (empty for an
-/// additive transformer) of equal length. Writes `out` and returns the row's log-det.
-#[inline]
-pub(crate) fn apply(direction: Direction, input: &[f32], t: &[f32], r: &[f32], out: &mut [f32]) -> f32 {
-    if r.is_empty() {
-        for ((o, &x), &t) in out.iter_mut().zip(input).zip(t) {
-            *o = match direction {
-                Direction::Forward => x + t,
-                Direction::Inverse => x - t,
-            };
-        }
-        return 0.0;
-    }
-    let mut ld = 0.0;
-    for (((o, &x), &t), &r) in out.iter_mut().zip(input).zip(t).zip(r) {
-        let s = soft_clip(r).0;
-        match direction {
-            Direction::Forward => {
-                *o = x * s.exp() + t;
-                ld += s;
-            }
-            Direction::Inverse => {
-                *o = (x - t) * (-s).exp();
-                ld -= s;
-            }
-        }
-    }
-    ld
+/// The affine (or, with one parameter, additive) transformer as a [`LaneKernel`]: shifts `t`
+/// then raw scales `r` per element.
+pub(crate) struct AffineLanes {
+    theta: [Lanes; 2],
+    additive: bool,
 }
 
-/// Backward of [`apply`] for one row part, from the pass's `output`. Writes the gradients with
+impl AffineLanes {
+    /// Scratch for the affine transformer, or the additive one when `additive`.
+    pub(crate) fn new(additive: bool) -> Self {
+        Self { theta: [[0.0; LANES]; 2], additive }
+    }
+}
+
+impl LaneKernel for AffineLanes {
+    fn theta_mut(&mut self) -> &mut [Lanes] {
+        &mut self.theta[..if self.additive { 1 } else { 2 }]
+    }
+
+    fn record_len(&self) -> usize {
+        0
+    }
+
+    fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes) {
+        let [t, r] = &self.theta;
+        let (mut y, mut ld) = ([0.0; LANES], [0.0; LANES]);
+        for l in 0..LANES {
+            let s = if self.additive { 0.0 } else { soft_clip(r[l]).0 };
+            (y[l], ld[l]) = match direction {
+                Direction::Forward => (x[l] * fastmath::exp(s) + t[l], s),
+                Direction::Inverse => ((x[l] - t[l]) * fastmath::exp(-s), -s),
+            };
+        }
+        (y, ld)
+    }
+
+    fn save(&self, _rec: &mut [f32], _l: usize) {}
+}
+
+/// Backward of the transformer ([`AffineLanes`]) for one row part, from the pass's `output`. Writes the gradients with
 /// respect to the input, the shifts and the raw scales (`g_r` is ignored when `r` is empty).
 #[allow(clippy::too_many_arguments)]
 #[inline]

@@ -2,7 +2,7 @@
 //! arXiv:1605.08803): the first `split` dimensions pass through unchanged and condition an
 //! elementwise transformer of the others.
 
-use super::spline_lanes::RowLayout;
+use super::lanes::RowLayout;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{pool, Matrix, Rng};
 use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};

@@ -2,8 +2,8 @@
 //! transformer, NSF-AR) with a MADE conditioner. `Invert` of it is an inverse autoregressive
 //! flow (IAF).
 
+use super::lanes::RowLayout;
 use super::made_sampler::MadeSampler;
-use super::spline_lanes::RowLayout;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{pool, Matrix, Rng};
 use crate::io::TensorSource;

@@ -18,6 +18,7 @@ mod chain;
 mod coupling;
 mod dequantize;
 mod invert;
+mod lanes;
 mod lu_linear;
 mod made_sampler;
 mod masked_autoregressive;

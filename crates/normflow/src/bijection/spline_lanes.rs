@@ -1,17 +1,15 @@
-//! The rational-quadratic spline's forward and inverse passes evaluated for [`LANES`] elements
-//! at once (structure of arrays: every quantity is an array with one value per element), so
-//! that the compiler turns each step into vector instructions. An element-by-element version
-//! spent most of its time in branches, bin searches and scalar `exp`/`ln` calls.
+//! The rational-quadratic spline's forward and inverse passes as a [`LaneKernel`]: evaluated
+//! for [`LANES`] elements at once, with branch-free bin searches and selections and vectorised
+//! `exp`/`ln`. An element-by-element version spent most of its time in branches, bin searches
+//! and scalar `exp`/`ln` calls.
 //!
 //! The maths is that of [`super::spline`]; its backward pass reads the knots this pass records.
 
+use super::lanes::{LaneKernel, Lanes};
 use super::spline::{SplineShape, MIN_BIN, MIN_DERIVATIVE, RECORD_HEAD};
 use super::Direction;
 use crate::engine::fastmath::{self, LANES};
 use crate::engine::pool::Buf;
-
-/// One value per element of a group.
-type Lanes = [f32; LANES];
 
 /// `softplus(u + c) + MIN_DERIVATIVE` (with `c` such that `u = 0` gives exactly 1) and its
 /// slope, for each lane.
@@ -38,22 +36,6 @@ fn pick(cond: bool, a: f32, b: f32) -> f32 {
     f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
-/// Where a pass's elements lie: row `r`'s `n` transformed elements are
-/// `values[r·stride + offset ..][..n]`, and its `params_per_dim · n` parameters are the
-/// contiguous row `r` of the parameter matrix (parameter `p` of element `i` at `p·n + i`).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RowLayout {
-    /// Distance between rows of the values.
-    pub stride: usize,
-    /// Column of the first transformed element.
-    pub offset: usize,
-    /// Transformed elements per row.
-    pub n: usize,
-}
-
-/// The arguments of [`SplineLanes::apply_rows`], passed on as one.
-type RunArgs<'a> = (Direction, RowLayout, &'a [f32], &'a [f32], &'a mut [f32], &'a mut [f32], &'a mut [f32]);
-
 /// Scratch space for evaluating a spline [`LANES`] elements at a time.
 pub(crate) struct SplineLanes {
     shape: SplineShape,
@@ -62,9 +44,13 @@ pub(crate) struct SplineLanes {
     /// Knot positions by lane, `K + 1` each.
     xs: Buf,
     ys: Buf,
+    /// The last evaluated group's bins, and which of its elements were inside the bound.
+    bin: Bin,
+    inside: [bool; LANES],
 }
 
 /// The bin of each lane's element and the bin's knots and knot derivatives.
+#[derive(Default)]
 struct Bin {
     k: [u32; LANES],
     x0: Lanes,
@@ -77,6 +63,56 @@ struct Bin {
     dd1: Lanes,
 }
 
+impl LaneKernel for SplineLanes {
+    fn theta_mut(&mut self) -> &mut [Lanes] {
+        self.theta.as_chunks_mut::<LANES>().0
+    }
+
+    fn record_len(&self) -> usize {
+        super::spline::Spline::record_len(self.shape)
+    }
+
+    /// Elements outside the bound pass through with log-det 0.
+    fn eval(&mut self, direction: Direction, v: &Lanes) -> (Lanes, Lanes) {
+        let bound = self.shape.bound;
+        let mut safe = [0.0f32; LANES];
+        for l in 0..LANES {
+            self.inside[l] = v[l] >= -bound && v[l] <= bound;
+            // Elements outside (NaN included) enter the formulas as 0 and are discarded.
+            safe[l] = if self.inside[l] { v[l] } else { 0.0 };
+        }
+        self.build_knots();
+        let search = match direction {
+            Direction::Forward => &self.xs,
+            Direction::Inverse => &self.ys,
+        };
+        self.bin = self.find_bins(search, &safe);
+        let (mut y, mut ld) = match direction {
+            Direction::Forward => forward(&self.bin, &safe),
+            Direction::Inverse => inverse(&self.bin, &safe),
+        };
+        for l in 0..LANES {
+            y[l] = if self.inside[l] { y[l] } else { v[l] };
+            ld[l] = if self.inside[l] { ld[l] } else { 0.0 };
+        }
+        (y, ld)
+    }
+
+    /// The layout [`super::spline::Spline::backward`] reads.
+    fn save(&self, rec: &mut [f32], l: usize) {
+        if !self.inside[l] {
+            rec[0] = 0.0;
+            return;
+        }
+        let b = &self.bin;
+        rec[..RECORD_HEAD].copy_from_slice(&[1.0, b.k[l] as f32, b.x0[l], b.x1[l], b.y0[l], b.y1[l], b.d0[l], b.d1[l], b.dd0[l], b.dd1[l]]);
+        let bins = self.shape.bins;
+        for j in 0..2 * bins {
+            rec[RECORD_HEAD + j] = self.theta[j * LANES + l];
+        }
+    }
+}
+
 impl SplineLanes {
     /// Scratch for splines of `shape`.
     pub(crate) fn new(shape: SplineShape) -> Self {
@@ -86,119 +122,9 @@ impl SplineLanes {
             theta: Buf::zeroed(shape.params_per_dim() * LANES),
             xs: Buf::zeroed((k + 1) * LANES),
             ys: Buf::zeroed((k + 1) * LANES),
+            bin: Bin::default(),
+            inside: [false; LANES],
         }
-    }
-
-    /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out`
-    /// (entries outside the layout are left alone), adding each row's log-det into `ld`.
-    /// `record` (rows × `n · record_len`, or empty) receives the knots for the backward pass.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn apply_rows(
-        &mut self,
-        direction: Direction,
-        layout: RowLayout,
-        input: &[f32],
-        theta: &[f32],
-        out: &mut [f32],
-        record: &mut [f32],
-        ld: &mut [f32],
-    ) {
-        let args = (direction, layout, input, theta, out, record, ld);
-        match layout.n {
-            n if n % 8 == 0 => self.run::<8>(args),
-            n if n % 4 == 0 => self.run::<4>(args),
-            n if n % 2 == 0 => self.run::<2>(args),
-            _ => self.run::<1>(args),
-        }
-    }
-
-    /// [`SplineLanes::apply_rows`] moving elements in runs of `G` (which divides both the row
-    /// length and [`LANES`], so a run never crosses a row): fixed-length copies instead of one
-    /// bounds-checked load per element and parameter.
-    fn run<const G: usize>(&mut self, (direction, layout, input, theta, out, record, ld): RunArgs<'_>) {
-        let RowLayout { stride, offset, n } = layout;
-        let per = self.shape.params_per_dim();
-        let total = ld.len() * n;
-        let rec_len = super::spline::Spline::record_len(self.shape);
-        let runs = LANES / G;
-        // Row and index of each run's first element.
-        let mut at = [(0usize, 0usize); LANES];
-        // The next element to gather.
-        let (mut r, mut i) = (0, 0);
-        for start in (0..total).step_by(LANES) {
-            let active = runs.min((total - start) / G);
-            let mut x = [0.0f32; LANES];
-            for run in 0..runs {
-                // Runs past the end repeat the first run's parameters (with x = 0), computed
-                // and discarded.
-                let (rr, ii) = if run < active { (r, i) } else { at[0] };
-                at[run] = (rr, ii);
-                let first = rr * per * n + ii;
-                if run < active {
-                    x[run * G..(run + 1) * G].copy_from_slice(&input[rr * stride + offset + ii..][..G]);
-                    i += G;
-                    if i == n {
-                        (r, i) = (r + 1, 0);
-                    }
-                }
-                for (p, lanes) in self.theta.as_chunks_mut::<LANES>().0.iter_mut().enumerate() {
-                    lanes[run * G..(run + 1) * G].copy_from_slice(&theta[first + p * n..][..G]);
-                }
-            }
-            let (y, lds, bin, inside) = self.group(direction, &x);
-            for (run, &(r, i)) in at.iter().enumerate().take(active) {
-                let lanes = run * G..(run + 1) * G;
-                out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
-                ld[r] += lds[lanes.clone()].iter().sum::<f32>();
-                if !record.is_empty() {
-                    for (l, e) in lanes.zip(i..) {
-                        let rec = &mut record[(r * n + e) * rec_len..][..rec_len];
-                        self.save(rec, l, &bin, inside[l]);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes lane `l`'s record in the layout [`super::spline::Spline::backward`] reads.
-    fn save(&self, rec: &mut [f32], l: usize, b: &Bin, inside: bool) {
-        if !inside {
-            rec[0] = 0.0;
-            return;
-        }
-        rec[..RECORD_HEAD].copy_from_slice(&[1.0, b.k[l] as f32, b.x0[l], b.x1[l], b.y0[l], b.y1[l], b.d0[l], b.d1[l], b.dd0[l], b.dd1[l]]);
-        let bins = self.shape.bins;
-        for j in 0..2 * bins {
-            rec[RECORD_HEAD + j] = self.theta[j * LANES + l];
-        }
-    }
-
-    /// Evaluates the group whose parameters are in `self.theta`: outputs, log-dets, bins and
-    /// which lanes were inside the bound (the others pass through with log-det 0).
-    fn group(&mut self, direction: Direction, v: &Lanes) -> (Lanes, Lanes, Bin, [bool; LANES]) {
-        let bound = self.shape.bound;
-        let mut inside = [false; LANES];
-        let mut safe = [0.0f32; LANES];
-        for l in 0..LANES {
-            inside[l] = v[l] >= -bound && v[l] <= bound;
-            // Elements outside (NaN included) enter the formulas as 0 and are discarded.
-            safe[l] = if inside[l] { v[l] } else { 0.0 };
-        }
-        self.build_knots();
-        let search = match direction {
-            Direction::Forward => &self.xs,
-            Direction::Inverse => &self.ys,
-        };
-        let bin = self.bin(search, &safe);
-        let (mut y, mut ld) = match direction {
-            Direction::Forward => forward(&bin, &safe),
-            Direction::Inverse => inverse(&bin, &safe),
-        };
-        for l in 0..LANES {
-            y[l] = if inside[l] { y[l] } else { v[l] };
-            ld[l] = if inside[l] { ld[l] } else { 0.0 };
-        }
-        (y, ld, bin, inside)
     }
 
     /// Softmaxes the width and height parameters in place (lane by lane) and accumulates them
@@ -245,7 +171,7 @@ impl SplineLanes {
 
     /// Each lane's bin among `knots` (the last knot belongs to the last bin), its knots and
     /// the derivatives at them (1 at the boundary knots).
-    fn bin(&self, knots: &[f32], v: &Lanes) -> Bin {
+    fn find_bins(&self, knots: &[f32], v: &Lanes) -> Bin {
         let k = self.shape.bins;
         let knots = knots.as_chunks::<LANES>().0;
         let mut bin = [0u32; LANES];
@@ -344,6 +270,7 @@ fn inverse(b: &Bin, y: &Lanes) -> (Lanes, Lanes) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::lanes::{apply_rows, RowLayout};
     use super::*;
     use crate::engine::Rng;
 
@@ -392,7 +319,7 @@ mod tests {
             let mut lanes = SplineLanes::new(shape);
             let (mut y, mut ld) = (vec![7.0f32; x.len()], vec![0.0f32; rows]);
             let mut record = vec![0.0; rows * n * super::super::spline::Spline::record_len(shape)];
-            lanes.apply_rows(Direction::Forward, layout, &x, &theta, &mut y, &mut record, &mut ld);
+            apply_rows(&mut lanes, Direction::Forward, layout, &x, &theta, &mut y, &mut record, &mut ld);
             let mut slope = vec![1.0f64; x.len()];
             for r in 0..rows {
                 let mut want_ld = 0.0;
@@ -414,7 +341,7 @@ mod tests {
                 assert!((ld[r] as f64 - want_ld).abs() < 1e-4 * (1.0 + want_ld.abs()), "{} vs {want_ld}", ld[r]);
             }
             let (mut back, mut ld_back) = (vec![7.0f32; x.len()], vec![0.0f32; rows]);
-            lanes.apply_rows(Direction::Inverse, layout, &y, &theta, &mut back, &mut [], &mut ld_back);
+            apply_rows(&mut lanes, Direction::Inverse, layout, &y, &theta, &mut back, &mut [], &mut ld_back);
             for r in 0..rows {
                 for i in 0..n {
                     let at = r * (n + 2) + 1 + i;

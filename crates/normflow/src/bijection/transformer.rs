@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::affine::AffineLanes;
+use super::lanes::{self, RowLayout};
 use super::spline::{Spline, SplineShape};
-use super::spline_lanes::{RowLayout, SplineLanes};
+use super::spline_lanes::SplineLanes;
 use super::{affine, Direction};
 
 /// An elementwise monotone map with per-element parameters.
@@ -55,9 +57,10 @@ impl Transformer {
     pub(crate) fn runner(&self) -> Elementwise {
         Elementwise {
             kind: *self,
-            spline: match self {
-                Transformer::Spline(shape) => Some((Spline::new(*shape), SplineLanes::new(*shape))),
-                _ => None,
+            pass: match self {
+                Transformer::Affine => Pass::Affine(AffineLanes::new(false)),
+                Transformer::Additive => Pass::Affine(AffineLanes::new(true)),
+                Transformer::Spline(shape) => Pass::Spline(SplineLanes::new(*shape), Spline::new(*shape)),
             },
         }
     }
@@ -66,7 +69,16 @@ impl Transformer {
 /// A [`Transformer`] with its scratch space, applied to row parts.
 pub(crate) struct Elementwise {
     kind: Transformer,
-    spline: Option<(Spline, SplineLanes)>,
+    pass: Pass,
+}
+
+/// The kernel of a transformer's forward and inverse passes and, for splines, the scratch of
+/// the backward pass. (Unboxed although the spline's is larger: a runner lives for one pass,
+/// and boxing would allocate in every training step.)
+#[allow(clippy::large_enum_variant)]
+enum Pass {
+    Affine(AffineLanes),
+    Spline(SplineLanes, Spline),
 }
 
 impl Elementwise {
@@ -86,20 +98,9 @@ impl Elementwise {
         record: &mut [f32],
         ld: &mut [f32],
     ) {
-        let RowLayout { stride, offset, n } = layout;
-        let per = self.kind.params_per_dim() * n;
-        match (&self.kind, self.spline.as_mut()) {
-            (Transformer::Spline(_), Some((_, lanes))) => lanes.apply_rows(direction, layout, input, theta, out, record, ld),
-            (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
-            (kind, _) => {
-                let additive = *kind == Transformer::Additive;
-                for (r, ld) in ld.iter_mut().enumerate() {
-                    let (x, y) = (&input[r * stride + offset..][..n], &mut out[r * stride + offset..][..n]);
-                    let th = &theta[r * per..(r + 1) * per];
-                    let (t, raw_scale) = if additive { (th, &[][..]) } else { th.split_at(n) };
-                    *ld += affine::apply(direction, x, t, raw_scale, y);
-                }
-            }
+        match &mut self.pass {
+            Pass::Affine(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
+            Pass::Spline(kernel, _) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
         }
     }
 
@@ -121,13 +122,13 @@ impl Elementwise {
         record: &[f32],
     ) {
         let n = input.len();
-        match (&self.kind, self.spline.as_mut()) {
+        match (&self.kind, &mut self.pass) {
             (Transformer::Affine, _) => {
                 let (g_t, g_r) = g_theta.split_at_mut(n);
                 affine::backward(direction, output, &theta[..n], &theta[n..2 * n], g_out, g_ld, g_in, g_t, g_r);
             }
             (Transformer::Additive, _) => affine::backward(direction, output, &theta[..n], &[], g_out, g_ld, g_in, g_theta, &mut []),
-            (Transformer::Spline(_), Some((sp, _))) => {
+            (Transformer::Spline(_), Pass::Spline(_, sp)) => {
                 g_theta.fill(0.0);
                 let stride = record.len() / n.max(1);
                 for i in 0..n {
@@ -136,7 +137,7 @@ impl Elementwise {
                     g_in[i] = sp.backward(direction, x, n, i, g_out[i], g_ld, g_theta, rec);
                 }
             }
-            (Transformer::Spline(_), None) => unreachable!("runner() builds the spline scratch"),
+            (Transformer::Spline(_), Pass::Affine(_)) => unreachable!("runner() builds the spline scratch"),
         }
     }
 }
