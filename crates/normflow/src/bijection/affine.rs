@@ -55,7 +55,7 @@ impl LaneKernel for AffineLanes {
         (y, ld)
     }
 
-    fn save(&self, _rec: &mut [f32], _l: usize) {}
+    fn save(&self, _rec: &mut [Lanes]) {}
 }
 
 /// Backward of the transformer ([`AffineLanes`]) for one row part, from the pass's `output`. Writes the gradients with

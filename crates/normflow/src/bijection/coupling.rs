@@ -42,7 +42,8 @@ struct CouplingCache {
     theta: Matrix,
     input: Matrix,
     output: Matrix,
-    /// What the transformer recorded for the backward pass (no columns when nothing).
+    /// What the transformer recorded for the backward pass (see `Transformer::record_size`; no
+    /// columns when nothing).
     record: Matrix,
 }
 
@@ -95,7 +96,7 @@ impl AffineCoupling {
         }
     }
 
-    /// Transforms the B half of every row; `record` (rows × `nb · record_len`, or no columns)
+    /// Transforms the B half of every row; `record` (`Transformer::record_size`, or no columns)
     /// receives what the backward pass reuses.
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = input.clone();
@@ -147,7 +148,9 @@ impl Bijection for AffineCoupling {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let mut record = Matrix::zeros(input.rows(), (self.dim - self.split) * self.transformer.record_len());
+        let size = self.transformer.record_size(input.rows() * (self.dim - self.split));
+        // Every recorded value is written: no need to clear the buffer.
+        let mut record = Matrix::from_vec(1, size, pool::scratch(size));
         let (out, ld) = self.apply(input, &theta, direction, &mut record);
         tape.push(CouplingCache { net, theta, input: input.clone(), output: out.clone(), record });
         Ok((out, ld))
@@ -160,20 +163,19 @@ impl Bijection for AffineCoupling {
         // half's input gradient comes from the transformer.
         let mut g_in = grad_out.clone();
         let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
-        let mut run = self.transformer.runner();
-        for i in 0..rows {
-            run.backward(
-                direction,
-                &cache.input.row(i)[split..],
-                &cache.output.row(i)[split..],
-                cache.theta.row(i),
-                &grad_out.row(i)[split..],
-                grad_log_det[i],
-                &mut g_in.row_mut(i)[split..],
-                g_theta.row_mut(i),
-                cache.record.row(i),
-            );
-        }
+        let layout = RowLayout { stride: self.dim, offset: split, n: self.dim - split };
+        self.transformer.runner().backward_rows(
+            direction,
+            layout,
+            cache.input.as_slice(),
+            cache.output.as_slice(),
+            cache.theta.as_slice(),
+            grad_out.as_slice(),
+            grad_log_det,
+            g_in.as_mut_slice(),
+            g_theta.as_mut_slice(),
+            cache.record.as_slice(),
+        );
         let g_net_in = self.net.backward(&cache.net, g_theta, grads);
         for i in 0..rows {
             for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {

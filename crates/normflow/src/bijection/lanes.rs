@@ -30,8 +30,15 @@ pub(crate) trait LaneKernel {
     fn record_len(&self) -> usize;
     /// Maps the group `x` with the gathered parameters: outputs and log-dets.
     fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes);
-    /// Writes lane `l` of the group last evaluated into `rec` (`record_len` values).
-    fn save(&self, rec: &mut [f32], l: usize);
+    /// Writes the record of the group last evaluated: `record_len` [`Lanes`].
+    fn save(&self, rec: &mut [Lanes]);
+}
+
+/// Floats a pass over `elements` elements records when each records `per_element` values:
+/// records are kept by group of [`LANES`] elements, value by value (so that they move as whole
+/// vectors), the last group padded.
+pub(crate) fn record_size(elements: usize, per_element: usize) -> usize {
+    elements.div_ceil(LANES) * LANES * per_element
 }
 
 /// The arguments of [`apply_rows`], passed on as one.
@@ -39,7 +46,7 @@ type Args<'a> = (Direction, RowLayout, &'a [f32], &'a [f32], &'a mut [f32], &'a 
 
 /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out` (entries
 /// outside the layout are left alone) with parameters `theta`, adding each row's log-det into
-/// `ld`. `record` (rows × `n · record_len`, or empty) receives what the backward pass reuses.
+/// `ld`. `record` ([`record_size`] values, or empty) receives what the backward pass reuses.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_rows<K: LaneKernel>(
     kernel: &mut K,
@@ -60,35 +67,48 @@ pub(crate) fn apply_rows<K: LaneKernel>(
     }
 }
 
-/// [`apply_rows`] moving elements in runs of `G` (which divides both the row length and
-/// [`LANES`], so a run never crosses a row): fixed-length copies instead of one bounds-checked
+/// Calls `f(group, at, active)` for each group of [`LANES`] consecutive elements of `rows` rows of `n`,
+/// taken in runs of `G` (which divides both `n` and [`LANES`], so a run never crosses a row):
+/// `at[run]` is the (row, index) of each run's first element; runs from `active` on are past
+/// the end and repeat the first run's position (their lanes are computed and discarded).
+/// Runs let the callers move elements with fixed-length copies instead of one bounds-checked
 /// load per element and parameter.
-fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input, theta, out, record, ld): Args<'_>) {
-    let RowLayout { stride, offset, n } = layout;
-    let per = kernel.theta_mut().len();
-    let total = ld.len() * n;
-    let rec_len = kernel.record_len();
+fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, &[(usize, usize)], usize)) {
+    let total = rows * n;
     let runs = LANES / G;
-    // Row and index of each run's first element.
     let mut at = [(0usize, 0usize); LANES];
-    // The next element to gather.
+    // The next element.
     let (mut r, mut i) = (0, 0);
     for start in (0..total).step_by(LANES) {
         let active = runs.min((total - start) / G);
-        let mut x = [0.0f32; LANES];
-        for run in 0..runs {
-            // Runs past the end repeat the first run's parameters (with x = 0), computed and
-            // discarded.
-            let (rr, ii) = if run < active { (r, i) } else { at[0] };
-            at[run] = (rr, ii);
-            let first = rr * per * n + ii;
+        for (run, slot) in at.iter_mut().enumerate().take(runs) {
+            *slot = if run < active { (r, i) } else { (0, 0) };
             if run < active {
-                x[run * G..(run + 1) * G].copy_from_slice(&input[rr * stride + offset + ii..][..G]);
                 i += G;
                 if i == n {
                     (r, i) = (r + 1, 0);
                 }
             }
+        }
+        for run in active..runs {
+            at[run] = at[0];
+        }
+        f(start / LANES, &at[..runs], active);
+    }
+}
+
+/// [`apply_rows`] with runs of `G` elements (see [`for_each_group`]).
+fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input, theta, out, record, ld): Args<'_>) {
+    let RowLayout { stride, offset, n } = layout;
+    let per = kernel.theta_mut().len();
+    let rec_len = kernel.record_len();
+    for_each_group::<G>(ld.len(), n, |group, at, active| {
+        let mut x = [0.0f32; LANES];
+        for (run, &(r, i)) in at.iter().enumerate() {
+            if run < active {
+                x[run * G..(run + 1) * G].copy_from_slice(&input[r * stride + offset + i..][..G]);
+            }
+            let first = r * per * n + i;
             for (p, lanes) in kernel.theta_mut().iter_mut().enumerate() {
                 lanes[run * G..(run + 1) * G].copy_from_slice(&theta[first + p * n..][..G]);
             }
@@ -97,12 +117,78 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
         for (run, &(r, i)) in at.iter().enumerate().take(active) {
             let lanes = run * G..(run + 1) * G;
             out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
-            ld[r] += lds[lanes.clone()].iter().sum::<f32>();
-            if !record.is_empty() {
-                for (l, e) in lanes.zip(i..) {
-                    kernel.save(&mut record[(r * n + e) * rec_len..][..rec_len], l);
-                }
+            ld[r] += lds[lanes].iter().sum::<f32>();
+        }
+        if !record.is_empty() {
+            kernel.save(record[group * rec_len * LANES..][..rec_len * LANES].as_chunks_mut().0);
+        }
+    });
+}
+
+/// A transformer's backward pass on one group of [`LANES`] elements, from what its forward or
+/// inverse pass recorded.
+pub(crate) trait LaneGradient {
+    /// Where the driver gathers each element's record: one [`Lanes`] per recorded value.
+    fn record_mut(&mut self) -> &mut [Lanes];
+    /// Gradients for the group whose records were just gathered, given the domain-side values
+    /// `x` (the input of a forward pass, the output of an inverse pass) and the loss gradients
+    /// with respect to the pass's output and log-det: returns `∂L/∂input` and leaves `∂L/∂θ`
+    /// in [`LaneGradient::theta_grad`].
+    fn grad(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes;
+    /// The last group's parameter gradients: one [`Lanes`] per parameter.
+    fn theta_grad(&self) -> &[Lanes];
+}
+
+/// What [`backward_rows`] reads and writes.
+pub(crate) struct Gradients<'a> {
+    /// Domain-side values, laid out as the pass's input.
+    pub x: &'a [f32],
+    /// `∂L/∂output`, laid out as the pass's output.
+    pub g_out: &'a [f32],
+    /// `∂L/∂log-det` per row.
+    pub g_ld: &'a [f32],
+    /// What the pass recorded (see [`record_size`]).
+    pub record: &'a [f32],
+    /// `∂L/∂input` (only the layout's entries are written).
+    pub g_in: &'a mut [f32],
+    /// `∂L/∂θ`, laid out as the parameters (overwritten).
+    pub g_theta: &'a mut [f32],
+}
+
+/// The backward pass of [`apply_rows`] for `g.g_ld.len()` rows laid out as `layout`.
+pub(crate) fn backward_rows<K: LaneGradient>(kernel: &mut K, direction: Direction, layout: RowLayout, g: Gradients<'_>) {
+    match layout.n {
+        n if n % 8 == 0 => backward_run::<K, 8>(kernel, direction, layout, g),
+        n if n % 4 == 0 => backward_run::<K, 4>(kernel, direction, layout, g),
+        n if n % 2 == 0 => backward_run::<K, 2>(kernel, direction, layout, g),
+        _ => backward_run::<K, 1>(kernel, direction, layout, g),
+    }
+}
+
+fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Direction, layout: RowLayout, g: Gradients<'_>) {
+    let RowLayout { stride, offset, n } = layout;
+    let rec_len = kernel.record_mut().len();
+    let per = kernel.theta_grad().len();
+    let Gradients { x, g_out, g_ld, record, g_in, g_theta } = g;
+    for_each_group::<G>(g_ld.len(), n, |group, at, active| {
+        let (mut xs, mut go, mut gl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+        kernel.record_mut().copy_from_slice(record[group * rec_len * LANES..][..rec_len * LANES].as_chunks().0);
+        for (run, &(r, i)) in at.iter().enumerate() {
+            let lanes = run * G..(run + 1) * G;
+            let at_value = r * stride + offset + i;
+            xs[lanes.clone()].copy_from_slice(&x[at_value..][..G]);
+            go[lanes.clone()].copy_from_slice(&g_out[at_value..][..G]);
+            gl[lanes].fill(g_ld[r]);
+        }
+        let gi = kernel.grad(direction, &xs, &go, &gl);
+        let gt = kernel.theta_grad();
+        for (run, &(r, i)) in at.iter().enumerate().take(active) {
+            let lanes = run * G..(run + 1) * G;
+            g_in[r * stride + offset + i..][..G].copy_from_slice(&gi[lanes.clone()]);
+            let first = r * per * n + i;
+            for (p, lanes_p) in gt.iter().enumerate() {
+                g_theta[first + p * n..][..G].copy_from_slice(&lanes_p[lanes.clone()]);
             }
         }
-    }
+    });
 }

@@ -41,7 +41,8 @@ struct MafCache {
     theta: Matrix,
     input: Matrix,
     out: Matrix,
-    /// What the transformer recorded for the backward pass (no columns when nothing).
+    /// What the transformer recorded for the backward pass (see `Transformer::record_size`; no
+    /// columns when nothing).
     record: Matrix,
 }
 
@@ -83,8 +84,8 @@ impl MaskedAutoregressive {
         }
     }
 
-    /// Applies the transformer row by row from the conditioner output `theta`; `record` (rows ×
-    /// `dim · record_len`, or no columns) receives what the backward pass reuses.
+    /// Applies the transformer row by row from the conditioner output `theta`; `record`
+    /// (`Transformer::record_size`, or no columns) receives what the backward pass reuses.
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
         let mut out = Matrix::zeros(input.rows(), self.dim);
         let mut run = self.transformer.runner();
@@ -146,7 +147,9 @@ impl Bijection for MaskedAutoregressive {
         check_width("autoregressive input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let mut record = Matrix::zeros(input.rows(), self.dim * self.transformer.record_len());
+        let size = self.transformer.record_size(input.rows() * self.dim);
+        // Every recorded value is written: no need to clear the buffer.
+        let mut record = Matrix::from_vec(1, size, pool::scratch(size));
         let (out, ld) = self.apply(input, &theta, Direction::Inverse, &mut record);
         tape.push(MafCache { net, theta, input: input.clone(), out: out.clone(), record });
         Ok((out, ld))
@@ -160,20 +163,19 @@ impl Bijection for MaskedAutoregressive {
         let (rows, d) = (grad_out.rows(), self.dim);
         let mut g_in = Matrix::zeros(rows, d);
         let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
-        let mut run = self.transformer.runner();
-        for i in 0..rows {
-            run.backward(
-                Direction::Inverse,
-                cache.input.row(i),
-                cache.out.row(i),
-                cache.theta.row(i),
-                grad_out.row(i),
-                grad_log_det[i],
-                g_in.row_mut(i),
-                g_theta.row_mut(i),
-                cache.record.row(i),
-            );
-        }
+        let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
+        self.transformer.runner().backward_rows(
+            Direction::Inverse,
+            layout,
+            cache.input.as_slice(),
+            cache.out.as_slice(),
+            cache.theta.as_slice(),
+            grad_out.as_slice(),
+            grad_log_det,
+            g_in.as_mut_slice(),
+            g_theta.as_mut_slice(),
+            cache.record.as_slice(),
+        );
         let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
         for i in 0..rows {
             for (g, v) in g_in.row_mut(i).iter_mut().zip(g_net_in.row(i)) {

@@ -5,7 +5,7 @@
 //!
 //! The maths is that of [`super::spline`]; its backward pass reads the knots this pass records.
 
-use super::lanes::{LaneKernel, Lanes};
+use super::lanes::{LaneGradient, LaneKernel, Lanes};
 use super::spline::{SplineShape, MIN_BIN, MIN_DERIVATIVE, RECORD_HEAD};
 use super::Direction;
 use crate::engine::fastmath::{self, LANES};
@@ -47,6 +47,9 @@ pub(crate) struct SplineLanes {
     /// The last evaluated group's bins, and which of its elements were inside the bound.
     bin: Bin,
     inside: [bool; LANES],
+    /// Backward pass: the group's gathered records and its parameter gradients, by lane.
+    record: Buf,
+    g_theta: Buf,
 }
 
 /// The bin of each lane's element and the bin's knots and knot derivatives.
@@ -69,7 +72,7 @@ impl LaneKernel for SplineLanes {
     }
 
     fn record_len(&self) -> usize {
-        super::spline::Spline::record_len(self.shape)
+        super::spline::record_len(self.shape)
     }
 
     /// Elements outside the bound pass through with log-det 0.
@@ -98,18 +101,122 @@ impl LaneKernel for SplineLanes {
         (y, ld)
     }
 
-    /// The layout [`super::spline::Spline::backward`] reads.
-    fn save(&self, rec: &mut [f32], l: usize) {
-        if !self.inside[l] {
-            rec[0] = 0.0;
-            return;
-        }
+    /// The layout [`LaneGradient::grad`] reads: inside flag, bin, the bin's knots and knot
+    /// derivatives with their softplus slopes, then the width and height probabilities.
+    fn save(&self, rec: &mut [Lanes]) {
         let b = &self.bin;
-        rec[..RECORD_HEAD].copy_from_slice(&[1.0, b.k[l] as f32, b.x0[l], b.x1[l], b.y0[l], b.y1[l], b.d0[l], b.d1[l], b.dd0[l], b.dd1[l]]);
+        rec[0] = std::array::from_fn(|l| if self.inside[l] { 1.0 } else { 0.0 });
+        rec[1] = std::array::from_fn(|l| b.k[l] as f32);
+        rec[2..RECORD_HEAD].copy_from_slice(&[b.x0, b.x1, b.y0, b.y1, b.d0, b.d1, b.dd0, b.dd1]);
+        let probs = 2 * self.shape.bins;
+        rec[RECORD_HEAD..RECORD_HEAD + probs].copy_from_slice(&self.theta.as_chunks::<LANES>().0[..probs]);
+    }
+}
+
+impl LaneGradient for SplineLanes {
+    fn record_mut(&mut self) -> &mut [Lanes] {
+        self.record.as_chunks_mut::<LANES>().0
+    }
+
+    fn theta_grad(&self) -> &[Lanes] {
+        self.g_theta.as_chunks::<LANES>().0
+    }
+
+    /// Hand-derived partials of `y` and `ℓ = log dy/dx` with respect to the position in the
+    /// bin `ξ`, the bin's slope `s`, its height `h` and the two knot derivatives, chained
+    /// through the knot positions (a knot sits at −B plus the widths before it, so its
+    /// gradient reaches every earlier width) and the softmaxes.
+    ///
+    /// The inverse pass `x = F⁻¹(y)` reuses the forward partials: with `c = (g_x − g_ld·∂ℓ/∂x)/F′`,
+    /// `∂L/∂y = c` and `∂L/∂θ = −c·∂F/∂θ − g_ld·∂ℓ/∂θ`.
+    fn grad(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes {
         let bins = self.shape.bins;
-        for j in 0..2 * bins {
-            rec[RECORD_HEAD + j] = self.theta[j * LANES + l];
+        let rec = self.record.as_chunks::<LANES>().0;
+        let (inside, kb) = (&rec[0], &rec[1]);
+        let [x0, x1, y0, y1, d0, d1, dd0, dd1] = [&rec[2], &rec[3], &rec[4], &rec[5], &rec[6], &rec[7], &rec[8], &rec[9]];
+        let (pw, ph) = (&rec[RECORD_HEAD..RECORD_HEAD + bins], &rec[RECORD_HEAD + bins..RECORD_HEAD + 2 * bins]);
+        let zero = [0.0f32; LANES];
+        let (mut g_in, mut g_start, mut g_own) = (zero, [zero; 2], [zero; 2]);
+        let (mut g_k0, mut g_k1) = (zero, zero);
+        let forward = direction == Direction::Forward;
+        for l in 0..LANES {
+            let (w, h) = (x1[l] - x0[l], y1[l] - y0[l]);
+            let s = h / w;
+            let (d0, d1) = (d0[l], d1[l]);
+            let xi = ((x[l] - x0[l]) / w).clamp(0.0, 1.0);
+            let q = xi * (1.0 - xi);
+            let dq = 1.0 - 2.0 * xi;
+            let t = d1 + d0 - 2.0 * s;
+            let den = s + t * q;
+            let num = h * (s * xi * xi + d0 * q);
+            let n2 = d1 * xi * xi + 2.0 * s * q + d0 * (1.0 - xi) * (1.0 - xi);
+            let den2 = den * den;
+            let y_xi = (h * (2.0 * s * xi + d0 * dq) * den - num * t * dq) / den2;
+            let y_s = (h * xi * xi * den - num * (1.0 - 2.0 * q)) / den2;
+            let y_h = (s * xi * xi + d0 * q) / den;
+            let y_d0 = (h * q * den - num * q) / den2;
+            let y_d1 = -num * q / den2;
+            let l_xi = (2.0 * d1 * xi + 2.0 * s * dq - 2.0 * d0 * (1.0 - xi)) / n2 - 2.0 * t * dq / den;
+            let l_s = 2.0 / s + 2.0 * q / n2 - 2.0 * (1.0 - 2.0 * q) / den;
+            let l_d0 = (1.0 - xi) * (1.0 - xi) / n2 - 2.0 * q / den;
+            let l_d1 = xi * xi / n2 - 2.0 * q / den;
+            // Both directions computed and one picked: a branch here would keep the loop
+            // from vectorising. Inverse: the pass's log-det is −ℓ, so its gradient enters
+            // with the opposite sign.
+            let c = (g_out[l] - g_ld[l] * l_xi / w) / (s * s * n2 / den2);
+            let gy = pick(forward, g_out[l], -c);
+            let gl = pick(forward, g_ld[l], -g_ld[l]);
+            let g_xi = gy * y_xi + gl * l_xi;
+            let g_s = gy * y_s + gl * l_s;
+            let own_in = pick(forward, g_xi / w, c);
+            let inside = inside[l] == 1.0;
+            g_in[l] = pick(inside, own_in, g_out[l]);
+            // Gradients of the bin's own width and height, and of every earlier one (through
+            // the bin's left knot); zero for elements outside the bound.
+            g_own[0][l] = pick(inside, -g_xi * xi / w - g_s * s / w, 0.0);
+            g_own[1][l] = pick(inside, gy * y_h + g_s / w, 0.0);
+            g_start[0][l] = pick(inside, -g_xi / w, 0.0);
+            g_start[1][l] = pick(inside, gy, 0.0);
+            g_k0[l] = pick(inside, (gy * y_d0 + gl * l_d0) * dd0[l], 0.0);
+            g_k1[l] = pick(inside, (gy * y_d1 + gl * l_d1) * dd1[l], 0.0);
         }
+        let scale = 2.0 * self.shape.bound * (1.0 - MIN_BIN * bins as f32);
+        let out = self.g_theta.as_chunks_mut::<LANES>().0;
+        for (side, probs) in [pw, ph].into_iter().enumerate() {
+            // ∂L/∂width_j: g_start before the bin, g_own at it, 0 after. Softmax backward:
+            // ∂L/∂u_j = p_j (∂L/∂width_j − Σ_i p_i ∂L/∂width_i).
+            let (start, own) = (g_start[side], g_own[side]);
+            let mut dot = zero;
+            // On copies (`gv`, `pv`): the compiler cannot tell that the records and the
+            // gradients do not overlap, and would not vectorise.
+            for (j, p) in probs.iter().enumerate() {
+                let (jf, pv) = (j as f32, *p);
+                let mut gv = zero;
+                for l in 0..LANES {
+                    gv[l] = pick(jf < kb[l], start[l], pick(jf == kb[l], own[l], 0.0));
+                    dot[l] += pv[l] * gv[l];
+                }
+                out[side * bins + j] = gv;
+            }
+            for (j, p) in probs.iter().enumerate() {
+                let (pv, mut gv) = (*p, out[side * bins + j]);
+                for l in 0..LANES {
+                    gv[l] = scale * pv[l] * (gv[l] - dot[l]);
+                }
+                out[side * bins + j] = gv;
+            }
+        }
+        // Inner derivative j (knot j + 1) belongs to the bin's left knot when kb = j + 1 and
+        // to its right knot when kb = j.
+        for (j, g) in out[2 * bins..].iter_mut().enumerate() {
+            let (left, right) = ((j + 1) as f32, j as f32);
+            let mut gv = zero;
+            for l in 0..LANES {
+                gv[l] = pick(kb[l] == left, g_k0[l], pick(kb[l] == right, g_k1[l], 0.0));
+            }
+            *g = gv;
+        }
+        g_in
     }
 }
 
@@ -124,6 +231,8 @@ impl SplineLanes {
             ys: Buf::zeroed((k + 1) * LANES),
             bin: Bin::default(),
             inside: [false; LANES],
+            record: Buf::zeroed(super::spline::record_len(shape) * LANES),
+            g_theta: Buf::zeroed(shape.params_per_dim() * LANES),
         }
     }
 
@@ -318,7 +427,8 @@ mod tests {
             let theta: Vec<f32> = (0..rows * n * per).map(|_| (rng.normal() * 1.5) as f32).collect();
             let mut lanes = SplineLanes::new(shape);
             let (mut y, mut ld) = (vec![7.0f32; x.len()], vec![0.0f32; rows]);
-            let mut record = vec![0.0; rows * n * super::super::spline::Spline::record_len(shape)];
+            let rec_len = super::super::spline::record_len(shape);
+            let mut record = vec![f32::NAN; super::super::lanes::record_size(rows * n, rec_len)];
             apply_rows(&mut lanes, Direction::Forward, layout, &x, &theta, &mut y, &mut record, &mut ld);
             let mut slope = vec![1.0f64; x.len()];
             for r in 0..rows {
@@ -335,7 +445,9 @@ mod tests {
                     want_ld += l;
                     slope[at] = l.exp();
                     assert!((y[at] as f64 - want).abs() < 2e-5 * (1.0 + want.abs()), "bins {bins} n {n}: {} vs {want}", y[at]);
-                    let inside = record[(r * n + i) * super::super::spline::Spline::record_len(shape)] == 1.0;
+                    // The inside flag: value 0 of the element's lane in its group's record.
+                    let e = r * n + i;
+                    let inside = record[e / LANES * rec_len * LANES + e % LANES] == 1.0;
                     assert_eq!(inside, x[at].abs() <= 3.0);
                 }
                 assert!((ld[r] as f64 - want_ld).abs() < 1e-4 * (1.0 + want_ld.abs()), "{} vs {want_ld}", ld[r]);

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::affine::AffineLanes;
-use super::lanes::{self, RowLayout};
-use super::spline::{Spline, SplineShape};
+use super::lanes::{self, Gradients, RowLayout};
+use super::spline::{self, SplineShape};
 use super::spline_lanes::SplineLanes;
 use super::{affine, Direction};
 
@@ -48,9 +48,14 @@ impl Transformer {
     /// affine and additive transformers recompute cheaply).
     pub(crate) fn record_len(&self) -> usize {
         match self {
-            Transformer::Spline(shape) => Spline::record_len(*shape),
+            Transformer::Spline(shape) => spline::record_len(*shape),
             _ => 0,
         }
+    }
+
+    /// Floats a training pass over `elements` elements records (see [`lanes::record_size`]).
+    pub(crate) fn record_size(&self, elements: usize) -> usize {
+        lanes::record_size(elements, self.record_len())
     }
 
     /// Per-batch state (scratch buffers) for applying this transformer row by row.
@@ -60,7 +65,7 @@ impl Transformer {
             pass: match self {
                 Transformer::Affine => Pass::Affine(AffineLanes::new(false)),
                 Transformer::Additive => Pass::Affine(AffineLanes::new(true)),
-                Transformer::Spline(shape) => Pass::Spline(SplineLanes::new(*shape), Spline::new(*shape)),
+                Transformer::Spline(shape) => Pass::Spline(SplineLanes::new(*shape)),
             },
         }
     }
@@ -72,20 +77,19 @@ pub(crate) struct Elementwise {
     pass: Pass,
 }
 
-/// The kernel of a transformer's forward and inverse passes and, for splines, the scratch of
-/// the backward pass. (Unboxed although the spline's is larger: a runner lives for one pass,
-/// and boxing would allocate in every training step.)
+/// The kernel of a transformer's passes. (Unboxed although the spline's is larger: a runner
+/// lives for one pass, and boxing would allocate in every training step.)
 #[allow(clippy::large_enum_variant)]
 enum Pass {
     Affine(AffineLanes),
-    Spline(SplineLanes, Spline),
+    Spline(SplineLanes),
 }
 
 impl Elementwise {
     /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out`
     /// (entries outside the layout are left alone) with parameters `theta` (one row of
-    /// `params_per_dim · n` per row), adding each row's log-det into `ld`. `record` (rows ×
-    /// `n ·` [`Transformer::record_len`] values, or empty for none) receives what
+    /// `params_per_dim · n` per row), adding each row's log-det into `ld`. `record`
+    /// ([`Transformer::record_size`] values, or empty for none) receives what
     /// [`Elementwise::backward`] can reuse instead of recomputing.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply_rows(
@@ -100,44 +104,49 @@ impl Elementwise {
     ) {
         match &mut self.pass {
             Pass::Affine(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
-            Pass::Spline(kernel, _) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
+            Pass::Spline(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
         }
     }
 
-    /// Backward of [`Elementwise::apply_rows`]: writes `∂L/∂input` into `g_in` and `∂L/∂θ` into
-    /// `g_theta` (overwritten), given the pass's `input`, `output`, and the gradients of its
-    /// output and log-det, and the `record` its [`Elementwise::apply_rows`] wrote (required for
-    /// splines: their knots are read back from it).
+    /// Backward of [`Elementwise::apply_rows`] for `g_ld.len()` rows: writes `∂L/∂input` into
+    /// `g_in` (laid out as the input; only the layout's entries) and `∂L/∂θ` into `g_theta`
+    /// (laid out as `theta`, overwritten), given the pass's `input` and `output`, the gradients
+    /// of its output and of each row's log-det, and the `record` its
+    /// [`Elementwise::apply_rows`] wrote (required for splines: their knots are read back).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn backward(
+    pub(crate) fn backward_rows(
         &mut self,
         direction: Direction,
+        layout: RowLayout,
         input: &[f32],
         output: &[f32],
         theta: &[f32],
         g_out: &[f32],
-        g_ld: f32,
+        g_ld: &[f32],
         g_in: &mut [f32],
         g_theta: &mut [f32],
         record: &[f32],
     ) {
-        let n = input.len();
-        match (&self.kind, &mut self.pass) {
-            (Transformer::Affine, _) => {
-                let (g_t, g_r) = g_theta.split_at_mut(n);
-                affine::backward(direction, output, &theta[..n], &theta[n..2 * n], g_out, g_ld, g_in, g_t, g_r);
+        let RowLayout { stride, offset, n } = layout;
+        match &mut self.pass {
+            Pass::Spline(kernel) => {
+                let x = if direction == Direction::Forward { input } else { output };
+                lanes::backward_rows(kernel, direction, layout, Gradients { x, g_out, g_ld, record, g_in, g_theta });
             }
-            (Transformer::Additive, _) => affine::backward(direction, output, &theta[..n], &[], g_out, g_ld, g_in, g_theta, &mut []),
-            (Transformer::Spline(_), Pass::Spline(_, sp)) => {
-                g_theta.fill(0.0);
-                let stride = record.len() / n.max(1);
-                for i in 0..n {
-                    let x = if direction == Direction::Forward { input[i] } else { output[i] };
-                    let rec = &record[i * stride..(i + 1) * stride];
-                    g_in[i] = sp.backward(direction, x, n, i, g_out[i], g_ld, g_theta, rec);
+            Pass::Affine(_) => {
+                let per = self.kind.params_per_dim() * n;
+                for (r, &g_ld) in g_ld.iter().enumerate() {
+                    let values = r * stride + offset..r * stride + offset + n;
+                    let (th, g_th) = (&theta[r * per..(r + 1) * per], &mut g_theta[r * per..(r + 1) * per]);
+                    let (out, g_o, g_i) = (&output[values.clone()], &g_out[values.clone()], &mut g_in[values]);
+                    if self.kind == Transformer::Additive {
+                        affine::backward(direction, out, th, &[], g_o, g_ld, g_i, g_th, &mut []);
+                    } else {
+                        let (g_t, g_r) = g_th.split_at_mut(n);
+                        affine::backward(direction, out, &th[..n], &th[n..], g_o, g_ld, g_i, g_t, g_r);
+                    }
                 }
             }
-            (Transformer::Spline(_), Pass::Affine(_)) => unreachable!("runner() builds the spline scratch"),
         }
     }
 }
