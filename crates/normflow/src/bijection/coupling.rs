@@ -162,7 +162,8 @@ impl Bijection for AffineCoupling {
         // The A half passes its output gradient through (plus the conditioner's, below); the B
         // half's input gradient comes from the transformer.
         let mut g_in = grad_out.clone();
-        let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
+        // Written in full by the transformer's backward pass.
+        let mut g_theta = Matrix::scratch(rows, cache.theta.cols());
         let layout = RowLayout { stride: self.dim, offset: split, n: self.dim - split };
         self.transformer.runner().backward_rows(
             direction,

@@ -87,7 +87,8 @@ impl MaskedAutoregressive {
     /// Applies the transformer row by row from the conditioner output `theta`; `record`
     /// (`Transformer::record_size`, or no columns) receives what the backward pass reuses.
     fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
-        let mut out = Matrix::zeros(input.rows(), self.dim);
+        // Every element is transformed: written in full.
+        let mut out = Matrix::scratch(input.rows(), self.dim);
         let mut run = self.transformer.runner();
         let mut ld = pool::zeroed(input.rows());
         let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
@@ -161,8 +162,8 @@ impl Bijection for MaskedAutoregressive {
         }
         let cache: MafCache = tape.pop()?;
         let (rows, d) = (grad_out.rows(), self.dim);
-        let mut g_in = Matrix::zeros(rows, d);
-        let mut g_theta = Matrix::zeros(rows, cache.theta.cols());
+        // Both written in full by the transformer's backward pass.
+        let (mut g_in, mut g_theta) = (Matrix::scratch(rows, d), Matrix::scratch(rows, cache.theta.cols()));
         let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
         self.transformer.runner().backward_rows(
             Direction::Inverse,

@@ -21,6 +21,12 @@ impl Matrix {
         Self { rows, cols, data: pool::zeroed(rows * cols) }
     }
 
+    /// A `rows × cols` matrix whose values are unspecified (a recycled buffer's): for outputs
+    /// that are about to be written in full, so that no pass is spent clearing them.
+    pub(crate) fn scratch(rows: usize, cols: usize) -> Self {
+        Self { rows, cols, data: pool::scratch(rows * cols) }
+    }
+
     /// A `rows × cols` matrix with every element `value`.
     pub fn filled(rows: usize, cols: usize, value: f32) -> Self {
         Self { rows, cols, data: pool::filled(rows * cols, value) }

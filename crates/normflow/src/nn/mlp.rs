@@ -162,7 +162,8 @@ impl Mlp {
                 return None;
             }
             let w = &self.params[off..off + fan_in * fan_out];
-            let mut gx = Matrix::zeros(rows, fan_in);
+            // Overwritten by the product.
+            let mut gx = Matrix::scratch(rows, fan_in);
             matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false);
             if l > 0 {
                 // Branch-free ReLU mask (a select, so the loop vectorises).
