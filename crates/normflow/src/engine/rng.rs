@@ -66,10 +66,10 @@ impl Rng {
         r * c
     }
 
-    /// Fills `out` with standard normal `f32` draws: Box–Muller on [`LANES`] pairs at a time
+    /// Fills `out` with standard normal `f32` draws: Box–Muller on 8 pairs at a time
     /// with vectorised logarithm, square root and sine/cosine, about ten times faster than
     /// [`Rng::normal`]. The radius uses 31 random bits (the largest draw is 6.6σ; the chance
-    /// of a larger one is 4·10⁻¹¹), the angle 24.
+    /// of a larger one is 3·10⁻¹¹), the angle 24.
     pub fn fill_normal(&mut self, out: &mut [f32]) {
         const INV_2_31: f32 = 1.0 / 2_147_483_648.0;
         const INV_2_24: f32 = 1.0 / 16_777_216.0;
