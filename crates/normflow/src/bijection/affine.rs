@@ -62,8 +62,9 @@ impl LaneKernel for AffineLanes {
     fn save(&self, _rec: &mut [Lanes]) {}
 }
 
-/// Backward of the transformer ([`AffineLanes`]) for one row part, from the pass's `output`. Writes the gradients with
-/// respect to the input, the shifts and the raw scales (`g_r` is ignored when `r` is empty).
+/// Backward of the transformer ([`AffineLanes`]) for one row part, from the pass's `output`.
+/// Writes the gradients with respect to the input, the shifts and the raw scales (`g_r` is
+/// ignored when `r` is empty).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn backward(

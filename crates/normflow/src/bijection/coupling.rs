@@ -3,8 +3,9 @@
 //! elementwise transformer of the others.
 
 use super::lanes::RowLayout;
+use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
-use crate::engine::{pool, Matrix, Rng};
+use crate::engine::{Matrix, Rng};
 use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};
 
@@ -39,12 +40,7 @@ pub struct AffineCoupling {
 
 struct CouplingCache {
     net: ConditionerCache,
-    theta: Matrix,
-    input: Matrix,
-    output: Matrix,
-    /// What the transformer recorded for the backward pass (see `Transformer::record_size`; no
-    /// columns when nothing).
-    record: Matrix,
+    pass: RecordedPass,
 }
 
 impl AffineCoupling {
@@ -96,22 +92,16 @@ impl AffineCoupling {
         }
     }
 
-    /// Transforms the B half of every row; `record` (`Transformer::record_size`, or no columns)
-    /// receives what the backward pass reuses.
-    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
-        let mut out = input.clone();
-        let mut ld = pool::zeroed(input.rows());
-        let layout = RowLayout { stride: self.dim, offset: self.split, n: self.dim - self.split };
-        let mut run = self.transformer.runner();
-        run.apply_rows(direction, layout, input.as_slice(), theta.as_slice(), out.as_mut_slice(), record.as_mut_slice(), &mut ld);
-        (out, ld)
+    /// Where the transformed (B) half of each row lies.
+    fn layout(&self) -> RowLayout {
+        RowLayout { stride: self.dim, offset: self.split, n: self.dim - self.split }
     }
 
     fn run(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let theta = self.net.forward(&self.net_input(input, context));
-        Ok(self.apply(input, &theta, direction, &mut Matrix::zeros(input.rows(), 0)))
+        Ok(self.transformer.apply(direction, self.layout(), input, &theta))
     }
 }
 
@@ -148,37 +138,18 @@ impl Bijection for AffineCoupling {
         check_width("coupling input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let size = self.transformer.record_size(input.rows() * (self.dim - self.split));
-        // Every recorded value is written: no need to clear the buffer.
-        let mut record = Matrix::from_vec(1, size, pool::scratch(size));
-        let (out, ld) = self.apply(input, &theta, direction, &mut record);
-        tape.push(CouplingCache { net, theta, input: input.clone(), output: out.clone(), record });
+        let (out, ld, pass) = self.transformer.train_apply(direction, self.layout(), input, theta);
+        tape.push(CouplingCache { net, pass });
         Ok((out, ld))
     }
 
     fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
         let cache: CouplingCache = tape.pop()?;
-        let (rows, split) = (grad_out.rows(), self.split);
         // The A half passes its output gradient through (plus the conditioner's, below); the B
         // half's input gradient comes from the transformer.
-        let mut g_in = grad_out.clone();
-        // Written in full by the transformer's backward pass.
-        let mut g_theta = Matrix::scratch(rows, cache.theta.cols());
-        let layout = RowLayout { stride: self.dim, offset: split, n: self.dim - split };
-        self.transformer.runner().backward_rows(
-            direction,
-            layout,
-            cache.input.as_slice(),
-            cache.output.as_slice(),
-            cache.theta.as_slice(),
-            grad_out.as_slice(),
-            grad_log_det,
-            g_in.as_mut_slice(),
-            g_theta.as_mut_slice(),
-            cache.record.as_slice(),
-        );
+        let (mut g_in, g_theta) = self.transformer.backward(direction, &cache.pass, &grad_out, grad_log_det);
         let g_net_in = self.net.backward(&cache.net, g_theta, grads);
-        for i in 0..rows {
+        for i in 0..g_in.rows() {
             for (g, v) in g_in.row_mut(i)[..self.split].iter_mut().zip(g_net_in.row(i)) {
                 *g += v;
             }

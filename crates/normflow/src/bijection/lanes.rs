@@ -67,9 +67,9 @@ pub(crate) fn apply_rows<K: LaneKernel>(
     }
 }
 
-/// Calls `f(group, at, active)` for each group of [`LANES`] consecutive elements of `rows` rows of `n`,
-/// taken in runs of `G` (which divides both `n` and [`LANES`], so a run never crosses a row):
-/// `at[run]` is the (row, index) of each run's first element; runs from `active` on are past
+/// Calls `f(group, at, active)` for each group of [`LANES`] consecutive elements of `rows`
+/// rows of `n`, taken in runs of `G` (which divides both `n` and [`LANES`], so a run never
+/// crosses a row): `at[run]` is the (row, index) of each run's first element; runs from `active` on are past
 /// the end and repeat the first run's position (their lanes are computed and discarded).
 /// Runs let the callers move elements with fixed-length copies instead of one bounds-checked
 /// load per element and parameter.
@@ -81,18 +81,15 @@ fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize
     let (mut r, mut i) = (0, 0);
     for start in (0..total).step_by(LANES) {
         let active = runs.min((total - start) / G);
-        for (run, slot) in at.iter_mut().enumerate().take(runs) {
-            *slot = if run < active { (r, i) } else { (0, 0) };
-            if run < active {
-                i += G;
-                if i == n {
-                    (r, i) = (r + 1, 0);
-                }
+        for slot in &mut at[..active] {
+            *slot = (r, i);
+            i += G;
+            if i == n {
+                (r, i) = (r + 1, 0);
             }
         }
-        for run in active..runs {
-            at[run] = at[0];
-        }
+        let first = at[0];
+        at[active..runs].fill(first);
         f(start / LANES, &at[..runs], active);
     }
 }

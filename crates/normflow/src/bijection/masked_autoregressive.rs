@@ -4,8 +4,9 @@
 
 use super::lanes::RowLayout;
 use super::made_sampler::MadeSampler;
+use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
-use crate::engine::{pool, Matrix, Rng};
+use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
 use crate::nn::{made_masks, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
@@ -38,12 +39,7 @@ pub struct MaskedAutoregressive {
 
 struct MafCache {
     net: MlpCache,
-    theta: Matrix,
-    input: Matrix,
-    out: Matrix,
-    /// What the transformer recorded for the backward pass (see `Transformer::record_size`; no
-    /// columns when nothing).
-    record: Matrix,
+    pass: RecordedPass,
 }
 
 impl MaskedAutoregressive {
@@ -84,21 +80,14 @@ impl MaskedAutoregressive {
         }
     }
 
-    /// Applies the transformer row by row from the conditioner output `theta`; `record`
-    /// (`Transformer::record_size`, or no columns) receives what the backward pass reuses.
-    fn apply(&self, input: &Matrix, theta: &Matrix, direction: Direction, record: &mut Matrix) -> (Matrix, Vec<f32>) {
-        // Every element is transformed: written in full.
-        let mut out = Matrix::scratch(input.rows(), self.dim);
-        let mut run = self.transformer.runner();
-        let mut ld = pool::zeroed(input.rows());
-        let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
-        run.apply_rows(direction, layout, input.as_slice(), theta.as_slice(), out.as_mut_slice(), record.as_mut_slice(), &mut ld);
-        (out, ld)
+    /// Every element of a row is transformed.
+    fn layout(&self) -> RowLayout {
+        RowLayout { stride: self.dim, offset: 0, n: self.dim }
     }
 
     fn inverse(&self, x: &Matrix, context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
         let theta = self.net.forward(&self.net_input(x, context));
-        self.apply(x, &theta, Direction::Inverse, &mut Matrix::zeros(x.rows(), 0))
+        self.transformer.apply(Direction::Inverse, self.layout(), x, &theta)
     }
 
     /// Sequential sampling pass (see [`MadeSampler`]).
@@ -148,11 +137,8 @@ impl Bijection for MaskedAutoregressive {
         check_width("autoregressive input", input, self.dim)?;
         check_context(context, self.context_dim, input.rows())?;
         let (theta, net) = self.net.forward_cached(&self.net_input(input, context));
-        let size = self.transformer.record_size(input.rows() * self.dim);
-        // Every recorded value is written: no need to clear the buffer.
-        let mut record = Matrix::from_vec(1, size, pool::scratch(size));
-        let (out, ld) = self.apply(input, &theta, Direction::Inverse, &mut record);
-        tape.push(MafCache { net, theta, input: input.clone(), out: out.clone(), record });
+        let (out, ld, pass) = self.transformer.train_apply(Direction::Inverse, self.layout(), input, theta);
+        tape.push(MafCache { net, pass });
         Ok((out, ld))
     }
 
@@ -161,24 +147,9 @@ impl Bijection for MaskedAutoregressive {
             return Err(Error::Unsupported("gradients through a masked autoregressive layer's sequential forward pass".into()));
         }
         let cache: MafCache = tape.pop()?;
-        let (rows, d) = (grad_out.rows(), self.dim);
-        // Both written in full by the transformer's backward pass.
-        let (mut g_in, mut g_theta) = (Matrix::scratch(rows, d), Matrix::scratch(rows, cache.theta.cols()));
-        let layout = RowLayout { stride: self.dim, offset: 0, n: self.dim };
-        self.transformer.runner().backward_rows(
-            Direction::Inverse,
-            layout,
-            cache.input.as_slice(),
-            cache.out.as_slice(),
-            cache.theta.as_slice(),
-            grad_out.as_slice(),
-            grad_log_det,
-            g_in.as_mut_slice(),
-            g_theta.as_mut_slice(),
-            cache.record.as_slice(),
-        );
+        let (mut g_in, g_theta) = self.transformer.backward(Direction::Inverse, &cache.pass, &grad_out, grad_log_det);
         let g_net_in = self.net.backward(&cache.net, g_theta, grads, true).expect("input gradient requested");
-        for i in 0..rows {
+        for i in 0..g_in.rows() {
             for (g, v) in g_in.row_mut(i).iter_mut().zip(g_net_in.row(i)) {
                 *g += v;
             }

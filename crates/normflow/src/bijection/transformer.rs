@@ -8,6 +8,7 @@ use super::lanes::{self, Gradients, RowLayout};
 use super::spline::{self, SplineShape};
 use super::spline_lanes::SplineLanes;
 use super::{affine, Direction};
+use crate::engine::{pool, Matrix};
 
 /// An elementwise monotone map with per-element parameters.
 ///
@@ -58,6 +59,59 @@ impl Transformer {
         lanes::record_size(elements, self.record_len())
     }
 
+    /// Applies the transformer to the `layout` part of `input`'s rows with parameters `theta`
+    /// (one row each); the other entries of the output are `input`'s. Returns the output and
+    /// each row's log-det.
+    pub(crate) fn apply(&self, direction: Direction, layout: RowLayout, input: &Matrix, theta: &Matrix) -> (Matrix, Vec<f32>) {
+        self.pass(direction, layout, input, theta, &mut [])
+    }
+
+    /// [`Transformer::apply`] for training: also returns what [`Transformer::backward`] needs.
+    pub(crate) fn train_apply(
+        &self,
+        direction: Direction,
+        layout: RowLayout,
+        input: &Matrix,
+        theta: Matrix,
+    ) -> (Matrix, Vec<f32>, RecordedPass) {
+        let size = self.record_size(input.rows() * layout.n);
+        // Every recorded value is written: no need to clear the buffer.
+        let mut record = Matrix::from_vec(1, size, pool::scratch(size));
+        let (out, ld) = self.pass(direction, layout, input, &theta, record.as_mut_slice());
+        let pass = RecordedPass { layout, theta, input: input.clone(), output: out.clone(), record };
+        (out, ld, pass)
+    }
+
+    fn pass(&self, direction: Direction, layout: RowLayout, input: &Matrix, theta: &Matrix, record: &mut [f32]) -> (Matrix, Vec<f32>) {
+        // Entries outside the layout pass through; when it covers the rows, all are written.
+        let mut out = if covers_rows(layout) { Matrix::scratch(input.rows(), input.cols()) } else { input.clone() };
+        let mut ld = pool::zeroed(input.rows());
+        self.runner().apply_rows(direction, layout, input.as_slice(), theta.as_slice(), out.as_mut_slice(), record, &mut ld);
+        (out, ld)
+    }
+
+    /// Backward of a [`Transformer::train_apply`] pass: the gradient with respect to its input
+    /// (`grad_out` passed through outside the layout) and to its parameters.
+    pub(crate) fn backward(&self, direction: Direction, pass: &RecordedPass, grad_out: &Matrix, grad_log_det: &[f32]) -> (Matrix, Matrix) {
+        let rows = grad_out.rows();
+        let mut g_in = if covers_rows(pass.layout) { Matrix::scratch(rows, grad_out.cols()) } else { grad_out.clone() };
+        // Written in full by the backward pass.
+        let mut g_theta = Matrix::scratch(rows, pass.theta.cols());
+        self.runner().backward_rows(
+            direction,
+            pass.layout,
+            pass.input.as_slice(),
+            pass.output.as_slice(),
+            pass.theta.as_slice(),
+            grad_out.as_slice(),
+            grad_log_det,
+            g_in.as_mut_slice(),
+            g_theta.as_mut_slice(),
+            pass.record.as_slice(),
+        );
+        (g_in, g_theta)
+    }
+
     /// Per-batch state (scratch buffers) for applying this transformer row by row.
     pub(crate) fn runner(&self) -> Elementwise {
         Elementwise {
@@ -69,6 +123,21 @@ impl Transformer {
             },
         }
     }
+}
+
+/// Whether a layout's parts are the whole rows.
+fn covers_rows(layout: RowLayout) -> bool {
+    layout.offset == 0 && layout.n == layout.stride
+}
+
+/// A training pass of a transformer, kept for its backward pass.
+pub(crate) struct RecordedPass {
+    layout: RowLayout,
+    theta: Matrix,
+    input: Matrix,
+    output: Matrix,
+    /// What the transformer recorded (see [`Transformer::record_size`]).
+    record: Matrix,
 }
 
 /// A [`Transformer`] with its scratch space, applied to row parts.
@@ -90,7 +159,7 @@ impl Elementwise {
     /// (entries outside the layout are left alone) with parameters `theta` (one row of
     /// `params_per_dim · n` per row), adding each row's log-det into `ld`. `record`
     /// ([`Transformer::record_size`] values, or empty for none) receives what
-    /// [`Elementwise::backward`] can reuse instead of recomputing.
+    /// [`Elementwise::backward_rows`] can reuse instead of recomputing.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn apply_rows(
         &mut self,
