@@ -2,8 +2,9 @@
 //! parameters.
 
 use normflow::bijection::{
-    ActNorm, AffineCoupling, Chain, Invert, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer,
+    ActNorm, AffineCoupling, BijectionSpec, Chain, Invert, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer,
 };
+use normflow::nn::HiddenDegrees;
 use normflow::testing::{check_bijection, HarnessOptions};
 use normflow::{Bijection, Rng};
 
@@ -35,6 +36,44 @@ fn masked_autoregressive_passes_harness() {
     let mut rng = Rng::new(1);
     let opts = HarnessOptions { forward_gradients: false, ..Default::default() };
     run(Box::new(MaskedAutoregressive::new(4, &[12, 12], vec![2, 0, 3, 1], 0, Transformer::Affine, &mut rng).unwrap()), opts, 5);
+}
+
+#[test]
+fn maf_with_tiled_masked_products_passes_harness() {
+    // Wide enough that each masked product is split into tiles that skip the zero blocks.
+    let mut rng = Rng::new(1);
+    let opts = HarnessOptions { forward_gradients: false, ..Default::default() };
+    let order: Vec<usize> = (0..12).rev().collect();
+    run(Box::new(MaskedAutoregressive::new(12, &[128, 96], order, 0, Transformer::Affine, &mut rng).unwrap()), opts.clone(), 24);
+    // Random weights of this width drive the spline's parameters to extremes at the default
+    // scale (3 times the fan-in of the small tests): scaled down by about √(fan-in ratio).
+    let opts = HarnessOptions { context_dim: 2, param_scale: 0.1, ..opts };
+    run(Box::new(MaskedAutoregressive::new(6, &[96, 64], rng.permutation(6), 2, spline(), &mut rng).unwrap()), opts, 25);
+}
+
+#[test]
+fn maf_with_cyclic_hidden_degrees_passes_harness_and_old_specs_load_it() {
+    let mut rng = Rng::new(1);
+    let opts = HarnessOptions { forward_gradients: false, ..Default::default() };
+    let layer = MaskedAutoregressive::with_hidden_degrees(
+        5,
+        &[40, 24],
+        vec![4, 1, 0, 3, 2],
+        0,
+        Transformer::Affine,
+        HiddenDegrees::Cyclic,
+        &mut rng,
+    );
+    let layer = layer.unwrap();
+    // A spec written before the layout existed has no `hidden_degrees`: it means the cyclic one.
+    let mut json = serde_json::to_value(layer.spec()).unwrap();
+    assert_eq!(json["hidden_degrees"], "cyclic");
+    json.as_object_mut().unwrap().remove("hidden_degrees");
+    let old: BijectionSpec = serde_json::from_value(json).unwrap();
+    assert_eq!(old, layer.spec());
+    let sorted = MaskedAutoregressive::new(5, &[40, 24], vec![4, 1, 0, 3, 2], 0, Transformer::Affine, &mut rng).unwrap();
+    assert_eq!(serde_json::to_value(sorted.spec()).unwrap()["hidden_degrees"], "sorted");
+    run(Box::new(layer), opts, 26);
 }
 
 #[test]

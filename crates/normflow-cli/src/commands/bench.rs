@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
+use normflow::nn::{made_masks, masked_product_macs, HiddenDegrees};
 use normflow::train::Trainer;
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
@@ -53,15 +54,31 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
 }
 
 /// Matrix-product FLOPs of one training step: per layer, the conditioner's forward products,
-/// the weight gradients and the input gradients (three times the forward multiply-adds).
+/// the weight gradients and the input gradients (three times the forward multiply-adds). For
+/// MAF, the multiply-adds its masked products actually do (they skip the masked blocks).
 fn step_flop(flow: &str, s: &Size) -> f64 {
     let (inputs, outputs) = match flow {
         "coupling" => (s.d / 2, 2 * (s.d - s.d / 2)),
-        "maf" => (s.d, 2 * s.d),
+        "maf" => return maf_step_flop(s),
         _ => (s.d / 2, 23 * (s.d - s.d / 2)),
     };
     let macs = inputs * s.h + s.h * s.h + s.h * outputs;
     2.0 * 3.0 * (macs * s.b * s.k) as f64
+}
+
+/// [`step_flop`] of the MAF workload: its MADEs' masks, orders alternating as the preset builds
+/// them.
+fn maf_step_flop(s: &Size) -> f64 {
+    let sizes = [s.d, s.h, s.h, 2 * s.d];
+    let macs: usize = (0..s.k)
+        .map(|k| {
+            let order: Vec<usize> = if k % 2 == 1 { (0..s.d).rev().collect() } else { (0..s.d).collect() };
+            let masks = made_masks(&order, 0, &[s.h, s.h], 2, HiddenDegrees::Sorted);
+            let per_layer = masks.iter().enumerate().map(|(l, m)| masked_product_macs(m, sizes[l + 1], sizes[l]).iter().sum::<usize>());
+            per_layer.sum::<usize>()
+        })
+        .sum();
+    2.0 * (macs * s.b) as f64
 }
 
 fn median_ms(mut v: Vec<f64>) -> f64 {

@@ -12,7 +12,7 @@
 use super::lanes::RowLayout;
 use super::{Direction, Transformer};
 use crate::engine::{matmul_a_bt_strided, Matrix};
-use crate::nn::{made_degrees, Mlp};
+use crate::nn::{made_degrees, HiddenDegrees, Mlp};
 
 /// Units of one degree in one layer: where their columns start in the layer's sorted
 /// activations, and their weights (rows: units; columns: the visible prefix of the previous
@@ -52,11 +52,12 @@ fn sort_by_degree(degrees: &[usize], dim: usize) -> (Vec<usize>, Vec<usize>) {
 
 impl MadeSampler {
     /// Gathers the weights of `net`, a MADE over `order` (position of each dimension) with
-    /// `context_dim` context inputs and `per_dim` outputs per dimension (block-major).
-    pub(crate) fn new(net: &Mlp, order: &[usize], context_dim: usize, per_dim: usize) -> Self {
+    /// `context_dim` context inputs, `per_dim` outputs per dimension (block-major) and hidden
+    /// degrees laid out as `layout`.
+    pub(crate) fn new(net: &Mlp, order: &[usize], context_dim: usize, per_dim: usize, layout: HiddenDegrees) -> Self {
         let (d, c) = (order.len(), context_dim);
         let widths: Vec<usize> = net.sizes()[1..net.sizes().len() - 1].to_vec();
-        let degrees = made_degrees(order, c, &widths);
+        let degrees = made_degrees(order, c, &widths, layout);
         // The network's input columns in sorted order: context (columns d..d+c), then the data
         // dimensions by position.
         let mut by_position = vec![0; d];

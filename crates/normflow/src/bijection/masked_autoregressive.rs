@@ -8,7 +8,7 @@ use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
-use crate::nn::{made_masks, Mlp, MlpCache};
+use crate::nn::{made_masks, HiddenDegrees, Mlp, MlpCache};
 use crate::{Bijection, Error, Result};
 
 /// `x_i = τ(z_i; θ_i(x_<i))`, the `<` taken in a chosen order of the dimensions, for any
@@ -34,6 +34,7 @@ pub struct MaskedAutoregressive {
     hidden: Vec<usize>,
     order: Vec<usize>,
     transformer: Transformer,
+    degrees: HiddenDegrees,
     net: Mlp,
 }
 
@@ -43,7 +44,8 @@ struct MafCache {
 }
 
 impl MaskedAutoregressive {
-    /// A layer whose autoregressive order puts dimension `i` at position `order[i]`.
+    /// A layer whose autoregressive order puts dimension `i` at position `order[i]`, its hidden
+    /// units sorted by degree ([`HiddenDegrees::Sorted`], the fast layout).
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] if `order` is not a permutation of `0..dim` or a hidden size is 0.
@@ -53,6 +55,23 @@ impl MaskedAutoregressive {
         order: Vec<usize>,
         context_dim: usize,
         transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        Self::with_hidden_degrees(dim, hidden, order, context_dim, transformer, HiddenDegrees::Sorted, rng)
+    }
+
+    /// [`MaskedAutoregressive::new`] with the hidden units' degrees laid out as `degrees`
+    /// ([`HiddenDegrees::Cyclic`] rebuilds layers of older model files).
+    ///
+    /// # Errors
+    /// As [`MaskedAutoregressive::new`].
+    pub fn with_hidden_degrees(
+        dim: usize,
+        hidden: &[usize],
+        order: Vec<usize>,
+        context_dim: usize,
+        transformer: Transformer,
+        degrees: HiddenDegrees,
         rng: &mut Rng,
     ) -> Result<Self> {
         transformer.validate()?;
@@ -68,9 +87,9 @@ impl MaskedAutoregressive {
         sizes.extend_from_slice(hidden);
         let per_dim = transformer.params_per_dim();
         sizes.push(per_dim * dim);
-        let masks = made_masks(&order, context_dim, hidden, per_dim);
+        let masks = made_masks(&order, context_dim, hidden, per_dim, degrees);
         let net = Mlp::new(&sizes, 0.0, Some(masks), rng);
-        Ok(Self { dim, context_dim, hidden: hidden.to_vec(), order, transformer, net })
+        Ok(Self { dim, context_dim, hidden: hidden.to_vec(), order, transformer, degrees, net })
     }
 
     fn net_input(&self, x: &Matrix, context: Option<&Matrix>) -> Matrix {
@@ -92,7 +111,11 @@ impl MaskedAutoregressive {
 
     /// Sequential sampling pass (see [`MadeSampler`]).
     fn forward(&self, z: &Matrix, context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
-        MadeSampler::new(&self.net, &self.order, self.context_dim, self.transformer.params_per_dim()).run(z, context, self.transformer)
+        MadeSampler::new(&self.net, &self.order, self.context_dim, self.transformer.params_per_dim(), self.degrees).run(
+            z,
+            context,
+            self.transformer,
+        )
     }
 }
 
@@ -164,6 +187,7 @@ impl Bijection for MaskedAutoregressive {
             order: self.order.clone(),
             context_dim: self.context_dim,
             transformer: self.transformer,
+            hidden_degrees: self.degrees,
         }
     }
 

@@ -8,6 +8,7 @@ use super::{
     Transformer,
 };
 use crate::engine::Rng;
+use crate::nn::HiddenDegrees;
 use crate::{Bijection, Result};
 
 /// Architecture of a bijection, without weights.
@@ -54,6 +55,9 @@ pub enum BijectionSpec {
         context_dim: usize,
         /// Elementwise map.
         transformer: Transformer,
+        /// Layout of the hidden units' degrees (files without it hold the cyclic layout).
+        #[serde(default = "HiddenDegrees::legacy")]
+        hidden_degrees: HiddenDegrees,
     },
     /// [`Permutation`].
     Permutation {
@@ -112,8 +116,16 @@ impl BijectionSpec {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a residual conditioner needs a width"))?;
                 Box::new(AffineCoupling::with_residual(*dim, *split, width, *residual_blocks, *context_dim, *transformer, &mut rng)?)
             }
-            BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim, transformer } => {
-                Box::new(MaskedAutoregressive::new(*dim, hidden, order.clone(), *context_dim, *transformer, &mut rng)?)
+            BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim, transformer, hidden_degrees } => {
+                Box::new(MaskedAutoregressive::with_hidden_degrees(
+                    *dim,
+                    hidden,
+                    order.clone(),
+                    *context_dim,
+                    *transformer,
+                    *hidden_degrees,
+                    &mut rng,
+                )?)
             }
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),

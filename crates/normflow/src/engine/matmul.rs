@@ -24,21 +24,32 @@ pub fn inside_product_kernel() -> bool {
 /// A strided operand: the buffer, its column stride and its row stride (in elements).
 type Strided<'a> = (&'a [f32], isize, isize);
 
-/// `out[m×n] (+)= A[m×k] · B[k×n]` with `out` row-major and `A`, `B` given by strides.
-fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, m: usize, n: usize, k: usize, accumulate: bool) {
-    debug_assert!(out.len() >= m * n);
+/// `out[m×n] (+)= A[m×k] · B[k×n]` with `out` row-major, rows `ldo` apart, and `A`, `B` given
+/// by strides.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    out: &mut [f32],
+    ldo: usize,
+    (a, a_cs, a_rs): Strided,
+    (b, b_cs, b_rs): Strided,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
+    assert!(n <= ldo && out.len() >= (m - 1) * ldo + n);
     if k == 0 {
         if !accumulate {
-            out[..m * n].fill(0.0);
+            out.chunks_mut(ldo).take(m).for_each(|row| row[..n].fill(0.0));
         }
         return;
     }
     IN_KERNEL.with(|k| k.set(true));
-    // SAFETY: callers pass buffers that cover the strided extents (asserted by each wrapper);
-    // `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
+    // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each
+    // wrapper); `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
     unsafe {
         gemm(
             m,
@@ -46,7 +57,7 @@ fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, 
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
+            ldo as isize,
             accumulate,
             a.as_ptr(),
             a_cs,
@@ -65,35 +76,92 @@ fn product(out: &mut [f32], (a, a_cs, a_rs): Strided, (b, b_cs, b_rs): Strided, 
     IN_KERNEL.with(|k| k.set(false));
 }
 
+/// Whether a row-major block of `rows × cols`, rows `ld` apart, fits in `len` elements.
+fn covers(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
+    rows == 0 || cols == 0 || (cols <= ld && len >= (rows - 1) * ld + cols)
+}
+
 /// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`).
 ///
 /// This is a linear layer's forward pass with the weight stored `[out, in]`.
 pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    matmul_a_bt_strided(out, a, k, b, m, n, k, accumulate);
+    matmul_a_bt_block(out, n, a, k, b, k, m, n, k, accumulate);
 }
 
 /// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`), reading the first `k` columns of
 /// rows `lda` apart in `a` (a column prefix of a wider matrix).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_a_bt_strided(out: &mut [f32], a: &[f32], lda: usize, b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    assert!(k <= lda && (m == 0 || k == 0 || a.len() >= (m - 1) * lda + k) && b.len() >= n * k);
-    product(out, (a, 1, lda as isize), (b, k as isize, 1), m, n, k, accumulate);
+    matmul_a_bt_block(out, n, a, lda, b, k, m, n, k, accumulate);
+}
+
+/// [`matmul_a_bt`] on blocks of wider row-major matrices: rows of `out`, `a` and `b` are
+/// `ldo`, `lda` and `ldb` apart, and each slice starts at its block's first element.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_a_bt_block(
+    out: &mut [f32],
+    ldo: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    assert!(covers(a.len(), m, k, lda) && covers(b.len(), n, k, ldb));
+    product(out, ldo, (a, 1, lda as isize), (b, ldb as isize, 1), m, n, k, accumulate);
 }
 
 /// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`).
 ///
 /// This is the input gradient of a linear layer: `grad_x = grad_y · W`.
 pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    assert!(a.len() >= m * k && b.len() >= k * n);
-    product(out, (a, 1, k as isize), (b, 1, n as isize), m, n, k, accumulate);
+    matmul_ab_block(out, n, a, k, b, n, m, n, k, accumulate);
+}
+
+/// [`matmul_ab`] on blocks of wider row-major matrices (see [`matmul_a_bt_block`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_ab_block(
+    out: &mut [f32],
+    ldo: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    assert!(covers(a.len(), m, k, lda) && covers(b.len(), k, n, ldb));
+    product(out, ldo, (a, 1, lda as isize), (b, 1, ldb as isize), m, n, k, accumulate);
 }
 
 /// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`).
 ///
 /// This is the weight gradient of a linear layer: `grad_W = grad_yᵀ · x`.
 pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    assert!(a.len() >= k * m && b.len() >= k * n);
-    product(out, (a, m as isize, 1), (b, 1, n as isize), m, n, k, accumulate);
+    matmul_at_b_block(out, n, a, m, b, n, m, n, k, accumulate);
+}
+
+/// [`matmul_at_b`] on blocks of wider row-major matrices (see [`matmul_a_bt_block`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul_at_b_block(
+    out: &mut [f32],
+    ldo: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    assert!(covers(a.len(), k, m, lda) && covers(b.len(), k, n, ldb));
+    product(out, ldo, (a, lda as isize, 1), (b, 1, ldb as isize), m, n, k, accumulate);
 }
 
 /// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
@@ -158,5 +226,45 @@ mod tests {
         let mut acc = vec![1.0; m * n];
         matmul_at_b(&mut acc, &at, &b, m, n, k, true);
         assert!(acc.iter().zip(&want).all(|(x, y)| (x - 1.0 - y).abs() < 1e-5));
+    }
+
+    #[test]
+    fn block_products_read_and_write_only_their_blocks() {
+        // A 3×2 block at row 1, column 2 of a 5×6 output; operands are blocks of wider buffers.
+        let (m, n, k, ldo) = (3, 2, 4, 6);
+        let a: Vec<f32> = (0..m * 7).map(|i| (i as f32 * 0.37).sin()).collect(); // m×k at column 1, lda 7
+        let bt: Vec<f32> = (0..n * 9).map(|i| (i as f32 * 0.53).cos()).collect(); // n×k at column 3, ldb 9
+        let a_blk: Vec<f32> = (0..m).flat_map(|i| a[i * 7 + 1..i * 7 + 1 + k].to_vec()).collect();
+        let b_blk: Vec<f32> = (0..k).flat_map(|p| (0..n).map(|j| bt[j * 9 + 3 + p]).collect::<Vec<_>>()).collect();
+        let want = naive(&a_blk, &b_blk, m, n, k);
+        let check = |out: &[f32], add: f32| {
+            for r in 0..5 {
+                for c in 0..ldo {
+                    let inside = (1..1 + m).contains(&r) && (2..2 + n).contains(&c);
+                    let v = out[r * ldo + c];
+                    if inside {
+                        assert!((v - add - want[(r - 1) * n + c - 2]).abs() < 1e-5);
+                    } else {
+                        assert_eq!(v, 7.0, "outside the block at ({r}, {c})");
+                    }
+                }
+            }
+        };
+        let mut out = vec![7.0; 5 * ldo];
+        matmul_a_bt_block(&mut out[ldo + 2..], ldo, &a[1..], 7, &bt[3..], 9, m, n, k, false);
+        check(&out, 0.0);
+        // The same block as a·b with b row-major (k×n inside a k×5 buffer), accumulating.
+        let b_blk = &b_blk;
+        let b_rm: Vec<f32> = (0..k).flat_map(|p| (0..5).map(move |j| if j < n { b_blk[p * n + j] } else { -1.0 })).collect();
+        let mut out = vec![7.0; 5 * ldo];
+        (1..1 + m).for_each(|r| out[r * ldo + 2..r * ldo + 2 + n].fill(0.5));
+        matmul_ab_block(&mut out[ldo + 2..], ldo, &a[1..], 7, &b_rm, 5, m, n, k, true);
+        check(&out, 0.5);
+        // And as aᵀ·b with aᵀ stored k×m inside a k×4 buffer.
+        let a_blk = &a_blk;
+        let at: Vec<f32> = (0..k).flat_map(|p| (0..4).map(move |i| if i < m { a_blk[i * k + p] } else { 9.0 })).collect();
+        let mut out = vec![7.0; 5 * ldo];
+        matmul_at_b_block(&mut out[ldo + 2..], ldo, &at, 4, &b_rm, 5, m, n, k, false);
+        check(&out, 0.0);
     }
 }

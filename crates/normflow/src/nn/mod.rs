@@ -1,11 +1,13 @@
 //! Conditioners: the networks that produce a transformer's parameters.
 
 mod conditioner;
+mod layer_mask;
 mod made;
 mod mlp;
 mod residual;
 
 pub use conditioner::{Conditioner, ConditionerCache};
-pub use made::{made_degrees, made_masks, MadeDegrees};
+pub use layer_mask::masked_product_macs;
+pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
 pub use residual::{ResidualCache, ResidualMlp};
