@@ -6,6 +6,12 @@ implementations so that slow drift of a shared machine hits both alike. The tabl
 median over rounds of each measure and the ratio normflow / fastest peer (below 1: normflow
 is faster). Peak memory is each process's maximum resident set size.
 
+The `bound` column is the ratio normflow would reach if its matrix products ran at the rate of
+one large product on all cores (`normflow bench --gemm-probe`, measured in the first round) and
+nothing else took time: the product FLOPs that normflow reports for the measure, divided by that
+rate, over the fastest peer's time. A target ratio below `bound` cannot be met without doing
+fewer FLOPs.
+
 Usage: python bench/compare.py [--sizes S,M,L] [--flows coupling,maf] [--peers plain_jax]
                                [--rounds 2] [--out results.jsonl]
 Peers are the script names in shared/bench/peers/ (plain_jax, plain_torch, zuko_bench,
@@ -49,6 +55,7 @@ def main():
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     results = []
+    probes = []
     impls = ["normflow"] + a.peers.split(",")
     for size in a.sizes.split(","):
         for r in range(a.rounds):
@@ -58,7 +65,11 @@ def main():
                     cmd = [a.normflow, "bench", "--flows", a.flows, "--sizes", size]
                     if size == "L":
                         cmd += ["--reps", "2"]
+                    if not probes:
+                        cmd += ["--gemm-probe"]
                     lines, rss = run(cmd)
+                    probes += [l for l in lines if "probe" in l]
+                    lines = [l for l in lines if "probe" not in l]
                 else:
                     lines, rss = run([PY, f"{impl}.py", "--sizes", size, "--flows", a.flows, "--quick", "--quick-budget", "20"], cwd=PEERS)
                 for l in lines:
@@ -69,7 +80,13 @@ def main():
     if a.out:
         with open(a.out, "w") as f:
             f.writelines(json.dumps(l) + "\n" for l in results)
-    print("\n| flow | size | measure | normflow | fastest peer | ratio |\n|---|---|---|---:|---:|---:|")
+    for p in probes:
+        print(json.dumps(p))
+    rate = max((p["gflops_all_threads"] for p in probes), default=None)
+    flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
+    if rate:
+        print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (largest all-threads probe)")
+    print("\n| flow | size | measure | normflow | fastest peer | ratio | bound |\n|---|---|---|---:|---:|---:|---:|")
     for flow in a.flows.split(","):
         for size in a.sizes.split(","):
             def med(impl, key):
@@ -82,7 +99,9 @@ def main():
                 if ours is None or not peers:
                     continue
                 best, name = min(peers)
-                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} |")
+                flop = med("normflow", flop_key[key]) if key in flop_key else None
+                bound = f"{flop / (rate * 1e6) / best:.2f}" if flop and rate else ""
+                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {bound} |")
 
 
 if __name__ == "__main__":

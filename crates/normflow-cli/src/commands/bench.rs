@@ -53,32 +53,42 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
     })
 }
 
-/// Matrix-product FLOPs of one training step: per layer, the conditioner's forward products,
-/// the weight gradients and the input gradients (three times the forward multiply-adds). For
-/// MAF, the multiply-adds its masked products actually do (they skip the masked blocks).
-fn step_flop(flow: &str, s: &Size) -> f64 {
-    let (inputs, outputs) = match flow {
-        "coupling" => (s.d / 2, 2 * (s.d - s.d / 2)),
-        "maf" => return maf_step_flop(s),
-        _ => (s.d / 2, 23 * (s.d - s.d / 2)),
-    };
-    let macs = inputs * s.h + s.h * s.h + s.h * outputs;
-    2.0 * 3.0 * (macs * s.b * s.k) as f64
+/// Matrix-product multiply-adds per row, summed over the flow's layers, of the three measured
+/// passes: evaluation (log-prob: each conditioner's forward products), one training step
+/// (forward, weight gradients and input gradients) and sampling. MAF counts what its masked
+/// products actually do: the tiles of its masks, and in sampling each hidden unit once over the
+/// inputs its mask lets through.
+struct PassMacs {
+    eval: usize,
+    train: usize,
+    sample: usize,
 }
 
-/// [`step_flop`] of the MAF workload: its MADEs' masks, orders alternating as the preset builds
+fn pass_macs(flow: &str, s: &Size) -> PassMacs {
+    let (inputs, outputs) = match flow {
+        "coupling" => (s.d / 2, 2 * (s.d - s.d / 2)),
+        "maf" => return maf_pass_macs(s),
+        _ => (s.d / 2, 23 * (s.d - s.d / 2)),
+    };
+    let per_layer = inputs * s.h + s.h * s.h + s.h * outputs;
+    PassMacs { eval: per_layer * s.k, train: 3 * per_layer * s.k, sample: per_layer * s.k }
+}
+
+/// [`pass_macs`] of the MAF workload: its MADEs' masks, orders alternating as the preset builds
 /// them.
-fn maf_step_flop(s: &Size) -> f64 {
+fn maf_pass_macs(s: &Size) -> PassMacs {
     let sizes = [s.d, s.h, s.h, 2 * s.d];
-    let macs: usize = (0..s.k)
-        .map(|k| {
-            let order: Vec<usize> = if k % 2 == 1 { (0..s.d).rev().collect() } else { (0..s.d).collect() };
-            let masks = made_masks(&order, 0, &[s.h, s.h], 2, HiddenDegrees::Sorted);
-            let per_layer = masks.iter().enumerate().map(|(l, m)| masked_product_macs(m, sizes[l + 1], sizes[l]).iter().sum::<usize>());
-            per_layer.sum::<usize>()
-        })
-        .sum();
-    2.0 * (macs * s.b) as f64
+    let mut total = PassMacs { eval: 0, train: 0, sample: 0 };
+    for k in 0..s.k {
+        let order: Vec<usize> = if k % 2 == 1 { (0..s.d).rev().collect() } else { (0..s.d).collect() };
+        for (l, m) in made_masks(&order, 0, &[s.h, s.h], 2, HiddenDegrees::Sorted).iter().enumerate() {
+            let [forward, weight_grad, input_grad] = masked_product_macs(m, sizes[l + 1], sizes[l]);
+            total.eval += forward;
+            total.train += forward + weight_grad + input_grad;
+            total.sample += m.iter().filter(|&&v| v != 0.0).count();
+        }
+    }
+    total
 }
 
 fn median_ms(mut v: Vec<f64>) -> f64 {
@@ -161,12 +171,17 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             }
             let nll_after = mean_nll(&flow, &x)?;
             let step = median_ms(step_ms.clone());
+            let macs = pass_macs(flow_name, s);
+            let train_flop = 2.0 * (macs.train * s.b) as f64;
             print_json(&json!({
                 "impl": "normflow",
                 "flow": flow_name,
                 "size": s.name,
                 "train_step_ms": step,
-                "train_gflops": step_flop(flow_name, s) / step / 1e6,
+                "train_gflops": train_flop / step / 1e6,
+                "train_flop": train_flop,
+                "logprob_flop": 2.0 * (macs.eval * ROWS) as f64,
+                "sample_flop": 2.0 * (macs.sample * ROWS) as f64,
                 "logprob_ms": median_ms(lp_ms),
                 "sample_ms": median_ms(sample_ms),
                 "nll_after": nll_after,
