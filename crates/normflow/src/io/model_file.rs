@@ -14,8 +14,12 @@ use crate::bijection::BijectionSpec;
 use crate::distribution::{Flow, FlowMeta};
 use crate::{Error, Result};
 
-/// Version of the model file format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the model file format this build writes; it reads this one and every older one.
+///
+/// 2: masked autoregressive layers record the layout of their hidden degrees (version-1 files
+/// hold the cyclic layout, which they still load as). A version-1 reader would rebuild the
+/// masks of a version-2 MADE wrongly, so it must refuse the file, as it does a newer version.
+pub const FORMAT_VERSION: u32 = 2;
 
 const METADATA_KEY: &str = "normflow";
 

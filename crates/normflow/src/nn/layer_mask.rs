@@ -32,9 +32,9 @@ const CALL_COST: usize = 128;
 pub(crate) struct LayerMask {
     /// 1 where a weight is free, 0 where it is fixed at zero.
     pub mask: Vec<f32>,
-    /// Tiles partitioning the units: the forward product and the weight gradient.
+    /// Tiles partitioning the units: the forward product.
     pub by_units: Vec<Tile>,
-    /// Tiles partitioning the inputs: the input gradient.
+    /// Tiles partitioning the inputs: the input gradient and the weight gradient.
     pub by_inputs: Vec<Tile>,
 }
 
@@ -55,7 +55,7 @@ impl LayerMask {
 pub fn masked_product_macs(mask: &[f32], fan_out: usize, fan_in: usize) -> [usize; 3] {
     let m = LayerMask::new(mask.to_vec(), fan_out, fan_in);
     let area = |tiles: &[Tile]| tiles.iter().map(|t| t.units.len() * t.inputs.len()).sum();
-    [area(&m.by_units), area(&m.by_units), area(&m.by_inputs)]
+    [area(&m.by_units), area(&m.by_inputs), area(&m.by_inputs)]
 }
 
 /// Partition of the rows of `mask` (`rows × cols`) into runs, each tagged with the column range
