@@ -97,7 +97,7 @@ fn files_of_a_newer_format_are_refused_by_name_and_version() {
     let path = temp("newer");
     save_flow(&cyclic_maf(), &path).unwrap();
     edit_config(&path, |c| c["format_version"] = (FORMAT_VERSION + 1).into());
-    let err = load_flow(&path).err().expect("a newer file must not load");
+    let err = load_flow(&path).expect_err("a newer file must not load");
     assert!(matches!(err, Error::BadModel { .. }), "{err:?}");
     let message = err.to_string();
     assert!(message.contains(&format!("format version {} is newer", FORMAT_VERSION + 1)), "{message}");
