@@ -2,6 +2,8 @@
 //! transformer, NSF-AR) with a MADE conditioner. `Invert` of it is an inverse autoregressive
 //! flow (IAF).
 
+use std::borrow::Cow;
+
 use super::lanes::RowLayout;
 use super::made_sampler::MadeSampler;
 use super::transformer::RecordedPass;
@@ -92,10 +94,11 @@ impl MaskedAutoregressive {
         Ok(Self { dim, context_dim, hidden: hidden.to_vec(), order, transformer, degrees, net })
     }
 
-    fn net_input(&self, x: &Matrix, context: Option<&Matrix>) -> Matrix {
+    /// The MADE's input: the rows themselves, or beside their context (a copy only then).
+    fn net_input<'a>(&self, x: &'a Matrix, context: Option<&Matrix>) -> Cow<'a, Matrix> {
         match context {
-            Some(c) if self.context_dim > 0 => x.hcat(c),
-            _ => x.clone(),
+            Some(c) if self.context_dim > 0 => Cow::Owned(x.hcat(c)),
+            _ => Cow::Borrowed(x),
         }
     }
 
