@@ -81,87 +81,77 @@ fn covers(len: usize, rows: usize, cols: usize, ld: usize) -> bool {
     rows == 0 || cols == 0 || (cols <= ld && len >= (rows - 1) * ld + cols)
 }
 
-/// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`).
-///
-/// This is a linear layer's forward pass with the weight stored `[out, in]`.
+/// Which product of two row-major operands a block product computes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Product {
+    /// `a[m×k] · b[n×k]ᵀ`: a linear layer's forward pass, the weight stored `[out, in]`.
+    ABt,
+    /// `a[m×k] · b[k×n]`: a linear layer's input gradient, `grad_x = grad_y · W`.
+    AB,
+    /// `a[k×m]ᵀ · b[k×n]`: a linear layer's weight gradient, `grad_W = grad_yᵀ · x`.
+    AtB,
+}
+
+/// A block of a row-major matrix: the buffer from the block's first element on, and the
+/// distance between its rows.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Block<'a> {
+    /// The elements, starting at the block's first one.
+    pub data: &'a [f32],
+    /// Elements from one row to the next.
+    pub ld: usize,
+}
+
+/// `out[m×n] = product` (`+=` when `accumulate`) with every operand a block of a wider
+/// row-major matrix; `out` is `ldo` elements per row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn block_product(
+    kind: Product,
+    out: &mut [f32],
+    ldo: usize,
+    a: Block,
+    b: Block,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    let (a_rows, a_cols, b_rows, b_cols) = match kind {
+        Product::ABt => (m, k, n, k),
+        Product::AB => (m, k, k, n),
+        Product::AtB => (k, m, k, n),
+    };
+    assert!(covers(a.data.len(), a_rows, a_cols, a.ld) && covers(b.data.len(), b_rows, b_cols, b.ld));
+    let (a_ld, b_ld) = (a.ld as isize, b.ld as isize);
+    // (column stride, row stride) of the operands as gemm sees them: A is m×k, B is k×n.
+    let (a_strides, b_strides) = match kind {
+        Product::ABt => ((1, a_ld), (b_ld, 1)),
+        Product::AB => ((1, a_ld), (1, b_ld)),
+        Product::AtB => ((a_ld, 1), (1, b_ld)),
+    };
+    product(out, ldo, (a.data, a_strides.0, a_strides.1), (b.data, b_strides.0, b_strides.1), m, n, k, accumulate);
+}
+
+/// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`), all dense.
 pub(crate) fn matmul_a_bt(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    matmul_a_bt_block(out, n, a, k, b, k, m, n, k, accumulate);
+    block_product(Product::ABt, out, n, Block { data: a, ld: k }, Block { data: b, ld: k }, m, n, k, accumulate);
 }
 
 /// `out[m×n] = a[m×k] · b[n×k]ᵀ` (`+=` when `accumulate`), reading the first `k` columns of
 /// rows `lda` apart in `a` (a column prefix of a wider matrix).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul_a_bt_strided(out: &mut [f32], a: &[f32], lda: usize, b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    matmul_a_bt_block(out, n, a, lda, b, k, m, n, k, accumulate);
+    block_product(Product::ABt, out, n, Block { data: a, ld: lda }, Block { data: b, ld: k }, m, n, k, accumulate);
 }
 
-/// [`matmul_a_bt`] on blocks of wider row-major matrices: rows of `out`, `a` and `b` are
-/// `ldo`, `lda` and `ldb` apart, and each slice starts at its block's first element.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_a_bt_block(
-    out: &mut [f32],
-    ldo: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    accumulate: bool,
-) {
-    assert!(covers(a.len(), m, k, lda) && covers(b.len(), n, k, ldb));
-    product(out, ldo, (a, 1, lda as isize), (b, ldb as isize, 1), m, n, k, accumulate);
-}
-
-/// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`).
-///
-/// This is the input gradient of a linear layer: `grad_x = grad_y · W`.
+/// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`), all dense.
 pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    matmul_ab_block(out, n, a, k, b, n, m, n, k, accumulate);
+    block_product(Product::AB, out, n, Block { data: a, ld: k }, Block { data: b, ld: n }, m, n, k, accumulate);
 }
 
-/// [`matmul_ab`] on blocks of wider row-major matrices (see [`matmul_a_bt_block`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_ab_block(
-    out: &mut [f32],
-    ldo: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    accumulate: bool,
-) {
-    assert!(covers(a.len(), m, k, lda) && covers(b.len(), k, n, ldb));
-    product(out, ldo, (a, 1, lda as isize), (b, 1, ldb as isize), m, n, k, accumulate);
-}
-
-/// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`).
-///
-/// This is the weight gradient of a linear layer: `grad_W = grad_yᵀ · x`.
+/// `out[m×n] = a[k×m]ᵀ · b[k×n]` (`+=` when `accumulate`), all dense.
 pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
-    matmul_at_b_block(out, n, a, m, b, n, m, n, k, accumulate);
-}
-
-/// [`matmul_at_b`] on blocks of wider row-major matrices (see [`matmul_a_bt_block`]).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_at_b_block(
-    out: &mut [f32],
-    ldo: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    accumulate: bool,
-) {
-    assert!(covers(a.len(), k, m, lda) && covers(b.len(), k, n, ldb));
-    product(out, ldo, (a, lda as isize, 1), (b, 1, ldb as isize), m, n, k, accumulate);
+    block_product(Product::AtB, out, n, Block { data: a, ld: m }, Block { data: b, ld: n }, m, n, k, accumulate);
 }
 
 /// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
@@ -251,20 +241,30 @@ mod tests {
             }
         };
         let mut out = vec![7.0; 5 * ldo];
-        matmul_a_bt_block(&mut out[ldo + 2..], ldo, &a[1..], 7, &bt[3..], 9, m, n, k, false);
+        block_product(
+            Product::ABt,
+            &mut out[ldo + 2..],
+            ldo,
+            Block { data: &a[1..], ld: 7 },
+            Block { data: &bt[3..], ld: 9 },
+            m,
+            n,
+            k,
+            false,
+        );
         check(&out, 0.0);
         // The same block as a·b with b row-major (k×n inside a k×5 buffer), accumulating.
         let b_blk = &b_blk;
         let b_rm: Vec<f32> = (0..k).flat_map(|p| (0..5).map(move |j| if j < n { b_blk[p * n + j] } else { -1.0 })).collect();
         let mut out = vec![7.0; 5 * ldo];
         (1..1 + m).for_each(|r| out[r * ldo + 2..r * ldo + 2 + n].fill(0.5));
-        matmul_ab_block(&mut out[ldo + 2..], ldo, &a[1..], 7, &b_rm, 5, m, n, k, true);
+        block_product(Product::AB, &mut out[ldo + 2..], ldo, Block { data: &a[1..], ld: 7 }, Block { data: &b_rm, ld: 5 }, m, n, k, true);
         check(&out, 0.5);
         // And as aᵀ·b with aᵀ stored k×m inside a k×4 buffer.
         let a_blk = &a_blk;
         let at: Vec<f32> = (0..k).flat_map(|p| (0..4).map(move |i| if i < m { a_blk[i * k + p] } else { 9.0 })).collect();
         let mut out = vec![7.0; 5 * ldo];
-        matmul_at_b_block(&mut out[ldo + 2..], ldo, &at, 4, &b_rm, 5, m, n, k, false);
+        block_product(Product::AtB, &mut out[ldo + 2..], ldo, Block { data: &at, ld: 4 }, Block { data: &b_rm, ld: 5 }, m, n, k, false);
         check(&out, 0.0);
     }
 }

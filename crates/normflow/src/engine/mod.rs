@@ -16,7 +16,7 @@ pub(crate) mod threads;
 
 pub use adam::Adam;
 pub use allocator::keep_freed_memory;
+pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matmul::{inside_product_kernel, product_gflops};
-pub(crate) use matmul::{matmul_a_bt, matmul_a_bt_block, matmul_a_bt_strided, matmul_ab, matmul_ab_block, matmul_at_b, matmul_at_b_block};
 pub use matrix::Matrix;
 pub use rng::Rng;

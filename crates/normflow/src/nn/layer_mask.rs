@@ -17,8 +17,8 @@ pub(crate) struct Tile {
     pub inputs: Range<usize>,
 }
 
-/// Candidate tile boundaries are multiples of this many rows (and the ends): the product
-/// kernel's register tile is 16 units wide.
+/// Candidate tile boundaries are multiples of this many rows (and the ends), so that blocks
+/// start and end on whole pairs of 8-wide vectors.
 const STEP: usize = 16;
 /// Cost of one more product call, in multiply-adds per batch row: tiles are only split where
 /// the skipped weights outweigh it. A call costs about 1 µs beyond its arithmetic (measured:

@@ -2,7 +2,7 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
-use crate::engine::{matmul_a_bt, matmul_a_bt_block, matmul_ab, matmul_ab_block, matmul_at_b, matmul_at_b_block, pool, Matrix, Rng};
+use crate::engine::{block_product, matmul_a_bt, matmul_ab, matmul_at_b, pool, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -45,8 +45,9 @@ fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Til
         Some(tiles) => {
             for t in tiles {
                 let (u, i) = (&t.units, &t.inputs);
-                let (w, x) = (&w[u.start * fan_in + i.start..], &x.as_slice()[i.start..]);
-                matmul_a_bt_block(&mut out.as_mut_slice()[u.start..], fan_out, x, fan_in, w, fan_in, rows, u.len(), i.len(), false);
+                let x = Block { data: &x.as_slice()[i.start..], ld: fan_in };
+                let w = Block { data: &w[u.start * fan_in + i.start..], ld: fan_in };
+                block_product(Product::ABt, &mut out.as_mut_slice()[u.start..], fan_out, x, w, rows, u.len(), i.len(), false);
             }
         }
     }
@@ -69,8 +70,8 @@ fn masked_weight_grad(gw: &mut [f32], g: &Matrix, x: &Matrix, mask: &LayerMask) 
     gw.fill(0.0);
     for t in &mask.by_inputs {
         let (u, i) = (&t.units, &t.inputs);
-        let (g, x) = (&g.as_slice()[u.start..], &x.as_slice()[i.start..]);
-        matmul_at_b_block(&mut gw[u.start * fan_in + i.start..], fan_in, g, fan_out, x, fan_in, u.len(), i.len(), rows, false);
+        let (g, x) = (Block { data: &g.as_slice()[u.start..], ld: fan_out }, Block { data: &x.as_slice()[i.start..], ld: fan_in });
+        block_product(Product::AtB, &mut gw[u.start * fan_in + i.start..], fan_in, g, x, u.len(), i.len(), rows, false);
     }
     gw.iter_mut().zip(&mask.mask).for_each(|(p, m)| *p *= m);
 }
@@ -81,8 +82,8 @@ fn masked_input_grad(gx: &mut Matrix, g: &Matrix, w: &[f32], mask: &LayerMask) {
     let (rows, fan_in, fan_out) = (gx.rows(), gx.cols(), g.cols());
     for t in &mask.by_inputs {
         let (u, i) = (&t.units, &t.inputs);
-        let (g, w) = (&g.as_slice()[u.start..], &w[u.start * fan_in + i.start..]);
-        matmul_ab_block(&mut gx.as_mut_slice()[i.start..], fan_in, g, fan_out, w, fan_in, rows, i.len(), u.len(), false);
+        let (g, w) = (Block { data: &g.as_slice()[u.start..], ld: fan_out }, Block { data: &w[u.start * fan_in + i.start..], ld: fan_in });
+        block_product(Product::AB, &mut gx.as_mut_slice()[i.start..], fan_in, g, w, rows, i.len(), u.len(), false);
     }
 }
 
