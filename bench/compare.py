@@ -7,10 +7,11 @@ median over rounds of each measure and the ratio normflow / fastest peer (below 
 is faster). Peak memory is each process's maximum resident set size.
 
 The `bound` column is the ratio normflow would reach if its matrix products ran at the rate of
-one large product on all cores (`normflow bench --gemm-probe`, measured in the first round) and
-nothing else took time: the product FLOPs that normflow reports for the measure, divided by that
-rate, over the fastest peer's time. A target ratio below `bound` cannot be met without doing
-fewer FLOPs.
+one large product on all cores (`normflow bench --gemm-probe`, measured in every normflow run;
+the median over runs of each run's best shape) and nothing else took time: the product FLOPs
+that normflow reports for the measure, divided by that rate, over the fastest peer's time. A
+target ratio below `bound` cannot be met with this product engine without doing fewer FLOPs.
+The rate itself moves by about ±15% between runs on a shared machine, and so does the bound.
 
 Usage: python bench/compare.py [--sizes S,M,L] [--flows coupling,maf] [--peers plain_jax]
                                [--rounds 2] [--out results.jsonl]
@@ -65,10 +66,13 @@ def main():
                     cmd = [a.normflow, "bench", "--flows", a.flows, "--sizes", size]
                     if size == "L":
                         cmd += ["--reps", "2"]
-                    if not probes:
-                        cmd += ["--gemm-probe"]
-                    lines, rss = run(cmd)
-                    probes += [l for l in lines if "probe" in l]
+                    lines, rss = run(cmd + ["--gemm-probe"])
+                    for l in lines:
+                        if "probe" in l:
+                            print(json.dumps(l), flush=True)
+                    run_probes = [l["gflops_all_threads"] for l in lines if "probe" in l]
+                    if run_probes:
+                        probes.append(max(run_probes))
                     lines = [l for l in lines if "probe" not in l]
                 else:
                     lines, rss = run([PY, f"{impl}.py", "--sizes", size, "--flows", a.flows, "--quick", "--quick-budget", "20"], cwd=PEERS)
@@ -80,12 +84,10 @@ def main():
     if a.out:
         with open(a.out, "w") as f:
             f.writelines(json.dumps(l) + "\n" for l in results)
-    for p in probes:
-        print(json.dumps(p))
-    rate = max((p["gflops_all_threads"] for p in probes), default=None)
+    rate = statistics.median(probes) if probes else None
     flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
     if rate:
-        print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (largest all-threads probe)")
+        print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (median of {len(probes)} runs' all-threads probes: {', '.join(f'{p:.0f}' for p in probes)})")
     print("\n| flow | size | measure | normflow | fastest peer | ratio | bound |\n|---|---|---|---:|---:|---:|---:|")
     for flow in a.flows.split(","):
         for size in a.sizes.split(","):
