@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
+use normflow::bijection::BijectionSpec;
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
-use normflow::nn::{made_masks, masked_product_macs, HiddenDegrees};
+use normflow::nn::{made_masks, masked_product_macs};
 use normflow::train::Trainer;
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
@@ -56,39 +57,45 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
 /// Matrix-product multiply-adds per row, summed over the flow's layers, of the three measured
 /// passes: evaluation (log-prob: each conditioner's forward products), one training step
 /// (forward, weight gradients and input gradients) and sampling. MAF counts what its masked
-/// products actually do: the tiles of its masks, and in sampling each hidden unit once over the
-/// inputs its mask lets through.
+/// products actually do, read from its layers' architecture: the tiles of its masks, and in
+/// sampling each hidden unit once over the inputs its mask lets through.
 struct PassMacs {
     eval: usize,
     train: usize,
     sample: usize,
 }
 
-fn pass_macs(flow: &str, s: &Size) -> PassMacs {
-    let (inputs, outputs) = match flow {
+fn pass_macs(flow_name: &str, flow: &Flow, s: &Size) -> PassMacs {
+    let (inputs, outputs) = match flow_name {
         "coupling" => (s.d / 2, 2 * (s.d - s.d / 2)),
-        "maf" => return maf_pass_macs(s),
+        "maf" => {
+            let mut total = PassMacs { eval: 0, train: 0, sample: 0 };
+            add_made_macs(&flow.transform().spec(), &mut total);
+            return total;
+        }
         _ => (s.d / 2, 23 * (s.d - s.d / 2)),
     };
     let per_layer = inputs * s.h + s.h * s.h + s.h * outputs;
     PassMacs { eval: per_layer * s.k, train: 3 * per_layer * s.k, sample: per_layer * s.k }
 }
 
-/// [`pass_macs`] of the MAF workload: its MADEs' masks, orders alternating as the preset builds
-/// them.
-fn maf_pass_macs(s: &Size) -> PassMacs {
-    let sizes = [s.d, s.h, s.h, 2 * s.d];
-    let mut total = PassMacs { eval: 0, train: 0, sample: 0 };
-    for k in 0..s.k {
-        let order: Vec<usize> = if k % 2 == 1 { (0..s.d).rev().collect() } else { (0..s.d).collect() };
-        for (l, m) in made_masks(&order, 0, &[s.h, s.h], 2, HiddenDegrees::Sorted).iter().enumerate() {
-            let [forward, weight_grad, input_grad] = masked_product_macs(m, sizes[l + 1], sizes[l]);
-            total.eval += forward;
-            total.train += forward + weight_grad + input_grad;
-            total.sample += m.iter().filter(|&&v| v != 0.0).count();
+/// Adds the multiply-adds per row of every MADE layer in `spec` to `total`, from the masks its
+/// recorded architecture (order, sizes, degree layout) gives.
+fn add_made_macs(spec: &BijectionSpec, total: &mut PassMacs) {
+    match spec {
+        BijectionSpec::Chain { layers } => layers.iter().for_each(|l| add_made_macs(l, total)),
+        BijectionSpec::MaskedAutoregressive { dim, hidden, order, context_dim, transformer, hidden_degrees, .. } => {
+            let per_dim = transformer.params_per_dim();
+            let sizes: Vec<usize> = std::iter::once(dim + context_dim).chain(hidden.iter().copied()).chain([per_dim * dim]).collect();
+            for (l, m) in made_masks(order, *context_dim, hidden, per_dim, *hidden_degrees).iter().enumerate() {
+                let [forward, weight_grad, input_grad] = masked_product_macs(m, sizes[l + 1], sizes[l]);
+                total.eval += forward;
+                total.train += forward + weight_grad + input_grad;
+                total.sample += m.iter().filter(|&&v| v != 0.0).count();
+            }
         }
+        _ => {}
     }
-    total
 }
 
 fn median_ms(mut v: Vec<f64>) -> f64 {
@@ -171,7 +178,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             }
             let nll_after = mean_nll(&flow, &x)?;
             let step = median_ms(step_ms.clone());
-            let macs = pass_macs(flow_name, s);
+            let macs = pass_macs(flow_name, &flow, s);
             let train_flop = 2.0 * (macs.train * s.b) as f64;
             print_json(&json!({
                 "impl": "normflow",
