@@ -81,29 +81,27 @@ fn plan(mask: &[f32], rows: usize, cols: usize) -> Vec<Tile> {
         })
         .collect();
     let n = spans.len();
-    // best[j]: cost of the first j blocks; from[j]: where the last run of that plan starts.
+    // best[j]: cost of the first j blocks; last[j]: where the last run of that plan starts and
+    // the column span of that run.
     let mut best = vec![usize::MAX; n + 1];
-    let mut from = vec![0; n + 1];
+    let mut last = vec![(0, (cols, 0)); n + 1];
     best[0] = 0;
     for j in 1..=n {
         let mut span = (cols, 0);
         for i in (0..j).rev() {
             span = (span.0.min(spans[i].0), span.1.max(spans[i].1));
-            let width = span.1.saturating_sub(span.0);
-            let cost = best[i] + (bounds[j] - bounds[i]) * width + CALL_COST;
+            let cost = best[i] + (bounds[j] - bounds[i]) * span.1.saturating_sub(span.0) + CALL_COST;
             if cost < best[j] {
                 best[j] = cost;
-                from[j] = i;
+                last[j] = (i, span);
             }
         }
     }
     let mut tiles = Vec::new();
     let mut j = n;
     while j > 0 {
-        let i = from[j];
-        let span = spans[i..j].iter().fold((cols, 0), |s, b| (s.0.min(b.0), s.1.max(b.1)));
-        let inputs = if span.0 < span.1 { span.0..span.1 } else { 0..0 };
-        tiles.push(Tile { units: bounds[i]..bounds[j], inputs });
+        let (i, (lo, hi)) = last[j];
+        tiles.push(Tile { units: bounds[i]..bounds[j], inputs: if lo < hi { lo..hi } else { 0..0 } });
         j = i;
     }
     tiles.reverse();
