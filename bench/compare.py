@@ -67,13 +67,12 @@ def main():
                     if size == "L":
                         cmd += ["--reps", "2"]
                     lines, rss = run(cmd + ["--gemm-probe"])
-                    for l in lines:
-                        if "probe" in l:
-                            print(json.dumps(l), flush=True)
-                    run_probes = [l["gflops_all_threads"] for l in lines if "probe" in l]
-                    if run_probes:
-                        probes.append(max(run_probes))
+                    run_probes = [l for l in lines if "probe" in l]
                     lines = [l for l in lines if "probe" not in l]
+                    for l in run_probes:
+                        print(json.dumps(l), flush=True)
+                    if run_probes:
+                        probes.append(max(l["gflops_all_threads"] for l in run_probes))
                 else:
                     lines, rss = run([PY, f"{impl}.py", "--sizes", size, "--flows", a.flows, "--quick", "--quick-budget", "20"], cwd=PEERS)
                 for l in lines:
