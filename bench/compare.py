@@ -13,8 +13,17 @@ that normflow reports for the measure, divided by that rate, over the fastest pe
 target ratio below `bound` cannot be met with this product engine without doing fewer FLOPs.
 The rate itself moves by about ±15% between runs on a shared machine, and so does the bound.
 
+The `target` column is the issue's goal for the cell (training 0.5 at S and M, 0.6 at L;
+log-prob and sampling 0.5). `needs` is the product rate in GFLOP/s that meeting a missed target
+requires: the FLOPs over the target time (target × the fastest peer's time). It is marked
+`> product` above the product rate, and `> peak` above the multiply-add peak (`normflow bench
+--gemm-probe` also measures multiply-adds on registers only, with no memory traffic): no f32
+implementation doing those FLOPs on this machine can reach such a rate.
+
 Usage: python bench/compare.py [--sizes S,M,L] [--flows coupling,maf] [--peers plain_jax]
                                [--rounds 2] [--out results.jsonl]
+       python bench/compare.py --from bench/results/FILE.txt --sizes S,M --flows coupling,maf,nsf
+(the second prints the table of a committed log again, with this script's columns)
 Peers are the script names in shared/bench/peers/ (plain_jax, plain_torch, zuko_bench,
 flowjax_bench, nflows_bench, normflows_bench); they run with --quick, which times MAF
 sampling at M/L with fewer repetitions.
@@ -46,50 +55,78 @@ def run(cmd, cwd=None):
     return lines, usage.ru_maxrss / 1024.0
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="S,M,L")
-    ap.add_argument("--flows", default="coupling,maf")
-    ap.add_argument("--peers", default="plain_jax")
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--normflow", default=os.path.join(ROOT, "target", "release", "normflow"))
-    ap.add_argument("--out", default=None)
-    a = ap.parse_args()
-    results = []
-    probes = []
+def measure(a):
+    """Runs every implementation, alternating, and returns the JSON lines in the order printed:
+    results with their peak RSS and round, and each normflow run's probes before its results."""
+    lines_out = []
     impls = ["normflow"] + a.peers.split(",")
     for size in a.sizes.split(","):
         for r in range(a.rounds):
             order = impls if r % 2 == 0 else impls[::-1]
             for impl in order:
                 if impl == "normflow":
-                    cmd = [a.normflow, "bench", "--flows", a.flows, "--sizes", size]
+                    cmd = [a.normflow, "bench", "--flows", a.flows, "--sizes", size, "--gemm-probe"]
                     if size == "L":
                         cmd += ["--reps", "2"]
-                    lines, rss = run(cmd + ["--gemm-probe"])
-                    run_probes = [l for l in lines if "probe" in l]
-                    lines = [l for l in lines if "probe" not in l]
-                    for l in run_probes:
-                        print(json.dumps(l), flush=True)
-                    if run_probes:
-                        probes.append(max(l["gflops_all_threads"] for l in run_probes))
+                    lines, rss = run(cmd)
                 else:
                     lines, rss = run([PY, f"{impl}.py", "--sizes", size, "--flows", a.flows, "--quick", "--quick-budget", "20"], cwd=PEERS)
                 for l in lines:
-                    l["peak_rss_mib"] = round(rss, 1)
-                    l["round"] = r
-                    results.append(l)
+                    if "probe" not in l:
+                        l["peak_rss_mib"] = round(rss, 1)
+                        l["round"] = r
+                    lines_out.append(l)
                     print(json.dumps(l), flush=True)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.writelines(json.dumps(l) + "\n" for l in results)
+    return lines_out
+
+
+def read_log(path):
+    """The JSON lines of an earlier run's printed log (a committed bench/results file)."""
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.startswith("{")]
+
+
+def probe_rates(lines):
+    """(product rate, multiply-add peak) in GFLOP/s: the medians over normflow runs of each run's
+    best all-threads gemm shape and of its multiply-add probe; a run's probes are consecutive."""
+    gemm_runs, peaks, current = [], [], None
+    for l in lines:
+        if l.get("probe") == "gemm":
+            if current is None:
+                current = []
+                gemm_runs.append(current)
+            current.append(l["gflops_all_threads"])
+        else:
+            current = None
+            if l.get("probe") == "multiply_add":
+                peaks.append(l["gflops_all_threads"])
+    probes = [max(r) for r in gemm_runs]
     rate = statistics.median(probes) if probes else None
-    flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
+    peak = statistics.median(peaks) if peaks else None
     if rate:
         print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (median of {len(probes)} runs' all-threads probes: {', '.join(f'{p:.0f}' for p in probes)})")
-    print("\n| flow | size | measure | normflow | fastest peer | ratio | bound |\n|---|---|---|---:|---:|---:|---:|")
-    for flow in a.flows.split(","):
-        for size in a.sizes.split(","):
+    if peak:
+        print(f"multiply-add peak: {peak:.1f} GFLOP/s (median of all-threads probes: {', '.join(f'{p:.0f}' for p in peaks)})")
+    return rate, peak
+
+
+def target_ratio(key, size):
+    """The issue's target ratio normflow / fastest peer for a measure at a size."""
+    if key == "peak_rss_mib":
+        return 1.0
+    if key == "train_step_ms" and size == "L":
+        return 0.6
+    return 0.5
+
+
+def print_table(lines, flows, sizes):
+    """The table of medians over rounds, ratios, targets, bounds and needed rates."""
+    results = [l for l in lines if "probe" not in l]
+    rate, peak = probe_rates(lines)
+    flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
+    print("\n| flow | size | measure | normflow | fastest peer | ratio | target | bound | needs GFLOP/s |\n|---|---|---|---:|---:|---:|---:|---:|---|")
+    for flow in flows:
+        for size in sizes:
             def med(impl, key):
                 v = [l[key] for l in results if l["impl"].startswith(impl) and l["flow"] == flow and l["size"] == size and l.get(key) is not None]
                 return statistics.median(v) if v else None
@@ -102,7 +139,33 @@ def main():
                 best, name = min(peers)
                 flop = med("normflow", flop_key[key]) if key in flop_key else None
                 bound = f"{flop / (rate * 1e6) / best:.2f}" if flop and rate else ""
-                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {bound} |")
+                target = target_ratio(key, size)
+                needs = ""
+                if flop and ours / best > target:
+                    gflops = flop / (target * best * 1e6)
+                    needs = f"{gflops:.0f}"
+                    if peak and gflops > peak:
+                        needs += " (> peak)"
+                    elif rate and gflops > rate:
+                        needs += " (> product)"
+                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {target:.1f} | {bound} | {needs} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="S,M,L")
+    ap.add_argument("--flows", default="coupling,maf")
+    ap.add_argument("--peers", default="plain_jax")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--normflow", default=os.path.join(ROOT, "target", "release", "normflow"))
+    ap.add_argument("--out", default=None, help="also write the JSON lines to this file")
+    ap.add_argument("--from", dest="log", default=None, help="print the table of an earlier run's log instead of measuring")
+    a = ap.parse_args()
+    lines = read_log(a.log) if a.log else measure(a)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.writelines(json.dumps(l) + "\n" for l in lines)
+    print_table(lines, a.flows.split(","), a.sizes.split(","))
 
 
 if __name__ == "__main__":

@@ -331,7 +331,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
     /// Also print the throughput of one large matrix product (1 and all threads) with the
-    /// engine's settings, the machine's practical limit to compare train_gflops with.
+    /// engine's settings, the machine's practical limit to compare train_gflops with, and the
+    /// multiply-add peak on registers only, the limit of any implementation.
     #[arg(long)]
     pub gemm_probe: bool,
 }

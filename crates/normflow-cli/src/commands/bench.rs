@@ -143,6 +143,12 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
                 "threads": threads,
             }))?;
         }
+        print_json(&json!({
+            "impl": "normflow", "probe": "multiply_add",
+            "gflops_1_thread": normflow::engine::multiply_add_peak_gflops(1),
+            "gflops_all_threads": normflow::engine::multiply_add_peak_gflops(threads),
+            "threads": threads,
+        }))?;
     }
     for flow_name in &a.flows {
         for s in &sizes {

@@ -154,28 +154,6 @@ pub(crate) fn matmul_at_b(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: us
     block_product(Product::AtB, out, n, Block { data: a, ld: m }, Block { data: b, ld: n }, m, n, k, accumulate);
 }
 
-/// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
-/// settings (single-threaded products, one per thread, as the training step runs them): the
-/// machine's practical limit for this engine.
-pub fn product_gflops(m: usize, n: usize, k: usize, threads: usize) -> f64 {
-    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
-    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
-    let flop = 2.0 * (m * n * k) as f64;
-    let reps = (4e9 / flop).clamp(3.0, 1000.0) as usize;
-    let start = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut out = vec![0.0f32; m * n];
-                for _ in 0..reps {
-                    matmul_ab(&mut out, &a, &b, m, n, k, false);
-                }
-            });
-        }
-    });
-    flop * reps as f64 * threads.max(1) as f64 / start.elapsed().as_secs_f64() / 1e9
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

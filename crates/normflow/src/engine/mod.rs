@@ -11,12 +11,14 @@ pub(crate) mod fastmath;
 mod matmul;
 mod matrix;
 pub(crate) mod pool;
+mod probe;
 mod rng;
 pub(crate) mod threads;
 
 pub use adam::Adam;
 pub use allocator::keep_freed_memory;
+pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
-pub use matmul::{inside_product_kernel, product_gflops};
 pub use matrix::Matrix;
+pub use probe::{multiply_add_peak_gflops, product_gflops};
 pub use rng::Rng;
