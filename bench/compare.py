@@ -13,6 +13,12 @@ that normflow reports for the measure, divided by that rate, over the fastest pe
 target ratio below `bound` cannot be met with this product engine without doing fewer FLOPs.
 The rate itself moves by about ±15% between runs on a shared machine, and so does the bound.
 
+The `products` column is the ratio normflow would reach if everything but its matrix products
+took no time, with the products at the rate they ran in that very measure (`normflow bench`
+times them inside each timed run: all threads' time in products over the thread count). The gap
+between `products` and `ratio` is the element-wise work, copies and waiting; a target below
+`products` needs faster products at the workload's own shapes.
+
 The `target` column is the issue's goal for the cell (training 0.5 at S and M, 0.6 at L;
 log-prob and sampling 0.5). `needs` is the product rate in GFLOP/s that meeting a missed target
 requires: the FLOPs over the target time (target × the fastest peer's time). It is marked
@@ -124,7 +130,8 @@ def print_table(lines, flows, sizes):
     results = [l for l in lines if "probe" not in l]
     rate, peak = probe_rates(lines)
     flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
-    print("\n| flow | size | measure | normflow | fastest peer | ratio | target | bound | needs GFLOP/s |\n|---|---|---|---:|---:|---:|---:|---:|---|")
+    product_key = {"train_step_ms": "train_product_ms", "logprob_ms": "logprob_product_ms", "sample_ms": "sample_product_ms"}
+    print("\n| flow | size | measure | normflow | fastest peer | ratio | target | bound | products | needs GFLOP/s |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for flow in flows:
         for size in sizes:
             def med(impl, key):
@@ -139,6 +146,8 @@ def print_table(lines, flows, sizes):
                 best, name = min(peers)
                 flop = med("normflow", flop_key[key]) if key in flop_key else None
                 bound = f"{flop / (rate * 1e6) / best:.2f}" if flop and rate else ""
+                product_ms = med("normflow", product_key[key]) if key in product_key else None
+                products = f"{product_ms / best:.2f}" if product_ms else ""
                 target = target_ratio(key, size)
                 needs = ""
                 if flop and ours / best > target:
@@ -148,7 +157,7 @@ def print_table(lines, flows, sizes):
                         needs += " (> peak)"
                     elif rate and gflops > rate:
                         needs += " (> product)"
-                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {target:.1f} | {bound} | {needs} |")
+                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {target:.1f} | {bound} | {products} | {needs} |")
 
 
 def main():

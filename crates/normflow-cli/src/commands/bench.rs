@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use normflow::bijection::BijectionSpec;
+use normflow::engine::time_in_products;
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
 use normflow::nn::{made_masks, masked_product_macs};
 use normflow::train::Trainer;
@@ -111,10 +112,28 @@ fn median_ms(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let t = Instant::now();
-    let out = f();
-    (out, t.elapsed().as_secs_f64() * 1e3)
+/// One timed run: its wall time and the wall time its matrix products alone would take (all
+/// threads' time inside products over the thread count), both in ms.
+struct Timing {
+    ms: f64,
+    product_ms: f64,
+}
+
+/// Runs `f` once, timing it and its products in the same run, so that both see the same phase
+/// of a shared machine.
+fn timed<T>(threads: usize, f: impl FnOnce() -> T) -> (T, Timing) {
+    let ((out, ms), products) = time_in_products(|| {
+        let t = Instant::now();
+        let out = f();
+        (out, t.elapsed().as_secs_f64() * 1e3)
+    });
+    let product_ms = products.as_secs_f64() * 1e3 / threads as f64;
+    (out, Timing { ms, product_ms })
+}
+
+/// Medians of the wall and product times of some runs.
+fn median_timing(runs: &[Timing]) -> Timing {
+    Timing { ms: median_ms(runs.iter().map(|t| t.ms).collect()), product_ms: median_ms(runs.iter().map(|t| t.product_ms).collect()) }
 }
 
 fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
@@ -158,45 +177,48 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             let mut trainer = Trainer::new(&flow, 1e-3);
             trainer.grad_clip = None;
             let batches = ROWS / s.b;
-            let mut step_ms = Vec::with_capacity(a.steps);
+            let mut steps = Vec::with_capacity(a.steps);
             for step in 0..WARMUP_STEPS + a.steps {
                 let start = (step % batches) * s.b;
                 let batch = x.slice_rows(start, start + s.b);
-                let (r, ms) = timed(|| trainer.step(&mut flow, &batch, None));
+                let (r, t) = timed(threads, || trainer.step(&mut flow, &batch, None));
                 r?;
                 if step >= WARMUP_STEPS {
-                    step_ms.push(ms);
+                    steps.push(t);
                 }
             }
-            let mut lp_ms = Vec::new();
+            let mut lps = Vec::new();
             for _ in 0..a.reps.max(1) {
-                let (r, ms) = timed(|| flow.log_prob(&x, None));
+                let (r, t) = timed(threads, || flow.log_prob(&x, None));
                 r?;
-                lp_ms.push(ms);
+                lps.push(t);
             }
             let mut rng = Rng::new(1);
             flow.sample(ROWS, None, &mut rng)?;
-            let mut sample_ms = Vec::new();
+            let mut samples = Vec::new();
             for _ in 0..a.reps.max(1) {
-                let (r, ms) = timed(|| flow.sample(ROWS, None, &mut rng));
+                let (r, t) = timed(threads, || flow.sample(ROWS, None, &mut rng));
                 r?;
-                sample_ms.push(ms);
+                samples.push(t);
             }
             let nll_after = mean_nll(&flow, &x)?;
-            let step = median_ms(step_ms.clone());
+            let (step, lp, sample) = (median_timing(&steps), median_timing(&lps), median_timing(&samples));
             let macs = pass_macs(flow_name, &flow, s);
             let train_flop = 2.0 * (macs.train * s.b) as f64;
             print_json(&json!({
                 "impl": "normflow",
                 "flow": flow_name,
                 "size": s.name,
-                "train_step_ms": step,
-                "train_gflops": train_flop / step / 1e6,
+                "train_step_ms": step.ms,
+                "train_gflops": train_flop / step.ms / 1e6,
                 "train_flop": train_flop,
                 "logprob_flop": 2.0 * (macs.eval * ROWS) as f64,
                 "sample_flop": 2.0 * (macs.sample * ROWS) as f64,
-                "logprob_ms": median_ms(lp_ms),
-                "sample_ms": median_ms(sample_ms),
+                "train_product_ms": step.product_ms,
+                "logprob_product_ms": lp.product_ms,
+                "sample_product_ms": sample.product_ms,
+                "logprob_ms": lp.ms,
+                "sample_ms": sample.ms,
                 "nll_after": nll_after,
                 "nll_before": nll_before,
                 "threads": threads,

@@ -7,6 +7,8 @@ use std::cell::Cell;
 
 use gemm::{gemm, Parallelism};
 
+use super::product_clock;
+
 thread_local! {
     static IN_KERNEL: Cell<bool> = const { Cell::new(false) };
 }
@@ -48,6 +50,7 @@ fn product(
         return;
     }
     IN_KERNEL.with(|k| k.set(true));
+    let started = product_clock::start();
     // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each
     // wrapper); `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
     unsafe {
@@ -73,6 +76,7 @@ fn product(
             Parallelism::None,
         );
     }
+    product_clock::stop(started);
     IN_KERNEL.with(|k| k.set(false));
 }
 

@@ -12,6 +12,7 @@ mod matmul;
 mod matrix;
 pub(crate) mod pool;
 mod probe;
+mod product_clock;
 mod rng;
 pub(crate) mod threads;
 
@@ -21,4 +22,5 @@ pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
 pub use probe::{multiply_add_peak_gflops, product_gflops};
+pub use product_clock::time_in_products;
 pub use rng::Rng;
