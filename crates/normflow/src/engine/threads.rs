@@ -84,13 +84,21 @@ pub(crate) fn for_each_mut<T: Send>(items: &mut [T], f: &(dyn Fn(usize, &mut T) 
 /// Splits `data` into `parts` nearly equal chunks (see [`part_range`]) and runs
 /// `f(p, chunk_p)` for each in parallel.
 pub(crate) fn for_each_chunk_mut(data: &mut [f32], parts: usize, f: &(dyn Fn(usize, &mut [f32]) + Sync)) {
-    let (base, len) = (SendPtr(data.as_mut_ptr()), data.len());
+    for_each_chunks_mut([data], parts, &|p, [chunk]| f(p, chunk));
+}
+
+/// [`for_each_chunk_mut`] over `N` slices of one length at once: part `p` gets chunk `p` of
+/// each.
+pub(crate) fn for_each_chunks_mut<const N: usize>(data: [&mut [f32]; N], parts: usize, f: &(dyn Fn(usize, [&mut [f32]; N]) + Sync)) {
+    let len = data.first().map_or(0, |d| d.len());
+    assert!(data.iter().all(|d| d.len() == len), "slices of one length");
+    let bases = data.map(|d| SendPtr(d.as_mut_ptr()));
     for_each_part(parts, &|p| {
         let r = part_range(len, parts, p);
-        // SAFETY: the chunks are disjoint, and `data` stays mutably borrowed until every part
-        // has finished.
-        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start), r.len()) };
-        f(p, chunk);
+        // SAFETY: the chunks are disjoint, and every slice stays mutably borrowed until every
+        // part has finished.
+        let chunks = bases.map(|b| unsafe { std::slice::from_raw_parts_mut(b.get().add(r.start), r.len()) });
+        f(p, chunks);
     });
 }
 

@@ -36,6 +36,10 @@ pub(crate) struct LayerMask {
     pub by_units: Vec<Tile>,
     /// Tiles partitioning the inputs: the input gradient and the weight gradient.
     pub by_inputs: Vec<Tile>,
+    /// Runs of consecutive fixed entries in the flat mask: what a weight gradient built from
+    /// the `by_inputs` tiles must zero (the tiles' products write some of them, and none of the
+    /// tiles covers the rest).
+    pub zero_runs: Vec<Range<usize>>,
 }
 
 impl LayerMask {
@@ -45,8 +49,21 @@ impl LayerMask {
         let by_units = plan(&mask, fan_out, fan_in);
         let transposed: Vec<f32> = (0..fan_in).flat_map(|i| (0..fan_out).map(|o| mask[o * fan_in + i]).collect::<Vec<_>>()).collect();
         let by_inputs = plan(&transposed, fan_in, fan_out).into_iter().map(|t| Tile { units: t.inputs, inputs: t.units }).collect();
-        Self { mask, by_units, by_inputs }
+        let zero_runs = zero_runs(&mask);
+        Self { mask, by_units, by_inputs, zero_runs }
     }
+}
+
+/// Runs of consecutive zeros in `mask`.
+fn zero_runs(mask: &[f32]) -> Vec<Range<usize>> {
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m == 0.0) {
+        match runs.last_mut() {
+            Some(r) if r.end == i => r.end += 1,
+            _ => runs.push(i..i + 1),
+        }
+    }
+    runs
 }
 
 /// Multiply-adds per batch row that the products of a layer masked by `mask` (`[fan_out,

@@ -61,19 +61,20 @@ fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Til
     out
 }
 
-/// `grad_W = gᵀ · x` (`[fan_out, fan_in]`) for a masked weight: the tiles' blocks, zero elsewhere,
-/// then the mask inside the tiles. The tiles by inputs: blocks a few inputs wide over many units
+/// `grad_W = gᵀ · x` (`[fan_out, fan_in]`, overwritten) for a masked weight: the tiles' blocks,
+/// then zeros on every fixed entry, inside the tiles or not. The tiles by inputs: blocks a few inputs wide over many units
 /// run at about 0.6 of the dense time for a MADE's hidden layer, blocks a few units tall over
 /// many inputs at 0.8–1.0 (`gemm` is slow on weight-gradient blocks with few rows).
 fn masked_weight_grad(gw: &mut [f32], g: &Matrix, x: &Matrix, mask: &LayerMask) {
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), g.cols());
-    gw.fill(0.0);
     for t in &mask.by_inputs {
         let (u, i) = (&t.units, &t.inputs);
         let (g, x) = (Block { data: &g.as_slice()[u.start..], ld: fan_out }, Block { data: &x.as_slice()[i.start..], ld: fan_in });
         block_product(Product::AtB, &mut gw[u.start * fan_in + i.start..], fan_in, g, x, u.len(), i.len(), rows, false);
     }
-    gw.iter_mut().zip(&mask.mask).for_each(|(p, m)| *p *= m);
+    for run in &mask.zero_runs {
+        gw[run.clone()].fill(0.0);
+    }
 }
 
 /// `grad_x = g · W` (`[rows, fan_in]`, overwritten) for a masked weight: one product per tile of
@@ -216,12 +217,12 @@ impl Mlp {
                 None => matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false),
             }
             if l > 0 {
-                // ReLU mask into a second buffer: in place, the compiler turns it into masked
-                // stores of the zeros, which are microcoded and slow on AMD cores (8% of a small
-                // coupling flow's training step).
+                // The ReLU's mask into a second buffer, as a compare and a bitwise and: in place,
+                // or written as a select, it compiles to masked stores or loads, which are
+                // microcoded and slow on AMD cores (8% of a small coupling flow's training step).
                 let mut masked = Matrix::scratch(rows, fan_in);
                 for ((m, gv), xv) in masked.as_mut_slice().iter_mut().zip(gx.as_slice()).zip(x.as_slice()) {
-                    *m = if *xv > 0.0 { *gv } else { 0.0 };
+                    *m = f32::from_bits(gv.to_bits() & ((*xv > 0.0) as u32).wrapping_neg());
                 }
                 gx = masked;
             }
