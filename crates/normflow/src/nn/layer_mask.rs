@@ -27,11 +27,9 @@ const STEP: usize = 16;
 /// 128 then gets 4–32 tiles per layer and does 52–77% of the dense products.
 const CALL_COST: usize = 128;
 
-/// A layer's 0/1 mask `[out, in]` with its two tilings.
+/// The tilings of a layer's 0/1 mask `[out, in]`, and where its fixed entries lie.
 #[derive(Clone, Debug)]
 pub(crate) struct LayerMask {
-    /// 1 where a weight is free, 0 where it is fixed at zero.
-    pub mask: Vec<f32>,
     /// Tiles partitioning the units: the forward product.
     pub by_units: Vec<Tile>,
     /// Tiles partitioning the inputs: the input gradient and the weight gradient.
@@ -44,13 +42,24 @@ pub(crate) struct LayerMask {
 
 impl LayerMask {
     /// Tilings for `mask`, `fan_out × fan_in` row-major.
-    pub(crate) fn new(mask: Vec<f32>, fan_out: usize, fan_in: usize) -> Self {
+    pub(crate) fn new(mask: &[f32], fan_out: usize, fan_in: usize) -> Self {
         assert_eq!(mask.len(), fan_out * fan_in, "mask size");
-        let by_units = plan(&mask, fan_out, fan_in);
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0), "mask entries are 0 or 1");
+        let by_units = plan(mask, fan_out, fan_in);
         let transposed: Vec<f32> = (0..fan_in).flat_map(|i| (0..fan_out).map(|o| mask[o * fan_in + i]).collect::<Vec<_>>()).collect();
         let by_inputs = plan(&transposed, fan_in, fan_out).into_iter().map(|t| Tile { units: t.inputs, inputs: t.units }).collect();
-        let zero_runs = zero_runs(&mask);
-        Self { mask, by_units, by_inputs, zero_runs }
+        let zero_runs = zero_runs(mask);
+        Self { by_units, by_inputs, zero_runs }
+    }
+
+    /// The mask again, `len` entries, from its runs of zeros.
+    #[cfg(test)]
+    pub(crate) fn dense(&self, len: usize) -> Vec<f32> {
+        let mut mask = vec![1.0; len];
+        for run in &self.zero_runs {
+            mask[run.clone()].fill(0.0);
+        }
+        mask
     }
 }
 
@@ -70,7 +79,7 @@ fn zero_runs(mask: &[f32]) -> Vec<Range<usize>> {
 /// fan_in]`, 0 = fixed at zero) do: forward, weight gradient and input gradient, in that order
 /// (an unmasked layer does `fan_out · fan_in` in each).
 pub fn masked_product_macs(mask: &[f32], fan_out: usize, fan_in: usize) -> [usize; 3] {
-    let m = LayerMask::new(mask.to_vec(), fan_out, fan_in);
+    let m = LayerMask::new(mask, fan_out, fan_in);
     let area = |tiles: &[Tile]| tiles.iter().map(|t| t.units.len() * t.inputs.len()).sum();
     [area(&m.by_units), area(&m.by_inputs), area(&m.by_inputs)]
 }
@@ -131,7 +140,8 @@ mod tests {
 
     /// Every free entry lies in its tile, and the tiles partition the rows (units) or the
     /// columns (inputs).
-    fn check(m: &LayerMask, fan_out: usize, fan_in: usize) {
+    fn check(m: &LayerMask, mask: &[f32], fan_out: usize, fan_in: usize) {
+        assert_eq!(m.dense(mask.len()), mask, "the runs of zeros are the mask's");
         let mut next = 0;
         for t in &m.by_units {
             assert_eq!(t.units.start, next);
@@ -146,7 +156,7 @@ mod tests {
         assert_eq!(next, fan_in);
         for o in 0..fan_out {
             for i in 0..fan_in {
-                if m.mask[o * fan_in + i] != 0.0 {
+                if mask[o * fan_in + i] != 0.0 {
                     let inside = |t: &&Tile| t.units.contains(&o) && t.inputs.contains(&i);
                     assert!(m.by_units.iter().filter(inside).count() == 1, "free weight ({o}, {i}) outside the unit tiles");
                     assert!(m.by_inputs.iter().filter(inside).count() == 1, "free weight ({o}, {i}) outside the input tiles");
@@ -160,8 +170,8 @@ mod tests {
         // Unit o sees inputs 0..=o/2: a lower staircase, 256 × 128.
         let (fan_out, fan_in) = (256, 128);
         let mask: Vec<f32> = (0..fan_out * fan_in).map(|k| if k % fan_in <= k / fan_in / 2 { 1.0 } else { 0.0 }).collect();
-        let m = LayerMask::new(mask, fan_out, fan_in);
-        check(&m, fan_out, fan_in);
+        let m = LayerMask::new(&mask, fan_out, fan_in);
+        check(&m, &mask, fan_out, fan_in);
         let area = |tiles: &[Tile]| tiles.iter().map(|t| t.units.len() * t.inputs.len()).sum::<usize>() as f64 / (fan_out * fan_in) as f64;
         assert!(m.by_units.len() > 2 && area(&m.by_units) < 0.65, "{:?}", m.by_units);
         assert!(m.by_inputs.len() > 2 && area(&m.by_inputs) < 0.65, "{:?}", m.by_inputs);
@@ -169,17 +179,17 @@ mod tests {
 
     #[test]
     fn dense_small_and_empty_masks_keep_one_tile() {
-        let m = LayerMask::new(vec![1.0; 40 * 24], 40, 24);
+        let m = LayerMask::new(&[1.0; 40 * 24], 40, 24);
         assert_eq!(m.by_units, vec![Tile { units: 0..40, inputs: 0..24 }]);
         assert_eq!(m.by_inputs, vec![Tile { units: 0..40, inputs: 0..24 }]);
         // Unsorted (cyclic) MADE-like degrees: no block is skippable, the plan stays whole.
         let mask: Vec<f32> = (0..64 * 8).map(|k| if k % 8 <= (k / 8) % 7 { 1.0 } else { 0.0 }).collect();
-        let m = LayerMask::new(mask, 64, 8);
-        check(&m, 64, 8);
+        let m = LayerMask::new(&mask, 64, 8);
+        check(&m, &mask, 64, 8);
         // A row that sees nothing gets an empty input range.
         let mut mask = vec![1.0; 20 * 4];
         mask[..4].fill(0.0);
-        let m = LayerMask::new(mask, 20, 4);
-        check(&m, 20, 4);
+        let m = LayerMask::new(&mask, 20, 4);
+        check(&m, &mask, 20, 4);
     }
 }

@@ -91,7 +91,12 @@ fn masked_input_grad(gx: &mut Matrix, g: &Matrix, w: &[f32], mask: &LayerMask) {
 impl Mlp {
     /// A network with PyTorch-style uniform initialisation `U(±1/√fan_in)`; the last layer is
     /// scaled by `last_scale` (0 makes the network output exactly zero, so a flow layer starts as
-    /// the identity).
+    /// the identity). `masks`, one `[out, in]` 0/1 matrix per layer, fix the weights where they
+    /// hold 0 at zero.
+    ///
+    /// # Panics
+    /// If `sizes` has fewer than two entries, or the masks do not match the layers or hold other
+    /// values than 0 and 1.
     pub fn new(sizes: &[usize], last_scale: f32, masks: Option<Vec<Vec<f32>>>, rng: &mut Rng) -> Self {
         assert!(sizes.len() >= 2, "an MLP needs at least an input and an output size");
         let n: usize = sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
@@ -106,7 +111,7 @@ impl Mlp {
         }
         let masks = masks.map(|m| {
             assert_eq!(m.len(), layers, "one mask per layer");
-            m.into_iter().zip(sizes.windows(2)).map(|(m, w)| LayerMask::new(m, w[1], w[0])).collect()
+            m.into_iter().zip(sizes.windows(2)).map(|(m, w)| LayerMask::new(&m, w[1], w[0])).collect()
         });
         let mut mlp = Self { sizes: sizes.to_vec(), params, masks };
         mlp.apply_masks();
@@ -133,8 +138,9 @@ impl Mlp {
         if let Some(masks) = &self.masks {
             let mut off = 0;
             for (w, mask) in self.sizes.windows(2).zip(masks) {
-                for (p, m) in self.params[off..off + w[0] * w[1]].iter_mut().zip(&mask.mask) {
-                    *p *= m;
+                let weight = &mut self.params[off..off + w[0] * w[1]];
+                for run in &mask.zero_runs {
+                    weight[run.clone()].fill(0.0);
                 }
                 off += w[0] * w[1] + w[1];
             }
@@ -266,7 +272,7 @@ mod tests {
         for l in (0..layers).rev() {
             let (off, fi, fo) = mlp.layer(l);
             let w = &mlp.params()[off..off + fi * fo];
-            let mask = &mlp.masks.as_ref().unwrap()[l].mask;
+            let mask = mlp.masks.as_ref().unwrap()[l].dense(fi * fo);
             for r in 0..rows {
                 for o in 0..fo {
                     grads[off + fi * fo + o] += gy[r * fo + o];
