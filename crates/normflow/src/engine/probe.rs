@@ -12,18 +12,25 @@ pub fn product_gflops(m: usize, n: usize, k: usize, threads: usize) -> f64 {
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
     let flop = 2.0 * (m * n * k) as f64;
     let reps = (4e9 / flop).clamp(3.0, 1000.0) as usize;
+    gflops_on_threads(threads, flop * reps as f64, || {
+        let mut out = vec![0.0f32; m * n];
+        for _ in 0..reps {
+            matmul_ab(&mut out, &a, &b, m, n, k, false);
+        }
+    })
+}
+
+/// Runs `work` on `threads` threads at once and returns their joint rate in GFLOP/s, given the
+/// FLOPs of one run of `work`.
+fn gflops_on_threads(threads: usize, flop_per_thread: f64, work: impl Fn() + Sync) -> f64 {
+    let threads = threads.max(1);
     let start = std::time::Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| {
-                let mut out = vec![0.0f32; m * n];
-                for _ in 0..reps {
-                    matmul_ab(&mut out, &a, &b, m, n, k, false);
-                }
-            });
+        for _ in 0..threads {
+            s.spawn(&work);
         }
     });
-    flop * reps as f64 * threads.max(1) as f64 / start.elapsed().as_secs_f64() / 1e9
+    flop_per_thread * threads as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
 /// `f32` lanes of the widest vector register the build targets.
@@ -74,14 +81,10 @@ fn multiply_add_chains(rounds: usize, scale: f32, shift: f32) -> f32 {
 /// so a target that needs more than this rate for the FLOPs it must do cannot be met.
 pub fn multiply_add_peak_gflops(threads: usize) -> f64 {
     let rounds = 50_000_000;
-    let start = std::time::Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1) {
-            s.spawn(|| std::hint::black_box(multiply_add_chains(rounds, std::hint::black_box(0.999), std::hint::black_box(1e-3))));
-        }
-    });
-    let flop = 2.0 * (rounds * CHAINS * LANES) as f64 * threads.max(1) as f64;
-    flop / start.elapsed().as_secs_f64() / 1e9
+    let flop = 2.0 * (rounds * CHAINS * LANES) as f64;
+    gflops_on_threads(threads, flop, || {
+        std::hint::black_box(multiply_add_chains(rounds, std::hint::black_box(0.999), std::hint::black_box(1e-3)));
+    })
 }
 
 #[cfg(test)]

@@ -139,9 +139,12 @@ unsafe impl Send for Job {}
 
 #[derive(Clone, Copy)]
 enum State {
+    /// No job yet.
     Idle,
     Assigned(Job),
-    Finished { panicked: bool },
+    Finished {
+        panicked: bool,
+    },
 }
 
 /// [`State`]s by number, for [`Worker::phase`].
@@ -194,12 +197,9 @@ impl Worker {
     /// locked slot.
     fn wait_for(&self, phase: u8) -> std::sync::MutexGuard<'_, Slot> {
         let start = Instant::now();
-        'spin: while self.phase.load(Ordering::Acquire) != phase {
+        while self.phase.load(Ordering::Acquire) != phase && start.elapsed() <= SPIN {
             for _ in 0..64 {
                 std::hint::spin_loop();
-            }
-            if start.elapsed() > SPIN {
-                break 'spin;
             }
         }
         let mut slot = lock(&self.slot);
@@ -262,12 +262,10 @@ impl Pool {
         let here = catch_unwind(AssertUnwindSafe(|| unsafe { &*f }(0)));
         let mut worker_panicked = false;
         for w in &self.workers[..parts - 1] {
-            let mut slot = w.wait_for(FINISHED);
-            if let State::Finished { panicked } = slot.state {
+            // The worker stays `Finished` until its next assignment.
+            if let State::Finished { panicked } = w.wait_for(FINISHED).state {
                 worker_panicked |= panicked;
             }
-            slot.state = State::Idle;
-            w.phase.store(IDLE, Ordering::Release);
         }
         if let Err(p) = here {
             resume_unwind(p);

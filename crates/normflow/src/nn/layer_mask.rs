@@ -37,7 +37,7 @@ pub(crate) struct LayerMask {
     /// Runs of consecutive fixed entries in the flat mask: what a weight gradient built from
     /// the `by_inputs` tiles must zero (the tiles' products write some of them, and none of the
     /// tiles covers the rest).
-    pub zero_runs: Vec<Range<usize>>,
+    zero_runs: Vec<Range<usize>>,
 }
 
 impl LayerMask {
@@ -52,13 +52,18 @@ impl LayerMask {
         Self { by_units, by_inputs, zero_runs }
     }
 
+    /// Sets the fixed entries of a weight (or weight gradient) `[out, in]` to zero.
+    pub(crate) fn zero_fixed(&self, weight: &mut [f32]) {
+        for run in &self.zero_runs {
+            weight[run.clone()].fill(0.0);
+        }
+    }
+
     /// The mask again, `len` entries, from its runs of zeros.
     #[cfg(test)]
     pub(crate) fn dense(&self, len: usize) -> Vec<f32> {
         let mut mask = vec![1.0; len];
-        for run in &self.zero_runs {
-            mask[run.clone()].fill(0.0);
-        }
+        self.zero_fixed(&mut mask);
         mask
     }
 }

@@ -62,9 +62,10 @@ fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Til
 }
 
 /// `grad_W = gᵀ · x` (`[fan_out, fan_in]`, overwritten) for a masked weight: the tiles' blocks,
-/// then zeros on every fixed entry, inside the tiles or not. The tiles by inputs: blocks a few inputs wide over many units
-/// run at about 0.6 of the dense time for a MADE's hidden layer, blocks a few units tall over
-/// many inputs at 0.8–1.0 (`gemm` is slow on weight-gradient blocks with few rows).
+/// then zeros on every fixed entry, inside the tiles or not. The tiles by inputs: blocks a few
+/// inputs wide over many units run at about 0.6 of the dense time for a MADE's hidden layer,
+/// blocks a few units tall over many inputs at 0.8–1.0 (`gemm` is slow on weight-gradient
+/// blocks with few rows).
 fn masked_weight_grad(gw: &mut [f32], g: &Matrix, x: &Matrix, mask: &LayerMask) {
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), g.cols());
     for t in &mask.by_inputs {
@@ -72,9 +73,7 @@ fn masked_weight_grad(gw: &mut [f32], g: &Matrix, x: &Matrix, mask: &LayerMask) 
         let (g, x) = (Block { data: &g.as_slice()[u.start..], ld: fan_out }, Block { data: &x.as_slice()[i.start..], ld: fan_in });
         block_product(Product::AtB, &mut gw[u.start * fan_in + i.start..], fan_in, g, x, u.len(), i.len(), rows, false);
     }
-    for run in &mask.zero_runs {
-        gw[run.clone()].fill(0.0);
-    }
+    mask.zero_fixed(gw);
 }
 
 /// `grad_x = g · W` (`[rows, fan_in]`, overwritten) for a masked weight: one product per tile of
@@ -138,10 +137,7 @@ impl Mlp {
         if let Some(masks) = &self.masks {
             let mut off = 0;
             for (w, mask) in self.sizes.windows(2).zip(masks) {
-                let weight = &mut self.params[off..off + w[0] * w[1]];
-                for run in &mask.zero_runs {
-                    weight[run.clone()].fill(0.0);
-                }
+                mask.zero_fixed(&mut self.params[off..off + w[0] * w[1]]);
                 off += w[0] * w[1] + w[1];
             }
         }

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bijection::Tape;
+use crate::engine::fastmath::LANES;
 use crate::engine::threads::{for_each_chunk_mut, for_each_mut, part_range, worker_count};
 use crate::engine::{Adam, Matrix};
 use crate::{Error, Flow, Result};
@@ -148,9 +149,8 @@ impl Trainer {
 }
 
 /// Multiplies `g` by `scale` in place and returns the sum of the squares of the results, in
-/// `f64` over eight independent lanes (one running sum would keep the loop scalar).
+/// `f64` over [`LANES`] independent lanes (one running sum would keep the loop scalar).
 fn scale_and_square_sum(g: &mut [f32], scale: f32) -> f64 {
-    const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let mut chunks = g.chunks_exact_mut(LANES);
     for chunk in &mut chunks {
