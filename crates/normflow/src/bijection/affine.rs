@@ -15,7 +15,9 @@ pub(crate) const LOG_SCALE_BOUND: f32 = 6.907_755_4;
 /// `s = r / (1 + |r|/B)` and `ds/dr = 1 / (1 + |r|/B)²`.
 #[inline]
 pub(crate) fn soft_clip(r: f32) -> (f32, f32) {
-    let q = 1.0 + r.abs() / LOG_SCALE_BOUND;
+    // A multiply by the bound's reciprocal (a division by the constant compiles to a second
+    // `vdivps`).
+    let q = 1.0 + r.abs() * (1.0 / LOG_SCALE_BOUND);
     (r / q, 1.0 / (q * q))
 }
 
@@ -44,17 +46,23 @@ impl LaneKernel for AffineLanes {
 
     fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes) {
         let [t, r] = self.theta;
-        // Branch-free in the lane loop (a branch there keeps it from vectorising): forward
-        // `y = x·e^s + t`, inverse `y = (x − t)·e^−s`, log-det `±s`.
-        let forward = direction == Direction::Forward;
-        let sign = if forward { 1.0 } else { -1.0 };
-        let scale = if self.additive { 0.0 } else { 1.0 };
+        // Forward `y = x·e^s + t`, inverse `y = (x − t)·e^−s`, log-det `±s`: one loop per
+        // direction, each branch-free (a branch in the lane loop keeps it from vectorising).
+        // The additive transformer's raw scales stay at their initial zeros (`theta_mut` hands
+        // out the shifts only), so its `s` is 0 with no multiply by a flag.
         let (mut y, mut ld) = ([0.0; LANES], [0.0; LANES]);
-        for l in 0..LANES {
-            let s = sign * scale * soft_clip(r[l]).0;
-            let e = fastmath::exp(s);
-            y[l] = if forward { x[l] * e + t[l] } else { (x[l] - t[l]) * e };
-            ld[l] = s;
+        if direction == Direction::Forward {
+            for l in 0..LANES {
+                let s = soft_clip(r[l]).0;
+                y[l] = fastmath::mul_add(x[l], fastmath::exp(s), t[l]);
+                ld[l] = s;
+            }
+        } else {
+            for l in 0..LANES {
+                let s = -soft_clip(r[l]).0;
+                y[l] = (x[l] - t[l]) * fastmath::exp(s);
+                ld[l] = s;
+            }
         }
         (y, ld)
     }
