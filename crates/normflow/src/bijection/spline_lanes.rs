@@ -283,31 +283,30 @@ impl SplineLanes {
     fn find_bins(&self, knots: &[f32], v: &Lanes) -> Bin {
         let k = self.shape.bins;
         let knots = knots.as_chunks::<LANES>().0;
-        let mut bin = [0u32; LANES];
-        for t in &knots[1..k] {
-            for l in 0..LANES {
-                bin[l] += (v[l] >= t[l]) as u32;
-            }
-        }
-        let zero = [0.0f32; LANES];
-        let (mut x0, mut x1, mut y0, mut y1) = (zero, zero, zero, zero);
-        // Inner derivative parameters of knots `bin` and `bin + 1` (0 where the knot is a
-        // boundary; replaced below).
-        let (mut u0, mut u1) = (zero, zero);
         let (xs, ys) = (self.xs.as_chunks::<LANES>().0, self.ys.as_chunks::<LANES>().0);
+        // Inner derivative parameters: knot j (0 < j < k) has `inner[j − 1]`.
         let inner = &self.theta.as_chunks::<LANES>().0[2 * k..];
-        for j in 0..k {
-            let below = if j > 0 { &inner[j - 1] } else { &zero };
+        let zero = [0.0f32; LANES];
+        // Every lane starts in bin 0 and moves one bin right at each inner knot it reaches
+        // (knots increase), taking that bin's knots and derivative parameters as it goes: one
+        // pass, with no search followed by a selection. The boundary knots' parameters are
+        // placeholders, replaced below.
+        let mut bin = [0u32; LANES];
+        let (mut x0, mut x1, mut y0, mut y1) = (xs[0], xs[1], ys[0], ys[1]);
+        let (mut u0, mut u1) = (zero, if k > 1 { inner[0] } else { zero });
+        for j in 1..k {
+            let (t, below) = (&knots[j], &inner[j - 1]);
             let above = if j + 1 < k { &inner[j] } else { &zero };
             let (xa, xb, ya, yb) = (&xs[j], &xs[j + 1], &ys[j], &ys[j + 1]);
             for l in 0..LANES {
-                let here = bin[l] == j as u32;
-                x0[l] = pick(here, xa[l], x0[l]);
-                x1[l] = pick(here, xb[l], x1[l]);
-                y0[l] = pick(here, ya[l], y0[l]);
-                y1[l] = pick(here, yb[l], y1[l]);
-                u0[l] = pick(here, below[l], u0[l]);
-                u1[l] = pick(here, above[l], u1[l]);
+                let past = v[l] >= t[l];
+                bin[l] += past as u32;
+                x0[l] = pick(past, xa[l], x0[l]);
+                x1[l] = pick(past, xb[l], x1[l]);
+                y0[l] = pick(past, ya[l], y0[l]);
+                y1[l] = pick(past, yb[l], y1[l]);
+                u0[l] = pick(past, below[l], u0[l]);
+                u1[l] = pick(past, above[l], u1[l]);
             }
         }
         let mut b = Bin { k: bin, x0, x1, y0, y1, d0: zero, d1: zero, dd0: zero, dd1: zero };
