@@ -44,6 +44,7 @@ impl LaneKernel for AffineLanes {
         0
     }
 
+    #[inline(always)]
     fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes) {
         let [t, r] = self.theta;
         // Forward `y = x·e^s + t`, inverse `y = (x − t)·e^−s`, log-det `±s`: one loop per

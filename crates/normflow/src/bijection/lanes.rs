@@ -67,30 +67,91 @@ pub(crate) fn apply_rows<K: LaneKernel>(
     }
 }
 
-/// Calls `f(group, at, active)` for each group of [`LANES`] consecutive elements of `rows`
+/// Where the runs of one group start: `(row, index)` of each run's first element, in order.
+/// Runs from `active` on are past the end and repeat the first run's position (their lanes
+/// are computed and discarded).
+///
+/// Positions are computed as the iteration goes, not kept in an array: an array of them,
+/// written a position at a time and read back as vectors, stalled on store forwarding.
+#[derive(Clone, Copy)]
+struct Runs<const G: usize> {
+    first: (usize, usize),
+    next: (usize, usize),
+    n: usize,
+    run: usize,
+    active: usize,
+}
+
+impl<const G: usize> Iterator for Runs<G> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.run == LANES / G {
+            return None;
+        }
+        self.run += 1;
+        if self.run > self.active {
+            return Some(self.first);
+        }
+        let at = self.next;
+        self.next = if at.1 + G == self.n { (at.0 + 1, 0) } else { (at.0, at.1 + G) };
+        Some(at)
+    }
+}
+
+/// Calls `f(group, runs, active)` for each group of [`LANES`] consecutive elements of `rows`
 /// rows of `n`, taken in runs of `G` (which divides both `n` and [`LANES`], so a run never
-/// crosses a row): `at[run]` is the (row, index) of each run's first element; runs from `active` on are past
-/// the end and repeat the first run's position (their lanes are computed and discarded).
+/// crosses a row); `active` runs hold elements (fewer only in the last group).
 /// Runs let the callers move elements with fixed-length copies instead of one bounds-checked
 /// load per element and parameter.
-fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, &[(usize, usize)], usize)) {
+fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, Runs<G>, usize)) {
     let total = rows * n;
-    let runs = LANES / G;
-    let mut at = [(0usize, 0usize); LANES];
-    // The next element.
-    let (mut r, mut i) = (0, 0);
+    // The group's first element.
+    let mut first = (0, 0);
     for start in (0..total).step_by(LANES) {
-        let active = runs.min((total - start) / G);
-        for slot in &mut at[..active] {
-            *slot = (r, i);
-            i += G;
-            if i == n {
-                (r, i) = (r + 1, 0);
-            }
-        }
-        let first = at[0];
-        at[active..runs].fill(first);
-        f(start / LANES, &at[..runs], active);
+        let active = (LANES / G).min((total - start) / G);
+        let runs = Runs::<G> { first, next: first, n, run: 0, active };
+        f(start / LANES, runs, active);
+        // The next group starts after this one's runs.
+        let mut past = runs;
+        past.nth(active.saturating_sub(1));
+        first = past.next;
+    }
+}
+
+/// One vector of lanes from runs of `G` values, run `k` at `src[at[k]..]`. Built whole and
+/// stored at once: the kernel's full-width loads of lanes stored a run at a time could not be
+/// forwarded from those narrower stores, and stalled (most of a pass over 4-wide rows).
+#[inline(always)]
+fn gather<const G: usize>(src: &[f32], at: &[usize]) -> Lanes {
+    if G == LANES / 2 {
+        return join_halves(&src[at[0]..][..G], &src[at[1]..][..G]);
+    }
+    let mut lanes = [0.0f32; LANES];
+    for (run, &a) in at.iter().enumerate() {
+        lanes[run * G..][..G].copy_from_slice(&src[a..][..G]);
+    }
+    lanes
+}
+
+/// Two runs of half a vector each as one vector of lanes, joined in registers (the compiler
+/// joins them on the stack otherwise, with the stall above).
+#[inline(always)]
+fn join_halves(low: &[f32], high: &[f32]) -> Lanes {
+    let (low, high): (&[f32; LANES / 2], &[f32; LANES / 2]) = (low.try_into().unwrap(), high.try_into().unwrap());
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
+    {
+        use std::arch::x86_64::{__m256, _mm256_loadu2_m128};
+        // SAFETY: AVX is enabled at compile time; each pointer is the start of 4 readable f32s
+        // (unaligned loads), and `__m256` and `Lanes` are both 8 f32s.
+        unsafe { std::mem::transmute::<__m256, Lanes>(_mm256_loadu2_m128(high.as_ptr(), low.as_ptr())) }
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
+    {
+        let mut lanes = [0.0f32; LANES];
+        lanes[..LANES / 2].copy_from_slice(low);
+        lanes[LANES / 2..].copy_from_slice(high);
+        lanes
     }
 }
 
@@ -99,19 +160,20 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
     let RowLayout { stride, offset, n } = layout;
     let per = kernel.theta_mut().len();
     let rec_len = kernel.record_len();
-    for_each_group::<G>(ld.len(), n, |group, at, active| {
-        let mut x = [0.0f32; LANES];
-        for (run, &(r, i)) in at.iter().enumerate() {
-            if run < active {
-                x[run * G..(run + 1) * G].copy_from_slice(&input[r * stride + offset + i..][..G]);
-            }
-            let first = r * per * n + i;
-            for (p, lanes) in kernel.theta_mut().iter_mut().enumerate() {
-                lanes[run * G..(run + 1) * G].copy_from_slice(&theta[first + p * n..][..G]);
-            }
+    for_each_group::<G>(ld.len(), n, |group, runs, active| {
+        // Where each run's values and parameters start (parameter p of an element is p·n
+        // further on in its row).
+        let (mut value_at, mut param_at) = ([0usize; LANES], [0usize; LANES]);
+        for (run, (r, i)) in runs.enumerate() {
+            (value_at[run], param_at[run]) = (r * stride + offset + i, r * per * n + i);
+        }
+        let count = LANES / G;
+        let x = gather::<G>(input, &value_at[..count]);
+        for (p, lanes) in kernel.theta_mut().iter_mut().enumerate() {
+            *lanes = gather::<G>(&theta[p * n..], &param_at[..count]);
         }
         let (y, lds) = kernel.eval(direction, &x);
-        for (run, &(r, i)) in at.iter().enumerate().take(active) {
+        for (run, (r, i)) in runs.enumerate().take(active) {
             let lanes = run * G..(run + 1) * G;
             out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
             ld[r] += lds[lanes].iter().sum::<f32>();
@@ -167,10 +229,10 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
     let rec_len = kernel.record_mut().len();
     let per = kernel.theta_grad().len();
     let Gradients { x, g_out, g_ld, record, g_in, g_theta } = g;
-    for_each_group::<G>(g_ld.len(), n, |group, at, active| {
+    for_each_group::<G>(g_ld.len(), n, |group, runs, active| {
         let (mut xs, mut go, mut gl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
         kernel.record_mut().copy_from_slice(record[group * rec_len * LANES..][..rec_len * LANES].as_chunks().0);
-        for (run, &(r, i)) in at.iter().enumerate() {
+        for (run, (r, i)) in runs.enumerate() {
             let lanes = run * G..(run + 1) * G;
             let at_value = r * stride + offset + i;
             xs[lanes.clone()].copy_from_slice(&x[at_value..][..G]);
@@ -179,7 +241,7 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
         }
         let gi = kernel.grad(direction, &xs, &go, &gl);
         let gt = kernel.theta_grad();
-        for (run, &(r, i)) in at.iter().enumerate().take(active) {
+        for (run, (r, i)) in runs.enumerate().take(active) {
             let lanes = run * G..(run + 1) * G;
             g_in[r * stride + offset + i..][..G].copy_from_slice(&gi[lanes.clone()]);
             let first = r * per * n + i;
