@@ -27,7 +27,8 @@ pub(crate) fn exp(x: f32) -> f32 {
     let shifted = mul_add(x, std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
     let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, x));
-    // Taylor polynomial of e^r on |r| ≤ ln2/2 (truncation error < r⁷/7! ≈ 1.2·10⁻⁷).
+    // Taylor polynomial of e^r on |r| ≤ ln2/2 (truncation error < r⁷/7! ≈ 1.2·10⁻⁷), by
+    // Horner's rule from the highest power down.
     let p = [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0].iter().fold(1.0 / 720.0, |acc, &c| mul_add(acc, r, c));
     // 2ⁿ from n's bits: (n + 127) << 23.
     p * f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
@@ -49,6 +50,7 @@ pub(crate) fn ln(x: f32) -> f32 {
     // (truncation below 2·s¹¹/11 ≈ 7·10⁻¹⁰).
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
+    // Horner's rule in s², from the highest power down.
     let series = [1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0].iter().fold(1.0 / 9.0, |acc, &c| mul_add(acc, s2, c));
     mul_add(e, std::f32::consts::LN_2, 2.0 * s * series)
 }
