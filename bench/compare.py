@@ -47,6 +47,10 @@ ROOT = os.path.dirname(HERE)
 PEERS = os.path.normpath(os.path.join(ROOT, "..", "shared", "bench", "peers"))
 PY = os.path.expanduser("~/.normflow-peers/venv/bin/python")
 MEASURES = ["train_step_ms", "logprob_ms", "sample_ms"]
+# Below this fraction of the multiply-add peak, the product probe says the machine's memory
+# hierarchy is in a slow phase (fast phases read about 0.88 on the development machine, slow
+# ones 0.6-0.75).
+SLOW_PHASE = 0.8
 
 
 def run(cmd, cwd=None):
@@ -113,6 +117,9 @@ def probe_rates(lines):
         print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (median of {len(probes)} runs' all-threads probes: {', '.join(f'{p:.0f}' for p in probes)})")
     if peak:
         print(f"multiply-add peak: {peak:.1f} GFLOP/s (median of all-threads probes: {', '.join(f'{p:.0f}' for p in peaks)})")
+    if rate and peak and rate < SLOW_PHASE * peak:
+        print(f"slow phase: the product rate is {rate / peak:.0%} of the peak (about 88% in fast phases); "
+              "ratios move with the phase, so compare this run only with runs in the same phase")
     return rate, peak
 
 
