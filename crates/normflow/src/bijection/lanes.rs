@@ -99,19 +99,19 @@ impl<const G: usize> Iterator for Runs<G> {
     }
 }
 
-/// Calls `f(group, runs, active)` for each group of [`LANES`] consecutive elements of `rows`
-/// rows of `n`, taken in runs of `G` (which divides both `n` and [`LANES`], so a run never
-/// crosses a row); `active` runs hold elements (fewer only in the last group).
+/// Calls `f(group, runs)` for each group of [`LANES`] consecutive elements of `rows` rows of
+/// `n`, taken in runs of `G` (which divides both `n` and [`LANES`], so a run never crosses a
+/// row); `runs.active` of them hold elements (fewer only in the last group).
 /// Runs let the callers move elements with fixed-length copies instead of one bounds-checked
 /// load per element and parameter.
-fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, Runs<G>, usize)) {
+fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, Runs<G>)) {
     let total = rows * n;
     // The group's first element.
     let mut first = (0, 0);
     for start in (0..total).step_by(LANES) {
         let active = (LANES / G).min((total - start) / G);
         let runs = Runs::<G> { first, next: first, n, run: 0, active };
-        f(start / LANES, runs, active);
+        f(start / LANES, runs);
         // The next group starts after this one's runs.
         let mut past = runs;
         past.nth(active.saturating_sub(1));
@@ -160,7 +160,7 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
     let RowLayout { stride, offset, n } = layout;
     let per = kernel.theta_mut().len();
     let rec_len = kernel.record_len();
-    for_each_group::<G>(ld.len(), n, |group, runs, active| {
+    for_each_group::<G>(ld.len(), n, |group, runs| {
         // Where each run's values and parameters start (parameter p of an element is p·n
         // further on in its row).
         let (mut value_at, mut param_at) = ([0usize; LANES], [0usize; LANES]);
@@ -173,7 +173,7 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
             *lanes = gather::<G>(&theta[p * n..], &param_at[..count]);
         }
         let (y, lds) = kernel.eval(direction, &x);
-        for (run, (r, i)) in runs.enumerate().take(active) {
+        for (run, (r, i)) in runs.enumerate().take(runs.active) {
             let lanes = run * G..(run + 1) * G;
             out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
             ld[r] += lds[lanes].iter().sum::<f32>();
@@ -229,7 +229,7 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
     let rec_len = kernel.record_mut().len();
     let per = kernel.theta_grad().len();
     let Gradients { x, g_out, g_ld, record, g_in, g_theta } = g;
-    for_each_group::<G>(g_ld.len(), n, |group, runs, active| {
+    for_each_group::<G>(g_ld.len(), n, |group, runs| {
         // Built a run at a time: gathering whole vectors as the forward pass does measured no
         // faster here, where the gradient's arithmetic hides the store-forwarding stall.
         let (mut xs, mut go, mut gl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
@@ -243,7 +243,7 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
         }
         let gi = kernel.grad(direction, &xs, &go, &gl);
         let gt = kernel.theta_grad();
-        for (run, (r, i)) in runs.enumerate().take(active) {
+        for (run, (r, i)) in runs.enumerate().take(runs.active) {
             let lanes = run * G..(run + 1) * G;
             g_in[r * stride + offset + i..][..G].copy_from_slice(&gi[lanes.clone()]);
             let first = r * per * n + i;

@@ -8,7 +8,7 @@
 use super::lanes::{LaneGradient, LaneKernel, Lanes};
 use super::spline::{SplineShape, MIN_BIN, MIN_DERIVATIVE, RECORD_HEAD};
 use super::Direction;
-use crate::engine::fastmath::{self, LANES};
+use crate::engine::fastmath::{self, pick, LANES};
 use crate::engine::pool::Buf;
 
 /// `softplus(u + c) + MIN_DERIVATIVE` (with `c` such that `u = 0` gives exactly 1) and its
@@ -26,14 +26,6 @@ fn derivatives(u: &Lanes) -> (Lanes, Lanes) {
         (d[l], slope[l]) = if v > 20.0 { (v + MIN_DERIVATIVE, 1.0) } else { (soft, sl) };
     }
     (d, slope)
-}
-
-/// `if cond { a } else { b }` as bit operations, which the compiler keeps branch-free in
-/// vector code (a plain `if` on array elements can become a branch per lane).
-#[inline(always)]
-fn pick(cond: bool, a: f32, b: f32) -> f32 {
-    let mask = 0u32.wrapping_sub(cond as u32);
-    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
 }
 
 /// Scratch space for evaluating a spline [`LANES`] elements at a time.

@@ -12,6 +12,15 @@ pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
     return a * b + c;
 }
 
+/// `if cond { a } else { b }` as bit operations, which the compiler keeps branch-free in
+/// vector code (a plain `if` on array elements can become a branch per lane, and a select can
+/// become masked loads or stores, which are microcoded and slow on AMD cores).
+#[inline(always)]
+pub(crate) fn pick(cond: bool, a: f32, b: f32) -> f32 {
+    let mask = 0u32.wrapping_sub(cond as u32);
+    f32::from_bits((a.to_bits() & mask) | (b.to_bits() & !mask))
+}
+
 /// `eˣ` with relative error below 3·10⁻⁷ on `[−87, 88]` (inputs are clamped to that range, so
 /// the result is always finite and positive). Branch-free, so loops over it vectorise.
 #[inline(always)]

@@ -2,7 +2,7 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
-use crate::engine::{block_product, matmul_a_bt, matmul_ab, matmul_at_b, pool, Block, Matrix, Product, Rng};
+use crate::engine::{block_product, fastmath, matmul_a_bt, matmul_ab, matmul_at_b, pool, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -219,12 +219,12 @@ impl Mlp {
                 None => matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false),
             }
             if l > 0 {
-                // The ReLU's mask into a second buffer, as a compare and a bitwise and: in place,
-                // or written as a select, it compiles to masked stores or loads, which are
-                // microcoded and slow on AMD cores (8% of a small coupling flow's training step).
+                // The ReLU's mask into a second buffer, as bit operations: in place, or written
+                // as a select, it compiles to masked stores or loads, which are microcoded and
+                // slow on AMD cores (8% of a small coupling flow's training step).
                 let mut masked = Matrix::scratch(rows, fan_in);
                 for ((m, gv), xv) in masked.as_mut_slice().iter_mut().zip(gx.as_slice()).zip(x.as_slice()) {
-                    *m = f32::from_bits(gv.to_bits() & ((*xv > 0.0) as u32).wrapping_neg());
+                    *m = fastmath::pick(*xv > 0.0, *gv, 0.0);
                 }
                 gx = masked;
             }
