@@ -37,6 +37,21 @@ pub enum Error {
         /// 1-based column.
         column: usize,
     },
+    /// A value is finite but too large in magnitude for the flow's f32 arithmetic
+    /// (above [`crate::MAX_ABS_VALUE`]).
+    #[error("{what}: value {value:e} at row {row}, column {column} is too large in magnitude for f32 arithmetic (limit ±{limit:e}); rescale the column")]
+    ValueTooLarge {
+        /// What was checked.
+        what: String,
+        /// 1-based row.
+        row: usize,
+        /// 1-based column.
+        column: usize,
+        /// The value.
+        value: f32,
+        /// The largest magnitude accepted.
+        limit: f32,
+    },
     /// Training met a NaN or infinite loss or gradient; the weights were restored to the last good ones.
     #[error("training stopped: non-finite loss or gradient at step {step} (weights restored to the best finite ones; try a lower learning rate)")]
     NonFiniteLoss {

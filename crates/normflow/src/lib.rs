@@ -42,7 +42,7 @@ pub mod testing;
 pub mod train;
 
 pub use bijection::Bijection;
-pub use distribution::{Flow, StandardNormal};
+pub use distribution::{Flow, StandardNormal, MAX_ABS_VALUE};
 pub use engine::{Matrix, Rng};
 pub use error::{Error, Result};
 

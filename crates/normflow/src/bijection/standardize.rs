@@ -62,6 +62,14 @@ impl Standardize {
     }
 }
 
+/// Whether column `j` of `x`, with standard deviation `std`, is constant at f32 resolution: its
+/// spread is below a few units in the last place of its own largest magnitude (each column on
+/// its own scale, so a column of money beside a column of fractions is judged fairly).
+fn is_constant(x: &Matrix, j: usize, std: f64) -> bool {
+    let largest = (0..x.rows()).map(|i| x.get(i, j).abs() as f64).fold(0.0, f64::max);
+    std == 0.0 || std <= 4.0 * f32::EPSILON as f64 * largest
+}
+
 impl Bijection for Standardize {
     fn dim(&self) -> usize {
         self.mean.len()
@@ -111,8 +119,7 @@ impl Bijection for Standardize {
                 return Err(Error::NotEnoughData("standardisation needs at least 2 training rows".into()));
             }
             let (mean, std) = column_moments(x);
-            let scale = mean.iter().map(|m| m.abs()).fold(1.0f64, f64::max);
-            if let Some(j) = std.iter().position(|&s| s <= 1e-7 * scale) {
+            if let Some(j) = (0..x.cols()).find(|&j| is_constant(x, j, std[j])) {
                 return Err(Error::ConstantColumn { column: j + 1 });
             }
             self.mean = mean.iter().map(|&m| m as f32).collect();

@@ -134,6 +134,9 @@ impl CsvChunks {
             if !v.is_finite() {
                 return Err(bad(format!("non-finite value '{f}'")));
             }
+            if !(v as f32).is_finite() {
+                return Err(bad(format!("'{f}' is beyond the range of 32-bit floats (±3.4e38)")));
+            }
             out.push(v as f32);
         }
         Ok(())

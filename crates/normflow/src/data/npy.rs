@@ -56,7 +56,7 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
         _ => return Err(bad("only 1-D and 2-D arrays are supported")),
     };
     let body = &bytes[hstart + hlen..];
-    if body.len() < rows * cols * width {
+    if rows.checked_mul(cols).and_then(|n| n.checked_mul(width)).is_none_or(|n| body.len() < n) {
         return Err(bad(&format!("truncated data: {} bytes for a {rows}×{cols} array", body.len())));
     }
     if rows == 0 || cols == 0 {
@@ -69,8 +69,9 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
         } else {
             f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
         };
-        if !v.is_finite() {
-            return Err(Error::Parse { path: path.into(), row: k / cols + 1, column: k % cols + 1, message: "non-finite value".into() });
+        if !(v as f32).is_finite() {
+            let message = if v.is_finite() { "beyond the range of 32-bit floats (±3.4e38)" } else { "non-finite value" };
+            return Err(Error::Parse { path: path.into(), row: k / cols + 1, column: k % cols + 1, message: message.into() });
         }
         data.push(v as f32);
     }

@@ -45,9 +45,16 @@ fn shift_rows(e: Error, offset: usize) -> Error {
     match e {
         Error::OutOfBounds { row, column, value, lo, hi } => Error::OutOfBounds { row: row + offset, column, value, lo, hi },
         Error::NonFiniteInput { what, row, column } => Error::NonFiniteInput { what, row: row + offset, column },
+        Error::ValueTooLarge { what, row, column, value, limit } => Error::ValueTooLarge { what, row: row + offset, column, value, limit },
         other => other,
     }
 }
+
+/// The largest magnitude a data, latent or context value may have: the base density squares
+/// latent values and sums them over columns, and conditioners multiply and add inputs, so
+/// values beyond about 1e18 overflow f32 arithmetic inside the flow. Larger values are refused
+/// with their row and column ([`Error::ValueTooLarge`]).
+pub const MAX_ABS_VALUE: f32 = 1e18;
 
 /// Rows per block when a batch is evaluated (split across threads, then in blocks).
 const EVAL_BLOCK: usize = 512;
@@ -146,9 +153,19 @@ impl Flow {
         if let Some((row, column)) = x.first_non_finite() {
             return Err(Error::NonFiniteInput { what: what.into(), row: row + 1, column: column + 1 });
         }
+        if let Some((row, column)) = x.first_beyond(MAX_ABS_VALUE) {
+            let value = x.get(row, column);
+            return Err(Error::ValueTooLarge { what: what.into(), row: row + 1, column: column + 1, value, limit: MAX_ABS_VALUE });
+        }
         check_context(context, self.context_dim(), x.rows())?;
-        if let Some((row, column)) = context.and_then(Matrix::first_non_finite) {
-            return Err(Error::NonFiniteInput { what: "context".into(), row: row + 1, column: column + 1 });
+        if let Some(c) = context {
+            if let Some((row, column)) = c.first_non_finite() {
+                return Err(Error::NonFiniteInput { what: "context".into(), row: row + 1, column: column + 1 });
+            }
+            if let Some((row, column)) = c.first_beyond(MAX_ABS_VALUE) {
+                let value = c.get(row, column);
+                return Err(Error::ValueTooLarge { what: "context".into(), row: row + 1, column: column + 1, value, limit: MAX_ABS_VALUE });
+            }
         }
         Ok(())
     }

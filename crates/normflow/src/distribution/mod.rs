@@ -3,5 +3,5 @@
 mod flow;
 mod normal;
 
-pub use flow::{Flow, FlowMeta};
+pub use flow::{Flow, FlowMeta, MAX_ABS_VALUE};
 pub use normal::StandardNormal;

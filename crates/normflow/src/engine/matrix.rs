@@ -158,7 +158,16 @@ impl Matrix {
 
     /// Position `(row, col)` of the first NaN or infinite element, if any.
     pub fn first_non_finite(&self) -> Option<(usize, usize)> {
-        self.data.iter().position(|v| !v.is_finite()).map(|p| (p / self.cols.max(1), p % self.cols.max(1)))
+        self.first_where(|v| !v.is_finite())
+    }
+
+    /// `(row, column)` (0-based) of the first value whose magnitude exceeds `limit`, if any.
+    pub fn first_beyond(&self, limit: f32) -> Option<(usize, usize)> {
+        self.first_where(|v| v.abs() > limit)
+    }
+
+    fn first_where(&self, test: impl Fn(f32) -> bool) -> Option<(usize, usize)> {
+        self.data.iter().position(|&v| test(v)).map(|p| (p / self.cols.max(1), p % self.cols.max(1)))
     }
 }
 
