@@ -180,6 +180,11 @@ pub struct TrainArgs {
     /// training-split statistics).
     #[arg(long)]
     pub no_standardize: bool,
+    /// No whitening layer: by default the model starts as the full-covariance Gaussian of the
+    /// training rows (a learned linear layer initialised as their whitening map), so training,
+    /// which keeps the best validation weights, never ends worse than that Gaussian.
+    #[arg(long)]
+    pub no_whiten: bool,
     /// Batch normalisation after every layer (batch statistics while training, running
     /// averages afterwards).
     #[arg(long)]

@@ -23,6 +23,7 @@ macro_rules! with_shared_flags {
             .with_lu_linear($a.lu_linear)
             .with_batch_norm($a.batch_norm)
             .with_standardize(!$a.no_standardize)
+            .with_whiten(!$a.no_whiten)
     };
 }
 

@@ -3,9 +3,11 @@
 //! `L`, and an upper-triangular `U` whose diagonal is `exp(s)`, so `log|det W| = Σ s` is free and
 //! the inverse is two triangular inversions.
 
+use super::whitening::whitening_factors;
 use super::{check_width, BijectionSpec, Direction, Tape};
 use crate::engine::pool::{self, Buf};
 use crate::engine::{matmul_a_bt, Matrix};
+use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
 /// `x = P L U z + b`, starting as the identity (`L = U = I`, `b = 0`).
@@ -17,6 +19,11 @@ pub struct LuLinear {
     dim: usize,
     perm: Vec<usize>,
     params: Vec<f32>,
+    /// Set by [`LuLinear::whitening`]: the first [`Bijection::data_init`] sets the layer to the
+    /// data's whitening map.
+    whitens: bool,
+    /// Whether that initialisation has happened (saved, so a loaded model keeps its weights).
+    initialized: bool,
 }
 
 struct LuCache {
@@ -83,7 +90,18 @@ impl LuLinear {
                 return Err(Error::config("LU-linear permutation is not a permutation"));
             }
         }
-        Ok(Self { dim: d, perm, params: vec![0.0; d * (d - 1) + 2 * d] })
+        Ok(Self { dim: d, perm, params: vec![0.0; d * (d - 1) + 2 * d], whitens: false, initialized: false })
+    }
+
+    /// A layer that [`Bijection::data_init`] sets, once, to the whitening map of its data-side
+    /// rows: `x = C z + μ` with `C Cᵀ` their covariance (Cholesky), so that a flow whose other
+    /// layers start as the identity starts as the full-covariance Gaussian of the training
+    /// data. It trains like any LU-linear layer afterwards.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for `dim` 0.
+    pub fn whitening(dim: usize) -> Result<Self> {
+        Ok(Self { whitens: true, ..Self::new((0..dim).collect())? })
     }
 
     fn tri(&self) -> usize {
@@ -268,7 +286,37 @@ impl Bijection for LuLinear {
         Ok(g_in)
     }
 
+    fn data_init(&mut self, x: &Matrix, _context: Option<&Matrix>) -> Result<Matrix> {
+        check_width("LU-linear input", x, self.dim)?;
+        if self.whitens && !self.initialized && x.rows() > 1 {
+            let (lower, log_diag, mean) = whitening_factors(x);
+            let (d, t) = (self.dim, self.tri());
+            let p = &mut self.params;
+            p[..t].iter_mut().zip(&lower).for_each(|(p, &v)| *p = v as f32);
+            p[t..2 * t].fill(0.0);
+            p[2 * t..2 * t + d].iter_mut().zip(&log_diag).for_each(|(p, &v)| *p = v as f32);
+            p[2 * t + d..].iter_mut().zip(&mean).for_each(|(p, &v)| *p = v as f32);
+            self.initialized = true;
+        }
+        Ok(self.run(x, Direction::Inverse)?.0)
+    }
+
     fn spec(&self) -> BijectionSpec {
-        BijectionSpec::LuLinear { perm: self.perm.clone() }
+        BijectionSpec::LuLinear { perm: self.perm.clone(), whitens: self.whitens }
+    }
+
+    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Vec<f32>)>) {
+        out.push((format!("{prefix}params"), self.params.clone()));
+        if self.whitens {
+            out.push((format!("{prefix}initialized"), vec![f32::from(u8::from(self.initialized))]));
+        }
+    }
+
+    fn load_tensors(&mut self, prefix: &str, src: &mut TensorSource) -> Result<()> {
+        self.params = src.take(&format!("{prefix}params"), self.params.len())?;
+        if self.whitens {
+            self.initialized = src.take(&format!("{prefix}initialized"), 1)?[0] != 0.0;
+        }
+        Ok(())
     }
 }

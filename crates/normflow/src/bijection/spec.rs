@@ -73,6 +73,9 @@ pub enum BijectionSpec {
     LuLinear {
         /// Row permutation `P`.
         perm: Vec<usize>,
+        /// Initialised from data as the whitening map ([`LuLinear::whitening`]).
+        #[serde(default)]
+        whitens: bool,
     },
     /// [`BatchNorm`].
     BatchNorm {
@@ -130,7 +133,8 @@ impl BijectionSpec {
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
-            BijectionSpec::LuLinear { perm } => Box::new(LuLinear::new(perm.clone())?),
+            BijectionSpec::LuLinear { perm, whitens: false } => Box::new(LuLinear::new(perm.clone())?),
+            BijectionSpec::LuLinear { perm, whitens: true } => Box::new(LuLinear::whitening(perm.len())?),
             BijectionSpec::BatchNorm { dim } => Box::new(BatchNorm::new(*dim)),
             BijectionSpec::Dequantize { dim, columns } => Box::new(Dequantize::new(*dim, columns.clone())?),
             BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),

@@ -1,6 +1,6 @@
 //! MAF (Papamakarios et al. 2017, arXiv:1705.07057): masked autoregressive affine layers.
 
-use crate::bijection::{Chain, MaskedAutoregressive, Standardize, Transformer};
+use crate::bijection::{Chain, MaskedAutoregressive, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Flow, Result};
 
@@ -37,6 +37,9 @@ pub struct MafConfig {
     pub context_dim: usize,
     /// Standardise the data with training-split statistics (default true).
     pub standardize: bool,
+    /// Start from the full-covariance Gaussian of the training data: a learned LU-linear layer
+    /// on the data side, initialised as the data's whitening map (default true).
+    pub whiten: bool,
     /// Learned LU-linear mixing between layers (default false).
     pub lu_linear: bool,
     /// Batch normalisation after every layer (default false).
@@ -55,6 +58,7 @@ impl MafConfig {
             ordering: Ordering::Alternating,
             context_dim: 0,
             standardize: true,
+            whiten: true,
             lu_linear: false,
             batch_norm: false,
         }
@@ -88,9 +92,7 @@ impl MafConfig {
             // After every layer in the forward direction: layer, BN, layer, BN, ...
             layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
-        if self.standardize {
-            layers.push(Box::new(Standardize::new(self.dim)));
-        }
+        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
         let mut flow = Flow::new(Box::new(Chain::new(layers)?));
         flow.meta.name = "maf".into();
         Ok(flow)

@@ -1,8 +1,11 @@
 //! Preset flows with validated configurations.
 //!
-//! Every preset ends (on the data side) with a [`crate::bijection::Standardize`] layer unless
-//! turned off, so that models fit raw data and carry their preprocessing; its statistics come
-//! from the training split when [`crate::train::fit`] starts.
+//! Every preset ends (on the data side) with a whitening [`crate::bijection::LuLinear`] layer and
+//! a [`crate::bijection::Standardize`] layer unless turned off, so that an untrained preset is
+//! the full-covariance Gaussian of the training data (its other layers start as the identity)
+//! and training, which keeps the best validation weights, starts from there. Models fit raw
+//! data and carry their preprocessing; its statistics come from the training split when
+//! [`crate::train::fit`] starts.
 
 mod maf;
 mod nsf;
@@ -12,11 +15,11 @@ pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 
-use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation};
+use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation, Standardize};
 use crate::{Bijection, Error, Result};
 
 /// The builder methods every preset shares (its fields `layers`, `hidden`, `context_dim`,
-/// `lu_linear`, `batch_norm`, `standardize`), written once.
+/// `lu_linear`, `batch_norm`, `standardize`, `whiten`), written once.
 macro_rules! common_builders {
     ($config:ty) => {
         impl $config {
@@ -50,6 +53,12 @@ macro_rules! common_builders {
                 self
             }
 
+            /// Turns the data-initialised whitening layer on or off.
+            pub fn with_whiten(mut self, on: bool) -> Self {
+                self.whiten = on;
+                self
+            }
+
             /// Turns standardisation with training-split statistics on or off.
             pub fn with_standardize(mut self, on: bool) -> Self {
                 self.standardize = on;
@@ -74,6 +83,19 @@ pub(crate) fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<
 pub(crate) fn mixing(dim: usize, lu_linear: bool) -> Result<Box<dyn Bijection>> {
     let reverse: Vec<usize> = (0..dim).rev().collect();
     Ok(if lu_linear { Box::new(LuLinear::new(reverse)?) } else { Box::new(Permutation::new(reverse)?) })
+}
+
+/// The data-side layers of a preset, in forward order: the whitening map, then the
+/// standardisation (so scoring data standardises first, then decorrelates).
+pub(crate) fn data_side(dim: usize, whiten: bool, standardize: bool) -> Result<Vec<Box<dyn Bijection>>> {
+    let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
+    if whiten {
+        layers.push(Box::new(LuLinear::whitening(dim)?));
+    }
+    if standardize {
+        layers.push(Box::new(Standardize::new(dim)));
+    }
+    Ok(layers)
 }
 
 pub(crate) fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {

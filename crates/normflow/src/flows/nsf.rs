@@ -1,7 +1,7 @@
 //! Neural spline flows (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
 //! transformers in coupling layers (NSF-C) or MADE autoregressive layers (NSF-AR).
 
-use crate::bijection::{AffineCoupling, Chain, MaskedAutoregressive, SplineShape, Standardize, Transformer};
+use crate::bijection::{AffineCoupling, Chain, MaskedAutoregressive, SplineShape, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -30,6 +30,9 @@ pub struct NsfConfig {
     pub context_dim: usize,
     /// Standardise the data with training-split statistics (default true).
     pub standardize: bool,
+    /// Start from the full-covariance Gaussian of the training data: a learned LU-linear layer
+    /// on the data side, initialised as the data's whitening map (default true).
+    pub whiten: bool,
     /// Learned LU-linear mixing between layers instead of a fixed reversal (default false).
     pub lu_linear: bool,
     /// Residual blocks in each coupling conditioner (default 0: a plain MLP with `hidden`
@@ -52,6 +55,7 @@ impl NsfConfig {
             autoregressive: false,
             context_dim: 0,
             standardize: true,
+            whiten: true,
             lu_linear: false,
             residual_blocks: 0,
             batch_norm: false,
@@ -127,9 +131,7 @@ impl NsfConfig {
             // After every layer in the forward direction: layer, BN, layer, BN, ...
             layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
-        if self.standardize {
-            layers.push(Box::new(Standardize::new(self.dim)));
-        }
+        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
         let mut flow = Flow::new(Box::new(Chain::new(layers)?));
         flow.meta.name = if self.autoregressive { "nsf-ar" } else { "nsf" }.into();
         Ok(flow)

@@ -1,6 +1,6 @@
 //! RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine coupling layers with reversals between.
 
-use crate::bijection::{ActNorm, AffineCoupling, Chain, Standardize, Transformer};
+use crate::bijection::{ActNorm, AffineCoupling, Chain, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -27,6 +27,9 @@ pub struct RealNvpConfig {
     pub additive: bool,
     /// Standardise the data with training-split statistics (default true).
     pub standardize: bool,
+    /// Start from the full-covariance Gaussian of the training data: a learned LU-linear layer
+    /// on the data side, initialised as the data's whitening map (default true).
+    pub whiten: bool,
     /// Add an ActNorm layer after every coupling (default false).
     pub actnorm: bool,
     /// Mix dimensions between couplings with a learned LU-linear layer (starting as the
@@ -48,6 +51,7 @@ impl RealNvpConfig {
             context_dim: 0,
             additive: false,
             standardize: true,
+            whiten: true,
             actnorm: false,
             lu_linear: false,
             batch_norm: false,
@@ -90,9 +94,7 @@ impl RealNvpConfig {
             // After every layer in the forward direction: layer, BN, layer, BN, ...
             layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
         }
-        if self.standardize {
-            layers.push(Box::new(Standardize::new(self.dim)));
-        }
+        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
         let mut flow = Flow::new(Box::new(Chain::new(layers)?));
         flow.meta.name = "realnvp".into();
         Ok(flow)
