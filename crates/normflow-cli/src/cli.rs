@@ -155,7 +155,7 @@ pub struct TrainArgs {
     #[arg(short, long)]
     pub output: PathBuf,
     /// Flow architecture.
-    #[arg(long, value_enum, default_value_t = FlowKind::Realnvp)]
+    #[arg(long, value_enum, default_value_t = FlowKind::Nsf)]
     pub flow: FlowKind,
     /// Number of coupling or autoregressive layers.
     #[arg(long, default_value_t = 6)]

@@ -224,7 +224,8 @@ fn nsf_coupling_and_autoregressive_learn_correlated_gaussian_within_002_nats() {
 #[test]
 fn out_of_bounds_rows_are_numbered_in_the_whole_batch() {
     use normflow::bijection::{Bounds, Interval};
-    let flow = MafConfig::new(1).with_layers(1).with_hidden(vec![4]).with_standardize(false).init(&mut Rng::new(0)).unwrap();
+    let flow =
+        normflow::flows::NsfConfig::new(1).with_layers(1).with_hidden(vec![4]).with_standardize(false).init(&mut Rng::new(0)).unwrap();
     let flow = flow.with_data_layer(Box::new(Bounds::new(vec![Some(Interval { lo: 0.0, hi: 1.0 })]).unwrap())).unwrap();
     let mut x = Matrix::from_vec(5000, 1, vec![0.5; 5000]);
     x.set(4321, 0, 2.0);

@@ -73,9 +73,13 @@ impl MafConfig {
     /// Builds the flow (every layer starts as the identity).
     ///
     /// # Errors
-    /// [`crate::Error::InvalidConfig`] for no columns, no layers or bad hidden sizes.
+    /// [`crate::Error::InvalidConfig`] for no columns, one column (an affine flow on one column is a
+    /// Gaussian), no layers or bad hidden sizes.
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
         super::validate_common(self.dim, self.layers, &self.hidden)?;
+        if self.dim < 2 {
+            return Err(crate::Error::config(super::ONE_COLUMN_AFFINE));
+        }
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
             if self.lu_linear && k > 0 {

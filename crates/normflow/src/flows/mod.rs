@@ -98,6 +98,10 @@ pub(crate) fn data_side(dim: usize, whiten: bool, standardize: bool) -> Result<V
     Ok(layers)
 }
 
+/// Why affine flows refuse one column, and what to use instead.
+pub(crate) const ONE_COLUMN_AFFINE: &str =
+    "an affine flow on one column is only a Gaussian (an affine map of one); use a neural spline flow (NsfConfig, `--flow nsf`) for 1-D data";
+
 pub(crate) fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {
     if dim == 0 {
         return Err(Error::config("the data needs at least one column"));

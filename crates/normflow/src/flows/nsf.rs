@@ -89,23 +89,24 @@ impl NsfConfig {
     /// Builds the flow (every layer starts as the identity).
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for bad sizes, bins or bound, or a coupling NSF on 1-D data.
+    /// [`Error::InvalidConfig`] for bad sizes, bins or bound, or residual conditioners with
+    /// autoregressive layers (which 1-D data always uses).
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
         super::validate_common(self.dim, self.layers, &self.hidden)?;
         let transformer = Transformer::Spline(self.spline);
         transformer.validate()?;
-        if self.autoregressive && self.residual_blocks > 0 {
-            return Err(Error::config("residual conditioners are available for the coupling NSF only"));
-        }
-        if !self.autoregressive && self.dim < 2 {
-            return Err(Error::config("a coupling NSF needs at least 2 columns; use the autoregressive variant for 1-D data"));
+        // One column leaves a coupling nothing to condition on: its layers are autoregressive,
+        // which for one column are learned (unconditional, or context-conditioned) splines.
+        let autoregressive = self.autoregressive || self.dim == 1;
+        if autoregressive && self.residual_blocks > 0 {
+            return Err(Error::config("residual conditioners are available for the coupling NSF on 2 or more columns only"));
         }
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
             if self.lu_linear && k > 0 {
                 layers.push(super::mixing(self.dim, true)?);
             }
-            if self.autoregressive {
+            if autoregressive {
                 let order: Vec<usize> = if k % 2 == 1 { (0..self.dim).rev().collect() } else { (0..self.dim).collect() };
                 layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, transformer, rng)?));
             } else {

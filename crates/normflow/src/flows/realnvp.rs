@@ -77,7 +77,7 @@ impl RealNvpConfig {
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
         super::validate_common(self.dim, self.layers, &self.hidden)?;
         if self.dim < 2 {
-            return Err(Error::config("RealNVP needs at least 2 columns (coupling splits them); use MAF for 1-D data"));
+            return Err(Error::config(super::ONE_COLUMN_AFFINE));
         }
         let kind = if self.additive { Transformer::Additive } else { Transformer::Affine };
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
