@@ -82,6 +82,7 @@ pub enum AnomalyCommand {
 
 /// Flags of `anomaly fit`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct AnomalyFitArgs {
     /// Model and training flags, as for `train`.
     #[command(flatten)]
@@ -106,6 +107,7 @@ pub struct AnomalyFitArgs {
 
 /// Flags of `anomaly score`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct AnomalyScoreArgs {
     /// The detector model (from `anomaly fit`).
     pub model: PathBuf,
@@ -120,10 +122,15 @@ pub struct AnomalyScoreArgs {
     /// Columns to use (default the model's columns by name, else all).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Take the file's columns in order, ignoring the names the model was trained with (by
+    /// default a model with named columns finds them by name in the file's header).
+    #[arg(long, conflicts_with = "columns")]
+    pub by_position: bool,
 }
 
 /// Flags of `anomaly eval`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct AnomalyEvalArgs {
     /// The detector model (from `anomaly fit`).
     pub model: PathBuf,
@@ -138,6 +145,10 @@ pub struct AnomalyEvalArgs {
     /// Columns to use (default the model's columns by name, else all but the label).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Take the file's columns in order, ignoring the names the model was trained with (by
+    /// default a model with named columns finds them by name in the file's header).
+    #[arg(long, conflicts_with = "columns")]
+    pub by_position: bool,
     /// Draw the score histograms of both classes with the threshold into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -148,6 +159,7 @@ pub struct AnomalyEvalArgs {
 
 /// Flags of `train`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Training data (.csv with optional header, or .npy).
     pub data: PathBuf,
@@ -239,6 +251,7 @@ pub struct TrainArgs {
 
 /// Flags of `sample`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct SampleArgs {
     /// The model file.
     pub model: PathBuf,
@@ -262,6 +275,7 @@ pub struct SampleArgs {
 
 /// Flags of `log-prob`, `encode` and `decode`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct MapArgs {
     /// The model file.
     pub model: PathBuf,
@@ -273,6 +287,10 @@ pub struct MapArgs {
     /// Columns to use (header names or 1-based positions); default the model's columns, else all.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Take the file's columns in order, ignoring the names the model was trained with (by
+    /// default a model with named columns finds them by name in the file's header).
+    #[arg(long, conflicts_with = "columns")]
+    pub by_position: bool,
     /// Context columns of a conditional model (default: the names it was trained with).
     #[arg(long, value_delimiter = ',')]
     pub context_columns: Option<Vec<String>>,
@@ -280,6 +298,7 @@ pub struct MapArgs {
 
 /// Flags of `eval`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct EvalArgs {
     /// The model file.
     pub model: PathBuf,
@@ -288,6 +307,10 @@ pub struct EvalArgs {
     /// Columns to use (header names or 1-based positions); default the model's columns, else all.
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
+    /// Take the file's columns in order, ignoring the names the model was trained with (by
+    /// default a model with named columns finds them by name in the file's header).
+    #[arg(long, conflicts_with = "columns")]
+    pub by_position: bool,
     /// Context columns of a conditional model (default: the names it was trained with).
     #[arg(long, value_delimiter = ',')]
     pub context_columns: Option<Vec<String>>,
@@ -308,6 +331,7 @@ pub struct InfoArgs {
 
 /// Flags of `demo`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct DemoArgs {
     /// Directory for the model, samples and plot (created if missing).
     #[arg(long, default_value = "normflow-demo")]
@@ -322,6 +346,7 @@ pub struct DemoArgs {
 
 /// Flags of `bench`.
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
     /// Workloads: coupling, maf, nsf.
     #[arg(long, value_delimiter = ',', default_value = "coupling,maf,nsf")]

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use normflow::data::{read_table, CsvOptions, Table};
+use normflow::data::{read_header, read_table, CsvOptions, Table};
 use normflow::{Flow, Matrix};
 
 use crate::commands::CliError;
@@ -43,27 +43,51 @@ pub fn read_context(path: &Path, flow: &Flow, names: Option<&[String]>) -> Resul
     Ok(Some(t.data))
 }
 
+/// How a data file's columns are matched to a model's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Selection<'a> {
+    /// `--columns`: these columns, by name or 1-based position.
+    pub columns: Option<&'a [String]>,
+    /// `--context-columns` of a conditional model (default: the recorded names).
+    pub context_columns: Option<&'a [String]>,
+    /// `--by-position`: ignore the model's column names and take the file's columns in order.
+    pub by_position: bool,
+}
+
+/// The columns to read from `path` for a model trained on columns `names`: those names, found
+/// in the file's header in any order. A header that lacks any of them is an error listing the
+/// missing names and the header (`--by-position` takes the columns in order instead); a file
+/// without a header is read by position.
+pub fn columns_by_name(path: &Path, names: &[String]) -> Result<Option<Vec<String>>, CliError> {
+    let Some(header) = read_header(path)? else { return Ok(None) };
+    let missing: Vec<&str> = names.iter().filter(|n| !header.contains(n)).map(String::as_str).collect();
+    if missing.is_empty() {
+        return Ok(Some(names.to_vec()));
+    }
+    Err(CliError::Usage(format!(
+        "{}: the model's columns {} are not in the file's header ({}); rename them, choose columns with --columns, or match by position with --by-position",
+        path.display(),
+        missing.join(", "),
+        header.join(", ")
+    )))
+}
+
 /// Reads `path` for `flow`: data columns from `--columns`, else the model's own column names
-/// when the file's header has them all, else every column but the context ones; and, for a
-/// conditional model, the context columns (`--context-columns`, else the recorded ones).
-/// Widths must match the model.
-pub fn read_for_model(
-    path: &Path,
-    flow: &Flow,
-    columns: Option<&[String]>,
-    context_columns: Option<&[String]>,
-) -> Result<(Table, Option<Matrix>), CliError> {
-    let context_names = context_names(flow, context_columns)?;
+/// (see [`columns_by_name`]), else every column but the context ones; and, for a conditional
+/// model, the context columns (`--context-columns`, else the recorded ones). Widths must match
+/// the model.
+pub fn read_for_model(path: &Path, flow: &Flow, select: Selection) -> Result<(Table, Option<Matrix>), CliError> {
+    let context_names = context_names(flow, select.context_columns)?;
     let context = read_context(path, flow, context_names.as_deref())?;
     let drop = context_names.clone().unwrap_or_default();
-    let table = match (columns, &flow.meta.columns) {
-        (Some(c), _) => read_table(path, &CsvOptions { columns: Some(c.to_vec()), ..Default::default() })?,
-        (None, Some(names)) => match read_table(path, &CsvOptions { columns: Some(names.clone()), ..Default::default() }) {
-            // The model's columns by name when the header has them all.
-            Ok(t) if t.columns.as_deref() == Some(names.as_slice()) => t,
-            _ => read_table(path, &CsvOptions { drop, ..Default::default() })?,
-        },
-        (None, None) => read_table(path, &CsvOptions { drop, ..Default::default() })?,
+    let by_name = match (select.columns, &flow.meta.columns) {
+        (Some(c), _) => Some(c.to_vec()),
+        (None, Some(names)) if !select.by_position => columns_by_name(path, names)?,
+        _ => None,
+    };
+    let table = match by_name {
+        Some(c) => read_table(path, &CsvOptions { columns: Some(c), ..Default::default() })?,
+        None => read_table(path, &CsvOptions { drop, ..Default::default() })?,
     };
     if table.data.cols() == flow.dim() && !flow.dequantized_columns().is_empty() {
         // Integer columns are scored at v + u with one fixed uniform draw (an upper bound on −log P(v)).

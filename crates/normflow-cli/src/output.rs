@@ -3,19 +3,56 @@
 use std::io::Write;
 use std::path::Path;
 
-use normflow::data::{write_csv, write_table};
+use normflow::data::{Format, TableWriter};
+use normflow::io::write_atomic;
 use normflow::Matrix;
 
 use crate::commands::CliError;
 
 /// Writes `rows` to `path`, or as CSV with a header to stdout.
 pub fn write_rows(path: Option<&Path>, rows: &Matrix, header: &[String]) -> Result<(), CliError> {
+    write_blocks(path, rows.rows(), header, |table| Ok(table.write(rows)?))
+}
+
+/// Checks an output path's format before any work starts.
+pub fn check_output(path: Option<&Path>) -> Result<(), CliError> {
+    path.map(Format::for_output).transpose()?;
+    Ok(())
+}
+
+/// Writes a table of `rows` rows under `header` that `fill` produces block by block: to `path`
+/// (CSV or NPY by extension, atomically), or as CSV to stdout.
+pub fn write_blocks(
+    path: Option<&Path>,
+    rows: usize,
+    header: &[String],
+    mut fill: impl FnMut(&mut TableWriter) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let cols = header.len();
     match path {
-        Some(p) => Ok(write_table(p, rows, Some(header))?),
+        Some(p) => {
+            let format = Format::for_output(p)?;
+            let mut failure = None;
+            let written = write_atomic(p, |w| {
+                let mut table =
+                    TableWriter::new(w, format, rows, cols, Some(header)).map_err(|e| normflow::Error::Io { path: p.into(), source: e })?;
+                // The command's own error is kept and returned below; write_atomic only needs
+                // to know that the write failed, to keep the old file.
+                fill(&mut table).map_err(|e| {
+                    let message = e.to_string();
+                    failure = Some(e);
+                    normflow::Error::NotEnoughData(message)
+                })
+            });
+            match (written, failure) {
+                (_, Some(e)) => Err(e),
+                (result, None) => Ok(result?),
+            }
+        }
         None => {
             let stdout = std::io::stdout();
             let mut lock = std::io::BufWriter::new(stdout.lock());
-            write_csv(&mut lock, rows, Some(header))?;
+            fill(&mut TableWriter::new(&mut lock, Format::Csv, rows, cols, Some(header))?)?;
             lock.flush()?;
             Ok(())
         }

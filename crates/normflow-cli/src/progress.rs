@@ -30,8 +30,10 @@ impl TrainingBar {
         }
     }
 
-    /// Removes the bar.
+    /// Completes the bar: an early stop ends the run, so the bar reads 100% at the step it
+    /// stopped on.
     pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        self.bar.set_length(self.bar.position());
+        self.bar.finish();
     }
 }

@@ -94,3 +94,14 @@ fn a_failed_write_leaves_the_old_file() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "good");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
+
+#[test]
+fn a_non_finite_result_is_refused_with_its_row_and_the_file_is_untouched() {
+    let dir = scratch("nonfinite");
+    let file = dir.join("z.csv");
+    std::fs::write(&file, "good\n").unwrap();
+    let data = normflow::Matrix::from_vec(3, 2, vec![0.0, 1.0, 2.0, 3.0, f32::INFINITY, 5.0]);
+    let err = normflow::data::write_table(&file, &data, None).unwrap_err().to_string();
+    assert!(err.contains("row 3, column 1") && err.contains("inf"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "good\n");
+}

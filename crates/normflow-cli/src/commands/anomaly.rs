@@ -9,11 +9,12 @@ use serde_json::json;
 use super::train::{fit_rows, read_training_rows, TrainingRows};
 use super::{print_json, CliError};
 use crate::cli::{AnomalyCommand, AnomalyEvalArgs, AnomalyFitArgs, AnomalyScoreArgs};
-use crate::input::{load_model, read_for_model};
+use crate::input::{columns_by_name, load_model, read_for_model, Selection};
 use crate::output::write_rows;
 
 /// Key of the threshold in a detector model's metadata.
-const THRESHOLD_KEY: &str = "anomaly_threshold";
+/// Key of a detector's threshold in the model's metadata.
+pub(crate) const THRESHOLD_KEY: &str = "anomaly_threshold";
 
 pub fn run(c: AnomalyCommand) -> Result<(), CliError> {
     match c {
@@ -28,7 +29,7 @@ fn read_column(path: &std::path::Path, name: &str) -> Result<Vec<f32>, CliError>
     Ok(read_table(path, &CsvOptions { columns: Some(vec![name.to_string()]), ..Default::default() })?.data.into_vec())
 }
 
-fn threshold_of(flow: &Flow, model: &std::path::Path) -> Result<Threshold, CliError> {
+pub(crate) fn threshold_of(flow: &Flow, model: &std::path::Path) -> Result<Threshold, CliError> {
     let v =
         flow.meta.extra.get(THRESHOLD_KEY).ok_or_else(|| {
             CliError::Usage(format!("{}: not an anomaly detector (train it with `normflow anomaly fit`)", model.display()))
@@ -71,7 +72,18 @@ fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
     let (cal, train) = normal.split_at(n_cal);
     let pick = |t: &Table, idx: &[usize]| Table { data: t.data.select_rows(idx), columns: t.columns.clone() };
     let train_rows = TrainingRows { data: pick(&rows.data, train), context: rows.context.as_ref().map(|c| pick(c, train)) };
-    let (mut flow, history) = fit_rows(&a.train, &train_rows)?;
+    let (flow, history) = fit_rows(&a.train, &train_rows)?;
+    // Without labels the rows may hold the very outliers to detect, and a flow learns them:
+    // fit again without the first fit's highest-NLL rows (the expected contamination).
+    let (mut flow, history) = if a.label_column.is_none() {
+        let s = scores(&flow, &train_rows.data.data, train_rows.context.as_ref().map(|c| &c.data))?;
+        let cut = Threshold::calibrate(&s, quantile)?.threshold;
+        let kept: Vec<usize> = (0..s.len()).filter(|&i| (s[i] as f64) <= cut).collect();
+        let inliers = TrainingRows { data: pick(&train_rows.data, &kept), context: train_rows.context.as_ref().map(|c| pick(c, &kept)) };
+        fit_rows(&a.train, &inliers)?
+    } else {
+        (flow, history)
+    };
     let cal_ctx = rows.context.as_ref().map(|c| c.data.select_rows(cal));
     let cal_scores = scores(&flow, &rows.data.data.select_rows(cal), cal_ctx.as_ref())?;
     let threshold = Threshold::calibrate(&cal_scores, quantile)?;
@@ -122,12 +134,13 @@ const SCORE_CHUNK: usize = 65_536;
 fn score(a: AnomalyScoreArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
     let threshold = threshold_of(&flow, &a.model)?;
-    let streamable =
-        Format::of(&a.data) == Format::Csv && a.output.as_deref().is_none_or(|p| Format::of(p) == Format::Csv) && flow.context_dim() == 0;
+    let output_format = a.output.as_deref().map(Format::for_output).transpose()?;
+    let streamable = Format::of(&a.data) == Format::Csv && output_format.is_none_or(|f| f == Format::Csv) && flow.context_dim() == 0;
     if streamable {
         return score_stream(&a, &flow, &threshold);
     }
-    let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), None)?;
+    let select = Selection { columns: a.columns.as_deref(), by_position: a.by_position, ..Default::default() };
+    let (t, c) = read_for_model(&a.data, &flow, select)?;
     let s = scores(&flow, &t.data, c.as_ref())?;
     let ids = a.id_column.as_deref().map(|col| read_column(&a.data, col)).transpose()?;
     let (rows, header) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), &threshold);
@@ -150,7 +163,7 @@ fn score_rows(s: &[f32], ids: Option<&[f32]>, id_name: Option<&str>, threshold: 
 
 /// Scores a CSV file chunk by chunk (bounded memory), writing as it goes, with a progress line.
 fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Result<(), CliError> {
-    // The data columns: --columns, else the model's names when the header has them all, else
+    // The data columns: --columns, else the model's names (all of them, or an error), else
     // every column but the id. The id column, if any, is read first.
     let probe = CsvChunks::open(&a.data, &CsvOptions::default())?;
     let header: Option<Vec<String>> = probe.columns().map(<[String]>::to_vec);
@@ -163,7 +176,10 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
         (Some(h), Ok(k)) if !h.contains(id) && (1..=h.len()).contains(&k) => h[k - 1].clone(),
         _ => id.clone(),
     });
-    let model_names = flow.meta.columns.clone().filter(|names| header.as_ref().is_some_and(|h| names.iter().all(|n| h.contains(n))));
+    let model_names = match (&a.columns, &flow.meta.columns) {
+        (None, Some(names)) if !a.by_position => columns_by_name(&a.data, names)?,
+        _ => None,
+    };
     let data_cols =
         a.columns.clone().or(model_names).unwrap_or_else(|| all.iter().filter(|c| Some(*c) != id_name.as_ref()).cloned().collect());
     let columns: Vec<String> = id_name.iter().cloned().chain(data_cols).collect();
@@ -226,8 +242,8 @@ fn eval(a: AnomalyEvalArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
     let threshold = threshold_of(&flow, &a.model)?;
     let labels: Vec<bool> = read_column(&a.data, &a.label_column)?.iter().map(|&l| l as f64 != a.normal_label).collect();
-    let columns = a.columns.clone().or_else(|| flow.meta.columns.clone());
-    let (t, c) = read_for_model(&a.data, &flow, columns.as_deref(), None)?;
+    let select = Selection { columns: a.columns.as_deref(), by_position: a.by_position, ..Default::default() };
+    let (t, c) = read_for_model(&a.data, &flow, select)?;
     let s = scores(&flow, &t.data, c.as_ref())?;
     let s64: Vec<f64> = s.iter().map(|&v| v as f64).collect();
     let flags: Vec<bool> = s.iter().map(|&v| threshold.flags(v)).collect();

@@ -4,11 +4,12 @@ use serde_json::json;
 
 use super::{print_json, CliError};
 use crate::cli::EvalArgs;
-use crate::input::{load_model, read_for_model};
+use crate::input::{load_model, read_for_model, Selection};
 
 pub fn run(a: EvalArgs) -> Result<(), CliError> {
     let flow = load_model(&a.model)?;
-    let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+    let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
+    let (t, c) = read_for_model(&a.data, &flow, select)?;
     let lp = flow.log_prob(&t.data, c.as_ref())?;
     let n = lp.len() as f64;
     let nll = -lp.iter().map(|&v| v as f64).sum::<f64>() / n;

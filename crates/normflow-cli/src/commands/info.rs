@@ -2,6 +2,7 @@
 
 use serde_json::json;
 
+use super::anomaly::threshold_of;
 use super::{print_json, CliError};
 use crate::cli::InfoArgs;
 use crate::input::load_model;
@@ -23,6 +24,7 @@ pub fn run(a: InfoArgs) -> Result<(), CliError> {
             "architecture": spec,
             "training": flow.meta.training,
             "format_version": normflow::io::FORMAT_VERSION,
+            "anomaly_threshold": threshold_of(&flow, &a.model).ok().map(|t| json!({ "threshold": t.threshold, "quantile": t.quantile })),
         }));
     }
     println!("flow          {}", flow.meta.name);
@@ -31,6 +33,14 @@ pub fn run(a: InfoArgs) -> Result<(), CliError> {
         println!("columns       {}", c.join(", "));
     }
     println!("parameters    {}", flow.num_params());
+    if let Ok(t) = threshold_of(&flow, &a.model) {
+        println!(
+            "anomaly       threshold {:.4} (NLL; the {:.4} quantile of {} calibration scores)",
+            t.threshold,
+            t.quantile,
+            t.calibration.len()
+        );
+    }
     println!("layers        {} ({})", layers.len(), layers.join(" → "));
     if let Some(t) = &flow.meta.training {
         println!(

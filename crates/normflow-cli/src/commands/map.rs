@@ -6,8 +6,8 @@ use normflow::Matrix;
 
 use super::CliError;
 use crate::cli::MapArgs;
-use crate::input::{context_names, load_model, read_context, read_for_model};
-use crate::output::{numbered, write_rows};
+use crate::input::{context_names, load_model, read_context, read_for_model, Selection};
+use crate::output::{check_output, numbered, write_rows};
 
 /// Which map to apply.
 pub enum Mapping {
@@ -20,16 +20,18 @@ pub enum Mapping {
 }
 
 pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
+    check_output(a.output.as_deref())?;
     let flow = load_model(&a.model)?;
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
+    let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {
         Mapping::LogProb => {
-            let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+            let (t, c) = read_for_model(&a.data, &flow, select)?;
             let lp = flow.log_prob(&t.data, c.as_ref())?;
             (Matrix::from_vec(lp.len(), 1, lp), vec!["log_prob".to_string()])
         }
         Mapping::Encode => {
-            let (t, c) = read_for_model(&a.data, &flow, a.columns.as_deref(), a.context_columns.as_deref())?;
+            let (t, c) = read_for_model(&a.data, &flow, select)?;
             (flow.encode(&t.data, c.as_ref())?, numbered("z", flow.dim()))
         }
         Mapping::Decode => {

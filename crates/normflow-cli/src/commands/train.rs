@@ -163,8 +163,9 @@ pub fn run(a: TrainArgs) -> Result<(), CliError> {
             "seconds": s.seconds,
         }))?;
     } else {
+        let which = if s.val_rows > 0 { "validation" } else { "training (no validation rows)" };
         eprintln!(
-            "trained {} ({} params) on {} rows for {} steps ({}): best validation NLL {:.4} nats; saved {}",
+            "trained {} ({} params) on {} rows for {} steps ({}): best {which} NLL {:.4} nats; saved {}",
             flow.meta.name,
             flow.num_params(),
             s.train_rows,

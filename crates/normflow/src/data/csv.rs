@@ -63,11 +63,27 @@ impl CsvChunks {
             gz,
         };
         let (first_no, first) = me.next_line()?.ok_or_else(|| Error::BadFile { path: path.into(), message: "the file is empty".into() })?;
-        let fields: Vec<String> = first.split(',').map(|f| f.trim().to_string()).collect();
+        let fields = split_fields(&first).map_err(|message| Error::Parse { path: path.into(), row: first_no, column: 1, message })?;
         let header = fields.iter().any(|f| f.parse::<f64>().is_err()).then_some(fields.clone());
+        if let Some(h) = &header {
+            let duplicates = duplicates(h);
+            if !duplicates.is_empty() {
+                return Err(Error::BadFile {
+                    path: path.into(),
+                    message: format!("duplicate column names in the header: {}", duplicates.join(", ")),
+                });
+            }
+        }
         let cols = fields.len();
         let base: Vec<usize> = match &options.columns {
-            Some(sel) => sel.iter().map(|s| resolve_column(path, s, header.as_deref(), cols)).collect::<Result<_>>()?,
+            Some(sel) => {
+                let idx = sel.iter().map(|s| resolve_column(path, s, header.as_deref(), cols)).collect::<Result<Vec<_>>>()?;
+                let twice: Vec<String> = (0..idx.len()).filter(|&k| idx[..k].contains(&idx[k])).map(|k| sel[k].clone()).collect();
+                if !twice.is_empty() {
+                    return Err(Error::BadFile { path: path.into(), message: format!("column selected twice: {}", twice.join(", ")) });
+                }
+                idx
+            }
             None => (0..cols).collect(),
         };
         let dropped = options.drop.iter().map(|s| resolve_column(path, s, header.as_deref(), cols)).collect::<Result<Vec<_>>>()?;
@@ -108,14 +124,27 @@ impl CsvChunks {
                 return Ok(None);
             }
             self.line_no += 1;
+            let first_line = self.line_no;
+            // A quoted field may hold line breaks: read on until the quotes balance.
+            while self.buf.bytes().filter(|&b| b == b'"').count() % 2 == 1 {
+                if self.lines.read_line(&mut self.buf).map_err(|e| Error::io(&self.path, e))? == 0 {
+                    return Err(Error::Parse {
+                        path: self.path.clone(),
+                        row: first_line,
+                        column: 1,
+                        message: "a quoted field is not closed".into(),
+                    });
+                }
+                self.line_no += 1;
+            }
             if !self.buf.trim().is_empty() {
-                return Ok(Some((self.line_no, self.buf.trim_end_matches(['\n', '\r']).to_string())));
+                return Ok(Some((first_line, self.buf.trim_end_matches(['\n', '\r']).to_string())));
             }
         }
     }
 
     fn parse_line(&self, no: usize, line: &str, out: &mut Vec<f32>) -> Result<()> {
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let fields = split_fields(line).map_err(|message| Error::Parse { path: self.path.clone(), row: no, column: 1, message })?;
         if fields.len() != self.cols {
             return Err(Error::Parse {
                 path: self.path.clone(),
@@ -125,7 +154,7 @@ impl CsvChunks {
             });
         }
         for &c in &self.keep {
-            let f = fields[c];
+            let f = fields[c].as_str();
             let bad = |message: String| Error::Parse { path: self.path.clone(), row: no, column: c + 1, message };
             if f.is_empty() {
                 return Err(bad("missing value".into()));
@@ -162,6 +191,85 @@ impl CsvChunks {
     }
 }
 
+/// The fields of one CSV record (RFC 4180): separated by commas, each optionally in double
+/// quotes, inside which commas and line breaks are data and `""` is one quote; unquoted fields
+/// are trimmed.
+fn split_fields(line: &str) -> std::result::Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                    None => return Err("a quoted field is not closed".into()),
+                }
+            }
+            while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+                chars.next();
+            }
+            if chars.peek().is_some_and(|c| *c != ',') {
+                return Err(format!("text after the closing quote of field {}", fields.len() + 1));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                field.push(c);
+                chars.next();
+            }
+            field = field.trim().to_string();
+        }
+        fields.push(field);
+        if chars.next().is_none() {
+            return Ok(fields);
+        }
+    }
+}
+
+/// Names that occur more than once in `names`, each once, in order of first repetition.
+fn duplicates(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (k, n) in names.iter().enumerate() {
+        if names[..k].contains(n) && !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+/// A field as CSV text: quoted (with quotes doubled) when it holds a comma, a quote, a line
+/// break or surrounding spaces.
+fn quote_field(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.contains([',', '"', '\n', '\r']) || field.trim() != field {
+        format!("\"{}\"", field.replace('"', "\"\"")).into()
+    } else {
+        field.into()
+    }
+}
+
+/// The column names of a CSV file's header, or `None` when it has none (or is not CSV).
+///
+/// # Errors
+/// As [`CsvChunks::open`].
+pub fn read_header(path: &Path) -> Result<Option<Vec<String>>> {
+    if super::Format::of(path) != super::Format::Csv {
+        return Ok(None);
+    }
+    Ok(CsvChunks::open(path, &CsvOptions::default())?.columns.take())
+}
+
 /// Reads a whole numeric CSV file (see [`CsvChunks`] for the format and errors).
 ///
 /// # Errors
@@ -186,7 +294,8 @@ pub fn read_csv(path: &Path, options: &CsvOptions) -> Result<Table> {
 /// Any I/O error of `w`.
 pub fn write_csv(w: &mut dyn Write, data: &Matrix, header: Option<&[String]>) -> std::io::Result<()> {
     if let Some(h) = header {
-        writeln!(w, "{}", h.join(","))?;
+        let fields: Vec<_> = h.iter().map(|f| quote_field(f)).collect();
+        writeln!(w, "{}", fields.join(","))?;
     }
     let mut line = String::new();
     for i in 0..data.rows() {

@@ -3,9 +3,11 @@
 mod csv;
 mod npy;
 pub mod toy;
+mod writer;
 
-pub use csv::{read_csv, write_csv, CsvChunks, CsvOptions};
+pub use csv::{read_csv, read_header, write_csv, CsvChunks, CsvOptions};
 pub use npy::{read_npy, write_npy};
+pub use writer::TableWriter;
 
 use std::path::Path;
 
@@ -38,6 +40,21 @@ impl Format {
             _ => Format::Csv,
         }
     }
+
+    /// The format to write `path` in: `.npy` → NPY; `.csv` or no extension (`/dev/stdout`, a
+    /// FIFO) → CSV; any other extension is refused rather than silently written as CSV.
+    ///
+    /// # Errors
+    /// [`Error::BadFile`] naming the path and the extensions it can write.
+    pub fn for_output(path: &Path) -> Result<Format> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("npy") => Ok(Format::Npy),
+            Some("csv") | None => Ok(Format::Csv),
+            Some(other) => {
+                Err(Error::BadFile { path: path.into(), message: format!("cannot write '.{other}' files; name the output .csv or .npy") })
+            }
+        }
+    }
 }
 
 /// Reads a CSV or NPY file (by extension), selecting columns if asked.
@@ -65,12 +82,14 @@ pub fn read_table(path: &Path, options: &CsvOptions) -> Result<Table> {
 /// Writes `data` as CSV (with `header` if given) or NPY, by extension, atomically.
 ///
 /// # Errors
-/// [`Error::Io`] naming the file.
+/// [`Error::Io`] naming the file, also for a NaN or infinite value (with its row and column;
+/// the file is then untouched); [`Error::BadFile`] for an extension other than `.csv` and
+/// `.npy`.
 pub fn write_table(path: &Path, data: &Matrix, header: Option<&[String]>) -> Result<()> {
-    match Format::of(path) {
-        Format::Csv => crate::io::write_atomic(path, |w| write_csv(w, data, header).map_err(|e| Error::io(path, e))),
-        Format::Npy => crate::io::write_atomic(path, |w| write_npy(w, data).map_err(|e| Error::io(path, e))),
-    }
+    let format = Format::for_output(path)?;
+    crate::io::write_atomic(path, |w| {
+        TableWriter::new(w, format, data.rows(), data.cols(), header).and_then(|mut t| t.write(data)).map_err(|e| Error::io(path, e))
+    })
 }
 
 /// Index of a column given by name (when there is a header) or by 1-based position.

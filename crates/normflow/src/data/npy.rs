@@ -83,14 +83,25 @@ pub fn read_npy(path: &Path) -> Result<Matrix> {
 /// # Errors
 /// Any I/O error of `w`.
 pub fn write_npy(w: &mut dyn Write, data: &Matrix) -> std::io::Result<()> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", data.rows(), data.cols());
+    write_npy_header(w, data.rows(), data.cols())?;
+    write_npy_rows(w, data)
+}
+
+/// Writes the header of a 2-D little-endian `f4` array of `rows × cols` (format 1.0); the
+/// values follow with [`write_npy_rows`].
+pub(crate) fn write_npy_header(w: &mut dyn Write, rows: usize, cols: usize) -> std::io::Result<()> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let total = MAGIC.len() + 4 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
     w.write_all(MAGIC)?;
     w.write_all(&[1, 0])?;
     w.write_all(&(header.len() as u16).to_le_bytes())?;
-    w.write_all(header.as_bytes())?;
+    w.write_all(header.as_bytes())
+}
+
+/// Writes the values of `data`, row by row, as little-endian `f4`.
+pub(crate) fn write_npy_rows(w: &mut dyn Write, data: &Matrix) -> std::io::Result<()> {
     let bytes: Vec<u8> = data.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect();
     w.write_all(&bytes)
 }

@@ -101,6 +101,13 @@ impl Matrix {
         Matrix::from_vec(end - start, self.cols, pool::copied(&self.data[start * self.cols..end * self.cols]))
     }
 
+    /// Each row `k` times in a row: rows `i·k .. (i+1)·k` of the result are row `i` (e.g. one
+    /// context row for each of `k` samples).
+    pub fn repeat_rows(&self, k: usize) -> Matrix {
+        let idx: Vec<usize> = (0..self.rows).flat_map(|i| std::iter::repeat_n(i, k)).collect();
+        self.select_rows(&idx)
+    }
+
     /// The rows with the given indices, in that order.
     pub fn select_rows(&self, idx: &[usize]) -> Matrix {
         let mut out = pool::with_capacity(idx.len() * self.cols);

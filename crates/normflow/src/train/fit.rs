@@ -177,8 +177,14 @@ pub fn fit(
     progress: &mut dyn FnMut(&FitProgress),
 ) -> Result<(Flow, History)> {
     let clock = Instant::now();
-    if config.batch_size == 0 || !(0.0..1.0).contains(&config.val_frac) || !(config.lr > 0.0 && config.lr.is_finite()) {
-        return Err(Error::config("batch size must be positive, validation fraction in [0, 1) and learning rate positive"));
+    if config.batch_size == 0 {
+        return Err(Error::config("the batch size must be positive"));
+    }
+    if !(0.0..1.0).contains(&config.val_frac) {
+        return Err(Error::config(format!("the validation fraction must be in [0, 1), got {}", config.val_frac)));
+    }
+    if !(config.lr > 0.0 && config.lr.is_finite()) {
+        return Err(Error::config(format!("the learning rate must be positive and finite, got {}", config.lr)));
     }
     // Validates width, NaN/inf and context before any work.
     flow.log_prob(&x.slice_rows(0, x.rows().min(1)), context.map(|c| c.slice_rows(0, c.rows().min(1))).as_ref())?;

@@ -1,0 +1,137 @@
+//! Regression tests named after what a new user's trial broke in the CLI.
+
+mod common;
+use common::*;
+
+fn log_probs(text: &str) -> Vec<f64> {
+    text.lines().skip(1).map(|l| l.parse().unwrap()).collect()
+}
+
+/// A model trained on columns `a,b` of a correlated Gaussian, and its training file.
+fn trained(t: &TempDir) -> (String, String) {
+    let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
+    write_data(&data, 600, 1);
+    ok(&["train", s(&data), "--flow", "realnvp", "--layers", "2", "--hidden", "16", "--epochs", "3", "-q", "-o", s(&model)]);
+    (s(&data).to_string(), s(&model).to_string())
+}
+
+#[test]
+fn a_file_with_other_column_names_is_refused_unless_matched_by_position() {
+    let t = TempDir::new("names");
+    let (data, model) = trained(&t);
+    let expected = log_probs(&ok(&["log-prob", &model, &data]));
+    let renamed = t.path("pq.csv");
+    std::fs::write(&renamed, std::fs::read_to_string(&data).unwrap().replacen("a,b", "p,q", 1)).unwrap();
+    let err = fails(&["log-prob", &model, s(&renamed)]);
+    assert!(err.contains("a, b") && err.contains("p, q") && err.contains("--by-position"), "{err}");
+    assert_eq!(log_probs(&ok(&["log-prob", &model, s(&renamed), "--by-position"])), expected);
+    // Reordered columns are found by name.
+    let text = std::fs::read_to_string(&data).unwrap();
+    let swapped: String = text
+        .lines()
+        .map(|l| {
+            let (x, y) = l.split_once(',').unwrap();
+            format!("{y},{x}\n")
+        })
+        .collect();
+    let reordered = t.path("ba.csv");
+    std::fs::write(&reordered, swapped).unwrap();
+    assert_eq!(log_probs(&ok(&["log-prob", &model, s(&reordered)])), expected);
+}
+
+#[test]
+fn quoted_headers_and_fields_follow_rfc_4180() {
+    let t = TempDir::new("quoted");
+    let (data, model) = trained(&t);
+    let expected = log_probs(&ok(&["log-prob", &model, &data]));
+    let text = std::fs::read_to_string(&data).unwrap();
+    let mut quoted = String::from("\"b\",\"note, with \"\"quotes\"\"\n and a line break\",\"a\"\n");
+    for l in text.lines().skip(1) {
+        let (x, y) = l.split_once(',').unwrap();
+        quoted.push_str(&format!("\"{y}\",\"x, \"\"y\"\"\",{x}\n"));
+    }
+    let path = t.path("quoted.csv");
+    std::fs::write(&path, quoted).unwrap();
+    assert_eq!(log_probs(&ok(&["log-prob", &model, s(&path)])), expected);
+}
+
+#[test]
+fn duplicate_column_names_are_an_error_naming_them() {
+    let t = TempDir::new("dupes");
+    let path = t.path("dup.csv");
+    std::fs::write(&path, "a,b,a\n1,2,3\n4,5,6\n7,8,10\n").unwrap();
+    let err = fails(&["train", s(&path), "-q", "-o", s(&t.path("m.safetensors"))]);
+    assert!(err.contains("duplicate column names") && err.contains(": a"), "{err}");
+    let (data, _) = trained(&t);
+    let err = fails(&["train", &data, "--columns", "a,a", "-q", "-o", s(&t.path("m2.safetensors"))]);
+    assert!(err.contains("selected twice: a"), "{err}");
+}
+
+#[test]
+fn sample_counts_beyond_the_limit_are_refused_before_any_work() {
+    let t = TempDir::new("sample-limit");
+    let (_, model) = trained(&t);
+    let out = t.path("s.csv");
+    for n in ["10000000000000", "0"] {
+        let err = fails(&["sample", &model, "-n", n, "-o", s(&out)]);
+        assert!(err.contains("-n"), "{err}");
+        assert!(!out.exists());
+    }
+    // A large run streams: 300000 rows arrive whole, in order of the blocks.
+    let text = ok(&["sample", &model, "-n", "300000", "--seed", "3"]);
+    assert_eq!(text.lines().count(), 300_001);
+}
+
+#[test]
+fn negative_option_values_are_read_as_numbers() {
+    let t = TempDir::new("negative");
+    let (data, _) = trained(&t);
+    let m = t.path("neg.safetensors");
+    let err = fails(&["train", &data, "--lr", "-1", "-q", "-o", s(&m)]);
+    assert!(err.contains("learning rate") && err.contains("-1") && !err.contains("unexpected argument"), "{err}");
+    let err = fails(&["train", &data, "--tail-bound", "-1", "-q", "-o", s(&m)]);
+    assert!(err.contains("tail bound") && !err.contains("unexpected argument"), "{err}");
+    ok(&["train", &data, "--bounds", "-10:10,-10:10", "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&m)]);
+}
+
+#[test]
+fn unknown_output_extensions_are_refused_not_written_as_csv() {
+    let t = TempDir::new("ext");
+    let (data, model) = trained(&t);
+    for name in ["out.parquet", "out.txt"] {
+        let out = t.path(name);
+        let err = fails(&["log-prob", &model, &data, "-o", s(&out)]);
+        assert!(err.contains(".csv or .npy") && err.contains(name), "{err}");
+        let err = fails(&["sample", &model, "-o", s(&out)]);
+        assert!(err.contains(".csv or .npy"), "{err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn info_shows_a_detectors_threshold_and_train_names_an_empty_validation_split() {
+    let t = TempDir::new("info-threshold");
+    let (data, _) = trained(&t);
+    let det = t.path("det.safetensors");
+    ok(&["anomaly", "fit", &data, "--flow", "realnvp", "--layers", "2", "--hidden", "8", "--epochs", "2", "-q", "-o", s(&det)]);
+    let info = ok(&["info", s(&det)]);
+    assert!(info.contains("threshold"), "{info}");
+    let json = ok(&["info", s(&det), "--json"]);
+    assert!(json.contains("\"anomaly_threshold\":{"), "{json}");
+    let out = normflow(&[
+        "train",
+        &data,
+        "--val-frac",
+        "0",
+        "--layers",
+        "1",
+        "--hidden",
+        "8",
+        "--epochs",
+        "1",
+        "-o",
+        s(&t.path("m.safetensors")),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("best training (no validation rows) NLL"), "{err}");
+}
