@@ -37,9 +37,10 @@ pub(crate) fn threshold_of(flow: &Flow, model: &std::path::Path) -> Result<Thres
     serde_json::from_value(v.clone()).map_err(|e| CliError::Usage(format!("{}: damaged anomaly threshold: {e}", model.display())))
 }
 
-/// Negative log-likelihood of every row.
+/// Negative log-likelihood of every row. A row so far from the data that its log-density
+/// leaves f32's range scores `f32::MAX`: the most anomalous score there is, and a finite one.
 fn scores(flow: &Flow, data: &Matrix, context: Option<&Matrix>) -> Result<Vec<f32>, CliError> {
-    Ok(flow.log_prob(data, context)?.iter().map(|v| -v).collect())
+    Ok(flow.log_prob(data, context)?.iter().map(|v| if v.is_finite() { -v } else { f32::MAX }).collect())
 }
 
 fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
