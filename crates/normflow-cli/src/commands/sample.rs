@@ -9,15 +9,18 @@ use crate::cli::SampleArgs;
 use crate::input::{load_model, model_context_columns, read_context};
 use crate::output::{check_output, numbered, write_blocks};
 
-/// Values drawn per block (rows × columns): about 16 MB of samples in memory at a time.
-const BLOCK_VALUES: usize = 1 << 22;
+/// Values drawn per block (rows × columns): about 4 MB of samples in memory at a time.
+const BLOCK_VALUES: usize = 1 << 20;
+
+/// Rows drawn per block at most: the flow's intermediate buffers grow with the block's rows.
+const BLOCK_ROWS: usize = 1 << 16;
 
 /// The most values one run writes: 10¹² (about 10 TB of CSV).
 const MAX_VALUES: u128 = 1_000_000_000_000;
 
 /// Rows per block for rows of `dim` values.
 fn block_rows(dim: usize) -> usize {
-    (BLOCK_VALUES / dim.max(1)).max(1)
+    (BLOCK_VALUES / dim.max(1)).clamp(1, BLOCK_ROWS)
 }
 
 /// Refuses a request for more than [`MAX_VALUES`] values, or for none.
