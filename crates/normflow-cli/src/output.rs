@@ -32,22 +32,11 @@ pub fn write_blocks(
     match path {
         Some(p) => {
             let format = Format::for_output(p)?;
-            let mut failure = None;
-            let written = write_atomic(p, |w| {
+            write_atomic(p, |w| {
                 let mut table =
                     TableWriter::new(w, format, rows, cols, Some(header)).map_err(|e| normflow::Error::Io { path: p.into(), source: e })?;
-                // The command's own error is kept and returned below; write_atomic only needs
-                // to know that the write failed, to keep the old file.
-                fill(&mut table).map_err(|e| {
-                    let message = e.to_string();
-                    failure = Some(e);
-                    normflow::Error::NotEnoughData(message)
-                })
-            });
-            match (written, failure) {
-                (_, Some(e)) => Err(e),
-                (result, None) => Ok(result?),
-            }
+                fill(&mut table)
+            })
         }
         None => {
             let stdout = std::io::stdout();

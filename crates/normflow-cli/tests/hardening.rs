@@ -7,6 +7,16 @@ fn log_probs(text: &str) -> Vec<f64> {
     text.lines().skip(1).map(|l| l.parse().unwrap()).collect()
 }
 
+/// Every line of a two-column CSV text, fields `x,y`, rewritten by `line`.
+fn swap_columns(text: &str, line: impl Fn(&str, &str) -> String) -> String {
+    text.lines()
+        .map(|l| {
+            let (x, y) = l.split_once(',').unwrap();
+            line(x, y)
+        })
+        .collect()
+}
+
 /// A model trained on columns `a,b` of a correlated Gaussian, and its training file.
 fn trained(t: &TempDir) -> (String, String) {
     let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
@@ -27,15 +37,8 @@ fn a_file_with_other_column_names_is_refused_unless_matched_by_position() {
     assert_eq!(log_probs(&ok(&["log-prob", &model, s(&renamed), "--by-position"])), expected);
     // Reordered columns are found by name.
     let text = std::fs::read_to_string(&data).unwrap();
-    let swapped: String = text
-        .lines()
-        .map(|l| {
-            let (x, y) = l.split_once(',').unwrap();
-            format!("{y},{x}\n")
-        })
-        .collect();
     let reordered = t.path("ba.csv");
-    std::fs::write(&reordered, swapped).unwrap();
+    std::fs::write(&reordered, swap_columns(&text, |x, y| format!("{y},{x}\n"))).unwrap();
     assert_eq!(log_probs(&ok(&["log-prob", &model, s(&reordered)])), expected);
 }
 
@@ -45,11 +48,9 @@ fn quoted_headers_and_fields_follow_rfc_4180() {
     let (data, model) = trained(&t);
     let expected = log_probs(&ok(&["log-prob", &model, &data]));
     let text = std::fs::read_to_string(&data).unwrap();
-    let mut quoted = String::from("\"b\",\"note, with \"\"quotes\"\"\n and a line break\",\"a\"\n");
-    for l in text.lines().skip(1) {
-        let (x, y) = l.split_once(',').unwrap();
-        quoted.push_str(&format!("\"{y}\",\"x, \"\"y\"\"\",{x}\n"));
-    }
+    let header = "\"b\",\"note, with \"\"quotes\"\"\n and a line break\",\"a\"\n";
+    let rows = swap_columns(&text, |x, y| format!("\"{y}\",\"x, \"\"y\"\"\",{x}\n"));
+    let quoted = format!("{header}{}", rows.split_once('\n').unwrap().1);
     let path = t.path("quoted.csv");
     std::fs::write(&path, quoted).unwrap();
     assert_eq!(log_probs(&ok(&["log-prob", &model, s(&path)])), expected);

@@ -1,7 +1,7 @@
 //! `normflow anomaly fit | score | eval`: anomaly detection with a flow's exact likelihood.
 
 use normflow::anomaly::{auroc, average_precision, Confusion, Threshold};
-use normflow::data::{read_table, write_csv, CsvChunks, CsvOptions, Format, Table};
+use normflow::data::{read_table, CsvChunks, CsvOptions, Format, Table, TableWriter};
 use normflow::io::write_atomic;
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
@@ -148,10 +148,14 @@ fn score(a: AnomalyScoreArgs) -> Result<(), CliError> {
     write_rows(a.output.as_deref(), &rows, &header)
 }
 
+/// The header of the scores: `[id,] score, percentile, flag`.
+fn score_header(id_name: Option<&str>) -> Vec<String> {
+    id_name.map(String::from).into_iter().chain(["score", "percentile", "flag"].map(String::from)).collect()
+}
+
 /// Output rows `[id,] score, percentile, flag` and their header.
 fn score_rows(s: &[f32], ids: Option<&[f32]>, id_name: Option<&str>, threshold: &Threshold) -> (Matrix, Vec<String>) {
-    let mut header: Vec<String> = id_name.map(String::from).into_iter().collect();
-    header.extend(["score", "percentile", "flag"].map(String::from));
+    let header = score_header(id_name);
     let mut out = Vec::with_capacity(s.len() * header.len());
     for (i, &v) in s.iter().enumerate() {
         if let Some(ids) = ids {
@@ -201,7 +205,9 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
     );
     let mut noise = Rng::new(0);
     let mut write_all = |w: &mut dyn std::io::Write| -> Result<(), CliError> {
-        let mut first = true;
+        // CSV: the row count is for NPY headers only.
+        let header = score_header(a.id_column.as_deref());
+        let mut table = TableWriter::new(w, Format::Csv, 0, header.len(), Some(&header))?;
         let mut done = 0;
         while let Some(chunk) = chunks.next_chunk(SCORE_CHUNK)? {
             let (ids, data) =
@@ -213,22 +219,14 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
             };
             let s = scores(flow, &data, None).map_err(|e| from_chunk(e, done))?;
             done += data.rows();
-            let (rows, header) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), threshold);
-            write_csv(w, &rows, first.then_some(header.as_slice()))?;
-            first = false;
+            let (rows, _) = score_rows(&s, ids.as_deref(), a.id_column.as_deref(), threshold);
+            table.write(&rows)?;
             bar.inc(rows.rows() as u64);
         }
         Ok(())
     };
     let result = match &a.output {
-        Some(path) => {
-            let mut inner = Ok(());
-            let written = write_atomic(path, |w| {
-                inner = write_all(w);
-                inner.as_ref().map(|_| ()).map_err(|e| normflow::Error::InvalidConfig(e.to_string()))
-            });
-            inner.and(written.map_err(CliError::from))
-        }
+        Some(path) => write_atomic(path, write_all),
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());

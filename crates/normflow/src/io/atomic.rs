@@ -66,27 +66,27 @@ fn resolve(path: &Path) -> Result<Target> {
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` if it is a directory, the directory is not writable or the write
-/// fails; any error `write` returns.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+/// fails; any error `write` returns, unchanged (so a caller's own error type passes through).
+pub fn write_atomic<E: From<Error>>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<(), E>) -> Result<(), E> {
     match resolve(path)? {
         Target::Through => write_through(path, write),
         Target::Replace { path: target, permissions } => replace(path, &target, permissions, write),
     }
 }
 
-fn write_through(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+fn write_through<E: From<Error>>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<(), E>) -> Result<(), E> {
     let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
     let mut w = std::io::BufWriter::new(file);
     write(&mut w)?;
-    w.flush().map_err(|e| Error::io(path, e))
+    Ok(w.flush().map_err(|e| Error::io(path, e))?)
 }
 
-fn replace(
+fn replace<E: From<Error>>(
     path: &Path,
     target: &Path,
     permissions: Option<std::fs::Permissions>,
-    write: impl FnOnce(&mut dyn Write) -> Result<()>,
-) -> Result<()> {
+    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+) -> Result<(), E> {
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -103,7 +103,7 @@ fn replace(
         if let Some(p) = permissions {
             file.set_permissions(p).map_err(|e| Error::io(path, e))?;
         }
-        std::fs::rename(&tmp, target).map_err(|e| Error::io(path, e))
+        Ok(std::fs::rename(&tmp, target).map_err(|e| Error::io(path, e))?)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

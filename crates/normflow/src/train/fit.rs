@@ -139,8 +139,12 @@ fn params_restore(flow: &mut Flow, snapshot: &[f32]) {
 }
 
 fn mean_nll(flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<f64> {
-    let lp = flow.log_prob(x, context)?;
-    Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len().max(1) as f64)
+    Ok(mean_of_negated(&flow.log_prob(x, context)?))
+}
+
+/// The mean NLL of per-row log-densities.
+fn mean_of_negated(log_p: &[f32]) -> f64 {
+    -log_p.iter().map(|&v| v as f64).sum::<f64>() / log_p.len().max(1) as f64
 }
 
 /// Whether the per-row log-densities `after` beat `before` by at least `z` standard errors of
@@ -228,7 +232,7 @@ pub fn fit(
     flow.transform_mut().set_training(true);
     let mut history = History::default();
     let start_log_p = flow.log_prob(&x_val, c_val.as_ref())?;
-    let initial = (-start_log_p.iter().map(|&v| v as f64).sum::<f64>() / start_log_p.len().max(1) as f64, params_snapshot(&flow), 0usize);
+    let initial = (mean_of_negated(&start_log_p), params_snapshot(&flow), 0usize);
     let mut best = initial.clone();
     let mut since_best = 0;
     let mut window = (0.0f64, 0usize);
