@@ -94,7 +94,8 @@ pub struct AnomalyFitArgs {
     #[arg(long, default_value_t = 0.0)]
     pub normal_label: f64,
     /// Expected fraction of anomalies: the threshold is the (1 − contamination) quantile of the
-    /// calibration scores.
+    /// calibration scores. Without --label-column the flow is fitted on the (1 − contamination)
+    /// share of rows most central under a robust Gaussian, so unlabelled outliers are trimmed.
     #[arg(long, conflicts_with = "threshold_quantile")]
     pub contamination: Option<f64>,
     /// Quantile of the calibration scores used as the threshold (default 0.99).

@@ -159,3 +159,22 @@ fn one_column_data_trains_with_a_spline_flow_that_beats_the_gaussian() {
     eprintln!("1-D log-normal: NSF {nll:.4}, Gaussian {gaussian:.4}, entropy 0.7258");
     assert!(nll < gaussian - 0.05 && nll < 0.7258 + 0.05, "NSF {nll} against the Gaussian's {gaussian}");
 }
+
+#[test]
+fn unlabelled_outliers_are_trimmed_before_an_anomaly_fit() {
+    // 930 rows of a correlated Gaussian and a tight cluster of 70 outliers at moderate distance,
+    // near enough to inflate a plain Gaussian that then counts them as normal.
+    let mut rng = Rng::new(11);
+    let mut data = Vec::new();
+    for i in 0..1000 {
+        let (a, b) = (rng.normal(), rng.normal());
+        let row = if i % 100 < 7 { [3.0 + 0.1 * a, -3.0 + 0.1 * b] } else { [a, 0.8 * a + 0.6 * b] };
+        data.extend(row.map(|v| v as f32));
+    }
+    let x = Matrix::from_vec(1000, 2, data);
+    let kept = normflow::anomaly::central_rows(&x, 0.9).unwrap();
+    assert_eq!(kept.len(), 900);
+    let outliers_kept = kept.iter().filter(|&&i| i % 100 < 7).count();
+    assert_eq!(outliers_kept, 0, "every outlier is trimmed");
+    assert!(normflow::anomaly::central_rows(&x, 0.0).is_err() && normflow::anomaly::central_rows(&x, 1.5).is_err());
+}

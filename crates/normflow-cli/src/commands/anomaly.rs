@@ -1,6 +1,6 @@
 //! `normflow anomaly fit | score | eval`: anomaly detection with a flow's exact likelihood.
 
-use normflow::anomaly::{auroc, average_precision, Confusion, Threshold};
+use normflow::anomaly::{auroc, average_precision, central_rows, Confusion, Threshold};
 use normflow::data::{read_table, CsvChunks, CsvOptions, Format, Table, TableWriter};
 use normflow::io::write_atomic;
 use normflow::{Flow, Matrix, Rng};
@@ -73,18 +73,16 @@ fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
     let (cal, train) = normal.split_at(n_cal);
     let pick = |t: &Table, idx: &[usize]| Table { data: t.data.select_rows(idx), columns: t.columns.clone() };
     let train_rows = TrainingRows { data: pick(&rows.data, train), context: rows.context.as_ref().map(|c| pick(c, train)) };
-    let (flow, history) = fit_rows(&a.train, &train_rows)?;
-    // Without labels the rows may hold the very outliers to detect, and a flow learns them:
-    // fit again without the first fit's highest-NLL rows (the expected contamination).
-    let (mut flow, history) = if a.label_column.is_none() {
-        let s = scores(&flow, &train_rows.data.data, train_rows.context.as_ref().map(|c| &c.data))?;
-        let cut = Threshold::calibrate(&s, quantile)?.threshold;
-        let kept: Vec<usize> = (0..s.len()).filter(|&i| (s[i] as f64) <= cut).collect();
-        let inliers = TrainingRows { data: pick(&train_rows.data, &kept), context: train_rows.context.as_ref().map(|c| pick(c, &kept)) };
-        fit_rows(&a.train, &inliers)?
+    // Without labels the rows may hold the very outliers to detect, and a flow learns them as
+    // modes: fit it on the rows most central under a robust Gaussian (the expected
+    // contamination trimmed away).
+    let train_rows = if a.label_column.is_none() {
+        let kept = central_rows(&train_rows.data.data, quantile)?;
+        TrainingRows { data: pick(&train_rows.data, &kept), context: train_rows.context.as_ref().map(|c| pick(c, &kept)) }
     } else {
-        (flow, history)
+        train_rows
     };
+    let (mut flow, history) = fit_rows(&a.train, &train_rows)?;
     let cal_ctx = rows.context.as_ref().map(|c| c.data.select_rows(cal));
     let cal_scores = scores(&flow, &rows.data.data.select_rows(cal), cal_ctx.as_ref())?;
     let threshold = Threshold::calibrate(&cal_scores, quantile)?;

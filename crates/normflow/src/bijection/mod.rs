@@ -29,7 +29,7 @@ mod spline_lanes;
 mod standardize;
 mod tape;
 mod transformer;
-mod whitening;
+pub(crate) mod whitening;
 
 pub use actnorm::ActNorm;
 pub use batchnorm::BatchNorm;

@@ -52,28 +52,50 @@ fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
     Some(c)
 }
 
-/// The whitening map of `x` as `(strict lower L by rows, log-diagonal s, bias b)` of
-/// `x = L·diag(eˢ)·z + b` (`L` unit lower-triangular): `L·diag(eˢ)` is the Cholesky factor of
-/// the covariance. A covariance that is singular at f64 precision (collinear columns) gets the
-/// smallest ridge, in steps of ten from 1e-9 of its mean variance, that makes it positive
-/// definite.
-pub(crate) fn whitening_factors(x: &Matrix) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// Mean and lower Cholesky factor of the covariance of the rows of `x`. A covariance that is
+/// singular at f64 precision (collinear columns) gets the smallest ridge, in steps of ten from
+/// 1e-9 of its mean variance, that makes it positive definite; one beyond repair (a constant
+/// column) gives the identity scaled to the mean variance.
+pub(crate) fn gaussian_fit(x: &Matrix) -> (Vec<f64>, Vec<f64>) {
     let d = x.cols();
     let (mean, mut cov) = mean_and_covariance(x);
     let scale = ((0..d).map(|i| cov[i * d + i]).sum::<f64>() / d as f64).max(f64::MIN_POSITIVE);
     let mut ridge = 0.0;
-    let c = loop {
+    loop {
         if let Some(c) = cholesky(&cov, d) {
-            break c;
+            return (mean, c);
         }
         let next = if ridge == 0.0 { 1e-9 * scale } else { ridge * 10.0 };
         (0..d).for_each(|i| cov[i * d + i] += next - ridge);
         ridge = next;
         if ridge > scale {
-            // Degenerate beyond repair (a constant column): the identity, scaled.
-            break (0..d * d).map(|p| if p % (d + 1) == 0 { scale.sqrt() } else { 0.0 }).collect();
+            return (mean, (0..d * d).map(|p| if p % (d + 1) == 0 { scale.sqrt() } else { 0.0 }).collect());
         }
-    };
+    }
+}
+
+/// Squared Mahalanobis distance of each row of `x` under the Gaussian `(mean, c)` of
+/// [`gaussian_fit`].
+pub(crate) fn squared_distances(x: &Matrix, mean: &[f64], c: &[f64]) -> Vec<f64> {
+    let d = x.cols();
+    let mut y = vec![0.0f64; d];
+    (0..x.rows())
+        .map(|r| {
+            for i in 0..d {
+                let s: f64 = (0..i).map(|k| c[i * d + k] * y[k]).sum();
+                y[i] = (x.get(r, i) as f64 - mean[i] - s) / c[i * d + i];
+            }
+            y.iter().map(|v| v * v).sum()
+        })
+        .collect()
+}
+
+/// The whitening map of `x` as `(strict lower L by rows, log-diagonal s, bias b)` of
+/// `x = L·diag(eˢ)·z + b` (`L` unit lower-triangular): `L·diag(eˢ)` is the Cholesky factor of
+/// the covariance ([`gaussian_fit`]).
+pub(crate) fn whitening_factors(x: &Matrix) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let d = x.cols();
+    let (mean, c) = gaussian_fit(x);
     let lower = (0..d).flat_map(|i| (0..i).map(move |j| (i, j))).map(|(i, j)| c[i * d + j] / c[j * d + j]).collect();
     let log_diag = (0..d).map(|i| c[i * d + i].ln()).collect();
     (lower, log_diag, mean)
