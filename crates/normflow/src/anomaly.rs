@@ -160,35 +160,6 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metrics_match_hand_computed_values() {
-        let scores = [0.1, 0.4, 0.35, 0.8];
-        let labels = [false, false, true, true];
-        assert!((auroc(&scores, &labels).unwrap() - 0.75).abs() < 1e-12);
-        // Ranked: 0.8 (+), 0.4 (−), 0.35 (+), 0.1 (−): AP = (1/1 + 2/3) / 2.
-        assert!((average_precision(&scores, &labels).unwrap() - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
-        assert_eq!(auroc(&[1.0, 1.0], &[true, false]), Some(0.5), "ties count half");
-        assert_eq!(auroc(&[1.0], &[true]), None);
-        let c = Confusion::new(&[true, false, true, false], &labels);
-        assert_eq!((c.true_positives, c.false_positives, c.true_negatives, c.false_negatives), (1, 1, 1, 1));
-        assert!((c.f1() - 0.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn threshold_quantile_and_percentiles() {
-        let scores: Vec<f32> = (0..101).map(|v| v as f32).collect();
-        let t = Threshold::calibrate(&scores, 0.99).unwrap();
-        assert!((t.threshold - 99.0).abs() < 1e-9);
-        assert!(t.flags(99.5) && !t.flags(99.0));
-        assert!((t.percentile(50.0) - 100.0 * 51.0 / 101.0).abs() < 1e-9);
-        assert!(Threshold::calibrate(&[], 0.9).is_err() && Threshold::calibrate(&[1.0], 1.0).is_err());
-    }
-}
-
 /// The indices (ascending) of the `keep` fraction of rows of `x` most central under a robust
 /// Gaussian, by concentration steps (Rousseeuw & Van Driessen 1999) from all rows: fit a
 /// Gaussian to the kept rows, keep the rows nearest to it in Mahalanobis distance, repeat until
@@ -221,4 +192,33 @@ pub fn central_rows(x: &Matrix, keep: f64) -> Result<Vec<usize>> {
         kept = next;
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_match_hand_computed_values() {
+        let scores = [0.1, 0.4, 0.35, 0.8];
+        let labels = [false, false, true, true];
+        assert!((auroc(&scores, &labels).unwrap() - 0.75).abs() < 1e-12);
+        // Ranked: 0.8 (+), 0.4 (−), 0.35 (+), 0.1 (−): AP = (1/1 + 2/3) / 2.
+        assert!((average_precision(&scores, &labels).unwrap() - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
+        assert_eq!(auroc(&[1.0, 1.0], &[true, false]), Some(0.5), "ties count half");
+        assert_eq!(auroc(&[1.0], &[true]), None);
+        let c = Confusion::new(&[true, false, true, false], &labels);
+        assert_eq!((c.true_positives, c.false_positives, c.true_negatives, c.false_negatives), (1, 1, 1, 1));
+        assert!((c.f1() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn threshold_quantile_and_percentiles() {
+        let scores: Vec<f32> = (0..101).map(|v| v as f32).collect();
+        let t = Threshold::calibrate(&scores, 0.99).unwrap();
+        assert!((t.threshold - 99.0).abs() < 1e-9);
+        assert!(t.flags(99.5) && !t.flags(99.0));
+        assert!((t.percentile(50.0) - 100.0 * 51.0 / 101.0).abs() < 1e-9);
+        assert!(Threshold::calibrate(&[], 0.9).is_err() && Threshold::calibrate(&[1.0], 1.0).is_err());
+    }
 }
