@@ -1,6 +1,9 @@
-//! PNG plots of 2-D data, samples and a learned density, side by side (plotters, no fonts).
+//! PNG plots with titles, labelled axes and legends: 2-D data, samples and a learned density side
+//! by side, and the score histograms of an anomaly detector. Drawn in memory (plotters, with a
+//! font embedded in the binary) and written atomically like every other output.
 
 use std::path::Path;
+use std::sync::Once;
 
 use normflow::Matrix;
 use plotters::prelude::*;
@@ -26,8 +29,16 @@ pub fn grid_points(k: usize, lo: f64, hi: f64) -> Matrix {
     Matrix::from_vec(k * k, 2, pts)
 }
 
-fn plot_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> CliError + '_ {
-    move |e| CliError::Usage(format!("{}: cannot draw the plot: {e:?}", path.display()))
+const BLUE: RGBColor = RGBColor(31, 119, 180);
+const RED: RGBColor = RGBColor(214, 39, 40);
+
+/// Registers the embedded font (Ubuntu Light) as plotters' sans-serif, once per process.
+fn register_font() {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        // The bytes are a valid TrueType font compiled into the binary.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT);
+    });
 }
 
 /// A viridis-like colour for `t` in `[0, 1]`.
@@ -42,66 +53,87 @@ fn colour(t: f64) -> RGBColor {
     RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
 }
 
-/// Draws data (left), samples (middle) and the density (right) into a PNG at `path`,
-/// written atomically (temporary file, then rename).
-pub fn data_samples_density(path: &Path, data: &Matrix, samples: &Matrix, density: &DensityGrid) -> Result<(), CliError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".plot-{}.png", std::process::id()));
-    let result = draw(&tmp, data, samples, density).and_then(|_| std::fs::rename(&tmp, path).map_err(CliError::Io));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+/// An axis label: plain with one decimal, or in scientific notation beyond ±1e5.
+fn short_number(v: f64) -> String {
+    if v != 0.0 && !(1e-2..1e5).contains(&v.abs()) {
+        format!("{v:.1e}")
+    } else {
+        format!("{v:.1}")
     }
-    result
 }
 
-fn draw(path: &Path, data: &Matrix, samples: &Matrix, density: &DensityGrid) -> Result<(), CliError> {
-    let err = plot_err(path);
-    let root = BitMapBackend::new(path, (1500, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let panels = root.split_evenly((1, 3));
-    let range = density.lo..density.hi;
-    for (panel, points, colour) in [(&panels[0], data, RGBColor(31, 119, 180)), (&panels[1], samples, RGBColor(214, 39, 40))] {
-        let mut chart = ChartBuilder::on(panel).margin(12).build_cartesian_2d(range.clone(), range.clone()).map_err(&err)?;
-        let pts = (0..points.rows())
-            .map(|i| (points.get(i, 0) as f64, points.get(i, 1) as f64))
-            .filter(|(x, y)| range.contains(x) && range.contains(y));
-        chart.draw_series(pts.map(|p| Circle::new(p, 1, colour.mix(0.5).filled()))).map_err(&err)?;
+/// Draws into an RGB buffer of `size` with `draw`, then writes it to `path` as a PNG (atomically).
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), Box<dyn std::error::Error>>,
+) -> Result<(), CliError> {
+    register_font();
+    let failed = |e: &dyn std::fmt::Display| CliError::Usage(format!("{}: cannot draw the plot: {e}", path.display()));
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
+        draw(&root).map_err(|e| failed(&e))?;
+        root.present().map_err(|e| failed(&e))?;
     }
-    let mut chart = ChartBuilder::on(&panels[2]).margin(12).build_cartesian_2d(range.clone(), range).map_err(&err)?;
-    let k = density.k;
-    let h = (density.hi - density.lo) / k as f64;
-    let max = density.log_prob.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let cells = density.log_prob.iter().enumerate().map(|(p, &lp)| {
-        let (x, y) = (density.lo + (p % k) as f64 * h, density.lo + (p / k) as f64 * h);
-        Rectangle::new([(x, y), (x + h, y + h)], colour(((lp as f64) - max).exp()).filled())
-    });
-    chart.draw_series(cells).map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    normflow::io::write_atomic(path, |w| {
+        use image::ImageEncoder;
+        image::codecs::png::PngEncoder::new(w).write_image(&rgb, size.0, size.1, image::ColorType::Rgb8).map_err(|e| failed(&e))
+    })
+}
+
+/// Draws data (left), samples (middle) and the density (right) into a PNG at `path`, each
+/// panel titled, with labelled axes (`names` of the two columns).
+pub fn data_samples_density(path: &Path, names: [&str; 2], data: &Matrix, samples: &Matrix, density: &DensityGrid) -> Result<(), CliError> {
+    render(path, (1500, 520), |root| {
+        root.fill(&WHITE)?;
+        let panels = root.split_evenly((1, 3));
+        let range = density.lo..density.hi;
+        let titled = |panel, title: &str| -> Result<_, Box<dyn std::error::Error>> {
+            let mut chart = ChartBuilder::on(panel)
+                .caption(title, ("sans-serif", 22))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(44)
+                .build_cartesian_2d(range.clone(), range.clone())?;
+            chart.configure_mesh().disable_mesh().x_desc(names[0]).y_desc(names[1]).label_style(("sans-serif", 13)).draw()?;
+            Ok(chart)
+        };
+        for (panel, points, colour, title) in
+            [(&panels[0], data, BLUE, "training data"), (&panels[1], samples, RED, "samples from the flow")]
+        {
+            let mut chart = titled(panel, title)?;
+            let pts = (0..points.rows())
+                .map(|i| (points.get(i, 0) as f64, points.get(i, 1) as f64))
+                .filter(|(x, y)| range.contains(x) && range.contains(y));
+            chart.draw_series(pts.map(|p| Circle::new(p, 1, colour.mix(0.5).filled())))?;
+        }
+        let mut chart = titled(&panels[2], "learned density (brighter: higher)")?;
+        let k = density.k;
+        let h = (density.hi - density.lo) / k as f64;
+        let max = density.log_prob.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let cells = density.log_prob.iter().enumerate().map(|(p, &lp)| {
+            let (x, y) = (density.lo + (p % k) as f64 * h, density.lo + (p / k) as f64 * h);
+            Rectangle::new([(x, y), (x + h, y + h)], colour(((lp as f64) - max).exp()).filled())
+        });
+        chart.draw_series(cells)?;
+        Ok(())
+    })
 }
 
 /// Histograms of the scores of normal rows (blue) and anomalies (red), each normalised to its
-/// own count, with the threshold as a black vertical line; a PNG at `path`, written atomically.
+/// own count, with the threshold as a black vertical line, a title, axis labels and a legend;
+/// a PNG at `path`.
 pub fn score_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshold: f64) -> Result<(), CliError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".plot-{}.png", std::process::id()));
-    let result = draw_histograms(&tmp, normal, anomalies, threshold).and_then(|_| std::fs::rename(&tmp, path).map_err(CliError::Io));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn draw_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshold: f64) -> Result<(), CliError> {
-    let err = plot_err(path);
-    let mut all: Vec<f64> = normal.iter().chain(anomalies).copied().filter(|v| v.is_finite()).collect();
+    // Saturated scores (f32::MAX: beyond f32's range) fall in the last bin, like the far tail.
+    let mut all: Vec<f64> = normal.iter().chain(anomalies).copied().filter(|v| v.is_finite() && *v < f32::MAX as f64).collect();
     all.sort_by(f64::total_cmp);
     if all.is_empty() {
-        return Err(CliError::Usage("no finite scores to plot".into()));
+        return Err(CliError::Usage(format!("{}: no finite scores to plot", path.display())));
     }
-    // Clip the far tail so one extreme score does not squash the plot.
+    // Clip the far tail so a few extreme scores do not squash the plot: the last bin holds them.
     let lo = all[0].min(threshold);
-    let hi = all[(all.len() - 1) * 999 / 1000].max(threshold) + 1e-9;
+    let hi = all[(all.len() - 1) * 99 / 100].max(threshold) + 1e-9;
     let bins = 60;
     let width = (hi - lo) / bins as f64;
     let hist = |v: &[f64]| -> Vec<f64> {
@@ -114,19 +146,43 @@ fn draw_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshold: f6
     };
     let (hn, ha) = (hist(normal), hist(anomalies));
     let top = hn.iter().chain(&ha).cloned().fold(0.0, f64::max) * 1.05 + 1e-9;
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(&err)?;
-    let mut chart = ChartBuilder::on(&root).margin(15).build_cartesian_2d(lo..hi, 0.0..top).map_err(&err)?;
-    for (h, colour) in [(&hn, RGBColor(31, 119, 180)), (&ha, RGBColor(214, 39, 40))] {
-        let bars = h
-            .iter()
-            .enumerate()
-            .map(|(b, &v)| Rectangle::new([(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)], colour.mix(0.5).filled()));
-        chart.draw_series(bars).map_err(&err)?;
-    }
-    chart
-        .draw_series(std::iter::once(Rectangle::new([(threshold - width * 0.05, 0.0), (threshold + width * 0.05, top)], BLACK.filled())))
-        .map_err(&err)?;
-    root.present().map_err(&err)?;
-    Ok(())
+    render(path, (900, 520), |root| {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(root)
+            .caption("anomaly scores by class", ("sans-serif", 22))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(lo..hi, 0.0..top)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("score (negative log-likelihood, nats; the last bin holds everything beyond)")
+            .x_labels(8)
+            .x_label_formatter(&|v| short_number(*v))
+            .y_desc("fraction of the class's rows")
+            .label_style(("sans-serif", 13))
+            .draw()?;
+        for (h, colour, label) in
+            [(&hn, BLUE, format!("normal rows ({})", normal.len())), (&ha, RED, format!("anomalies ({})", anomalies.len()))]
+        {
+            let bars = h
+                .iter()
+                .enumerate()
+                .map(|(b, &v)| Rectangle::new([(lo + b as f64 * width, 0.0), (lo + (b + 1) as f64 * width, v)], colour.mix(0.5).filled()));
+            chart
+                .draw_series(bars)?
+                .label(label)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.mix(0.5).filled()));
+        }
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                [(threshold - width * 0.05, 0.0), (threshold + width * 0.05, top)],
+                BLACK.filled(),
+            )))?
+            .label(format!("threshold {threshold:.3}"))
+            .legend(|(x, y)| Rectangle::new([(x + 6, y - 6), (x + 8, y + 6)], BLACK.filled()));
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
+        Ok(())
+    })
 }

@@ -136,3 +136,22 @@ fn info_shows_a_detectors_threshold_and_train_names_an_empty_validation_split() 
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && err.contains("best training (no validation rows) NLL"), "{err}");
 }
+
+#[test]
+fn a_plot_that_cannot_be_written_names_the_file_without_internals() {
+    let t = TempDir::new("plot-error");
+    let (data, _) = trained(&t);
+    let labelled = t.path("labelled.csv");
+    let text = std::fs::read_to_string(&data).unwrap();
+    let rows: Vec<String> =
+        text.lines().enumerate().map(|(i, l)| if i == 0 { format!("{l},y") } else { format!("{l},{}", i % 2) }).collect();
+    std::fs::write(&labelled, rows.join("\n") + "\n").unwrap();
+    let det = t.path("det.safetensors");
+    ok(&["anomaly", "fit", s(&labelled), "--label-column", "y", "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&det)]);
+    let missing = t.path("no-such-dir").join("hist.png");
+    let err = fails(&["anomaly", "eval", s(&det), s(&labelled), "--label-column", "y", "--plot", s(&missing)]);
+    assert!(err.contains(s(&missing)) && !err.contains(".plot-") && !err.contains(".tmp-") && !err.contains("{"), "{err}");
+    let png = t.path("hist.png");
+    ok(&["anomaly", "eval", s(&det), s(&labelled), "--label-column", "y", "--plot", s(&png)]);
+    assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+}

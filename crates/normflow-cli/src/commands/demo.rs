@@ -50,7 +50,7 @@ pub fn run(a: DemoArgs) -> Result<(), CliError> {
     let (k, lo, hi) = (200, -1.75, 2.75);
     let density = DensityGrid { log_prob: flow.log_prob(&grid_points(k, lo, hi), None)?, k, lo, hi };
     let shown: Vec<usize> = (0..train.rows()).step_by(4).collect();
-    data_samples_density(&plot_path, &train.select_rows(&shown), &samples, &density)?;
+    data_samples_density(&plot_path, ["x1", "x2"], &train.select_rows(&shown), &samples, &density)?;
 
     println!("test NLL {nll:.4} nats (exact density on the same points: {exact:.4}; gap {:.4})", nll - exact);
     println!("trained {} steps in {:.1} s", history.summary.steps, history.summary.seconds);
