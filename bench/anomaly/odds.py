@@ -36,9 +36,11 @@ def main():
     ap.add_argument("--flow", default="maf")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--normal-only", action="store_true")
+    ap.add_argument("--no-dequantize", action="store_true", help="treat integer columns as continuous")
     ap.add_argument("--contamination", type=float, default=0.1,
                     help="expected outlier fraction: the threshold quantile and, without labels, the share of its own "
                          "highest-NLL rows the fit drops before fitting again (pyod's default is 0.1)")
+    ap.add_argument("--fit-args", default="", help="more flags for `normflow anomaly fit`, space-separated")
     ap.add_argument("--normflow", default=os.path.join(HERE, "..", "..", "target", "release", "normflow"))
     a = ap.parse_args()
     for ds in a.datasets.split(","):
@@ -59,8 +61,9 @@ def main():
                     np.savetxt(p, np.column_stack([x[idx], y[idx]]), delimiter=",", header=header, comments="", fmt="%.10g")
                 cmd = [a.normflow, "anomaly", "fit", tr, "--columns", ",".join(cols), "--flow", a.flow, "--epochs", str(a.epochs),
                        "--lr", "1e-3", "--seed", str(seed), "--contamination", str(a.contamination), "-q", "-o", model]
-                if integer_cols:
+                if integer_cols and not a.no_dequantize:
                     cmd += ["--dequantize", ",".join(integer_cols)]
+                cmd += a.fit_args.split()
                 if a.normal_only:
                     cmd += ["--label-column", "outlier"]
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

@@ -236,9 +236,14 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     pub bounds: Option<Vec<String>>,
     /// Integer-valued data columns (names or 1-based positions): trained with uniform
-    /// dequantisation noise; scored with one fixed noise draw; sampled as integers.
-    #[arg(long, value_delimiter = ',')]
+    /// dequantisation noise; scored with one fixed noise draw; sampled as integers. By default
+    /// every column whose training values are all integers (with at least 3 distinct values) is
+    /// dequantised: a continuous density on integers can pile up on them without bound.
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_dequantize")]
     pub dequantize: Option<Vec<String>>,
+    /// Treat integer-valued columns as continuous (no dequantisation).
+    #[arg(long)]
+    pub no_dequantize: bool,
     /// Columns to condition on: the model learns p(data columns | context columns).
     #[arg(long, value_delimiter = ',')]
     pub context_columns: Option<Vec<String>>,

@@ -155,3 +155,28 @@ fn a_plot_that_cannot_be_written_names_the_file_without_internals() {
     ok(&["anomaly", "eval", s(&det), s(&labelled), "--label-column", "y", "--plot", s(&png)]);
     assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
 }
+
+#[test]
+fn integer_columns_are_dequantised_by_default_so_no_test_row_blows_up() {
+    let t = TempDir::new("auto-dequantize");
+    let (data, model) = (t.path("ints.csv"), t.path("m.safetensors"));
+    let mut rng = normflow::Rng::new(4);
+    let mut text = String::from("count,flag,x\n");
+    for _ in 0..800 {
+        let x = rng.normal();
+        text.push_str(&format!("{},{},{x}\n", (x * 2.0 + 6.0).round().max(0.0), rng.below(2)));
+    }
+    std::fs::write(&data, text).unwrap();
+    let out = normflow(&["train", s(&data), "--layers", "2", "--hidden", "16", "--epochs", "5", "-o", s(&model)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && err.contains("dequantising integer-valued columns count ("), "{err}");
+    let info = ok(&["info", s(&model), "--json"]);
+    assert!(info.contains("\"dequantized_columns\":[0]"), "{info}");
+    // A count at the edge of the training data still gets a finite, moderate NLL.
+    let probe = t.path("probe.csv");
+    std::fs::write(&probe, "count,flag,x\n13,0,3.4\n").unwrap();
+    let lp: f64 = ok(&["log-prob", s(&model), s(&probe)]).lines().nth(1).unwrap().parse().unwrap();
+    assert!(lp.is_finite() && lp > -40.0, "{lp}");
+    ok(&["train", s(&data), "--no-dequantize", "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
+    assert!(ok(&["info", s(&model), "--json"]).contains("\"dequantized_columns\":[]"));
+}

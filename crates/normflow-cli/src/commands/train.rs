@@ -53,6 +53,24 @@ fn data_column(sel: &str, header: Option<&[String]>, dim: usize) -> Result<usize
     }
 }
 
+/// Columns whose values are all integers with at least 3 distinct values (0-based): counts,
+/// levels, pixel intensities. (Two values are a flag; dequantising them is harmless but says
+/// little.)
+fn integer_columns(x: &normflow::Matrix) -> Vec<usize> {
+    (0..x.cols())
+        .filter(|&j| {
+            let mut distinct: Vec<f32> = Vec::new();
+            (0..x.rows()).all(|i| {
+                let v = x.get(i, j);
+                if distinct.len() < 3 && !distinct.contains(&v) {
+                    distinct.push(v);
+                }
+                v.fract() == 0.0
+            }) && distinct.len() >= 3
+        })
+        .collect()
+}
+
 /// Parses `--bounds`: one `lo:hi` or `-` per data column.
 fn parse_bounds(spec: &[String], dim: usize) -> Result<Vec<Option<Interval>>, CliError> {
     if spec.len() != dim {
@@ -108,9 +126,21 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows) -> Result<(Flow, Hist
     if let Some(spec) = &a.bounds {
         flow = flow.with_data_layer(Box::new(Bounds::new(parse_bounds(spec, dim)?)?))?;
     }
-    if let Some(cols) = &a.dequantize {
-        let idx = cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?;
-        flow = flow.with_data_layer(Box::new(Dequantize::new(dim, idx)?))?;
+    let dequantized = match &a.dequantize {
+        Some(cols) => cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?,
+        None if a.no_dequantize => Vec::new(),
+        None => {
+            let found = integer_columns(&table.data);
+            if !found.is_empty() && !a.quiet && !a.json {
+                let names: Vec<String> =
+                    found.iter().map(|&j| table.columns.as_ref().map_or_else(|| (j + 1).to_string(), |c| c[j].clone())).collect();
+                eprintln!("dequantising integer-valued columns {} (--no-dequantize to treat them as continuous)", names.join(", "));
+            }
+            found
+        }
+    };
+    if !dequantized.is_empty() {
+        flow = flow.with_data_layer(Box::new(Dequantize::new(dim, dequantized)?))?;
     }
     flow.meta.columns = table.columns.clone();
     if let Some(c) = context {
