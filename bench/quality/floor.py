@@ -82,10 +82,9 @@ def main():
         g = gaussian_nll(train, test)
         print(f"{name:14s} {'gaussian':22s} {g.mean():10.3f} {g.max():10.3f} {g.max():10.3f} {0:8.1f}  "
               f"({len(train)} train, {len(test)} test rows, {train.shape[1]} columns)", flush=True)
-        # normflow dequantises integer-valued columns (3+ distinct values) by default: its NLL is
+        # normflow dequantises integer-valued columns by default: its NLL is
         # then that of v + u, u ~ U(0, 1); the Gaussian of the dequantised rows is its peer.
-        ints = [j for j in range(train.shape[1])
-                if np.all(train[:, j] == np.round(train[:, j])) and len(np.unique(train[:, j])) >= 3]
+        ints = [j for j in range(train.shape[1]) if np.all(train[:, j] == np.round(train[:, j]))]
         if ints:
             rng = np.random.default_rng(a.seed + 1)
             noisy = lambda v: v + np.where(np.isin(np.arange(v.shape[1]), ints), rng.random(v.shape), 0.0)

@@ -53,20 +53,13 @@ fn data_column(sel: &str, header: Option<&[String]>, dim: usize) -> Result<usize
     }
 }
 
-/// Columns whose values are all integers with at least 3 distinct values (0-based): counts,
-/// levels, pixel intensities. (Two values are a flag; dequantising them is harmless but says
-/// little.)
+/// Columns whose values are all integers, not all equal (0-based): counts, levels, flags,
+/// pixel intensities. A constant column stays as it is, for the standardisation to refuse.
 fn integer_columns(x: &normflow::Matrix) -> Vec<usize> {
     (0..x.cols())
         .filter(|&j| {
-            let mut distinct: Vec<f32> = Vec::new();
-            (0..x.rows()).all(|i| {
-                let v = x.get(i, j);
-                if distinct.len() < 3 && !distinct.contains(&v) {
-                    distinct.push(v);
-                }
-                v.fract() == 0.0
-            }) && distinct.len() >= 3
+            let first = x.get(0, j);
+            (0..x.rows()).all(|i| x.get(i, j).fract() == 0.0) && (0..x.rows()).any(|i| x.get(i, j) != first)
         })
         .collect()
 }
