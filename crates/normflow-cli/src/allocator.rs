@@ -1,4 +1,5 @@
-//! Allocator tuning for large one-off buffers.
+//! Allocator tuning for large one-off buffers: a choice for the whole process, so the binary
+//! makes it, not the library.
 //!
 //! With glibc's default settings every buffer above 128 KiB comes from a fresh `mmap` and goes
 //! back with `munmap`, paying page faults and kernel zeroing each time. Training steps no longer
@@ -8,8 +9,8 @@
 //! training step of WORKLOAD.md from 20–21 ms to 12–16 ms.)
 
 /// Keeps freed buffers in glibc's heap instead of returning them to the kernel (raises the
-/// `mmap` and trim thresholds to 1 GiB). Call once at program start; the `normflow` binary does.
-/// A no-op on other C libraries and platforms.
+/// `mmap` and trim thresholds to 1 GiB). Called once at program start. A no-op on other C
+/// libraries and platforms.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

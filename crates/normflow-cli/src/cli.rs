@@ -237,8 +237,8 @@ pub struct TrainArgs {
     pub bounds: Option<Vec<String>>,
     /// Integer-valued data columns (names or 1-based positions): trained with uniform
     /// dequantisation noise; scored with one fixed noise draw; sampled as integers. By default
-    /// every column whose training values are all integers (with at least 3 distinct values) is
-    /// dequantised: a continuous density on integers can pile up on them without bound.
+    /// every column whose training values are all integers is dequantised: a continuous density
+    /// on integers can pile up on them without bound.
     #[arg(long, value_delimiter = ',', conflicts_with = "no_dequantize")]
     pub dequantize: Option<Vec<String>>,
     /// Treat integer-valued columns as continuous (no dequantisation).

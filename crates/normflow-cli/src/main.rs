@@ -1,5 +1,6 @@
 //! `normflow`: train, sample, score and inspect normalizing flows from the shell.
 
+mod allocator;
 mod cli;
 mod commands;
 mod input;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    normflow::engine::keep_freed_memory();
+    allocator::keep_freed_memory();
     let args = cli::Cli::parse();
     match commands::run(args) {
         Ok(()) => ExitCode::SUCCESS,

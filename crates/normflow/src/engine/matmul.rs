@@ -3,24 +3,40 @@
 //! Every product here runs single-threaded: the engine parallelises across the rows of a batch
 //! instead (see `threads`), which measured faster on the small products of flow conditioners.
 
-use std::cell::Cell;
-
 use gemm::{gemm, Parallelism};
 
-use super::product_clock;
-
+#[cfg(feature = "bench")]
 thread_local! {
-    static IN_KERNEL: Cell<bool> = const { Cell::new(false) };
+    static IN_KERNEL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Whether the calling thread is inside the matrix-product kernel (the `gemm` crate) right now.
 ///
 /// The kernel allocates its own small packing scratch on every call; the rest of a training
 /// step allocates nothing once warm. Allocation audits (the `allocation` test) use this to tell
-/// the two apart.
+/// the two apart. Built with the `bench` feature only.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub fn inside_product_kernel() -> bool {
-    IN_KERNEL.with(Cell::get)
+    IN_KERNEL.with(std::cell::Cell::get)
+}
+
+/// Runs one product kernel call, marked for the allocation audit and timed by the product clock
+/// (`bench` feature).
+#[cfg(feature = "bench")]
+fn instrumented(kernel: impl FnOnce()) {
+    IN_KERNEL.with(|k| k.set(true));
+    let started = super::product_clock::start();
+    kernel();
+    super::product_clock::stop(started);
+    IN_KERNEL.with(|k| k.set(false));
+}
+
+/// Runs one product kernel call (no instrumentation without the `bench` feature).
+#[cfg(not(feature = "bench"))]
+#[inline(always)]
+fn instrumented(kernel: impl FnOnce()) {
+    kernel();
 }
 
 /// A strided operand: the buffer, its column stride and its row stride (in elements).
@@ -49,11 +65,9 @@ fn product(
         }
         return;
     }
-    IN_KERNEL.with(|k| k.set(true));
-    let started = product_clock::start();
     // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each
     // wrapper); `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
-    unsafe {
+    instrumented(|| unsafe {
         gemm(
             m,
             n,
@@ -75,9 +89,7 @@ fn product(
             false,
             Parallelism::None,
         );
-    }
-    product_clock::stop(started);
-    IN_KERNEL.with(|k| k.set(false));
+    });
 }
 
 /// Whether a row-major block of `rows × cols`, rows `ld` apart, fits in `len` elements.

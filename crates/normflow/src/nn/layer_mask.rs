@@ -83,6 +83,7 @@ fn zero_runs(mask: &[f32]) -> Vec<Range<usize>> {
 /// Multiply-adds per batch row that the products of a layer masked by `mask` (`[fan_out,
 /// fan_in]`, 0 = fixed at zero) do: forward, weight gradient and input gradient, in that order
 /// (an unmasked layer does `fan_out · fan_in` in each).
+#[cfg(feature = "bench")]
 pub fn masked_product_macs(mask: &[f32], fan_out: usize, fan_in: usize) -> [usize; 3] {
     let m = LayerMask::new(mask, fan_out, fan_in);
     let area = |tiles: &[Tile]| tiles.iter().map(|t| t.units.len() * t.inputs.len()).sum();

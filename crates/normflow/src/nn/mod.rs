@@ -7,6 +7,7 @@ mod mlp;
 mod residual;
 
 pub use conditioner::{Conditioner, ConditionerCache};
+#[cfg(feature = "bench")]
 pub use layer_mask::masked_product_macs;
 pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
