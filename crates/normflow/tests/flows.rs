@@ -205,6 +205,18 @@ fn conditional_maf_learns_a_linear_gaussian_within_005_nats_of_the_conditional_e
     let s = flow.sample(4000, Some(&ctx), &mut Rng::new(3)).unwrap();
     let mean0 = (0..s.rows()).map(|i| s.get(i, 0) as f64).sum::<f64>() / 4000.0;
     assert!((mean0 - (1.0 + 0.5 + 0.5)).abs() < 0.05, "E[x0 | c] = {mean0}, expected 2.0");
+    // Ten samples for each of three context rows, in context-row order.
+    let three = Matrix::from_vec(3, 2, vec![1.0, -1.0, -2.0, 0.5, 0.0, 3.0]);
+    let per = flow.sample_per_context(10, &three, &mut Rng::new(4)).unwrap();
+    assert_eq!((per.rows(), per.cols()), (30, 3));
+    for i in 0..3 {
+        let lp = flow.log_prob(&per.slice_rows(10 * i, 10 * i + 10), Some(&three.slice_rows(i, i + 1).repeat_rows(10))).unwrap();
+        let wrong = flow
+            .log_prob(&per.slice_rows(10 * i, 10 * i + 10), Some(&three.slice_rows((i + 1) % 3, (i + 1) % 3 + 1).repeat_rows(10)))
+            .unwrap();
+        let (right, wrong) = (lp.iter().sum::<f32>(), wrong.iter().sum::<f32>());
+        assert!(right > wrong + 20.0, "block {i} was drawn given its own context row: {right} against {wrong}");
+    }
     // A context of the wrong width is a clear error.
     assert!(matches!(flow.log_prob(&xt, Some(&Matrix::zeros(xt.rows(), 3))).unwrap_err(), Error::ContextMismatch(_)));
     assert!(matches!(flow.log_prob(&xt, None).unwrap_err(), Error::ContextMismatch(_)));

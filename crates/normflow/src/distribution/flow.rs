@@ -235,6 +235,17 @@ impl Flow {
         Ok(self.par_rows(z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?.0)
     }
 
+    /// `per_context` samples for each row of `context`, in context-row order: rows
+    /// `i·per_context .. (i+1)·per_context` of the result are drawn given context row `i`.
+    ///
+    /// # Errors
+    /// [`Error::ContextMismatch`] for a context of the wrong width or an unconditional flow;
+    /// [`Error::NonFiniteInput`] for a NaN or infinite context value.
+    pub fn sample_per_context(&self, per_context: usize, context: &Matrix, rng: &mut Rng) -> Result<Matrix> {
+        let repeated = context.repeat_rows(per_context);
+        self.sample(repeated.rows(), Some(&repeated), rng)
+    }
+
     /// `n` samples (one per context row when conditional: then `n` must equal its row count).
     pub fn sample(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng) -> Result<Matrix> {
         Ok(self.sample_and_log_prob(n, context, rng)?.0)
