@@ -336,3 +336,25 @@ fn nsf_with_residual_conditioners_learns_correlated_gaussian() {
     let (_, nll, _, entropy) = train_on_gaussian(flow);
     assert!((nll - entropy).abs() < 0.02, "NSF + residual blocks: test NLL {nll} vs entropy {entropy}");
 }
+
+#[test]
+fn batch_norm_statistics_do_not_depend_on_the_thread_count() {
+    use normflow::train::Trainer;
+    let (x, _) = toy::correlated_gaussian(1000, 0.6, 9);
+    let train = |threads: usize| {
+        let mut flow = RealNvpConfig::new(2).with_layers(2).with_hidden(vec![16]).with_batch_norm(true).init(&mut Rng::new(0)).unwrap();
+        flow.data_init(&x, None).unwrap();
+        flow.transform_mut().set_training(true);
+        let mut trainer = Trainer::new(&flow, 1e-2);
+        trainer.threads = threads;
+        for k in 0..5 {
+            trainer.step(&mut flow, &x.slice_rows(200 * k, 200 * k + 200), None).unwrap();
+        }
+        flow.transform_mut().set_training(false);
+        flow.log_prob(&x, None).unwrap()
+    };
+    let (one, two) = (train(1), train(2));
+    for (a, b) in one.iter().zip(&two) {
+        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "1 thread {a}, 2 threads {b}");
+    }
+}

@@ -2,7 +2,8 @@
 //! in the density direction `z = (x − μ)/√(σ² + ε) · exp(γ) + β`.
 //!
 //! In training mode the density-direction training pass uses the statistics of the batch it
-//! sees (each thread's share of a step, as "ghost" batch norm) and folds them into running
+//! sees (the whole batch of a step: the trainer does not split a flow that tracks statistics
+//! across threads, so results do not depend on the core count) and folds them into running
 //! averages; every other pass — evaluation, sampling, and training mode's sampling direction —
 //! uses the running averages, so `log_prob` stays a deterministic per-row function.
 //! [`crate::train::fit`] switches training mode on for its steps and off afterwards.

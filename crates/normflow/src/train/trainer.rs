@@ -75,7 +75,9 @@ impl Trainer {
         if rows == 0 {
             return Err(Error::NotEnoughData("empty training batch".into()));
         }
-        let parts = worker_count(rows, MIN_ROWS_PER_THREAD).min(self.threads.max(1));
+        // A flow that tracks batch statistics (batch norm) needs those of the whole batch,
+        // whatever the thread count: it runs its batch as one part.
+        let parts = if flow.transform().tracks_statistics() { 1 } else { worker_count(rows, MIN_ROWS_PER_THREAD).min(self.threads.max(1)) };
         let n = flow.num_params();
         if self.grads.len() != n {
             self.grads = vec![0.0; n];
