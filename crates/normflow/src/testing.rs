@@ -341,3 +341,89 @@ pub fn check_save_load(b: &dyn Bijection, x: &Matrix, ctx: Option<&Matrix>) -> C
     }
     Ok(())
 }
+
+/// One bijection of the [`registry`]: how to build it and the harness options it needs.
+pub struct Case {
+    /// What it is.
+    pub name: &'static str,
+    /// Builds it (the same layer for the same generator state).
+    pub build: fn(&mut Rng) -> Box<dyn Bijection>,
+    /// Harness options (context width, tolerances, extreme inputs).
+    pub options: HarnessOptions,
+}
+
+/// Spline edge cases: exact knot values (±B, 0 is a knot of the zero-parameter spline), beyond
+/// the bound, and far out.
+pub fn spline_options() -> HarnessOptions {
+    HarnessOptions { input_scale: 2.5, extremes: vec![5.0, -5.0, 0.0, 1.25, 5.000_001, -4.999_999, 1e6, -1e6, 7.0], ..Default::default() }
+}
+
+/// Every kind of bijection the crate has, one line each, for tests that sweep them all (the
+/// harness, hooks through wrappers). A new layer joins every such test with one line here.
+pub fn registry() -> Vec<Case> {
+    use crate::bijection::{
+        ActNorm, AffineCoupling, BatchNorm, Bounds, Dequantize, Interval, LuLinear, MaskedAutoregressive, Permutation, SplineShape,
+        Standardize, Transformer,
+    };
+    let sequential = HarnessOptions { forward_gradients: false, ..Default::default() };
+    vec![
+        Case {
+            name: "affine coupling",
+            build: |r| Box::new(AffineCoupling::new(5, 2, &[8, 8], 0, Transformer::Affine, r).unwrap()),
+            options: HarnessOptions::default(),
+        },
+        Case {
+            name: "conditional additive coupling",
+            build: |r| Box::new(AffineCoupling::new(4, 1, &[8], 3, Transformer::Additive, r).unwrap()),
+            options: HarnessOptions { context_dim: 3, ..Default::default() },
+        },
+        Case {
+            name: "spline coupling",
+            build: |r| Box::new(AffineCoupling::new(4, 2, &[8, 8], 0, Transformer::Spline(SplineShape::default()), r).unwrap()),
+            options: spline_options(),
+        },
+        Case {
+            name: "residual spline coupling",
+            build: |r| Box::new(AffineCoupling::with_residual(4, 2, 8, 2, 0, Transformer::Spline(SplineShape::default()), r).unwrap()),
+            options: HarnessOptions { param_scale: 0.15, ..spline_options() },
+        },
+        Case {
+            name: "masked autoregressive",
+            build: |r| Box::new(MaskedAutoregressive::new(4, &[12, 12], vec![2, 0, 3, 1], 0, Transformer::Affine, r).unwrap()),
+            options: sequential.clone(),
+        },
+        Case {
+            name: "conditional spline autoregressive",
+            build: |r| {
+                Box::new(MaskedAutoregressive::new(3, &[9], vec![0, 1, 2], 2, Transformer::Spline(SplineShape::default()), r).unwrap())
+            },
+            options: HarnessOptions { context_dim: 2, forward_gradients: false, ..spline_options() },
+        },
+        Case { name: "permutation", build: |r| Box::new(Permutation::random(6, r)), options: HarnessOptions::default() },
+        Case { name: "actnorm", build: |_| Box::new(ActNorm::new(4)), options: HarnessOptions::default() },
+        Case {
+            name: "standardize",
+            build: |_| Box::new(Standardize::from_stats(vec![1.0, -2.0, 0.5], vec![0.5, 3.0, 1.5]).unwrap()),
+            options: HarnessOptions::default(),
+        },
+        Case {
+            name: "lu-linear",
+            build: |_| Box::new(LuLinear::new(vec![2, 0, 3, 1]).unwrap()),
+            options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },
+        },
+        Case {
+            name: "whitening lu-linear",
+            build: |_| Box::new(LuLinear::whitening(3).unwrap()),
+            options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },
+        },
+        Case { name: "batch norm", build: |_| Box::new(BatchNorm::new(3)), options: HarnessOptions::default() },
+        Case {
+            name: "bounds",
+            build: |_| {
+                Box::new(Bounds::new(vec![Some(Interval { lo: -5.0, hi: 5.0 }), None, Some(Interval { lo: -3.0, hi: 4.0 })]).unwrap())
+            },
+            options: HarnessOptions { extremes: vec![-3.0, 0.0, 4.0, 3.999, -2.999], ..Default::default() },
+        },
+        Case { name: "dequantize", build: |_| Box::new(Dequantize::new(3, vec![2, 0]).unwrap()), options: HarnessOptions::default() },
+    ]
+}

@@ -5,7 +5,7 @@ use normflow::bijection::{
     ActNorm, AffineCoupling, BijectionSpec, Chain, Invert, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer,
 };
 use normflow::nn::HiddenDegrees;
-use normflow::testing::{check_bijection, HarnessOptions};
+use normflow::testing::{check_bijection, spline_options, HarnessOptions};
 use normflow::{Bijection, Rng};
 
 fn run(mut b: Box<dyn Bijection>, opts: HarnessOptions, seed: u64) {
@@ -194,12 +194,6 @@ fn wide_maf_with_uneven_hidden_sizes_and_context_passes_harness() {
 
 fn spline() -> Transformer {
     Transformer::Spline(SplineShape::default())
-}
-
-/// Spline edge cases: exact knot values (±B, 0 is a knot of the zero-parameter spline), beyond
-/// the bound, and far out.
-fn spline_options() -> HarnessOptions {
-    HarnessOptions { input_scale: 2.5, extremes: vec![5.0, -5.0, 0.0, 1.25, 5.000_001, -4.999_999, 1e6, -1e6, 7.0], ..Default::default() }
 }
 
 #[test]

@@ -48,12 +48,31 @@ impl Bijection for Invert {
         self.0.backward(direction.flip(), tape, grad_out, grad_log_det, grads)
     }
 
+    /// The inner layer's data side is this layer's base side: the inner layer is initialised on
+    /// the rows it maps `x` to, and the rows it maps `x` to afterwards are passed on.
     fn data_init(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
-        Ok(self.inverse_and_log_det(x, context)?.0)
+        let inner_data = self.0.forward_and_log_det(x, context)?.0;
+        self.0.data_init(&inner_data, context)?;
+        Ok(self.0.forward_and_log_det(x, context)?.0)
+    }
+
+    fn tracks_statistics(&self) -> bool {
+        self.0.tracks_statistics()
+    }
+
+    /// As [`Invert::data_init`]: the inner layer re-estimates on the rows at its own data side.
+    fn recalibrate(&mut self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
+        let inner_data = self.0.forward_and_log_det(x, context)?.0;
+        self.0.recalibrate(&inner_data, context)?;
+        Ok(self.0.forward_and_log_det(x, context)?.0)
     }
 
     fn set_training(&mut self, on: bool) {
         self.0.set_training(on);
+    }
+
+    fn dequantized_columns(&self) -> Vec<usize> {
+        self.0.dequantized_columns()
     }
 
     fn spec(&self) -> BijectionSpec {
