@@ -48,7 +48,9 @@ fn build(flow: &str, s: &Size) -> Result<Flow, CliError> {
     let mut rng = Rng::new(0);
     let hidden = vec![s.h, s.h];
     Ok(match flow {
-        "coupling" => RealNvpConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).with_whiten(false).init(&mut rng)?,
+        "coupling" => {
+            RealNvpConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).with_whiten(false).init(&mut rng)?
+        }
         "maf" => MafConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).with_whiten(false).init(&mut rng)?,
         "nsf" => NsfConfig::new(s.d).with_layers(s.k).with_hidden(hidden).with_standardize(false).with_whiten(false).init(&mut rng)?,
         other => return Err(CliError::Usage(format!("unknown workload '{other}' (known: coupling, maf, nsf)"))),
