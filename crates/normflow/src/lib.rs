@@ -18,6 +18,20 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 //!
+//! # Map of the crate
+//! | folder | holds |
+//! |---|---|
+//! | [`engine`] | every numeric kernel: matrices and their buffer store, `gemm` products, the element-wise affine and spline lanes, vectorised `exp`/`ln`, the worker pool, random draws, Adam; the only place with `std::arch` or `unsafe` |
+//! | [`bijection`] | the [`Bijection`] trait, `Chain` and `Invert`, and one file per map: coupling, masked autoregressive (and its sampler), transformers, permutation, LU-linear (with the whitening initialisation), ActNorm, BatchNorm, standardise, bounds, dequantise |
+//! | [`nn`] | conditioners: MLP, residual MLP, MADE masks and their tiling |
+//! | [`distribution`] | the standard normal base and [`Flow`] (base + bijection, validation at the boundary) |
+//! | [`flows`] | presets (RealNVP, MAF, NSF) with validated configurations |
+//! | [`train`] | `fit` (validation split, early stopping, the guard that keeps the Gaussian start unless training beats it), `Trainer`, reverse KL |
+//! | [`data`] | CSV (RFC 4180) and NPY readers, streamed table writer, toy generators |
+//! | [`io`] | model files (JSON configuration + safetensors) and safe output writes |
+//! | [`anomaly`] | thresholds, metrics, robust trimming of unlabelled outliers |
+//! | [`testing`] | the bijection harness and the registry of every bijection kind |
+//!
 //! # Conventions
 //! - `forward` is generative (z → x), `inverse` is inference (x → z); every bijection computes
 //!   its log-determinant fused with the map, in both directions ([`bijection`]).

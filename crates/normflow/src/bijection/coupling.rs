@@ -2,9 +2,9 @@
 //! arXiv:1605.08803): the first `split` dimensions pass through unchanged and condition an
 //! elementwise transformer of the others.
 
-use super::lanes::RowLayout;
 use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
+use crate::engine::lanes::RowLayout;
 use crate::engine::{Matrix, Rng};
 use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};

@@ -9,8 +9,8 @@
 //! layer's input columns: each step multiplies by that prefix only, about half the products of
 //! full passes, and gives the same result as `dim` full passes (masked weights are zero).
 
-use super::lanes::RowLayout;
 use super::{Direction, Transformer};
+use crate::engine::lanes::RowLayout;
 use crate::engine::{matmul_a_bt_strided, Matrix};
 use crate::nn::{made_degrees, HiddenDegrees, Mlp};
 

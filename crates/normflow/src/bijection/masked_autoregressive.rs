@@ -4,10 +4,10 @@
 
 use std::borrow::Cow;
 
-use super::lanes::RowLayout;
 use super::made_sampler::MadeSampler;
 use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
+use crate::engine::lanes::RowLayout;
 use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
 use crate::nn::{made_masks, HiddenDegrees, Mlp, MlpCache};

@@ -11,26 +11,23 @@
 //! writes parameter gradients into a flat slice laid out as [`Bijection::params`] visits them.
 
 mod actnorm;
-mod affine;
 mod batchnorm;
 mod bounds;
 mod chain;
 mod coupling;
 mod dequantize;
 mod invert;
-mod lanes;
 mod lu_linear;
 mod made_sampler;
 mod masked_autoregressive;
 mod permutation;
 mod spec;
-mod spline;
-mod spline_lanes;
 mod standardize;
 mod tape;
 mod transformer;
 pub(crate) mod whitening;
 
+pub use crate::engine::{Direction, SplineShape};
 pub use actnorm::ActNorm;
 pub use batchnorm::BatchNorm;
 pub use bounds::{Bounds, Interval, LOGIT_ALPHA};
@@ -42,7 +39,6 @@ pub use lu_linear::LuLinear;
 pub use masked_autoregressive::MaskedAutoregressive;
 pub use permutation::Permutation;
 pub use spec::BijectionSpec;
-pub use spline::SplineShape;
 pub use standardize::Standardize;
 pub use tape::Tape;
 pub use transformer::Transformer;
@@ -50,25 +46,6 @@ pub use transformer::Transformer;
 use crate::engine::Matrix;
 use crate::io::TensorSource;
 use crate::Result;
-
-/// Which way a bijection is applied.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// Generative: base z → data x.
-    Forward,
-    /// Inference: data x → base z.
-    Inverse,
-}
-
-impl Direction {
-    /// The other direction.
-    pub fn flip(self) -> Self {
-        match self {
-            Direction::Forward => Direction::Inverse,
-            Direction::Inverse => Direction::Forward,
-        }
-    }
-}
 
 /// An invertible map `x = f(z)` with fused log|det J| in both directions.
 ///

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::affine::AffineLanes;
-use super::lanes::{self, Gradients, RowLayout};
-use super::spline::{self, SplineShape};
-use super::spline_lanes::SplineLanes;
-use super::{affine, Direction};
+use super::Direction;
+use crate::engine::affine_lanes::{self as affine, AffineLanes};
+use crate::engine::lanes::{self, Gradients, RowLayout};
+use crate::engine::spline::{self, SplineShape};
+use crate::engine::spline_lanes::SplineLanes;
 use crate::engine::{pool, Matrix};
 
 /// An elementwise monotone map with per-element parameters.

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StandardNormal;
 use crate::bijection::{check_context, Direction, Tape};
-use crate::engine::threads::{run_parallel, split_rows, worker_count};
-use crate::engine::{pool, Matrix, Rng};
+use crate::engine::{map_row_ranges, pool, Matrix, Rng};
 use crate::train::TrainingSummary;
 use crate::{Bijection, Error, Result};
 
@@ -181,27 +180,19 @@ impl Flow {
         if x.rows() <= EVAL_BLOCK {
             return f(x, context);
         }
-        let parts = worker_count(x.rows(), EVAL_BLOCK);
         let f = &f;
-        let results = run_parallel(
-            split_rows(x.rows(), parts)
-                .into_iter()
-                .map(|range| {
-                    move || -> Result<(Vec<f32>, Vec<T>)> {
-                        let mut out = Vec::with_capacity(range.len() * self.dim());
-                        let mut vals = Vec::with_capacity(range.len());
-                        for start in range.clone().step_by(EVAL_BLOCK) {
-                            let end = (start + EVAL_BLOCK).min(range.end);
-                            let (m, v) = f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref())
-                                .map_err(|e| shift_rows(e, start))?;
-                            out.extend_from_slice(m.as_slice());
-                            vals.extend(v);
-                        }
-                        Ok((out, vals))
-                    }
-                })
-                .collect(),
-        );
+        let results = map_row_ranges(x.rows(), EVAL_BLOCK, |range| -> Result<(Vec<f32>, Vec<T>)> {
+            let mut out = Vec::with_capacity(range.len() * self.dim());
+            let mut vals = Vec::with_capacity(range.len());
+            for start in range.clone().step_by(EVAL_BLOCK) {
+                let end = (start + EVAL_BLOCK).min(range.end);
+                let (m, v) =
+                    f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref()).map_err(|e| shift_rows(e, start))?;
+                out.extend_from_slice(m.as_slice());
+                vals.extend(v);
+            }
+            Ok((out, vals))
+        });
         let mut out = Vec::with_capacity(x.rows() * self.dim());
         let mut vals = Vec::with_capacity(x.rows());
         for r in results {

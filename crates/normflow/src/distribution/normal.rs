@@ -1,7 +1,6 @@
 //! The standard normal base distribution.
 
-use crate::engine::threads::{run_parallel, worker_count};
-use crate::engine::{Matrix, Rng};
+use crate::engine::{fill_normal_blocks, Matrix, Rng};
 
 /// Rows per independently seeded block of [`StandardNormal::sample`].
 const SAMPLE_BLOCK: usize = 1024;
@@ -41,26 +40,7 @@ impl StandardNormal {
     /// number of threads.
     pub fn sample(&self, n: usize, rng: &mut Rng) -> Matrix {
         let mut data = vec![0.0f32; n * self.dim];
-        let block = (SAMPLE_BLOCK * self.dim).max(1);
-        let blocks: Vec<(&mut [f32], u64)> = data.chunks_mut(block).map(|c| (c, rng.next_u64())).collect();
-        let parts = worker_count(n, SAMPLE_BLOCK).min(blocks.len()).max(1);
-        let count = blocks.len();
-        let mut per_part: Vec<Vec<(&mut [f32], u64)>> = (0..parts).map(|_| Vec::new()).collect();
-        for (i, b) in blocks.into_iter().enumerate() {
-            per_part[i * parts / count].push(b);
-        }
-        run_parallel(
-            per_part
-                .into_iter()
-                .map(|blocks| {
-                    move || {
-                        for (chunk, seed) in blocks {
-                            Rng::new(seed).fill_normal(chunk);
-                        }
-                    }
-                })
-                .collect(),
-        );
+        fill_normal_blocks(&mut data, SAMPLE_BLOCK * self.dim, rng);
         Matrix::from_vec(n, self.dim, data)
     }
 

@@ -1,12 +1,21 @@
-//! The numeric core: row-major `f32` matrices, matrix products through `gemm`, a seeded random
-//! generator and the Adam optimiser.
-//!
-//! This module is the only place that names the matrix-product kernel, so that another backend
-//! (a GPU one, say) can be added later without touching the bijections' public API. There is no
-//! autograd: every layer caches what its backward pass needs and derives its gradients by hand.
+//! The numeric core, and the only home of numeric kernels: row-major `f32` matrices and their
+//! buffer store (`matrix`, `pool`), matrix products through `gemm` (`matmul`), the element-wise
+//! transformer passes that run eight or more elements per vector lane (`lanes` drives them,
+//! `affine_lanes` and `spline_lanes` are the kernels, `spline` their shape and constants),
+//! vectorised `exp`/`ln` (`fastmath`), the worker pool (`threads`, reached from outside only
+//! through functions over row ranges such as `map_row_ranges`), seeded random draws (`rng`) and
+//! Adam (`adam`). Everything that names `std::arch` or needs `unsafe` lives here. Layers in
+//! `bijection/`, `nn/`, `flows/` and `distribution/` call these functions over slices and
+//! shapes; a second backend (a GPU, say) would be a second implementation of them, chosen here,
+//! not a rewrite of every layer. There is no autograd: every layer caches what its backward pass
+//! needs and derives its gradients by hand. Benchmark instrumentation (the product clock and
+//! probes) is built only with the `bench` feature.
 
 mod adam;
+pub(crate) mod affine_lanes;
+mod direction;
 pub(crate) mod fastmath;
+pub(crate) mod lanes;
 mod matmul;
 mod matrix;
 pub(crate) mod pool;
@@ -15,9 +24,14 @@ mod probe;
 #[cfg(feature = "bench")]
 mod product_clock;
 mod rng;
+pub(crate) mod spline;
+pub(crate) mod spline_lanes;
 pub(crate) mod threads;
 
+pub(crate) use threads::map_row_ranges;
+
 pub use adam::Adam;
+pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
@@ -26,4 +40,6 @@ pub use matrix::Matrix;
 pub use probe::{multiply_add_peak_gflops, product_gflops};
 #[cfg(feature = "bench")]
 pub use product_clock::time_in_products;
+pub(crate) use rng::fill_normal_blocks;
 pub use rng::Rng;
+pub use spline::SplineShape;

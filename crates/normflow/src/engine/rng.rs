@@ -108,6 +108,32 @@ impl Rng {
     }
 }
 
+/// Fills `data` with standard normal draws in blocks of `block` values, each block from its own
+/// stream seeded in order from `rng`, the blocks spread over the worker threads: the draws
+/// depend on the seed only, not on the number of threads.
+pub(crate) fn fill_normal_blocks(data: &mut [f32], block: usize, rng: &mut Rng) {
+    let block = block.max(1);
+    let blocks: Vec<(&mut [f32], u64)> = data.chunks_mut(block).map(|c| (c, rng.next_u64())).collect();
+    let count = blocks.len();
+    let parts = super::threads::worker_count(count, 1).max(1);
+    let mut per_part: Vec<Vec<(&mut [f32], u64)>> = (0..parts).map(|_| Vec::new()).collect();
+    for (i, b) in blocks.into_iter().enumerate() {
+        per_part[i * parts / count.max(1)].push(b);
+    }
+    super::threads::run_parallel(
+        per_part
+            .into_iter()
+            .map(|blocks| {
+                move || {
+                    for (chunk, seed) in blocks {
+                        Rng::new(seed).fill_normal(chunk);
+                    }
+                }
+            })
+            .collect(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,14 @@ pub(crate) fn part_range(len: usize, parts: usize, p: usize) -> std::ops::Range<
     (len * p / parts)..(len * (p + 1) / parts)
 }
 
+/// Splits `0..rows` into one contiguous range per worker (each of at least `min_rows` rows,
+/// one range when there are fewer) and runs `f` on the ranges in parallel; the results come
+/// back in row order.
+pub(crate) fn map_row_ranges<T: Send>(rows: usize, min_rows: usize, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
+    let f = &f;
+    run_parallel(split_rows(rows, worker_count(rows, min_rows)).into_iter().map(|range| move || f(range)).collect())
+}
+
 /// Runs `jobs` in parallel (see [`for_each_part`]) and returns their results in order.
 pub(crate) fn run_parallel<T: Send, F: FnOnce() -> T + Send>(jobs: Vec<F>) -> Vec<T> {
     let slots: Vec<Mutex<(Option<F>, Option<T>)>> = jobs.into_iter().map(|f| Mutex::new((Some(f), None))).collect();
