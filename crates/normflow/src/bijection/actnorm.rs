@@ -60,12 +60,8 @@ impl Bijection for ActNorm {
         self.dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, Direction::Forward)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, Direction::Inverse)
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, direction)
     }
 
     fn num_params(&self) -> usize {

@@ -124,12 +124,8 @@ impl Bijection for BatchNorm {
         self.dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, Direction::Forward, false).map(|(o, l, _)| (o, l))
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, Direction::Inverse, false).map(|(o, l, _)| (o, l))
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, direction, false).map(|(o, l, _)| (o, l))
     }
 
     fn num_params(&self) -> usize {

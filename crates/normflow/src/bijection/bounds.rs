@@ -96,12 +96,8 @@ impl Bijection for Bounds {
         self.bounds.len()
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, Direction::Forward)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, Direction::Inverse)
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, direction)
     }
 
     fn train_forward(

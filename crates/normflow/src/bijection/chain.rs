@@ -70,12 +70,8 @@ impl Bijection for Chain {
         self.layers.iter().map(|l| l.context_dim()).max().unwrap_or(0)
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, context, Direction::Forward)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, context, Direction::Inverse)
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, context, direction)
     }
 
     fn num_params(&self) -> usize {

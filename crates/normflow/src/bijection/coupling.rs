@@ -114,12 +114,8 @@ impl Bijection for AffineCoupling {
         self.context_dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, context, Direction::Forward)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, context, Direction::Inverse)
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, context, direction)
     }
 
     fn num_params(&self) -> usize {

@@ -38,24 +38,9 @@ impl Bijection for Dequantize {
         self.dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        check_width("dequantised data", z, self.dim)?;
-        Ok((z.clone(), pool::zeroed(z.rows())))
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        check_width("dequantised data", x, self.dim)?;
-        Ok((x.clone(), pool::zeroed(x.rows())))
-    }
-
-    fn train_forward(
-        &self,
-        input: &Matrix,
-        context: Option<&Matrix>,
-        direction: Direction,
-        _tape: &mut Tape,
-    ) -> Result<(Matrix, Vec<f32>)> {
-        self.transform(input, context, direction)
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, _direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        check_width("dequantised data", input, self.dim)?;
+        Ok((input.clone(), pool::zeroed(input.rows())))
     }
 
     fn backward(

@@ -20,12 +20,8 @@ impl Bijection for Invert {
         self.0.context_dim()
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.0.inverse_and_log_det(z, context)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.0.forward_and_log_det(x, context)
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.0.transform(input, context, direction.flip())
     }
 
     fn num_params(&self) -> usize {

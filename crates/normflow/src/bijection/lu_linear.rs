@@ -188,12 +188,8 @@ impl Bijection for LuLinear {
         self.dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, Direction::Forward).map(|(o, l, _)| (o, l))
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, Direction::Inverse).map(|(o, l, _)| (o, l))
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.run(input, direction).map(|(o, l, _)| (o, l))
     }
 
     fn num_params(&self) -> usize {

@@ -131,16 +131,13 @@ impl Bijection for MaskedAutoregressive {
         self.context_dim
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        check_width("autoregressive input", z, self.dim)?;
-        check_context(context, self.context_dim, z.rows())?;
-        Ok(self.forward(z, context))
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        check_width("autoregressive input", x, self.dim)?;
-        check_context(context, self.context_dim, x.rows())?;
-        Ok(self.inverse(x, context))
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        check_width("autoregressive input", input, self.dim)?;
+        check_context(context, self.context_dim, input.rows())?;
+        Ok(match direction {
+            Direction::Forward => self.forward(input, context),
+            Direction::Inverse => self.inverse(input, context),
+        })
     }
 
     fn num_params(&self) -> usize {

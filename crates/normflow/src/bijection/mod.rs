@@ -61,18 +61,19 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
         0
     }
 
+    /// The map in `direction` with its log|det J| per row, in one fused pass: forward `x = f(z)`
+    /// with `log|det ∂f/∂z|`, inverse `z = f⁻¹(x)` with `log|det ∂f⁻¹/∂x|`. The one map every
+    /// layer implements; the methods below derive from it.
+    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)>;
+
     /// `x = f(z)` and `log|det ∂f/∂z|` per row.
-    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)>;
+    fn forward_and_log_det(&self, z: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.transform(z, context, Direction::Forward)
+    }
 
     /// `z = f⁻¹(x)` and `log|det ∂f⁻¹/∂x|` per row.
-    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)>;
-
-    /// The map in `direction`, with its log-det per row.
-    fn transform(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        match direction {
-            Direction::Forward => self.forward_and_log_det(input, context),
-            Direction::Inverse => self.inverse_and_log_det(input, context),
-        }
+    fn inverse_and_log_det(&self, x: &Matrix, context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
+        self.transform(x, context, Direction::Inverse)
     }
 
     /// Number of trainable parameters.
@@ -87,8 +88,18 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
     fn params_mut(&mut self, _f: &mut dyn FnMut(&mut [f32])) {}
 
     /// Runs the map in `direction` like [`Bijection::transform`] and records on `tape` what
-    /// [`Bijection::backward`] needs.
-    fn train_forward(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction, tape: &mut Tape) -> Result<(Matrix, Vec<f32>)>;
+    /// [`Bijection::backward`] needs. The default records nothing: right for layers whose
+    /// backward pass needs only their parameters (the harness's gradient checks catch a layer
+    /// that needs more and keeps the default).
+    fn train_forward(
+        &self,
+        input: &Matrix,
+        context: Option<&Matrix>,
+        direction: Direction,
+        _tape: &mut Tape,
+    ) -> Result<(Matrix, Vec<f32>)> {
+        self.transform(input, context, direction)
+    }
 
     /// Given the gradient of a loss with respect to the output of the last
     /// [`Bijection::train_forward`] in `direction` and to its per-row log-dets, writes the

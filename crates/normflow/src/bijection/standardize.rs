@@ -75,21 +75,7 @@ impl Bijection for Standardize {
         self.mean.len()
     }
 
-    fn forward_and_log_det(&self, z: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(z, Direction::Forward)
-    }
-
-    fn inverse_and_log_det(&self, x: &Matrix, _context: Option<&Matrix>) -> Result<(Matrix, Vec<f32>)> {
-        self.run(x, Direction::Inverse)
-    }
-
-    fn train_forward(
-        &self,
-        input: &Matrix,
-        _context: Option<&Matrix>,
-        direction: Direction,
-        _tape: &mut Tape,
-    ) -> Result<(Matrix, Vec<f32>)> {
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         self.run(input, direction)
     }
 
