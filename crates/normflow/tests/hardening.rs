@@ -178,3 +178,11 @@ fn unlabelled_outliers_are_trimmed_before_an_anomaly_fit() {
     assert_eq!(outliers_kept, 0, "every outlier is trimmed");
     assert!(normflow::anomaly::central_rows(&x, 0.0).is_err() && normflow::anomaly::central_rows(&x, 1.5).is_err());
 }
+
+#[test]
+fn residual_conditioners_refuse_hidden_sizes_they_would_ignore() {
+    use normflow::flows::NsfConfig;
+    let uneven = NsfConfig::new(4).with_hidden(vec![64, 32]).with_residual_blocks(2).init(&mut Rng::new(0)).unwrap_err();
+    assert!(uneven.to_string().contains("[64, 32]"), "{uneven}");
+    assert!(NsfConfig::new(4).with_hidden(vec![32, 32]).with_residual_blocks(2).init(&mut Rng::new(0)).is_ok());
+}

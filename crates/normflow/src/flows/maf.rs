@@ -1,8 +1,8 @@
 //! MAF (Papamakarios et al. 2017, arXiv:1705.07057): masked autoregressive affine layers.
 
-use crate::bijection::{Chain, MaskedAutoregressive, Transformer};
+use crate::bijection::{MaskedAutoregressive, Transformer};
 use crate::engine::Rng;
-use crate::{Bijection, Flow, Result};
+use crate::{Flow, Result};
 
 /// How each layer orders the dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,29 +76,16 @@ impl MafConfig {
     /// [`crate::Error::InvalidConfig`] for no columns, one column (an affine flow on one column is a
     /// Gaussian), no layers or bad hidden sizes.
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
-        super::validate_common(self.dim, self.layers, &self.hidden)?;
-        if self.dim < 2 {
+        if self.dim == 1 {
             return Err(crate::Error::config(super::ONE_COLUMN_AFFINE));
         }
-        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
-        for k in 0..self.layers {
-            if self.lu_linear && k > 0 {
-                layers.push(super::mixing(self.dim, true)?);
-            }
+        self.assembly("maf", super::Mixing::LuLinearOnly).build(|k| {
             let order: Vec<usize> = match self.ordering {
                 Ordering::Alternating if k % 2 == 1 => (0..self.dim).rev().collect(),
                 Ordering::Alternating => (0..self.dim).collect(),
                 Ordering::Random => rng.permutation(self.dim),
             };
-            layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, Transformer::Affine, rng)?));
-        }
-        if self.batch_norm {
-            // After every layer in the forward direction: layer, BN, layer, BN, ...
-            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
-        }
-        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
-        let mut flow = Flow::new(Box::new(Chain::new(layers)?));
-        flow.meta.name = "maf".into();
-        Ok(flow)
+            Ok(vec![Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, Transformer::Affine, rng)?)])
+        })
     }
 }

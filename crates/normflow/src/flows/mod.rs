@@ -59,6 +59,21 @@ macro_rules! common_builders {
                 self
             }
 
+            /// The settings of the shared assembler, for a preset called `name`.
+            pub(crate) fn assembly(&self, name: &'static str, mixing: super::Mixing) -> super::Assembly<'_> {
+                super::Assembly {
+                    name,
+                    mixing,
+                    dim: self.dim,
+                    layers: self.layers,
+                    hidden: &self.hidden,
+                    lu_linear: self.lu_linear,
+                    batch_norm: self.batch_norm,
+                    whiten: self.whiten,
+                    standardize: self.standardize,
+                }
+            }
+
             /// Turns standardisation with training-split statistics on or off.
             pub fn with_standardize(mut self, on: bool) -> Self {
                 self.standardize = on;
@@ -69,8 +84,61 @@ macro_rules! common_builders {
 }
 pub(crate) use common_builders;
 
+/// How consecutive steps of a preset are mixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mixing {
+    /// Couplings: a fixed reversal between steps, or a learned LU-linear layer that starts as
+    /// it when `lu_linear` is on.
+    Reversal,
+    /// Autoregressive steps order their own inputs: an LU-linear layer between steps only when
+    /// `lu_linear` is on.
+    LuLinearOnly,
+}
+
+/// The settings every preset shares: the one assembler builds every preset from them and the
+/// preset's own steps.
+pub(crate) struct Assembly<'a> {
+    pub name: &'static str,
+    pub mixing: Mixing,
+    pub dim: usize,
+    pub layers: usize,
+    pub hidden: &'a [usize],
+    pub lu_linear: bool,
+    pub batch_norm: bool,
+    pub whiten: bool,
+    pub standardize: bool,
+}
+
+impl Assembly<'_> {
+    /// Validates the shared settings, then builds the flow: `layers` steps, each the layers
+    /// `step(k)` returns, with the mixing layer between steps, a batch norm after every
+    /// trainable layer when asked, and the data side (whitening, standardisation) last.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for no columns, a layer count outside 1..=1000, or bad hidden
+    /// sizes; any error of `step`.
+    pub(crate) fn build(&self, mut step: impl FnMut(usize) -> Result<Vec<Box<dyn Bijection>>>) -> Result<crate::Flow> {
+        validate_common(self.dim, self.layers, self.hidden)?;
+        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
+        for k in 0..self.layers {
+            if k > 0 && (self.lu_linear || self.mixing == Mixing::Reversal) {
+                layers.push(mixing(self.dim, self.lu_linear)?);
+            }
+            layers.extend(step(k)?);
+        }
+        if self.batch_norm {
+            // After every layer in the forward direction: layer, BN, layer, BN, ...
+            layers = layers.into_iter().flat_map(|l| then_batch_norm(l, self.dim)).collect();
+        }
+        layers.extend(data_side(self.dim, self.whiten, self.standardize)?);
+        let mut flow = crate::Flow::new(Box::new(crate::bijection::Chain::new(layers)?));
+        flow.meta.name = self.name.into();
+        Ok(flow)
+    }
+}
+
 /// `layer` followed by a batch norm, unless it is a fixed permutation or a linear mixing layer.
-pub(crate) fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<dyn Bijection>> {
+fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<dyn Bijection>> {
     if layer.num_params() == 0 || matches!(layer.spec(), BijectionSpec::LuLinear { .. } | BijectionSpec::ActNorm { .. }) {
         vec![layer]
     } else {
@@ -80,14 +148,14 @@ pub(crate) fn then_batch_norm(layer: Box<dyn Bijection>, dim: usize) -> Vec<Box<
 
 /// The layer that mixes dimensions between two coupling or autoregressive layers: a fixed
 /// reversal, or a learned LU-linear map that starts as that reversal.
-pub(crate) fn mixing(dim: usize, lu_linear: bool) -> Result<Box<dyn Bijection>> {
+fn mixing(dim: usize, lu_linear: bool) -> Result<Box<dyn Bijection>> {
     let reverse: Vec<usize> = (0..dim).rev().collect();
     Ok(if lu_linear { Box::new(LuLinear::new(reverse)?) } else { Box::new(Permutation::new(reverse)?) })
 }
 
 /// The data-side layers of a preset, in forward order: the whitening map, then the
 /// standardisation (so scoring data standardises first, then decorrelates).
-pub(crate) fn data_side(dim: usize, whiten: bool, standardize: bool) -> Result<Vec<Box<dyn Bijection>>> {
+fn data_side(dim: usize, whiten: bool, standardize: bool) -> Result<Vec<Box<dyn Bijection>>> {
     let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
     if whiten {
         layers.push(Box::new(LuLinear::whitening(dim)?));
@@ -102,7 +170,7 @@ pub(crate) fn data_side(dim: usize, whiten: bool, standardize: bool) -> Result<V
 pub(crate) const ONE_COLUMN_AFFINE: &str =
     "an affine flow on one column is only a Gaussian (an affine map of one); use a neural spline flow (NsfConfig, `--flow nsf`) for 1-D data";
 
-pub(crate) fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {
+fn validate_common(dim: usize, layers: usize, hidden: &[usize]) -> Result<()> {
     if dim == 0 {
         return Err(Error::config("the data needs at least one column"));
     }

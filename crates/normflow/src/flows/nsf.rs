@@ -1,7 +1,7 @@
 //! Neural spline flows (Durkan et al. 2019, arXiv:1906.04032): rational-quadratic spline
 //! transformers in coupling layers (NSF-C) or MADE autoregressive layers (NSF-AR).
 
-use crate::bijection::{AffineCoupling, Chain, MaskedAutoregressive, SplineShape, Transformer};
+use crate::bijection::{AffineCoupling, MaskedAutoregressive, SplineShape, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -92,49 +92,42 @@ impl NsfConfig {
     /// [`Error::InvalidConfig`] for bad sizes, bins or bound, or residual conditioners with
     /// autoregressive layers (which 1-D data always uses).
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
-        super::validate_common(self.dim, self.layers, &self.hidden)?;
         let transformer = Transformer::Spline(self.spline);
         transformer.validate()?;
         // One column leaves a coupling nothing to condition on: its layers are autoregressive,
         // which for one column are learned (unconditional, or context-conditioned) splines.
         let autoregressive = self.autoregressive || self.dim == 1;
-        if autoregressive && self.residual_blocks > 0 {
-            return Err(Error::config("residual conditioners are available for the coupling NSF on 2 or more columns only"));
-        }
-        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
-        for k in 0..self.layers {
-            if self.lu_linear && k > 0 {
-                layers.push(super::mixing(self.dim, true)?);
-            }
+        if self.residual_blocks > 0 {
             if autoregressive {
-                let order: Vec<usize> = if k % 2 == 1 { (0..self.dim).rev().collect() } else { (0..self.dim).collect() };
-                layers.push(Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, transformer, rng)?));
-            } else {
-                if k > 0 && !self.lu_linear {
-                    layers.push(super::mixing(self.dim, false)?);
-                }
-                layers.push(Box::new(if self.residual_blocks > 0 {
-                    AffineCoupling::with_residual(
-                        self.dim,
-                        self.dim / 2,
-                        self.hidden[0],
-                        self.residual_blocks,
-                        self.context_dim,
-                        transformer,
-                        rng,
-                    )?
-                } else {
-                    AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?
-                }));
+                return Err(Error::config("residual conditioners are available for the coupling NSF on 2 or more columns only"));
+            }
+            if self.hidden.iter().any(|&h| h != self.hidden[0]) {
+                return Err(Error::config(format!(
+                    "a residual conditioner has one width: give equal hidden sizes (got {:?})",
+                    self.hidden
+                )));
             }
         }
-        if self.batch_norm {
-            // After every layer in the forward direction: layer, BN, layer, BN, ...
-            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
-        }
-        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
-        let mut flow = Flow::new(Box::new(Chain::new(layers)?));
-        flow.meta.name = if self.autoregressive { "nsf-ar" } else { "nsf" }.into();
-        Ok(flow)
+        let name = if self.autoregressive { "nsf-ar" } else { "nsf" };
+        let mixing = if autoregressive { super::Mixing::LuLinearOnly } else { super::Mixing::Reversal };
+        self.assembly(name, mixing).build(|k| -> Result<Vec<Box<dyn Bijection>>> {
+            Ok(vec![if autoregressive {
+                let order: Vec<usize> = if k % 2 == 1 { (0..self.dim).rev().collect() } else { (0..self.dim).collect() };
+                Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, transformer, rng)?)
+            } else if self.residual_blocks > 0 {
+                let width = self.hidden.first().copied().unwrap_or(0);
+                Box::new(AffineCoupling::with_residual(
+                    self.dim,
+                    self.dim / 2,
+                    width,
+                    self.residual_blocks,
+                    self.context_dim,
+                    transformer,
+                    rng,
+                )?)
+            } else {
+                Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, transformer, rng)?)
+            }])
+        })
     }
 }

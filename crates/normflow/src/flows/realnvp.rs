@@ -1,6 +1,6 @@
 //! RealNVP (Dinh et al. 2017, arXiv:1605.08803): affine coupling layers with reversals between.
 
-use crate::bijection::{ActNorm, AffineCoupling, Chain, Transformer};
+use crate::bijection::{ActNorm, AffineCoupling, Transformer};
 use crate::engine::Rng;
 use crate::{Bijection, Error, Flow, Result};
 
@@ -75,28 +75,14 @@ impl RealNvpConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] for fewer than 2 dimensions, no layers, or bad hidden sizes.
     pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
-        super::validate_common(self.dim, self.layers, &self.hidden)?;
-        if self.dim < 2 {
+        if self.dim == 1 {
             return Err(Error::config(super::ONE_COLUMN_AFFINE));
         }
         let kind = if self.additive { Transformer::Additive } else { Transformer::Affine };
-        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
-        for k in 0..self.layers {
-            if k > 0 {
-                layers.push(super::mixing(self.dim, self.lu_linear)?);
-            }
-            layers.push(Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, kind, rng)?));
-            if self.actnorm {
-                layers.push(Box::new(ActNorm::new(self.dim)));
-            }
-        }
-        if self.batch_norm {
-            // After every layer in the forward direction: layer, BN, layer, BN, ...
-            layers = layers.into_iter().flat_map(|l| super::then_batch_norm(l, self.dim)).collect();
-        }
-        layers.extend(super::data_side(self.dim, self.whiten, self.standardize)?);
-        let mut flow = Flow::new(Box::new(Chain::new(layers)?));
-        flow.meta.name = "realnvp".into();
-        Ok(flow)
+        self.assembly("realnvp", super::Mixing::Reversal).build(|_| {
+            let coupling: Box<dyn Bijection> =
+                Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, kind, rng)?);
+            Ok(if self.actnorm { vec![coupling, Box::new(ActNorm::new(self.dim))] } else { vec![coupling] })
+        })
     }
 }
