@@ -40,7 +40,7 @@ fn remove_key(v: &mut serde_json::Value, key: &str) {
     }
 }
 
-/// A two-layer MAF with random weights whose MADEs use the cyclic layout of version-1 files.
+/// A two-layer MAF with random weights whose MADEs use the cyclic layout.
 fn cyclic_maf() -> Flow {
     let mut rng = Rng::new(5);
     let layers: Vec<Box<dyn Bijection>> = (0..2)
@@ -57,15 +57,10 @@ fn cyclic_maf() -> Flow {
 }
 
 #[test]
-fn version_1_maf_files_load_with_their_cyclic_masks() {
+fn cyclic_maf_files_round_trip_and_older_formats_are_refused() {
     let flow = cyclic_maf();
-    let path = temp("v1");
+    let path = temp("cyclic");
     save_flow(&flow, &path).unwrap();
-    // What a version-1 build wrote: no degree layout, version 1.
-    edit_config(&path, |c| {
-        remove_key(c, "hidden_degrees");
-        c["format_version"] = 1.into();
-    });
     let loaded = load_flow(&path).unwrap();
     let x = Matrix::from_vec(3, 4, vec![0.1, -0.5, 1.2, 0.3, 2.0, 0.0, -1.0, 0.7, -0.2, 0.4, 0.9, -1.5]);
     assert_eq!(loaded.log_prob(&x, None).unwrap(), flow.log_prob(&x, None).unwrap());
@@ -89,6 +84,13 @@ fn version_1_maf_files_load_with_their_cyclic_masks() {
     });
     let misread = Flow::new(Box::new(sorted));
     assert_ne!(misread.log_prob(&x, None).unwrap(), flow.log_prob(&x, None).unwrap());
+    // A version-1 file (no degree layout) is refused, naming both versions.
+    edit_config(&path, |c| {
+        remove_key(c, "hidden_degrees");
+        c["format_version"] = 1.into();
+    });
+    let err = load_flow(&path).expect_err("an older file must not load").to_string();
+    assert!(err.contains("format version 1") && err.contains(&format!("({FORMAT_VERSION})")) && err.contains("cyclic"), "{err}");
     std::fs::remove_file(&path).ok();
 }
 

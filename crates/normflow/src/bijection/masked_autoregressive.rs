@@ -62,8 +62,7 @@ impl MaskedAutoregressive {
         Self::with_hidden_degrees(dim, hidden, order, context_dim, transformer, HiddenDegrees::Sorted, rng)
     }
 
-    /// [`MaskedAutoregressive::new`] with the hidden units' degrees laid out as `degrees`
-    /// ([`HiddenDegrees::Cyclic`] rebuilds layers of older model files).
+    /// [`MaskedAutoregressive::new`] with the hidden units' degrees laid out as `degrees`.
     ///
     /// # Errors
     /// As [`MaskedAutoregressive::new`].

@@ -55,8 +55,7 @@ pub enum BijectionSpec {
         context_dim: usize,
         /// Elementwise map.
         transformer: Transformer,
-        /// Layout of the hidden units' degrees (files without it hold the cyclic layout).
-        #[serde(default = "HiddenDegrees::legacy")]
+        /// Layout of the hidden units' degrees.
         hidden_degrees: HiddenDegrees,
     },
     /// [`Permutation`].

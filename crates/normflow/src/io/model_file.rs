@@ -14,14 +14,18 @@ use crate::bijection::BijectionSpec;
 use crate::distribution::{Flow, FlowMeta};
 use crate::{Error, Result};
 
-/// Version of the model file format this build writes; it reads this one and every older one.
-///
-/// 2: masked autoregressive layers record the layout of their hidden degrees (version-1 files
-/// hold the cyclic layout, which they still load as). A version-1 reader would rebuild the
-/// masks of a version-2 MADE wrongly, so it must refuse the file, as it does a newer version.
+/// Version of the model file format this build reads and writes; a file of any other version is
+/// refused with both versions named (normflow is unreleased: no reader of older formats).
 pub const FORMAT_VERSION: u32 = 2;
 
 const METADATA_KEY: &str = "normflow";
+
+/// The part of a configuration every version shares.
+#[derive(Deserialize)]
+struct FormatHeader {
+    format: String,
+    format_version: u32,
+}
 
 #[derive(Serialize, Deserialize)]
 struct ModelConfig {
@@ -74,16 +78,20 @@ pub fn load_flow(path: &Path) -> Result<Flow> {
         .as_ref()
         .and_then(|m| m.get(METADATA_KEY))
         .ok_or_else(|| bad("a safetensors file without normflow configuration".into()))?;
-    let config: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
-    if config.format != "normflow-model" {
-        return Err(bad(format!("unknown format '{}'", config.format)));
+    // The format and its version first: a file of another version need not parse as this one.
+    let header: FormatHeader = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
+    if header.format != "normflow-model" {
+        return Err(bad(format!("unknown format '{}'", header.format)));
     }
-    if config.format_version > FORMAT_VERSION {
+    if header.format_version != FORMAT_VERSION {
+        let (relation, advice) =
+            if header.format_version > FORMAT_VERSION { ("newer", "upgrade normflow") } else { ("older", "train the model again") };
         return Err(bad(format!(
-            "format version {} is newer than this build supports ({FORMAT_VERSION}); upgrade normflow",
-            config.format_version
+            "format version {} is {relation} than this build reads ({FORMAT_VERSION}); {advice}",
+            header.format_version
         )));
     }
+    let config: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
     let st = SafeTensors::deserialize(&buffer).map_err(|e| bad(format!("tensor data is damaged ({e:?}); the file may be truncated")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {

@@ -8,19 +8,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HiddenDegrees {
-    /// Unit `k` has the `k`-th degree of the cycle (1, 2, …, d−1, 1, 2, …): the layout of
-    /// models saved before the sorted layout existed.
+    /// Unit `k` has the `k`-th degree of the cycle (1, 2, …, d−1, 1, 2, …), as in the MADE
+    /// paper: every product is dense.
     Cyclic,
     /// The same degrees in ascending order, so that each unit sees a prefix of the previous
     /// layer: the masked products skip the zero blocks (about half the work).
     Sorted,
-}
-
-impl HiddenDegrees {
-    /// The layout of model files that do not name one (saved before the sorted layout).
-    pub fn legacy() -> Self {
-        HiddenDegrees::Cyclic
-    }
 }
 
 /// Degrees of a MADE's units: input dimension `i` has degree `order[i] + 1` (1..=d), and a unit
