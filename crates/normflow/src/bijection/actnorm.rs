@@ -33,8 +33,14 @@ impl ActNorm {
     pub fn is_initialized(&self) -> bool {
         self.initialized
     }
+}
 
-    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+impl Bijection for ActNorm {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("actnorm input", input, self.dim)?;
         let (s, b) = self.params.split_at(self.dim);
         let mut out = input.clone();
@@ -52,16 +58,6 @@ impl ActNorm {
             Direction::Inverse => -sum,
         };
         Ok((out, pool::filled(input.rows(), ld)))
-    }
-}
-
-impl Bijection for ActNorm {
-    fn dim(&self) -> usize {
-        self.dim
-    }
-
-    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        self.run(input, direction)
     }
 
     fn num_params(&self) -> usize {
@@ -83,7 +79,7 @@ impl Bijection for ActNorm {
         direction: Direction,
         tape: &mut Tape,
     ) -> Result<(Matrix, Vec<f32>)> {
-        let (out, ld) = self.run(input, direction)?;
+        let (out, ld) = self.transform(input, None, direction)?;
         tape.push(ActNormCache { output: out.clone() });
         Ok((out, ld))
     }
@@ -133,7 +129,7 @@ impl Bijection for ActNorm {
             }
             self.initialized = true;
         }
-        Ok(self.run(x, Direction::Inverse)?.0)
+        Ok(self.transform(x, None, Direction::Inverse)?.0)
     }
 
     fn spec(&self) -> BijectionSpec {

@@ -46,8 +46,26 @@ impl Bounds {
     pub fn bounds(&self) -> &[Option<Interval>] {
         &self.bounds
     }
+}
 
-    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+fn softplus(v: f32) -> f32 {
+    if v > 20.0 {
+        v
+    } else {
+        v.exp().ln_1p()
+    }
+}
+
+struct BoundsCache {
+    input: Matrix,
+}
+
+impl Bijection for Bounds {
+    fn dim(&self) -> usize {
+        self.bounds.len()
+    }
+
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
         check_width("bounded data", input, self.bounds.len())?;
         let mut out = input.clone();
         let mut ld = pool::zeroed(input.rows());
@@ -77,28 +95,6 @@ impl Bounds {
         }
         Ok((out, ld))
     }
-}
-
-fn softplus(v: f32) -> f32 {
-    if v > 20.0 {
-        v
-    } else {
-        v.exp().ln_1p()
-    }
-}
-
-struct BoundsCache {
-    input: Matrix,
-}
-
-impl Bijection for Bounds {
-    fn dim(&self) -> usize {
-        self.bounds.len()
-    }
-
-    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        self.run(input, direction)
-    }
 
     fn train_forward(
         &self,
@@ -107,7 +103,7 @@ impl Bijection for Bounds {
         direction: Direction,
         tape: &mut Tape,
     ) -> Result<(Matrix, Vec<f32>)> {
-        let out = self.run(input, direction)?;
+        let out = self.transform(input, None, direction)?;
         tape.push(BoundsCache { input: input.clone() });
         Ok(out)
     }

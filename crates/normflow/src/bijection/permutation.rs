@@ -44,11 +44,6 @@ impl Permutation {
             Direction::Inverse => &self.inverse,
         }
     }
-
-    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        check_width("permutation input", input, self.perm.len())?;
-        Ok((input.select_cols(self.indices(direction)), pool::zeroed(input.rows())))
-    }
 }
 
 impl Bijection for Permutation {
@@ -57,7 +52,8 @@ impl Bijection for Permutation {
     }
 
     fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        self.run(input, direction)
+        check_width("permutation input", input, self.perm.len())?;
+        Ok((input.select_cols(self.indices(direction)), pool::zeroed(input.rows())))
     }
 
     fn backward(

@@ -44,22 +44,6 @@ impl Standardize {
     pub fn std(&self) -> &[f32] {
         &self.std
     }
-
-    fn run(&self, input: &Matrix, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        check_width("data", input, self.mean.len())?;
-        let mut out = input.clone();
-        for i in 0..input.rows() {
-            for ((o, &m), &s) in out.row_mut(i).iter_mut().zip(&self.mean).zip(&self.std) {
-                *o = match direction {
-                    Direction::Forward => *o * s + m,
-                    Direction::Inverse => (*o - m) / s,
-                };
-            }
-        }
-        let log_scale: f32 = self.std.iter().map(|s| s.ln()).sum();
-        let ld = if direction == Direction::Forward { log_scale } else { -log_scale };
-        Ok((out, pool::filled(input.rows(), ld)))
-    }
 }
 
 /// Whether column `j` of `x`, with standard deviation `std`, is constant at f32 resolution: its
@@ -76,7 +60,19 @@ impl Bijection for Standardize {
     }
 
     fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
-        self.run(input, direction)
+        check_width("data", input, self.mean.len())?;
+        let mut out = input.clone();
+        for i in 0..input.rows() {
+            for ((o, &m), &s) in out.row_mut(i).iter_mut().zip(&self.mean).zip(&self.std) {
+                *o = match direction {
+                    Direction::Forward => *o * s + m,
+                    Direction::Inverse => (*o - m) / s,
+                };
+            }
+        }
+        let log_scale: f32 = self.std.iter().map(|s| s.ln()).sum();
+        let ld = if direction == Direction::Forward { log_scale } else { -log_scale };
+        Ok((out, pool::filled(input.rows(), ld)))
     }
 
     fn backward(
@@ -112,7 +108,7 @@ impl Bijection for Standardize {
             self.std = std.iter().map(|&s| s as f32).collect();
             self.initialized = true;
         }
-        Ok(self.run(x, Direction::Inverse)?.0)
+        Ok(self.transform(x, None, Direction::Inverse)?.0)
     }
 
     fn spec(&self) -> BijectionSpec {
