@@ -180,3 +180,21 @@ fn integer_columns_are_dequantised_by_default_so_no_test_row_blows_up() {
     ok(&["train", s(&data), "--no-dequantize", "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&model)]);
     assert!(ok(&["info", s(&model), "--json"]).contains("\"dequantized_columns\":[]"));
 }
+
+#[test]
+fn model_sizes_beyond_the_parameter_budget_are_refused_before_any_allocation() {
+    let t = TempDir::new("budget");
+    let (data, _) = trained(&t);
+    let out = t.path("huge.safetensors");
+    let started = std::time::Instant::now();
+    for flags in [["--hidden", "65536,65536", "--layers", "1000"], ["--flow", "nsf", "--residual-blocks", "100000000"]] {
+        let mut args = vec!["train", data.as_str(), "-q", "-o", s(&out)];
+        args.extend(flags);
+        let err = fails(&args);
+        assert!(err.contains("parameters, over the limit"), "{err}");
+        assert!(!out.exists());
+    }
+    let err = fails(&["bench", "--steps", "10000000000000", "--flows", "coupling", "--sizes", "S"]);
+    assert!(err.contains("--steps and --reps must be at most"), "{err}");
+    assert!(started.elapsed().as_secs() < 20, "refused at once, not after allocating");
+}

@@ -143,7 +143,13 @@ fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
     Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len() as f64)
 }
 
+/// The most timed steps or repetitions one run takes.
+const MAX_REPEATS: usize = 1_000_000;
+
 pub fn run(a: BenchArgs) -> Result<(), CliError> {
+    if a.steps > MAX_REPEATS || a.reps > MAX_REPEATS {
+        return Err(CliError::Usage(format!("--steps and --reps must be at most {MAX_REPEATS}")));
+    }
     let sizes: Vec<&Size> = a
         .sizes
         .iter()

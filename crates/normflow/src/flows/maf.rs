@@ -79,7 +79,8 @@ impl MafConfig {
         if self.dim == 1 {
             return Err(crate::Error::config(super::ONE_COLUMN_AFFINE));
         }
-        self.assembly("maf", super::Mixing::LuLinearOnly).build(|k| {
+        let step = super::mlp_params(self.dim + self.context_dim, &self.hidden, 2 * self.dim);
+        self.assembly("maf", super::Mixing::LuLinearOnly, step).build(|k| {
             let order: Vec<usize> = match self.ordering {
                 Ordering::Alternating if k % 2 == 1 => (0..self.dim).rev().collect(),
                 Ordering::Alternating => (0..self.dim).collect(),

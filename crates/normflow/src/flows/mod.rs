@@ -60,8 +60,9 @@ macro_rules! common_builders {
             }
 
             /// The settings of the shared assembler, for a preset called `name`.
-            pub(crate) fn assembly(&self, name: &'static str, mixing: super::Mixing) -> super::Assembly<'_> {
+            pub(crate) fn assembly(&self, name: &'static str, mixing: super::Mixing, step_params: u128) -> super::Assembly<'_> {
                 super::Assembly {
+                    step_params,
                     name,
                     mixing,
                     dim: self.dim,
@@ -95,9 +96,22 @@ pub(crate) enum Mixing {
     LuLinearOnly,
 }
 
+/// The most trainable parameters a preset may have: 5·10⁸ (2 GB of f32, 8 GB with Adam's two
+/// moments and the gradient). Larger settings are refused before anything is allocated, so no
+/// flag value can make training abort on an allocation.
+pub const MAX_PARAMS: u128 = 500_000_000;
+
+/// Parameters of an MLP from `inputs` through `hidden` to `outputs` (weights and biases).
+pub(crate) fn mlp_params(inputs: usize, hidden: &[usize], outputs: usize) -> u128 {
+    let sizes: Vec<u128> = std::iter::once(inputs).chain(hidden.iter().copied()).chain([outputs]).map(|v| v as u128).collect();
+    sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum()
+}
+
 /// The settings every preset shares: the one assembler builds every preset from them and the
 /// preset's own steps.
 pub(crate) struct Assembly<'a> {
+    /// Trainable parameters of one step (an upper bound), for the budget check.
+    pub step_params: u128,
     pub name: &'static str,
     pub mixing: Mixing,
     pub dim: usize,
@@ -115,10 +129,19 @@ impl Assembly<'_> {
     /// trainable layer when asked, and the data side (whitening, standardisation) last.
     ///
     /// # Errors
-    /// [`Error::InvalidConfig`] for no columns, a layer count outside 1..=1000, or bad hidden
-    /// sizes; any error of `step`.
+    /// [`Error::InvalidConfig`] for no columns, a layer count outside 1..=1000, bad hidden
+    /// sizes, or more than [`MAX_PARAMS`] parameters; any error of `step`.
     pub(crate) fn build(&self, mut step: impl FnMut(usize) -> Result<Vec<Box<dyn Bijection>>>) -> Result<crate::Flow> {
         validate_common(self.dim, self.layers, self.hidden)?;
+        // LU-linear layers (the whitening one, and the mixing ones when asked) hold d² each.
+        let lu_layers = u128::from(self.whiten) + if self.lu_linear { self.layers as u128 - 1 } else { 0 };
+        let total = self.step_params.saturating_mul(self.layers as u128) + lu_layers * (self.dim as u128).pow(2);
+        if total > MAX_PARAMS {
+            return Err(Error::config(format!(
+                "{} layers of this size would hold about {total} parameters, over the limit of {MAX_PARAMS}; use fewer layers or smaller hidden sizes",
+                self.layers
+            )));
+        }
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         for k in 0..self.layers {
             if k > 0 && (self.lu_linear || self.mixing == Mixing::Reversal) {

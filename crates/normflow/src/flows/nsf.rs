@@ -110,7 +110,18 @@ impl NsfConfig {
         }
         let name = if self.autoregressive { "nsf-ar" } else { "nsf" };
         let mixing = if autoregressive { super::Mixing::LuLinearOnly } else { super::Mixing::Reversal };
-        self.assembly(name, mixing).build(|k| -> Result<Vec<Box<dyn Bijection>>> {
+        let per_dim = transformer.params_per_dim();
+        let step = if autoregressive {
+            super::mlp_params(self.dim + self.context_dim, &self.hidden, per_dim * self.dim)
+        } else if self.residual_blocks > 0 {
+            // Input and output layers, and two square layers per block.
+            let width = self.hidden.first().copied().unwrap_or(0);
+            super::mlp_params(self.dim / 2 + self.context_dim, &[width], per_dim * (self.dim - self.dim / 2))
+                + 2 * self.residual_blocks as u128 * super::mlp_params(width, &[], width)
+        } else {
+            super::mlp_params(self.dim / 2 + self.context_dim, &self.hidden, per_dim * (self.dim - self.dim / 2))
+        };
+        self.assembly(name, mixing, step).build(|k| -> Result<Vec<Box<dyn Bijection>>> {
             Ok(vec![if autoregressive {
                 let order: Vec<usize> = if k % 2 == 1 { (0..self.dim).rev().collect() } else { (0..self.dim).collect() };
                 Box::new(MaskedAutoregressive::new(self.dim, &self.hidden, order, self.context_dim, transformer, rng)?)

@@ -79,7 +79,8 @@ impl RealNvpConfig {
             return Err(Error::config(super::ONE_COLUMN_AFFINE));
         }
         let kind = if self.additive { Transformer::Additive } else { Transformer::Affine };
-        self.assembly("realnvp", super::Mixing::Reversal).build(|_| {
+        let step = super::mlp_params(self.dim / 2 + self.context_dim, &self.hidden, kind.params_per_dim() * (self.dim - self.dim / 2));
+        self.assembly("realnvp", super::Mixing::Reversal, step).build(|_| {
             let coupling: Box<dyn Bijection> =
                 Box::new(AffineCoupling::new(self.dim, self.dim / 2, &self.hidden, self.context_dim, kind, rng)?);
             Ok(if self.actnorm { vec![coupling, Box::new(ActNorm::new(self.dim))] } else { vec![coupling] })

@@ -221,7 +221,8 @@ pub fn fit(
 
     let batch = config.batch_size.min(train_idx.len());
     let steps_per_epoch = train_idx.len().div_ceil(batch);
-    let budget = config.max_steps.map_or(config.max_epochs * steps_per_epoch, |s| s.min(config.max_epochs * steps_per_epoch));
+    let epochs_budget = config.max_epochs.saturating_mul(steps_per_epoch);
+    let budget = config.max_steps.map_or(epochs_budget, |s| s.min(epochs_budget));
     if budget == 0 {
         return Err(Error::config("the epoch and step limits must allow at least one step"));
     }
