@@ -138,8 +138,8 @@ impl Assembly<'_> {
         let total = self.step_params.saturating_mul(self.layers as u128) + lu_layers * (self.dim as u128).pow(2);
         if total > MAX_PARAMS {
             return Err(Error::config(format!(
-                "{} layers of this size would hold about {total} parameters, over the limit of {MAX_PARAMS}; use fewer layers or smaller hidden sizes",
-                self.layers
+                "this model ({} layers on {} columns) would hold about {total} parameters, over the limit of {MAX_PARAMS}; use fewer layers or smaller hidden sizes (and no whitening or LU-linear layers, which hold columns² each, for very wide data)",
+                self.layers, self.dim
             )));
         }
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
