@@ -371,4 +371,8 @@ pub struct BenchArgs {
     /// multiply-add peak on registers only, the limit of any implementation.
     #[arg(long)]
     pub gemm_probe: bool,
+    /// Also print the rate of the 2-D convolution kernel (forward, and input + weight gradients)
+    /// at the shapes of a Glow step on MNIST, batch 64.
+    #[arg(long)]
+    pub conv_probe: bool,
 }

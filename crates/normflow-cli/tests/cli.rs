@@ -511,6 +511,17 @@ fn bench_gemm_probe_reports_throughput() {
 }
 
 #[test]
+fn bench_conv_probe_reports_the_convolution_rate_at_glow_shapes() {
+    let out = ok(&["bench", "--conv-probe", "--flows", "coupling", "--sizes", "S", "--steps", "1", "--reps", "1"]);
+    let convs: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|l| l["probe"] == "conv2d").collect();
+    assert_eq!(convs.len(), 6, "{out}");
+    for c in &convs {
+        assert!(c["forward_gflops"].as_f64().unwrap() > 0.1 && c["backward_gflops"].as_f64().unwrap() > 0.1, "{c}");
+    }
+}
+
+#[test]
 fn streamed_scoring_numbers_out_of_bounds_rows_from_the_start_of_the_file() {
     let t = TempDir::new("anomaly-bounds");
     let (train, model) = (t.path("train.csv"), t.path("d.safetensors"));

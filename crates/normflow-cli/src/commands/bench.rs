@@ -143,6 +143,43 @@ fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
     Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len() as f64)
 }
 
+/// The convolutions of a Glow step on MNIST (issue 15's model: squeezed 14×14×4 and 7×7×16
+/// images, 256 hidden channels, batch 64): the coupling network's 3×3 → 1×1 → 3×3.
+const CONV_SHAPES: [(usize, usize, usize, usize); 6] =
+    [(2, 256, 14, 3), (256, 256, 14, 1), (256, 4, 14, 3), (8, 256, 7, 3), (256, 256, 7, 1), (256, 16, 7, 3)];
+
+/// Prints the rate of the convolution kernel, forward and backward, at the image flows' shapes.
+fn conv_probe() -> Result<(), CliError> {
+    use normflow::engine::{conv2d_backward, conv2d_forward, Conv2dShape};
+    let mut rng = Rng::new(0);
+    for &(in_channels, out_channels, side, kernel) in &CONV_SHAPES {
+        let s = Conv2dShape { batch: 64, in_channels, out_channels, height: side, width: side, kernel };
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
+        let (x, w, b, g) = (draw(s.batch * s.input_len()), draw(s.weight_len()), draw(out_channels), draw(s.batch * s.output_len()));
+        let mut out = vec![0.0f32; s.batch * s.output_len()];
+        let best = |f: &mut dyn FnMut()| -> f64 {
+            f();
+            (0..5)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let forward = best(&mut || conv2d_forward(s, &x, &w, &b, &mut out));
+        let backward = best(&mut || drop(conv2d_backward(s, &x, &w, &g)));
+        let flop = 2.0 * s.forward_macs() as f64;
+        print_json(&json!({
+            "impl": "normflow", "probe": "conv2d", "batch": s.batch, "in_channels": in_channels, "out_channels": out_channels,
+            "height": side, "width": side, "kernel": kernel,
+            "forward_ms": forward * 1e3, "forward_gflops": flop / forward / 1e9,
+            "backward_ms": backward * 1e3, "backward_gflops": 2.0 * flop / backward / 1e9,
+        }))?;
+    }
+    Ok(())
+}
+
 /// The most timed steps or repetitions one run takes.
 const MAX_REPEATS: usize = 1_000_000;
 
@@ -176,6 +213,9 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             "gflops_all_threads": normflow::engine::multiply_add_peak_gflops(threads),
             "threads": threads,
         }))?;
+    }
+    if a.conv_probe {
+        conv_probe()?;
     }
     for flow_name in &a.flows {
         for s in &sizes {

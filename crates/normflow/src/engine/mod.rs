@@ -1,18 +1,20 @@
 //! The numeric core, and the only home of numeric kernels: row-major `f32` matrices and their
-//! buffer store (`matrix`, `pool`), matrix products through `gemm` (`matmul`), the element-wise
-//! transformer passes that run eight or more elements per vector lane (`lanes` drives them,
-//! `affine_lanes` and `spline_lanes` are the kernels, `spline` their shape and constants),
-//! vectorised `exp`/`ln` (`fastmath`), the worker pool (`threads`, reached from outside only
-//! through functions over row ranges such as `map_row_ranges`), seeded random draws (`rng`) and
-//! Adam (`adam`). Everything that names `std::arch` or needs `unsafe` lives here. Layers in
-//! `bijection/`, `nn/`, `flows/` and `distribution/` call these functions over slices and
-//! shapes; a second backend (a GPU, say) would be a second implementation of them, chosen here,
-//! not a rewrite of every layer. There is no autograd: every layer caches what its backward pass
-//! needs and derives its gradients by hand. Benchmark instrumentation (the product clock and
-//! probes) is built only with the `bench` feature.
+//! buffer store (`matrix`, `pool`), matrix products through `gemm` (`matmul`), 2-D convolutions
+//! over images stored as rows (`conv`: im2col and products, for the image flows), the
+//! element-wise transformer passes that run eight or more elements per vector lane (`lanes`
+//! drives them, `affine_lanes` and `spline_lanes` are the kernels, `spline` their shape and
+//! constants), vectorised `exp`/`ln` (`fastmath`), the worker pool (`threads`, reached from
+//! outside only through functions over row ranges such as `map_row_ranges`), seeded random
+//! draws (`rng`) and Adam (`adam`). Everything that names `std::arch` or needs `unsafe` lives
+//! here. Layers in `bijection/`, `nn/`, `flows/` and `distribution/` call these functions over
+//! slices and shapes; a second backend (a GPU, say) would be a second implementation of them,
+//! chosen here, not a rewrite of every layer. There is no autograd: every layer caches what its
+//! backward pass needs and derives its gradients by hand. Benchmark instrumentation (the product
+//! clock and probes) is built only with the `bench` feature.
 
 mod adam;
 pub(crate) mod affine_lanes;
+mod conv;
 mod direction;
 pub(crate) mod fastmath;
 pub(crate) mod lanes;
@@ -31,6 +33,7 @@ pub(crate) mod threads;
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;
+pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape};
 pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;
