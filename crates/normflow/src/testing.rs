@@ -362,8 +362,8 @@ pub fn spline_options() -> HarnessOptions {
 /// harness, hooks through wrappers). A new layer joins every such test with one line here.
 pub fn registry() -> Vec<Case> {
     use crate::bijection::{
-        ActNorm, AffineCoupling, BatchNorm, Bounds, Dequantize, Interval, LuLinear, MaskedAutoregressive, Permutation, SplineShape,
-        Standardize, Transformer,
+        ActNorm, AffineCoupling, BatchNorm, Bounds, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive, Permutation,
+        SplineShape, Squeeze, Standardize, Transformer,
     };
     let sequential = HarnessOptions { forward_gradients: false, ..Default::default() };
     vec![
@@ -425,5 +425,16 @@ pub fn registry() -> Vec<Case> {
             options: HarnessOptions { extremes: vec![-3.0, 0.0, 4.0, 3.999, -2.999], ..Default::default() },
         },
         Case { name: "dequantize", build: |_| Box::new(Dequantize::new(3, vec![2, 0]).unwrap()), options: HarnessOptions::default() },
+        Case { name: "per-channel actnorm", build: |_| Box::new(ActNorm::per_channel(2, 6)), options: HarnessOptions::default() },
+        Case {
+            name: "squeeze",
+            build: |_| Box::new(Squeeze::new(ImageShape { channels: 2, height: 4, width: 2 }).unwrap()),
+            options: HarnessOptions::default(),
+        },
+        Case {
+            name: "1x1 convolution",
+            build: |_| Box::new(Conv1x1::new(ImageShape { channels: 3, height: 2, width: 2 }).unwrap()),
+            options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },
+        },
     ]
 }

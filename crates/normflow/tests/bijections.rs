@@ -368,3 +368,44 @@ fn residual_conditioner_coupling_passes_harness() {
         72,
     );
 }
+
+#[test]
+fn squeeze_turns_each_2x2_block_into_four_channels() {
+    use normflow::bijection::{ImageShape, Squeeze};
+    // One channel of 2×4: blocks [[0,1],[4,5]] and [[2,3],[6,7]].
+    let sq = Squeeze::new(ImageShape { channels: 1, height: 2, width: 4 }).unwrap();
+    let x = normflow::Matrix::from_vec(1, 8, (0..8).map(|v| v as f32).collect());
+    let (z, ld) = sq.inverse_and_log_det(&x, None).unwrap();
+    // Channel 2·dy + dx holds offset (dy, dx) of each block, blocks left to right.
+    assert_eq!(z.as_slice(), &[0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+    assert_eq!(ld, vec![0.0]);
+    assert!(Squeeze::new(ImageShape { channels: 1, height: 3, width: 4 }).is_err(), "odd height");
+}
+
+#[test]
+fn per_channel_actnorm_initialises_each_channel_over_its_pixels() {
+    let mut an = ActNorm::per_channel(2, 3);
+    let mut rng = Rng::new(4);
+    // Channel 0 ~ N(5, 2²), channel 1 ~ N(−1, 0.5²), three pixels each.
+    let data: Vec<f32> = (0..200)
+        .flat_map(|_| {
+            let mut row = Vec::new();
+            row.extend((0..3).map(|_| 5.0 + 2.0 * rng.normal() as f32));
+            row.extend((0..3).map(|_| -1.0 + 0.5 * rng.normal() as f32));
+            row
+        })
+        .collect();
+    let x = normflow::Matrix::from_vec(200, 6, data);
+    let z = an.data_init(&x, None).unwrap();
+    for c in 0..2 {
+        let v: Vec<f64> = (0..200).flat_map(|i| (0..3).map(move |p| (i, c * 3 + p))).map(|(i, j)| z.get(i, j) as f64).collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64;
+        assert!(m.abs() < 1e-4 && (var - 1.0).abs() < 1e-3, "channel {c}: mean {m}, variance {var}");
+    }
+    // The log-det counts every pixel: 3 · Σ s.
+    let (_, ld) = an.forward_and_log_det(&normflow::Matrix::zeros(1, 6), None).unwrap();
+    let mut s = Vec::new();
+    an.params(&mut |p| s.extend_from_slice(&p[..2]));
+    assert!((ld[0] - 3.0 * (s[0] + s[1])).abs() < 1e-5);
+}

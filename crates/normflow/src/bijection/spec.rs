@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Dequantize, Invert, LuLinear, MaskedAutoregressive, Permutation, Standardize,
-    Transformer,
+    ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Conv1x1, Dequantize, ImageShape, Invert, LuLinear, MaskedAutoregressive,
+    Permutation, Squeeze, Standardize, Transformer,
 };
 use crate::engine::Rng;
 use crate::nn::HiddenDegrees;
@@ -65,8 +65,20 @@ pub enum BijectionSpec {
     },
     /// [`ActNorm`].
     ActNorm {
-        /// Row width.
-        dim: usize,
+        /// Channels (columns of tabular rows).
+        channels: usize,
+        /// Values per channel (1 for tabular rows, H·W for images).
+        pixels: usize,
+    },
+    /// [`Conv1x1`].
+    Conv1x1 {
+        /// Image shape.
+        shape: ImageShape,
+    },
+    /// [`Squeeze`].
+    Squeeze {
+        /// The full-resolution image shape (data side).
+        shape: ImageShape,
     },
     /// [`LuLinear`].
     LuLinear {
@@ -130,7 +142,9 @@ impl BijectionSpec {
                 )?)
             }
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
-            BijectionSpec::ActNorm { dim } => Box::new(ActNorm::new(*dim)),
+            BijectionSpec::ActNorm { channels, pixels } => Box::new(ActNorm::per_channel(*channels, *pixels)),
+            BijectionSpec::Squeeze { shape } => Box::new(Squeeze::new(*shape)?),
+            BijectionSpec::Conv1x1 { shape } => Box::new(Conv1x1::new(*shape)?),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
             BijectionSpec::LuLinear { perm, whitens: false } => Box::new(LuLinear::new(perm.clone())?),
             BijectionSpec::LuLinear { perm, whitens: true } => Box::new(LuLinear::whitening(perm.len())?),

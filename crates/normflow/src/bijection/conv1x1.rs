@@ -1,0 +1,124 @@
+//! Glow's invertible 1×1 convolution (Kingma & Dhariwal 2018, arXiv:1807.03039, §3.2): one
+//! learned `C×C` matrix applied to the channel vector of every pixel, LU-parametrised so that
+//! its log-determinant is free: `H·W · log|det W|`.
+
+use super::{BijectionSpec, Direction, ImageShape, LuLinear, Tape};
+use crate::engine::Matrix;
+use crate::io::TensorSource;
+use crate::{Bijection, Error, Result};
+
+/// `x[:, p] = W z[:, p]` for every pixel `p` of `C×H×W` image rows, with `W = P L U` an
+/// [`LuLinear`] map of the channels (starting as the reversal of the channel order).
+#[derive(Clone, Debug)]
+pub struct Conv1x1 {
+    shape: ImageShape,
+    lu: LuLinear,
+}
+
+/// Image rows (`C×P` each) as one row per pixel (`C` values), image by image.
+fn to_pixels(x: &Matrix, shape: ImageShape) -> Matrix {
+    let (c, p) = (shape.channels, shape.pixels());
+    let mut out = Matrix::zeros(x.rows() * p, c);
+    for n in 0..x.rows() {
+        let image = x.row(n);
+        for ch in 0..c {
+            for px in 0..p {
+                out.set(n * p + px, ch, image[ch * p + px]);
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`to_pixels`].
+fn from_pixels(m: &Matrix, shape: ImageShape) -> Matrix {
+    let (c, p) = (shape.channels, shape.pixels());
+    let images = m.rows() / p.max(1);
+    let mut out = Matrix::zeros(images, c * p);
+    for n in 0..images {
+        let image = out.row_mut(n);
+        for px in 0..p {
+            for (ch, &v) in m.row(n * p + px).iter().enumerate() {
+                image[ch * p + px] = v;
+            }
+        }
+    }
+    out
+}
+
+/// Per-pixel log-dets summed into one per image.
+fn per_image(ld: &[f32], pixels: usize) -> Vec<f32> {
+    ld.chunks(pixels.max(1)).map(|c| c.iter().sum()).collect()
+}
+
+impl Conv1x1 {
+    /// The 1×1 convolution of images of `shape`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an empty shape.
+    pub fn new(shape: ImageShape) -> Result<Self> {
+        if shape.is_empty() {
+            return Err(Error::config("a 1×1 convolution needs non-empty images"));
+        }
+        Ok(Self { shape, lu: LuLinear::new((0..shape.channels).rev().collect())? })
+    }
+
+    fn check(&self, input: &Matrix) -> Result<()> {
+        super::check_width("1×1 convolution input", input, self.shape.len())
+    }
+}
+
+impl Bijection for Conv1x1 {
+    fn dim(&self) -> usize {
+        self.shape.len()
+    }
+
+    fn transform(&self, input: &Matrix, _context: Option<&Matrix>, direction: Direction) -> Result<(Matrix, Vec<f32>)> {
+        self.check(input)?;
+        let (out, ld) = self.lu.transform(&to_pixels(input, self.shape), None, direction)?;
+        Ok((from_pixels(&out, self.shape), per_image(&ld, self.shape.pixels())))
+    }
+
+    fn num_params(&self) -> usize {
+        self.lu.num_params()
+    }
+
+    fn params(&self, f: &mut dyn FnMut(&[f32])) {
+        self.lu.params(f);
+    }
+
+    fn params_mut(&mut self, f: &mut dyn FnMut(&mut [f32])) {
+        self.lu.params_mut(f);
+    }
+
+    fn train_forward(
+        &self,
+        input: &Matrix,
+        _context: Option<&Matrix>,
+        direction: Direction,
+        tape: &mut Tape,
+    ) -> Result<(Matrix, Vec<f32>)> {
+        self.check(input)?;
+        let (out, ld) = self.lu.train_forward(&to_pixels(input, self.shape), None, direction, tape)?;
+        Ok((from_pixels(&out, self.shape), per_image(&ld, self.shape.pixels())))
+    }
+
+    fn backward(&self, direction: Direction, tape: &mut Tape, grad_out: Matrix, grad_log_det: &[f32], grads: &mut [f32]) -> Result<Matrix> {
+        // Every pixel's log-det adds into its image's: each gets the image's gradient.
+        let per_pixel: Vec<f32> = grad_log_det.iter().flat_map(|&g| std::iter::repeat_n(g, self.shape.pixels())).collect();
+        let g_in = self.lu.backward(direction, tape, to_pixels(&grad_out, self.shape), &per_pixel, grads)?;
+        Ok(from_pixels(&g_in, self.shape))
+    }
+
+    fn spec(&self) -> BijectionSpec {
+        BijectionSpec::Conv1x1 { shape: self.shape }
+    }
+
+    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Vec<f32>)>) {
+        self.lu.tensors(prefix, out);
+    }
+
+    fn load_tensors(&mut self, prefix: &str, src: &mut TensorSource) -> Result<()> {
+        self.lu.load_tensors(prefix, src)
+    }
+}
