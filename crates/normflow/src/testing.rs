@@ -432,6 +432,28 @@ pub fn registry() -> Vec<Case> {
             options: HarnessOptions::default(),
         },
         Case {
+            name: "convolutional affine coupling",
+            build: |r| {
+                Box::new(AffineCoupling::with_conv(ImageShape { channels: 3, height: 4, width: 4 }, 4, Transformer::Affine, r).unwrap())
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
+            name: "convolutional spline coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_conv(
+                        ImageShape { channels: 2, height: 2, width: 4 },
+                        3,
+                        Transformer::Spline(SplineShape::default()),
+                        r,
+                    )
+                    .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.15, ..spline_options() },
+        },
+        Case {
             name: "1x1 convolution",
             build: |_| Box::new(Conv1x1::new(ImageShape { channels: 3, height: 2, width: 2 }).unwrap()),
             options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },

@@ -409,3 +409,21 @@ fn per_channel_actnorm_initialises_each_channel_over_its_pixels() {
     an.params(&mut |p| s.extend_from_slice(&p[..2]));
     assert!((ld[0] - 3.0 * (s[0] + s[1])).abs() < 1e-5);
 }
+
+#[test]
+fn convolutional_coupling_starts_as_the_identity_and_passes_its_first_channels_through() {
+    use normflow::bijection::ImageShape;
+    let image = ImageShape { channels: 4, height: 3, width: 2 };
+    let mut layer = AffineCoupling::with_conv(image, 8, Transformer::Affine, &mut Rng::new(1)).unwrap();
+    let mut rng = Rng::new(2);
+    let x = normflow::Matrix::from_vec(3, 24, (0..72).map(|_| rng.normal() as f32).collect());
+    let (y, ld) = layer.forward_and_log_det(&x, None).unwrap();
+    assert_eq!((y.as_slice(), ld), (x.as_slice(), vec![0.0; 3]), "zero last convolution: the identity");
+    normflow::testing::randomize_params(&mut layer, 0.3, &mut rng);
+    let (y, _) = layer.forward_and_log_det(&x, None).unwrap();
+    // Channels 0 and 1 (12 values) pass through; channels 2 and 3 change.
+    assert_eq!(&y.as_slice()[..12], &x.as_slice()[..12]);
+    assert_ne!(&y.as_slice()[12..24], &x.as_slice()[12..24]);
+    let spec = layer.spec();
+    assert_eq!(spec.build().unwrap().spec(), spec, "rebuilt from its spec");
+}

@@ -5,8 +5,8 @@
 use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::lanes::RowLayout;
-use crate::engine::{Matrix, Rng};
-use crate::nn::{Conditioner, ConditionerCache, Mlp, ResidualMlp};
+use crate::engine::{ImageShape, Matrix, Rng};
+use crate::nn::{Conditioner, ConditionerCache, ConvNet, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};
 
 /// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
@@ -35,6 +35,8 @@ pub struct AffineCoupling {
     transformer: Transformer,
     hidden: Vec<usize>,
     residual_blocks: usize,
+    /// The image shape of a coupling with a convolutional conditioner.
+    image: Option<ImageShape>,
     net: Conditioner,
 }
 
@@ -60,7 +62,35 @@ impl AffineCoupling {
         sizes.extend_from_slice(hidden);
         sizes.push(transformer.params_per_dim() * (dim - split));
         let net = Conditioner::Mlp(Mlp::new(&sizes, 0.0, None, rng));
-        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, net })
+        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, image: None, net })
+    }
+
+    /// Glow's affine coupling on image rows: the first half of the channels (`channels / 2`)
+    /// passes through and conditions the rest through a [`ConvNet`] of `hidden` channels (3×3 →
+    /// 1×1 → zero-initialised 3×3), one transformer parameter block per output channel group.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for fewer than 2 channels, no pixels or no hidden channels.
+    pub fn with_conv(image: ImageShape, hidden: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        transformer.validate()?;
+        if image.channels < 2 || image.pixels() == 0 || hidden == 0 {
+            return Err(Error::config(format!(
+                "a convolutional coupling needs 2+ channels, pixels and hidden channels, got {image:?}, {hidden}"
+            )));
+        }
+        let kept = image.channels / 2;
+        let input = ImageShape { channels: kept, ..image };
+        let net = Conditioner::Conv(ConvNet::new(input, hidden, transformer.params_per_dim() * (image.channels - kept), rng));
+        Ok(Self {
+            dim: image.len(),
+            split: kept * image.pixels(),
+            context_dim: 0,
+            transformer,
+            hidden: vec![hidden],
+            residual_blocks: 0,
+            image: Some(image),
+            net,
+        })
     }
 
     /// A coupling layer whose conditioner is a residual MLP of `blocks` blocks of width `width`
@@ -161,6 +191,7 @@ impl Bijection for AffineCoupling {
             context_dim: self.context_dim,
             transformer: self.transformer,
             residual_blocks: self.residual_blocks,
+            image: self.image,
         }
     }
 }

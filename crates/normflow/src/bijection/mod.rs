@@ -29,6 +29,7 @@ mod tape;
 mod transformer;
 pub(crate) mod whitening;
 
+pub use crate::engine::ImageShape;
 pub use crate::engine::{Direction, SplineShape};
 pub use actnorm::ActNorm;
 pub use batchnorm::BatchNorm;
@@ -42,7 +43,7 @@ pub use lu_linear::LuLinear;
 pub use masked_autoregressive::MaskedAutoregressive;
 pub use permutation::Permutation;
 pub use spec::BijectionSpec;
-pub use squeeze::{ImageShape, Squeeze};
+pub use squeeze::Squeeze;
 pub use standardize::Standardize;
 pub use tape::Tape;
 pub use transformer::Transformer;

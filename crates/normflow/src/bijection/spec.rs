@@ -40,8 +40,10 @@ pub enum BijectionSpec {
         transformer: Transformer,
         /// Residual blocks of the conditioner (0: a plain MLP with `hidden` sizes; else a
         /// residual MLP of width `hidden[0]`).
-        #[serde(default)]
         residual_blocks: usize,
+        /// The image shape of a convolutional coupling (conditioner: [`crate::nn::ConvNet`] of
+        /// `hidden[0]` channels); none for tabular rows.
+        image: Option<ImageShape>,
     },
     /// [`MaskedAutoregressive`].
     MaskedAutoregressive {
@@ -123,10 +125,14 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0 } => {
+            BijectionSpec::Coupling { image: Some(image), hidden, transformer, .. } => {
+                let width = *hidden.first().ok_or_else(|| crate::Error::config("a convolutional conditioner needs a width"))?;
+                Box::new(AffineCoupling::with_conv(*image, width, *transformer, &mut rng)?)
+            }
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0, image: None } => {
                 Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *transformer, &mut rng)?)
             }
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks } => {
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks, image: None } => {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a residual conditioner needs a width"))?;
                 Box::new(AffineCoupling::with_residual(*dim, *split, width, *residual_blocks, *context_dim, *transformer, &mut rng)?)
             }

@@ -1,44 +1,9 @@
 //! Glow's squeeze (Dinh et al. 2017, arXiv:1605.08803, §3.6): each 2×2 block of pixels becomes
 //! four channels, trading resolution for channels between the levels of a multiscale flow.
 
-use serde::{Deserialize, Serialize};
-
 use super::{BijectionSpec, Direction, Permutation, Tape};
-use crate::engine::Matrix;
+use crate::engine::{ImageShape, Matrix};
 use crate::{Bijection, Error, Result};
-
-/// The shape of the images a row holds: `channels × height × width` values, row-major.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageShape {
-    /// Channels.
-    pub channels: usize,
-    /// Height in pixels.
-    pub height: usize,
-    /// Width in pixels.
-    pub width: usize,
-}
-
-impl ImageShape {
-    /// Values per image.
-    pub fn len(&self) -> usize {
-        self.channels * self.height * self.width
-    }
-
-    /// Whether the shape holds no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Pixels per channel.
-    pub fn pixels(&self) -> usize {
-        self.height * self.width
-    }
-
-    /// The shape after a squeeze: four times the channels at half the height and width.
-    pub fn squeezed(&self) -> ImageShape {
-        ImageShape { channels: 4 * self.channels, height: self.height / 2, width: self.width / 2 }
-    }
-}
 
 /// Space-to-depth on image rows. In the density direction (inverse) a `C×H×W` image becomes
 /// `4C×(H/2)×(W/2)`: channel `4c + 2·dy + dx` holds the pixels at offset `(dy, dx)` of each 2×2

@@ -6,8 +6,43 @@
 //! batch is `batch` such rows; weights are `[out_channels, in_channels, k, k]`, biases
 //! `[out_channels]`.
 
+use serde::{Deserialize, Serialize};
+
 use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 use super::threads::map_row_ranges;
+
+/// The shape of the images a row holds: `channels × height × width` values, row-major.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageShape {
+    /// Channels.
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// Values per image.
+    pub fn len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Whether the shape holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Pixels per channel.
+    pub fn pixels(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The shape after a squeeze: four times the channels at half the height and width.
+    pub fn squeezed(&self) -> ImageShape {
+        ImageShape { channels: 4 * self.channels, height: self.height / 2, width: self.width / 2 }
+    }
+}
 
 /// The shape of a convolution over a batch of images.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -33,7 +33,7 @@ pub(crate) mod threads;
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;
-pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape};
+pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape};
 pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;

@@ -16,7 +16,10 @@ use crate::{Error, Result};
 
 /// Version of the model file format this build reads and writes; a file of any other version is
 /// refused with both versions named (normflow is unreleased: no reader of older formats).
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// 3: layers on image rows (squeeze, per-channel ActNorm, 1×1 convolution, convolutional
+/// couplings) and the whitening layer.
+pub const FORMAT_VERSION: u32 = 3;
 
 const METADATA_KEY: &str = "normflow";
 

@@ -1,15 +1,17 @@
 //! The conditioner networks a coupling layer can use, behind one interface.
 
-use super::{Mlp, MlpCache, ResidualCache, ResidualMlp};
+use super::{ConvNet, ConvNetCache, Mlp, MlpCache, ResidualCache, ResidualMlp};
 use crate::engine::Matrix;
 
-/// A plain MLP or a residual MLP.
+/// A plain MLP, a residual MLP, or a convolutional network on image rows.
 #[derive(Clone, Debug)]
 pub enum Conditioner {
     /// [`Mlp`].
     Mlp(Mlp),
     /// [`ResidualMlp`].
     Residual(ResidualMlp),
+    /// [`ConvNet`].
+    Conv(ConvNet),
 }
 
 /// The backward cache of a [`Conditioner`].
@@ -19,6 +21,8 @@ pub enum ConditionerCache {
     Mlp(MlpCache),
     /// Of a [`ResidualMlp`].
     Residual(ResidualCache),
+    /// Of a [`ConvNet`].
+    Conv(ConvNetCache),
 }
 
 impl Conditioner {
@@ -27,6 +31,7 @@ impl Conditioner {
         match self {
             Conditioner::Mlp(m) => m.forward(x),
             Conditioner::Residual(m) => m.forward(x),
+            Conditioner::Conv(m) => m.forward(x),
         }
     }
 
@@ -41,6 +46,10 @@ impl Conditioner {
                 let (y, c) = m.forward_cached(x);
                 (y, ConditionerCache::Residual(c))
             }
+            Conditioner::Conv(m) => {
+                let (y, c) = m.forward_cached(x);
+                (y, ConditionerCache::Conv(c))
+            }
         }
     }
 
@@ -49,6 +58,7 @@ impl Conditioner {
         match (self, cache) {
             (Conditioner::Mlp(m), ConditionerCache::Mlp(c)) => m.backward(c, grad_out, grads, true).expect("input gradient requested"),
             (Conditioner::Residual(m), ConditionerCache::Residual(c)) => m.backward(c, grad_out, grads),
+            (Conditioner::Conv(m), ConditionerCache::Conv(c)) => m.backward(c, grad_out, grads),
             _ => unreachable!("a conditioner's cache comes from its own forward pass"),
         }
     }
@@ -58,6 +68,7 @@ impl Conditioner {
         match self {
             Conditioner::Mlp(m) => m.params(),
             Conditioner::Residual(m) => m.params(),
+            Conditioner::Conv(m) => m.params(),
         }
     }
 
@@ -66,6 +77,7 @@ impl Conditioner {
         match self {
             Conditioner::Mlp(m) => m.params_mut(),
             Conditioner::Residual(m) => m.params_mut(),
+            Conditioner::Conv(m) => m.params_mut(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Conditioners: the networks that produce a transformer's parameters.
 
 mod conditioner;
+mod conv_net;
 mod layer_mask;
 mod made;
 mod mlp;
 mod residual;
 
 pub use conditioner::{Conditioner, ConditionerCache};
+pub use conv_net::{ConvNet, ConvNetCache};
 #[cfg(feature = "bench")]
 pub use layer_mask::masked_product_macs;
 pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};

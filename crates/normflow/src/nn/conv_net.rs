@@ -1,0 +1,139 @@
+//! Glow's coupling network on image rows (Kingma & Dhariwal 2018, arXiv:1807.03039, §3.3):
+//! 3×3 convolution → ReLU → 1×1 convolution → ReLU → 3×3 convolution, the last one starting at
+//! zero so that a new coupling is the identity. Hand-derived backward pass through the engine's
+//! convolution kernels.
+
+use crate::engine::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape, Matrix, Rng};
+
+/// The three convolutions' shapes and where their weights and biases sit in the flat
+/// parameters.
+#[derive(Clone, Copy, Debug)]
+struct Layer {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+}
+
+impl Layer {
+    fn weights(&self) -> usize {
+        self.out_channels * self.in_channels * self.kernel * self.kernel
+    }
+
+    fn len(&self) -> usize {
+        self.weights() + self.out_channels
+    }
+
+    fn shape(&self, batch: usize, image: ImageShape) -> Conv2dShape {
+        Conv2dShape {
+            batch,
+            in_channels: self.in_channels,
+            out_channels: self.out_channels,
+            height: image.height,
+            width: image.width,
+            kernel: self.kernel,
+        }
+    }
+}
+
+/// A convolutional conditioner from images of `input` channels to `out_channels` channels of the
+/// same height and width, through two hidden layers of `hidden` channels.
+#[derive(Clone, Debug)]
+pub struct ConvNet {
+    image: ImageShape,
+    layers: [Layer; 3],
+    params: Vec<f32>,
+}
+
+/// What [`ConvNet::backward`] needs from a forward pass: each layer's input.
+#[derive(Debug)]
+pub struct ConvNetCache {
+    inputs: [Vec<f32>; 3],
+    rows: usize,
+}
+
+impl ConvNet {
+    /// A network for input images of shape `input`, with `hidden` channels and `out_channels`
+    /// output channels: the first two layers drawn from `N(0, 1/fan_in)`, the last one zero.
+    pub fn new(input: ImageShape, hidden: usize, out_channels: usize, rng: &mut Rng) -> Self {
+        let layers = [
+            Layer { in_channels: input.channels, out_channels: hidden, kernel: 3 },
+            Layer { in_channels: hidden, out_channels: hidden, kernel: 1 },
+            Layer { in_channels: hidden, out_channels, kernel: 3 },
+        ];
+        let mut params = Vec::with_capacity(layers.iter().map(Layer::len).sum());
+        for (k, l) in layers.iter().enumerate() {
+            let std = (1.0 / (l.in_channels * l.kernel * l.kernel) as f64).sqrt();
+            params.extend((0..l.weights()).map(|_| if k < 2 { (std * rng.normal()) as f32 } else { 0.0 }));
+            params.extend(std::iter::repeat_n(0.0, l.out_channels));
+        }
+        Self { image: input, layers, params }
+    }
+
+    /// `(weights, biases)` of layer `k`.
+    fn layer_params(&self, k: usize) -> (&[f32], &[f32]) {
+        let start: usize = self.layers[..k].iter().map(Layer::len).sum();
+        let l = self.layers[k];
+        (&self.params[start..start + l.weights()], &self.params[start + l.weights()..start + l.len()])
+    }
+
+    fn run(&self, x: &Matrix, mut keep: impl FnMut(usize, &[f32])) -> Matrix {
+        let rows = x.rows();
+        let mut h = x.as_slice().to_vec();
+        for (k, l) in self.layers.iter().enumerate() {
+            keep(k, &h);
+            let (w, b) = self.layer_params(k);
+            let mut out = vec![0.0f32; rows * l.out_channels * self.image.pixels()];
+            conv2d_forward(l.shape(rows, self.image), &h, w, b, &mut out);
+            if k < 2 {
+                out.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+            h = out;
+        }
+        Matrix::from_vec(rows, self.layers[2].out_channels * self.image.pixels(), h)
+    }
+
+    /// Output for a batch of image rows.
+    pub fn forward(&self, x: &Matrix) -> Matrix {
+        self.run(x, |_, _| {})
+    }
+
+    /// Output and backward cache.
+    pub fn forward_cached(&self, x: &Matrix) -> (Matrix, ConvNetCache) {
+        let mut inputs: [Vec<f32>; 3] = Default::default();
+        let out = self.run(x, |k, h| inputs[k] = h.to_vec());
+        (out, ConvNetCache { inputs, rows: x.rows() })
+    }
+
+    /// Writes the parameter gradients into `grads` (overwritten) and returns the input gradient.
+    pub fn backward(&self, cache: &ConvNetCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
+        let mut g = grad_out.as_slice().to_vec();
+        for k in (0..3).rev() {
+            let l = self.layers[k];
+            let (w, _) = self.layer_params(k);
+            let (g_in, g_w, g_b) = conv2d_backward(l.shape(cache.rows, self.image), &cache.inputs[k], w, &g);
+            let start: usize = self.layers[..k].iter().map(Layer::len).sum();
+            grads[start..start + l.weights()].copy_from_slice(&g_w);
+            grads[start + l.weights()..start + l.len()].copy_from_slice(&g_b);
+            g = g_in;
+            if k > 0 {
+                // Through the ReLU that produced this layer's input: zero where it was clipped.
+                g.iter_mut().zip(&cache.inputs[k]).for_each(|(g, &h)| {
+                    if h <= 0.0 {
+                        *g = 0.0;
+                    }
+                });
+            }
+        }
+        Matrix::from_vec(cache.rows, self.image.len(), g)
+    }
+
+    /// The flat parameters.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The flat parameters, mutable.
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+}
