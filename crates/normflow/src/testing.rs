@@ -362,8 +362,8 @@ pub fn spline_options() -> HarnessOptions {
 /// harness, hooks through wrappers). A new layer joins every such test with one line here.
 pub fn registry() -> Vec<Case> {
     use crate::bijection::{
-        ActNorm, AffineCoupling, BatchNorm, Bounds, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive, Permutation,
-        SplineShape, Squeeze, Standardize, Transformer,
+        ActNorm, AffineCoupling, BatchNorm, Bounds, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive, OnPrefix,
+        Permutation, SplineShape, Squeeze, Standardize, Transformer,
     };
     let sequential = HarnessOptions { forward_gradients: false, ..Default::default() };
     vec![
@@ -452,6 +452,28 @@ pub fn registry() -> Vec<Case> {
                 )
             },
             options: HarnessOptions { param_scale: 0.15, ..spline_options() },
+        },
+        Case {
+            name: "coupling on a prefix",
+            build: |r| Box::new(OnPrefix::new(5, Box::new(AffineCoupling::new(3, 1, &[8], 0, Transformer::Affine, r).unwrap())).unwrap()),
+            options: HarnessOptions::default(),
+        },
+        Case {
+            name: "actnorm on a prefix",
+            build: |_| Box::new(OnPrefix::new(4, Box::new(ActNorm::new(2))).unwrap()),
+            options: HarnessOptions::default(),
+        },
+        Case {
+            name: "two-level Glow (levels, split prior, prefix)",
+            build: |r| {
+                crate::flows::GlowConfig::new(ImageShape { channels: 1, height: 4, width: 4 })
+                    .with_levels(2)
+                    .with_steps(1)
+                    .with_hidden(4)
+                    .levels(r)
+                    .unwrap()
+            },
+            options: HarnessOptions { param_scale: 0.1, ..Default::default() },
         },
         Case {
             name: "1x1 convolution",

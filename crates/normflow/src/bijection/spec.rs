@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Conv1x1, Dequantize, ImageShape, Invert, LuLinear, MaskedAutoregressive,
+    ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Conv1x1, Dequantize, ImageShape, Invert, LuLinear, MaskedAutoregressive, OnPrefix,
     Permutation, Squeeze, Standardize, Transformer,
 };
 use crate::engine::Rng;
@@ -71,6 +71,13 @@ pub enum BijectionSpec {
         channels: usize,
         /// Values per channel (1 for tabular rows, H·W for images).
         pixels: usize,
+    },
+    /// [`OnPrefix`].
+    OnPrefix {
+        /// Row width.
+        dim: usize,
+        /// The layer on the first columns.
+        inner: Box<BijectionSpec>,
     },
     /// [`Conv1x1`].
     Conv1x1 {
@@ -151,6 +158,7 @@ impl BijectionSpec {
             BijectionSpec::ActNorm { channels, pixels } => Box::new(ActNorm::per_channel(*channels, *pixels)),
             BijectionSpec::Squeeze { shape } => Box::new(Squeeze::new(*shape)?),
             BijectionSpec::Conv1x1 { shape } => Box::new(Conv1x1::new(*shape)?),
+            BijectionSpec::OnPrefix { dim, inner } => Box::new(OnPrefix::new(*dim, inner.build()?)?),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
             BijectionSpec::LuLinear { perm, whitens: false } => Box::new(LuLinear::new(perm.clone())?),
             BijectionSpec::LuLinear { perm, whitens: true } => Box::new(LuLinear::whitening(perm.len())?),

@@ -7,10 +7,12 @@
 //! data and carry their preprocessing; its statistics come from the training split when
 //! [`crate::train::fit`] starts.
 
+mod glow;
 mod maf;
 mod nsf;
 mod realnvp;
 
+pub use glow::GlowConfig;
 pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;

@@ -1,0 +1,153 @@
+//! Glow (Kingma & Dhariwal 2018, arXiv:1807.03039): a multiscale flow on images. Each level
+//! squeezes the image (2×2 pixels → 4 channels), runs `steps` of per-channel ActNorm → invertible
+//! 1×1 convolution → convolutional affine coupling, and (but the last) splits off half of its
+//! channels through a learned Gaussian conditioned on the other half (the split prior, itself an
+//! affine coupling); the next level works on the half that is kept.
+
+use crate::bijection::{ActNorm, AffineCoupling, Chain, Conv1x1, ImageShape, OnPrefix, Squeeze, Standardize, Transformer};
+use crate::engine::Rng;
+use crate::{Bijection, Error, Flow, Result};
+
+/// Configuration of a Glow flow on rows holding `C×H×W` images of 8-bit values (0..=255,
+/// dequantised by training).
+///
+/// The flow's data side maps pixel values `v` to `v/256 − 0.5` with its Jacobian, so its NLL is
+/// that of the dequantised 8-bit data and bits per dimension are `NLL / (C·H·W · ln 2)`.
+///
+/// # Example
+/// ```
+/// use normflow::{bijection::ImageShape, flows::GlowConfig, Rng};
+/// let image = ImageShape { channels: 1, height: 8, width: 8 };
+/// let flow = GlowConfig::new(image).with_levels(2).with_steps(2).with_hidden(16).init(&mut Rng::new(0)).unwrap();
+/// assert_eq!(flow.dim(), 64);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlowConfig {
+    /// The image shape of a row.
+    pub image: ImageShape,
+    /// Levels (squeezes); the height and width must be divisible by `2^levels` (default 2).
+    pub levels: usize,
+    /// Steps per level (default 4).
+    pub steps: usize,
+    /// Hidden channels of the coupling networks (default 64).
+    pub hidden: usize,
+    /// Additive instead of affine couplings (default false).
+    pub additive: bool,
+}
+
+impl GlowConfig {
+    /// Defaults for images of `image` shape.
+    pub fn new(image: ImageShape) -> Self {
+        Self { image, levels: 2, steps: 4, hidden: 64, additive: false }
+    }
+
+    /// Sets the number of levels.
+    pub fn with_levels(mut self, levels: usize) -> Self {
+        self.levels = levels;
+        self
+    }
+
+    /// Sets the steps per level.
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Sets the coupling networks' hidden channels.
+    pub fn with_hidden(mut self, hidden: usize) -> Self {
+        self.hidden = hidden;
+        self
+    }
+
+    /// Uses additive (volume-preserving) couplings.
+    pub fn with_additive(mut self, on: bool) -> Self {
+        self.additive = on;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let side = 1usize.checked_shl(self.levels as u32).unwrap_or(0);
+        if self.levels == 0 || self.levels > 8 || self.steps == 0 || self.steps > 256 || self.hidden == 0 || self.hidden > 4096 {
+            return Err(Error::config("Glow needs 1..=8 levels, 1..=256 steps per level and 1..=4096 hidden channels"));
+        }
+        if self.image.is_empty() || side == 0 || self.image.height % side != 0 || self.image.width % side != 0 {
+            return Err(Error::config(format!(
+                "Glow with {} levels needs images whose height and width divide by {side}, got {:?}",
+                self.levels, self.image
+            )));
+        }
+        let params = self.param_estimate();
+        if params > super::MAX_PARAMS {
+            return Err(Error::config(format!(
+                "this Glow would hold about {params} parameters, over the limit of {}; use fewer steps or hidden channels",
+                super::MAX_PARAMS
+            )));
+        }
+        Ok(())
+    }
+
+    /// Trainable parameters, counted before anything is allocated.
+    fn param_estimate(&self) -> u128 {
+        let h = self.hidden as u128;
+        // A coupling on c channels: 3×3 from c/2 to h, 1×1 from h to h, 3×3 from h to c.
+        let coupling = |c: u128| 9 * (c / 2) * h + h + h * h + h + 9 * h * c + c;
+        let mut channels = self.image.channels as u128 * 4;
+        let mut total = 0u128;
+        for level in 0..self.levels {
+            total += self.steps as u128 * (coupling(channels) + channels * channels + 4 * channels);
+            if level + 1 < self.levels {
+                total += coupling(channels);
+                channels = channels / 2 * 4;
+            }
+        }
+        total
+    }
+
+    /// Level `level` on images of `image` shape, in forward order (generative direction).
+    fn level(&self, image: ImageShape, level: usize, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
+        let squeezed = image.squeezed();
+        let transformer = if self.additive { Transformer::Additive } else { Transformer::Affine };
+        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
+        if level + 1 < self.levels {
+            let kept = ImageShape { channels: squeezed.channels / 2, ..squeezed };
+            layers.push(Box::new(OnPrefix::new(squeezed.len(), self.level(kept, level + 1, rng)?)?));
+            // The split prior: the factored-out half as a Gaussian given the kept half.
+            layers.push(Box::new(AffineCoupling::with_conv(squeezed, self.hidden, Transformer::Affine, rng)?));
+        }
+        for _ in 0..self.steps {
+            // Density direction: ActNorm, then 1×1 convolution, then coupling.
+            layers.push(Box::new(AffineCoupling::with_conv(squeezed, self.hidden, transformer, rng)?));
+            layers.push(Box::new(Conv1x1::new(squeezed)?));
+            layers.push(Box::new(ActNorm::per_channel(squeezed.channels, squeezed.pixels())));
+        }
+        layers.push(Box::new(Squeeze::new(image)?));
+        Ok(Box::new(Chain::new(layers)?))
+    }
+
+    /// The flow's bijection (forward: base → images).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for sizes out of range or images that `levels` squeezes cannot
+    /// halve.
+    pub fn bijection(&self, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
+        let d = self.image.len();
+        let pixels = Standardize::from_stats(vec![128.0; d], vec![256.0; d])?;
+        Ok(Box::new(Chain::new(vec![self.levels(rng)?, Box::new(pixels)])?))
+    }
+
+    /// The levels alone, without the pixel scaling of the data side.
+    pub(crate) fn levels(&self, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
+        self.validate()?;
+        self.level(self.image, 0, rng)
+    }
+
+    /// Builds the flow (couplings start as the identity, ActNorm from the first batch).
+    ///
+    /// # Errors
+    /// As [`GlowConfig::bijection`].
+    pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
+        let mut flow = Flow::new(self.bijection(rng)?);
+        flow.meta.name = "glow".into();
+        Ok(flow)
+    }
+}
