@@ -70,7 +70,7 @@ impl GlowConfig {
         if self.levels == 0 || self.levels > 8 || self.steps == 0 || self.steps > 256 || self.hidden == 0 || self.hidden > 4096 {
             return Err(Error::config("Glow needs 1..=8 levels, 1..=256 steps per level and 1..=4096 hidden channels"));
         }
-        if self.image.is_empty() || side == 0 || self.image.height % side != 0 || self.image.width % side != 0 {
+        if self.image.is_empty() || side == 0 || !self.image.height.is_multiple_of(side) || !self.image.width.is_multiple_of(side) {
             return Err(Error::config(format!(
                 "Glow with {} levels needs images whose height and width divide by {side}, got {:?}",
                 self.levels, self.image
