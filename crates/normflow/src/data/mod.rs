@@ -1,11 +1,13 @@
 //! Data: CSV and NPY readers and writers (atomic), and seeded 2-D toy generators.
 
 mod csv;
+mod idx;
 mod npy;
 pub mod toy;
 mod writer;
 
 pub use csv::{read_csv, read_header, write_csv, CsvChunks, CsvOptions};
+pub use idx::{read_idx, IdxData};
 pub use npy::{read_npy, write_npy};
 pub use writer::TableWriter;
 
