@@ -49,6 +49,7 @@ fn main() -> normflow::Result<()> {
         eval_every: Some(steps),
         val_frac: 0.02,
         min_gain_z: None,
+        init_rows: Some(2048),
         ..FitConfig::default()
     };
     let start = Instant::now();

@@ -49,6 +49,10 @@ pub struct FitConfig {
     /// point. On a small table, where a few validation rows cannot tell a real gain from noise,
     /// this keeps a flow from ending worse than the Gaussian. `None`: keep the best weights.
     pub min_gain_z: Option<f64>,
+    /// Initialise data-dependent layers (and re-measure batch statistics at the end) on at most
+    /// this many rows, drawn with the seed (`None`: every row). Images need only a sample;
+    /// tabular presets start as the Gaussian of exactly the rows they initialise on.
+    pub init_rows: Option<usize>,
 }
 
 impl Default for FitConfig {
@@ -65,6 +69,7 @@ impl Default for FitConfig {
             seed: 0,
             eval_every: None,
             min_gain_z: Some(2.0),
+            init_rows: None,
         }
     }
 }
@@ -215,8 +220,15 @@ pub fn fit(
     let x_val = if dequantized { flow.dequantize_rows(&x_val, &mut Rng::new(config.seed ^ 0x5eed))? } else { x_val };
     // Data-dependent layers (standardisation, whitening, ActNorm) see every row, validation
     // rows included, so that the starting point is the Gaussian of all the rows given.
-    let x_init = if dequantized { flow.dequantize_rows(x, &mut Rng::new(config.seed ^ 0x1417))? } else { x.clone() };
-    flow.data_init(&x_init, context)?;
+    let (x_init, c_init) = match config.init_rows {
+        Some(n) if n < x.rows() => {
+            let rows: Vec<usize> = Rng::new(config.seed ^ 0x1a17).permutation(x.rows()).into_iter().take(n.max(2)).collect();
+            (x.select_rows(&rows), context.map(|c| c.select_rows(&rows)))
+        }
+        _ => (x.clone(), context.cloned()),
+    };
+    let x_init = if dequantized { flow.dequantize_rows(&x_init, &mut Rng::new(config.seed ^ 0x1417))? } else { x_init };
+    flow.data_init(&x_init, c_init.as_ref())?;
     let mut noise_rng = Rng::new(config.seed ^ 0xdeca);
 
     let batch = config.batch_size.min(train_idx.len());
@@ -303,7 +315,7 @@ pub fn fit(
     }
     // Running averages lag the parameters (and belong to the last step, not the restored
     // best one): measure the statistics exactly for the final parameters.
-    flow.recalibrate(&x_init, context)?;
+    flow.recalibrate(&x_init, c_init.as_ref())?;
     history.summary = TrainingSummary {
         steps: step,
         epochs: epoch,
