@@ -59,6 +59,10 @@ pub enum Command {
     /// and evaluate the detector against labels.
     #[command(subcommand)]
     Anomaly(AnomalyCommand),
+    /// Image flows (Glow) on IDX image files (the MNIST format): train, evaluate in bits per
+    /// dimension, sample a grid.
+    #[command(subcommand)]
+    Image(ImageCommand),
     /// Time the common workloads (training step, log-prob, sampling) and print JSON lines.
     #[command(after_help = "Example:\n  normflow bench --flows coupling,maf --sizes S,M,L")]
     Bench(BenchArgs),
@@ -78,6 +82,107 @@ pub enum AnomalyCommand {
     /// Evaluate the detector on labelled rows: AUROC, average precision, precision/recall/F1.
     #[command(after_help = "Example:\n  normflow anomaly eval detector.safetensors test.csv --label-column outlier --json")]
     Eval(AnomalyEvalArgs),
+}
+
+/// The `image` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Train a Glow on 8-bit images (an IDX file, plain or gzip) and save the model.
+    #[command(
+        after_help = "Example:\n  normflow image train train-images-idx3-ubyte.gz --levels 2 --steps 4 --hidden 64 --minutes 10 -o glow.safetensors"
+    )]
+    Train(ImageTrainArgs),
+    /// Test bits per dimension of a model on images (an IDX file).
+    #[command(after_help = "Example:\n  normflow image eval glow.safetensors t10k-images-idx3-ubyte.gz --json")]
+    Eval(ImageEvalArgs),
+    /// Sample images into a PNG grid (or an .npy array of rows).
+    #[command(after_help = "Example:\n  normflow image sample glow.safetensors -n 64 --temperature 0.7 -o grid.png")]
+    Sample(ImageSampleArgs),
+}
+
+/// Flags of `image train`.
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct ImageTrainArgs {
+    /// Training images: an IDX file of unsigned bytes (plain or gzip).
+    pub data: PathBuf,
+    /// Where to save the model.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Levels (squeezes); the image height and width must divide by 2^levels.
+    #[arg(long, default_value_t = 2)]
+    pub levels: usize,
+    /// Steps per level.
+    #[arg(long, default_value_t = 4)]
+    pub steps: usize,
+    /// Hidden channels of the coupling networks.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// Additive instead of affine couplings.
+    #[arg(long)]
+    pub additive: bool,
+    /// Training time limit in minutes (the best validation weights are kept).
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Maximum number of epochs.
+    #[arg(long, default_value_t = 1000)]
+    pub epochs: usize,
+    /// Maximum number of optimisation steps.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Evaluate the validation images every this many steps.
+    #[arg(long, default_value_t = 200)]
+    pub eval_every: usize,
+    /// Fraction of images held out for validation.
+    #[arg(long, default_value_t = 0.02)]
+    pub val_frac: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print one JSON object with the training summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Flags of `image eval`.
+#[derive(Args, Debug)]
+pub struct ImageEvalArgs {
+    /// The model (from `image train`).
+    pub model: PathBuf,
+    /// Images: an IDX file of unsigned bytes of the model's image size.
+    pub data: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `image sample`.
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct ImageSampleArgs {
+    /// The model (from `image train`).
+    pub model: PathBuf,
+    /// Number of images.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    pub num: usize,
+    /// Temperature: the base draws are scaled by it (below 1: smoother, more typical images).
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Output: a .png grid, or .npy rows of pixel values.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Flags of `anomaly fit`.

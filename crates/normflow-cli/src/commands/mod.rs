@@ -4,6 +4,7 @@ mod anomaly;
 mod bench;
 mod demo;
 mod eval;
+mod image;
 mod info;
 mod map;
 mod sample;
@@ -56,6 +57,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Info(a) => info::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Anomaly(c) => anomaly::run(c),
+        Command::Image(c) => image::run(c),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -251,6 +251,22 @@ impl Flow {
         Ok((x, base_lp.iter().zip(&ld).map(|(a, b)| a - b).collect()))
     }
 
+    /// `n` samples at temperature `t`: base draws scaled by `t` before the forward map (Glow's
+    /// reduced-temperature sampling; `t = 1` is [`Flow::sample`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a temperature that is not positive and finite; as
+    /// [`Flow::sample`] otherwise.
+    pub fn sample_at_temperature(&self, n: usize, t: f32, context: Option<&Matrix>, rng: &mut Rng) -> Result<Matrix> {
+        if !(t > 0.0 && t.is_finite()) {
+            return Err(Error::config(format!("the temperature must be positive and finite, got {t}")));
+        }
+        check_context(context, self.context_dim(), n)?;
+        let mut z = self.base.sample(n, rng);
+        z.as_mut_slice().iter_mut().for_each(|v| *v *= t);
+        Ok(self.par_rows(&z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?.0)
+    }
+
     /// Sum over rows of `−log p(x)`, writing its gradient with respect to the parameters into
     /// `grads` (length [`Flow::num_params`], overwritten). Single-threaded; the training loop splits batches.
     ///

@@ -53,6 +53,9 @@ pub struct FitConfig {
     /// this many rows, drawn with the seed (`None`: every row). Images need only a sample;
     /// tabular presets start as the Gaussian of exactly the rows they initialise on.
     pub init_rows: Option<usize>,
+    /// Stop after this many seconds of training (`None`: no time limit); the best validation
+    /// weights are kept as for any other stop.
+    pub max_seconds: Option<f64>,
 }
 
 impl Default for FitConfig {
@@ -70,6 +73,7 @@ impl Default for FitConfig {
             eval_every: None,
             min_gain_z: Some(2.0),
             init_rows: None,
+            max_seconds: None,
         }
     }
 }
@@ -117,7 +121,7 @@ pub struct TrainingSummary {
     pub best_step: usize,
     /// Mean training NLL over the last evaluation period.
     pub final_train_nll: f64,
-    /// Why training stopped: "early_stopping", "max_epochs" or "max_steps".
+    /// Why training stopped: "early_stopping", "max_epochs", "max_steps" or "max_seconds".
     pub stopped: String,
     /// Wall-clock seconds.
     pub seconds: f64,
@@ -258,6 +262,10 @@ pub fn fit(
         epoch += 1;
         rng.shuffle(&mut order);
         for chunk in order.chunks(batch) {
+            if config.max_seconds.is_some_and(|limit| clock.elapsed().as_secs_f64() >= limit) {
+                stopped = "max_seconds";
+                break 'outer;
+            }
             if step >= budget {
                 break 'outer;
             }
@@ -302,7 +310,7 @@ pub fn fit(
             progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val });
         }
     }
-    if stopped != "early_stopping" && config.max_steps.is_some_and(|s| step >= s) {
+    if stopped == "max_epochs" && config.max_steps.is_some_and(|s| step >= s) {
         stopped = "max_steps";
     }
     flow.transform_mut().set_training(false);
