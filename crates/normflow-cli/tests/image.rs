@@ -93,4 +93,5 @@ fn image_commands_refuse_wrong_sizes_labels_and_tabular_models() {
     ok(&["train", s(&data), "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&tabular)]);
     assert!(fails(&["image", "sample", s(&tabular), "-o", s(&t.path("g.png"))]).contains("not an image model"));
     assert!(fails(&["image", "sample", s(&model), "--temperature", "-1", "-o", s(&t.path("g.png"))]).contains("temperature"));
+    assert!(fails(&["image", "sample", s(&model), "-o", s(&t.path("g.jpg"))]).contains(".png, .npy or .csv"));
 }

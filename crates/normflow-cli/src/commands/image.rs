@@ -134,7 +134,14 @@ fn eval(a: ImageEvalArgs) -> Result<(), CliError> {
 fn sample(a: ImageSampleArgs) -> Result<(), CliError> {
     let format = match a.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
         Some("png") => None,
-        _ => Some(Format::for_output(&a.output)?),
+        Some("npy") => Some(Format::Npy),
+        Some("csv") | None => Some(Format::Csv),
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "{}: cannot write '.{other}' files; name the output .png, .npy or .csv",
+                a.output.display()
+            )))
+        }
     };
     if a.num == 0 || a.num > 10_000 {
         return Err(CliError::Usage("-n must be in 1..=10000 images".into()));
