@@ -8,11 +8,12 @@ model. Published results (pyod, same protocol) are printed beside ours.
 With --normal-only the flow is fitted on the training split's normal rows only (the labels are
 used to drop the outliers: a semi-supervised protocol, not pyod's); the test split is unchanged.
 
-Without labels the fit drops its own highest-NLL rows (the --contamination share) and fits
-again, so that the outliers among the training rows do not shape the density.
+Without labels `anomaly fit` first drops the gross outliers of a robust Gaussian (at most the
+--contamination share; see its --trim) and smooths the training rows with Gaussian noise
+(--smoothing auto), so that the outliers among the training rows do not shape the density.
 
-Usage: python bench/anomaly/odds.py [--datasets shuttle,pima] [--seeds 10] [--flow maf]
-                                    [--epochs 30] [--contamination 0.1] [--normal-only] [--normflow PATH]
+Usage: python bench/anomaly/odds.py [--datasets shuttle,pima] [--seeds 10] [--flow nsf]
+                                    [--epochs 200] [--contamination 0.1] [--normal-only] [--normflow PATH]
 """
 
 import argparse
@@ -33,8 +34,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="shuttle,pima")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--flow", default="maf")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--flow", default="nsf", help="flow architecture (the CLI's default: nsf)")
+    ap.add_argument("--epochs", type=int, default=200, help="epoch limit (the CLI's default: 200)")
     ap.add_argument("--normal-only", action="store_true")
     ap.add_argument("--no-dequantize", action="store_true", help="treat integer columns as continuous")
     ap.add_argument("--contamination", type=float, default=0.1,
@@ -60,7 +61,7 @@ def main():
                 for p, idx in ((tr, perm[:n_tr]), (te, perm[n_tr:])):
                     np.savetxt(p, np.column_stack([x[idx], y[idx]]), delimiter=",", header=header, comments="", fmt="%.10g")
                 cmd = [a.normflow, "anomaly", "fit", tr, "--columns", ",".join(cols), "--flow", a.flow, "--epochs", str(a.epochs),
-                       "--lr", "1e-3", "--seed", str(seed), "--contamination", str(a.contamination), "-q", "-o", model]
+                       "--seed", str(seed), "--contamination", str(a.contamination), "-q", "-o", model]
                 if integer_cols and not a.no_dequantize:
                     cmd += ["--dequantize", ",".join(integer_cols)]
                 cmd += a.fit_args.split()

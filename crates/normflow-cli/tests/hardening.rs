@@ -198,3 +198,44 @@ fn model_sizes_beyond_the_parameter_budget_are_refused_before_any_allocation() {
     assert!(err.contains("--steps and --reps must be at most"), "{err}");
     assert!(started.elapsed().as_secs() < 20, "refused at once, not after allocating");
 }
+
+#[test]
+fn smoothing_takes_auto_or_a_factor_and_every_trim_mode_fits() {
+    let t = TempDir::new("smoothing");
+    let (data, _) = trained(&t);
+    let m = t.path("m.safetensors");
+    for bad in ["-0.5", "abc", "inf"] {
+        let err = fails(&["train", &data, "--smoothing", bad, "--epochs", "1", "-q", "-o", s(&m)]);
+        assert!(err.contains("'auto' or a finite number"), "{bad}: {err}");
+    }
+    let err = fails(&["train", &data, "--smoothing", "0.5", "--bounds", "-,-", "-q", "-o", s(&m)]);
+    assert!(err.contains("--bounds"), "{err}");
+    ok(&["train", &data, "--smoothing", "auto", "--flow", "realnvp", "--layers", "1", "--hidden", "8", "--epochs", "1", "-q", "-o", s(&m)]);
+    for trim in ["gross", "central", "flow", "none"] {
+        let out = normflow(&[
+            "anomaly",
+            "fit",
+            &data,
+            "--trim",
+            trim,
+            "--flow",
+            "realnvp",
+            "--layers",
+            "1",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "-o",
+            s(&m),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{trim}: {err}");
+        let said = match trim {
+            "gross" | "central" => "suspected outliers before the fit",
+            "flow" => "fitting again without its",
+            _ => "fitted",
+        };
+        assert!(err.contains(said), "{trim}: {err}");
+    }
+}

@@ -177,6 +177,47 @@ fn unlabelled_outliers_are_trimmed_before_an_anomaly_fit() {
     let outliers_kept = kept.iter().filter(|&&i| i % 100 < 7).count();
     assert_eq!(outliers_kept, 0, "every outlier is trimmed");
     assert!(normflow::anomaly::central_rows(&x, 0.0).is_err() && normflow::anomaly::central_rows(&x, 1.5).is_err());
+    // Only the gross outliers go: the cluster, and at most a few of the 930 normal rows.
+    let kept = normflow::anomaly::without_gross_outliers(&x, 0.9).unwrap();
+    assert_eq!(kept.iter().filter(|&&i| i % 100 < 7).count(), 0, "every outlier is trimmed");
+    assert!(kept.len() >= 925, "{} of 930 normal rows kept", kept.len());
+}
+
+#[test]
+fn a_zero_inflated_column_is_not_trimmed_as_outliers() {
+    // As pima's insulin column: 30% zeros (missing values) beside N(100, 20) readings. The zeros
+    // are part of the normal population; the trim fraction is only a cap.
+    let mut rng = Rng::new(5);
+    let mut data = Vec::new();
+    for i in 0..2000 {
+        let reading = if i % 10 < 3 { 0.0 } else { 100.0 + 20.0 * rng.normal() };
+        data.extend([reading as f32, rng.normal() as f32]);
+    }
+    let x = Matrix::from_vec(2000, 2, data);
+    let kept = normflow::anomaly::without_gross_outliers(&x, 0.9).unwrap();
+    assert!(kept.len() >= 1980, "{} of 2000 rows kept", kept.len());
+    assert_eq!(normflow::anomaly::central_rows(&x, 0.9).unwrap().len(), 1800, "the fixed-share trim drops 10% regardless");
+}
+
+#[test]
+fn smoothing_fits_the_density_widened_by_its_kernel() {
+    use normflow::train::{fit, FitConfig};
+    // N(0, I) data smoothed with h = 0.75: the fitted density is N(0, (1 + h²) I), whose samples
+    // have variance 1.5625 per column; without smoothing the variance stays near 1.
+    let x = gaussian_columns(4000, &[(0.0, 1.0), (0.0, 1.0)], 9);
+    for (h, want) in [(None, 1.0), (Some(0.75), 1.5625)] {
+        let flow = RealNvpConfig::new(2).with_layers(2).with_hidden(vec![16]).init(&mut Rng::new(0)).unwrap();
+        let config = FitConfig { max_epochs: 5, smoothing: h, ..FitConfig::default() };
+        let (flow, _) = fit(flow, &x, None, &config, &mut |_| {}).unwrap();
+        let samples = flow.sample(20_000, None, &mut Rng::new(1)).unwrap();
+        for j in 0..2 {
+            let (_, var) = column_stats(&samples, j);
+            assert!((var / want - 1.0).abs() < 0.06, "smoothing {h:?}, column {j}: variance {var}, want {want}");
+        }
+    }
+    let flow = RealNvpConfig::new(2).init(&mut Rng::new(0)).unwrap();
+    let err = fit(flow, &x, None, &FitConfig { smoothing: Some(-1.0), ..FitConfig::default() }, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("smoothing"), "{err}");
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `normflow anomaly fit | score | eval`: anomaly detection with a flow's exact likelihood.
 
-use normflow::anomaly::{auroc, average_precision, central_rows, Confusion, Threshold};
+use normflow::anomaly::{auroc, average_precision, central_rows, without_gross_outliers, Confusion, Threshold};
 use normflow::data::{read_table, CsvChunks, CsvOptions, Format, Table, TableWriter};
 use normflow::io::write_atomic;
 use normflow::{Flow, Matrix, Rng};
@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::train::{fit_rows, read_training_rows, TrainingRows};
 use super::{print_json, CliError};
-use crate::cli::{AnomalyCommand, AnomalyEvalArgs, AnomalyFitArgs, AnomalyScoreArgs};
+use crate::cli::{AnomalyCommand, AnomalyEvalArgs, AnomalyFitArgs, AnomalyScoreArgs, Smoothing, Trim};
 use crate::input::{columns_by_name, load_model, read_for_model, Selection};
 use crate::output::write_rows;
 
@@ -43,6 +43,12 @@ fn scores(flow: &Flow, data: &Matrix, context: Option<&Matrix>) -> Result<Vec<f3
     Ok(flow.log_prob(data, context)?.iter().map(|v| if v.is_finite() { -v } else { f32::MAX }).collect())
 }
 
+/// The rows `idx` of `rows`.
+fn keep(rows: &TrainingRows, idx: &[usize]) -> TrainingRows {
+    let pick = |t: &Table| Table { data: t.data.select_rows(idx), columns: t.columns.clone() };
+    TrainingRows { data: pick(&rows.data), context: rows.context.as_ref().map(pick) }
+}
+
 fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
     let quantile = a.threshold_quantile.unwrap_or(1.0 - a.contamination.unwrap_or(0.01));
     if !(quantile > 0.0 && quantile < 1.0) {
@@ -71,18 +77,31 @@ fn fit(a: AnomalyFitArgs) -> Result<(), CliError> {
         )));
     }
     let (cal, train) = normal.split_at(n_cal);
-    let pick = |t: &Table, idx: &[usize]| Table { data: t.data.select_rows(idx), columns: t.columns.clone() };
-    let train_rows = TrainingRows { data: pick(&rows.data, train), context: rows.context.as_ref().map(|c| pick(c, train)) };
+    let train_rows = keep(&rows, train);
     // Without labels the rows may hold the very outliers to detect, and a flow learns them as
-    // modes: fit it on the rows most central under a robust Gaussian (the expected
-    // contamination trimmed away).
-    let train_rows = if a.label_column.is_none() {
-        let kept = central_rows(&train_rows.data.data, quantile)?;
-        TrainingRows { data: pick(&train_rows.data, &kept), context: train_rows.context.as_ref().map(|c| pick(c, &kept)) }
-    } else {
-        train_rows
+    // modes: fit the final flow without the expected contamination.
+    let (mut flow, history) = match (&a.label_column, a.trim) {
+        (None, Trim::Flow) => {
+            let (first, _) = fit_rows(&a.train, &train_rows, Smoothing::Auto)?;
+            let ctx = train_rows.context.as_ref().map(|c| &c.data);
+            let train_scores = scores(&first, &train_rows.data.data, ctx)?;
+            let cut = Threshold::calibrate(&train_scores, quantile)?.threshold;
+            let kept: Vec<usize> = (0..train_scores.len()).filter(|&i| f64::from(train_scores[i]) <= cut).collect();
+            if !a.train.quiet && !a.train.json {
+                eprintln!("first fit done; fitting again without its {} worst-scored rows", train_scores.len() - kept.len());
+            }
+            fit_rows(&a.train, &keep(&train_rows, &kept), Smoothing::Auto)?
+        }
+        (None, Trim::Central | Trim::Gross) => {
+            let x = &train_rows.data.data;
+            let kept = if a.trim == Trim::Central { central_rows(x, quantile)? } else { without_gross_outliers(x, quantile)? };
+            if !a.train.quiet && !a.train.json {
+                eprintln!("trimmed {} suspected outliers before the fit", x.rows() - kept.len());
+            }
+            fit_rows(&a.train, &keep(&train_rows, &kept), Smoothing::Auto)?
+        }
+        _ => fit_rows(&a.train, &train_rows, Smoothing::Auto)?,
     };
-    let (mut flow, history) = fit_rows(&a.train, &train_rows)?;
     let cal_ctx = rows.context.as_ref().map(|c| c.data.select_rows(cal));
     let cal_scores = scores(&flow, &rows.data.data.select_rows(cal), cal_ctx.as_ref())?;
     let threshold = Threshold::calibrate(&cal_scores, quantile)?;

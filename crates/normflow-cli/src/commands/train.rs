@@ -4,12 +4,12 @@ use normflow::bijection::{Bounds, Dequantize, Interval};
 use normflow::data::Table;
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
-use normflow::train::{fit, FitConfig, History, LrSchedule};
+use normflow::train::{fit, scott_factor, FitConfig, History, LrSchedule};
 use normflow::{Flow, Rng};
 use serde_json::json;
 
 use super::{print_json, CliError};
-use crate::cli::{FlowKind, TrainArgs};
+use crate::cli::{FlowKind, Smoothing, TrainArgs};
 use crate::input::CONTEXT_COLUMNS_KEY;
 use crate::progress::TrainingBar;
 
@@ -111,8 +111,9 @@ pub(crate) fn read_training_rows(a: &TrainArgs, also_drop: &[String]) -> Result<
     Ok(TrainingRows { data, context })
 }
 
-/// Builds the flow the flags describe and fits it to `rows` (with a progress bar).
-pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows) -> Result<(Flow, History), CliError> {
+/// Builds the flow the flags describe and fits it to `rows` (with a progress bar); without
+/// `--smoothing` the fit smooths as `default_smoothing` says.
+pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Smoothing) -> Result<(Flow, History), CliError> {
     let (table, context) = (&rows.data, &rows.context);
     let dim = table.data.cols();
     let mut flow = build_flow(a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
@@ -149,6 +150,11 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows) -> Result<(Flow, Hist
         patience: (a.patience > 0).then_some(a.patience),
         schedule: if a.cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
         seed: a.seed,
+        // Noise could carry a bounded column past its bounds: no default smoothing with --bounds.
+        smoothing: match a.smoothing.unwrap_or(if a.bounds.is_some() { Smoothing::Factor(0.0) } else { default_smoothing }) {
+            Smoothing::Auto => Some(scott_factor(table.data.rows(), dim)),
+            Smoothing::Factor(h) => Some(h),
+        },
         ..FitConfig::default()
     };
     let bar = TrainingBar::new(a.quiet);
@@ -167,7 +173,7 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows) -> Result<(Flow, Hist
 pub fn run(a: TrainArgs) -> Result<(), CliError> {
     let rows = read_training_rows(&a, &[])?;
     let dim = rows.data.data.cols();
-    let (flow, history) = fit_rows(&a, &rows)?;
+    let (flow, history) = fit_rows(&a, &rows, Smoothing::Factor(0.0))?;
     flow.save(&a.output)?;
     let s = &history.summary;
     if a.json {

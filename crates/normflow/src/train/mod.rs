@@ -3,8 +3,10 @@
 
 mod fit;
 mod reverse_kl;
+mod smoothing;
 mod trainer;
 
 pub use fit::{fit, FitConfig, FitProgress, History, LrSchedule, TrainingSummary};
 pub use reverse_kl::{fit_reverse_kl, ElboReport, LogDensity, ReverseKlConfig};
+pub use smoothing::scott_factor;
 pub use trainer::Trainer;

@@ -3,9 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bijection::whitening::{gaussian_fit, squared_distances};
-use crate::engine::Matrix;
 use crate::{Error, Result};
+
+mod robust;
+
+pub use robust::{central_rows, without_gross_outliers};
 
 /// Most calibration scores kept in a model (an evenly spaced subset of the sorted scores beyond
 /// that, enough for percentiles to 1e-4).
@@ -158,40 +160,6 @@ fn ratio(a: usize, b: usize) -> f64 {
     } else {
         a as f64 / b as f64
     }
-}
-
-/// The indices (ascending) of the `keep` fraction of rows of `x` most central under a robust
-/// Gaussian, by concentration steps (Rousseeuw & Van Driessen 1999) from all rows: fit a
-/// Gaussian to the kept rows, keep the rows nearest to it in Mahalanobis distance, repeat until
-/// the kept set stops changing (at most 30 steps). Outliers among unlabelled training rows
-/// inflate a plain Gaussian, and a flow learns them as modes; trimming them first lets a
-/// detector model the normal rows.
-///
-/// # Errors
-/// [`Error::InvalidConfig`] for `keep` outside (0, 1]; [`Error::NotEnoughData`] when fewer
-/// than two rows would be kept.
-pub fn central_rows(x: &Matrix, keep: f64) -> Result<Vec<usize>> {
-    if !(keep > 0.0 && keep <= 1.0) {
-        return Err(Error::config(format!("the fraction of rows to keep must be in (0, 1], got {keep}")));
-    }
-    let h = ((x.rows() as f64) * keep).ceil() as usize;
-    if h < 2 {
-        return Err(Error::NotEnoughData(format!("{} rows leave {h} to keep; at least 2 are needed", x.rows())));
-    }
-    let mut kept: Vec<usize> = (0..x.rows()).collect();
-    for _ in 0..30 {
-        let (mean, c) = gaussian_fit(&x.select_rows(&kept));
-        let dist = squared_distances(x, &mean, &c);
-        let mut order: Vec<usize> = (0..x.rows()).collect();
-        order.sort_by(|&a, &b| dist[a].total_cmp(&dist[b]));
-        let mut next = order[..h].to_vec();
-        next.sort_unstable();
-        if next == kept {
-            break;
-        }
-        kept = next;
-    }
-    Ok(kept)
 }
 
 #[cfg(test)]
