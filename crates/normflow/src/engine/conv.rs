@@ -1,6 +1,9 @@
 //! 2-D convolution for image flows (stride 1, "same" zero padding, odd square kernels, 1×1
-//! included): forward, input gradient and weight/bias gradients, as matrix products over an
-//! im2col buffer (`gemm`), with the images of a batch spread over the worker threads.
+//! included): forward, input gradient and weight/bias gradients, as matrix products (`gemm`).
+//! Each worker thread takes a contiguous block of the batch and gathers its images in groups
+//! into one wide matrix per product; a k×k convolution goes through im2col when it widens the
+//! channels, and through a stacked-weight product with shifted sums (no im2col) when it
+//! narrows them (see `Plan`).
 //!
 //! Layout: an image is one row of `channels × height × width` values (C×H×W, row-major), a
 //! batch is `batch` such rows; weights are `[out_channels, in_channels, k, k]`, biases
@@ -9,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
-use super::threads::map_row_ranges;
+use super::pool;
 
 /// The shape of the images a row holds: `channels × height × width` values, row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,63 +106,176 @@ impl Conv2dShape {
 /// Images per worker at the least (smaller batches stay on one thread).
 const MIN_IMAGES_PER_THREAD: usize = 2;
 
-/// im2col of one image: row `(c, dy, dx)` of `col` holds input channel `c` shifted by the
-/// kernel offset `(dy, dx)` around each pixel, zero outside the image.
-fn im2col(s: &Conv2dShape, image: &[f32], col: &mut [f32]) {
-    let (h, w, k, r) = (s.height, s.width, s.kernel, s.kernel / 2);
-    for c in 0..s.in_channels {
-        let plane = &image[c * h * w..(c + 1) * h * w];
-        for dy in 0..k {
-            for dx in 0..k {
-                let row = &mut col[((c * k + dy) * k + dx) * h * w..][..h * w];
-                for y in 0..h {
-                    let sy = y as isize + dy as isize - r as isize;
-                    let out = &mut row[y * w..(y + 1) * w];
-                    if sy < 0 || sy >= h as isize {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[sy as usize * w..(sy as usize + 1) * w];
-                    for (x, o) in out.iter_mut().enumerate() {
-                        let sx = x as isize + dx as isize - r as isize;
-                        *o = if sx < 0 || sx >= w as isize { 0.0 } else { src[sx as usize] };
-                    }
-                }
+/// Pixels per product: a worker takes its images in groups whose pixels add up to about this
+/// many, so that a small image (7×7, 14×14) still gives the product a wide matrix.
+const GROUP_PIXELS: usize = 1024;
+
+/// How a convolution maps onto matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// 1×1: `out = W x`, one product.
+    Pointwise,
+    /// `k×k` with at least as many output channels as input channels: im2col (one row per
+    /// input channel and kernel offset), then `out = W col`.
+    InputSide,
+    /// `k×k` with fewer output channels than input channels (a conditioner's last layer):
+    /// `Z = W_stack x` with the k² offset slices of W stacked as rows, then each slice of Z
+    /// shifted onto the output. No im2col, and a product k² times taller than the output.
+    OutputSide,
+}
+
+impl Conv2dShape {
+    fn plan(&self) -> Plan {
+        match self.kernel {
+            1 => Plan::Pointwise,
+            _ if self.out_channels < self.in_channels => Plan::OutputSide,
+            _ => Plan::InputSide,
+        }
+    }
+
+    /// Images per product group.
+    fn group(&self) -> usize {
+        GROUP_PIXELS.div_ceil(self.pixels().max(1)).max(1)
+    }
+
+    /// Kernel offsets `(dy, dx)` in row-major order, as signed shifts from the centre.
+    fn offsets(&self) -> impl Iterator<Item = (isize, isize)> {
+        let (k, r) = (self.kernel as isize, (self.kernel / 2) as isize);
+        (0..k * k).map(move |i| (i / k - r, i % k - r))
+    }
+}
+
+/// Copies `images` consecutive images of `channels × pixels` values from `src` into `dst` as
+/// one `channels × (images · pixels)` matrix (channel-major across the group).
+fn gather(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32]) {
+    let cols = images * pixels;
+    for i in 0..images {
+        for c in 0..channels {
+            dst[c * cols + i * pixels..][..pixels].copy_from_slice(&src[(i * channels + c) * pixels..][..pixels]);
+        }
+    }
+}
+
+/// The inverse of [`gather`]: writes (or adds, with `add`) the group matrix back as images.
+fn scatter(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32], add: bool) {
+    let cols = images * pixels;
+    for i in 0..images {
+        for c in 0..channels {
+            let (from, to) = (&src[c * cols + i * pixels..][..pixels], &mut dst[(i * channels + c) * pixels..][..pixels]);
+            if add {
+                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
+            } else {
+                to.copy_from_slice(from);
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds each row of `col` back onto the input pixels it was read from.
-fn col2im_add(s: &Conv2dShape, col: &[f32], image: &mut [f32]) {
-    let (h, w, k, r) = (s.height, s.width, s.kernel, s.kernel / 2);
+/// For every pixel `(y, x)` of an `h × w` plane whose shift `(y + dy, x + dx)` lies inside,
+/// `dst[y, x] += src[y + dy, x + dx]`: a shifted copy with zero padding, row segment by segment.
+fn add_shifted(dst: &mut [f32], src: &[f32], h: usize, w: usize, (dy, dx): (isize, isize)) {
+    let (ys, xs) = (valid(h, dy), valid(w, dx));
+    for y in ys {
+        let sy = (y as isize + dy) as usize;
+        let (d, s) = (&mut dst[y * w..][xs.clone()], &src[sy * w + (xs.start as isize + dx) as usize..][..xs.len()]);
+        d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// The positions `p` in `0..n` with `p + shift` also in `0..n`.
+fn valid(n: usize, shift: isize) -> std::ops::Range<usize> {
+    let lo = (-shift).max(0) as usize;
+    let hi = (n as isize - shift.max(0)).max(lo as isize) as usize;
+    lo.min(n)..hi.min(n)
+}
+
+/// im2col of a group: row `(c, offset)` of `col` (`images · pixels` columns) holds channel `c`
+/// of each image shifted by the kernel offset, zero outside the image. `x` is the group as
+/// gathered by [`gather`].
+fn im2col(s: &Conv2dShape, x: &[f32], images: usize, col: &mut [f32]) {
+    let (h, w, p) = (s.height, s.width, s.pixels());
+    let cols = images * p;
+    col[..s.patch_len() * cols].fill(0.0);
     for c in 0..s.in_channels {
-        let plane = &mut image[c * h * w..(c + 1) * h * w];
-        for dy in 0..k {
-            for dx in 0..k {
-                let row = &col[((c * k + dy) * k + dx) * h * w..][..h * w];
-                for y in 0..h {
-                    let sy = y as isize + dy as isize - r as isize;
-                    if sy < 0 || sy >= h as isize {
-                        continue;
-                    }
-                    let dst = &mut plane[sy as usize * w..(sy as usize + 1) * w];
-                    for (x, &v) in row[y * w..(y + 1) * w].iter().enumerate() {
-                        let sx = x as isize + dx as isize - r as isize;
-                        if sx >= 0 && sx < w as isize {
-                            dst[sx as usize] += v;
-                        }
-                    }
-                }
+        for (k, off) in s.offsets().enumerate() {
+            let row = &mut col[(c * s.kernel * s.kernel + k) * cols..][..cols];
+            for i in 0..images {
+                add_shifted(&mut row[i * p..][..p], &x[c * cols + i * p..][..p], h, w, off);
             }
         }
     }
 }
 
-/// Runs `f(first_image, images)` over contiguous blocks of the batch in parallel, in order.
-fn over_images<T: Send>(s: &Conv2dShape, f: impl Fn(std::ops::Range<usize>) -> T + Sync) -> Vec<T> {
-    map_row_ranges(s.batch, MIN_IMAGES_PER_THREAD, f)
+/// The adjoint of [`im2col`]: adds each row of `col` back onto the pixels it was read from.
+fn col2im_add(s: &Conv2dShape, col: &[f32], images: usize, x: &mut [f32]) {
+    let (h, w, p) = (s.height, s.width, s.pixels());
+    let cols = images * p;
+    for c in 0..s.in_channels {
+        for (k, (dy, dx)) in s.offsets().enumerate() {
+            let row = &col[(c * s.kernel * s.kernel + k) * cols..][..cols];
+            for i in 0..images {
+                add_shifted(&mut x[c * cols + i * p..][..p], &row[i * p..][..p], h, w, (-dy, -dx));
+            }
+        }
+    }
 }
+
+/// W `[out, in, k, k]` restacked as `[k² · out, in]`: one `out × in` slice per kernel offset.
+fn stack_weight(s: &Conv2dShape, weight: &[f32], stacked: &mut [f32]) {
+    let kk = s.kernel * s.kernel;
+    for o in 0..s.out_channels {
+        for c in 0..s.in_channels {
+            for k in 0..kk {
+                stacked[(k * s.out_channels + o) * s.in_channels + c] = weight[(o * s.in_channels + c) * kk + k];
+            }
+        }
+    }
+}
+
+/// The inverse of [`stack_weight`], added onto `weight`.
+fn unstack_weight_add(s: &Conv2dShape, stacked: &[f32], weight: &mut [f32]) {
+    let kk = s.kernel * s.kernel;
+    for o in 0..s.out_channels {
+        for c in 0..s.in_channels {
+            for k in 0..kk {
+                weight[(o * s.in_channels + c) * kk + k] += stacked[(k * s.out_channels + o) * s.in_channels + c];
+            }
+        }
+    }
+}
+
+/// A worker's share of a convolution: its images, their input values, their output values.
+type ImageBlockWork<'a> = dyn Fn(std::ops::Range<usize>, &[f32], &mut [f32]) + Sync + 'a;
+
+/// Splits the batch over the workers; each runs `f(images, input_block, output_block)` on its
+/// contiguous block of images, its slices of `input` and `out` (`in_len`, `out_len` values
+/// per image).
+fn over_image_blocks(batch: usize, input: &[f32], in_len: usize, out: &mut [f32], out_len: usize, f: &ImageBlockWork) {
+    let parts = super::threads::worker_count(batch, MIN_IMAGES_PER_THREAD);
+    let base = SendMut(out.as_mut_ptr());
+    super::threads::for_each_part(parts, &|p| {
+        let r = super::threads::part_range(batch, parts, p);
+        // SAFETY: the parts' image ranges are disjoint and `out` stays mutably borrowed until
+        // every part has finished.
+        let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start * out_len), r.len() * out_len) };
+        f(r.clone(), &input[r.start * in_len..r.end * in_len], block);
+    });
+}
+
+/// A raw output pointer the parts share; each writes only its own images.
+#[derive(Clone, Copy)]
+struct SendMut(*mut f32);
+
+impl SendMut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+// SAFETY: see `over_image_blocks`: every part writes a disjoint region.
+unsafe impl Send for SendMut {}
+// SAFETY: as above.
+unsafe impl Sync for SendMut {}
 
 /// `out = conv(input, weight) + bias` for every image of the batch.
 ///
@@ -168,28 +284,57 @@ fn over_images<T: Send>(s: &Conv2dShape, f: impl Fn(std::ops::Range<usize>) -> T
 /// where an image layer meets its input).
 pub fn conv2d_forward(s: Conv2dShape, input: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     s.check(input.len(), weight.len(), bias.len(), out.len());
-    let (pixels, patch) = (s.pixels(), s.patch_len());
-    let blocks = over_images(&s, |range| {
-        let mut col = vec![0.0f32; patch * pixels];
-        let mut block = vec![0.0f32; range.len() * s.output_len()];
-        for (i, n) in range.enumerate() {
-            let o = &mut block[i * s.output_len()..(i + 1) * s.output_len()];
-            for (c, plane) in o.chunks_mut(pixels).enumerate() {
-                plane.fill(bias[c]);
-            }
-            if s.kernel == 1 {
-                matmul_ab(o, weight, &input[n * s.input_len()..(n + 1) * s.input_len()], s.out_channels, pixels, patch, true);
-            } else {
-                im2col(&s, &input[n * s.input_len()..(n + 1) * s.input_len()], &mut col);
-                matmul_ab(o, weight, &col, s.out_channels, pixels, patch, true);
-            }
-        }
-        block
+    let plan = s.plan();
+    let stacked = (plan == Plan::OutputSide).then(|| {
+        let mut w = pool::scratch(s.weight_len());
+        stack_weight(&s, weight, &mut w);
+        w
     });
-    let mut at = 0;
-    for b in blocks {
-        out[at..at + b.len()].copy_from_slice(&b);
-        at += b.len();
+    let (pixels, group) = (s.pixels(), s.group());
+    over_image_blocks(s.batch, input, s.input_len(), out, s.output_len(), &|range, input, out| {
+        let mut x = pool::scratch(s.in_channels * group * pixels);
+        let mut y = pool::scratch(s.out_channels * group * pixels);
+        let mut work = pool::scratch(match plan {
+            Plan::Pointwise => 0,
+            Plan::InputSide => s.patch_len() * group * pixels,
+            Plan::OutputSide => s.kernel * s.kernel * s.out_channels * group * pixels,
+        });
+        for first in (0..range.len()).step_by(group) {
+            let n = group.min(range.len() - first);
+            let cols = n * pixels;
+            gather(&input[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
+            for (c, row) in y.chunks_mut(cols).take(s.out_channels).enumerate() {
+                row.fill(bias[c]);
+            }
+            match plan {
+                Plan::Pointwise => matmul_ab(&mut y, weight, &x, s.out_channels, cols, s.in_channels, true),
+                Plan::InputSide => {
+                    im2col(&s, &x, n, &mut work);
+                    matmul_ab(&mut y, weight, &work, s.out_channels, cols, s.patch_len(), true);
+                }
+                Plan::OutputSide => {
+                    let w = stacked.as_deref().expect("stacked for this plan");
+                    let rows = s.kernel * s.kernel * s.out_channels;
+                    matmul_ab(&mut work, w, &x, rows, cols, s.in_channels, false);
+                    for (k, off) in s.offsets().enumerate() {
+                        for o in 0..s.out_channels {
+                            let z = &work[(k * s.out_channels + o) * cols..][..cols];
+                            let dst = &mut y[o * cols..][..cols];
+                            for i in 0..n {
+                                add_shifted(&mut dst[i * pixels..][..pixels], &z[i * pixels..][..pixels], s.height, s.width, off);
+                            }
+                        }
+                    }
+                }
+            }
+            scatter(&y, n, s.out_channels, pixels, &mut out[first * s.output_len()..], false);
+        }
+        for v in [x, y, work] {
+            pool::give(v);
+        }
+    });
+    if let Some(w) = stacked {
+        pool::give(w);
     }
 }
 
@@ -201,40 +346,107 @@ pub fn conv2d_forward(s: Conv2dShape, input: &[f32], weight: &[f32], bias: &[f32
 /// As [`conv2d_forward`].
 pub fn conv2d_backward(s: Conv2dShape, input: &[f32], weight: &[f32], grad_out: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     s.check(input.len(), weight.len(), s.out_channels, grad_out.len());
-    let (pixels, patch) = (s.pixels(), s.patch_len());
-    let parts = over_images(&s, |range| {
-        let mut col = vec![0.0f32; patch * pixels];
-        let mut grad_col = vec![0.0f32; patch * pixels];
-        let mut g_in = vec![0.0f32; range.len() * s.input_len()];
-        let mut g_w = vec![0.0f32; s.weight_len()];
-        let mut g_b = vec![0.0f32; s.out_channels];
-        for (i, n) in range.enumerate() {
-            let g = &grad_out[n * s.output_len()..(n + 1) * s.output_len()];
-            let x = &input[n * s.input_len()..(n + 1) * s.input_len()];
-            for (c, plane) in g.chunks(pixels).enumerate() {
-                g_b[c] += plane.iter().sum::<f32>();
-            }
-            let gi = &mut g_in[i * s.input_len()..(i + 1) * s.input_len()];
-            if s.kernel == 1 {
-                // out = W x: ∂x = Wᵀ g, ∂W += g xᵀ.
-                matmul_at_b(gi, weight, g, patch, pixels, s.out_channels, false);
-                matmul_a_bt(&mut g_w, g, x, s.out_channels, patch, pixels, true);
-            } else {
-                im2col(&s, x, &mut col);
-                matmul_a_bt(&mut g_w, g, &col, s.out_channels, patch, pixels, true);
-                matmul_at_b(&mut grad_col, weight, g, patch, pixels, s.out_channels, false);
-                col2im_add(&s, &grad_col, gi);
-            }
-        }
-        (g_in, g_w, g_b)
+    let plan = s.plan();
+    let kk = s.kernel * s.kernel;
+    let stacked = (plan == Plan::OutputSide).then(|| {
+        let mut w = pool::scratch(s.weight_len());
+        stack_weight(&s, weight, &mut w);
+        w
     });
-    let mut grad_input = Vec::with_capacity(input.len());
+    let (pixels, group) = (s.pixels(), s.group());
+    let mut grad_input = pool::scratch(input.len());
+    let parts = super::threads::worker_count(s.batch, MIN_IMAGES_PER_THREAD);
+    // Per-part weight and bias gradients, summed after.
+    let partial: Vec<std::sync::Mutex<(Vec<f32>, Vec<f32>)>> =
+        (0..parts).map(|_| std::sync::Mutex::new((Vec::new(), Vec::new()))).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    over_image_blocks(s.batch, grad_out, s.output_len(), &mut grad_input, s.input_len(), &|range, g_all, gi_all| {
+        let x_all = &input[range.start * s.input_len()..range.end * s.input_len()];
+        let mut x = pool::scratch(s.in_channels * group * pixels);
+        let mut g = pool::scratch(s.out_channels * group * pixels);
+        let mut gx = pool::scratch(s.in_channels * group * pixels);
+        let mut work = pool::scratch(match plan {
+            Plan::Pointwise => 0,
+            Plan::InputSide => 2 * s.patch_len() * group * pixels,
+            Plan::OutputSide => kk * s.out_channels * group * pixels,
+        });
+        let mut gw = pool::zeroed(s.weight_len());
+        let mut gb = pool::zeroed(s.out_channels);
+        for first in (0..range.len()).step_by(group) {
+            let n = group.min(range.len() - first);
+            let cols = n * pixels;
+            gather(&x_all[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
+            gather(&g_all[first * s.output_len()..], n, s.out_channels, pixels, &mut g);
+            for (c, row) in g.chunks(cols).take(s.out_channels).enumerate() {
+                gb[c] += row.iter().sum::<f32>();
+            }
+            match plan {
+                Plan::Pointwise => {
+                    // out = W x: ∂x = Wᵀ g, ∂W += g xᵀ.
+                    matmul_at_b(&mut gx, weight, &g, s.in_channels, cols, s.out_channels, false);
+                    matmul_a_bt(&mut gw, &g, &x, s.out_channels, s.in_channels, cols, true);
+                }
+                Plan::InputSide => {
+                    let (col, grad_col) = work.split_at_mut(s.patch_len() * group * pixels);
+                    im2col(&s, &x, n, col);
+                    matmul_a_bt(&mut gw, &g, col, s.out_channels, s.patch_len(), cols, true);
+                    matmul_at_b(grad_col, weight, &g, s.patch_len(), cols, s.out_channels, false);
+                    gx[..s.in_channels * cols].fill(0.0);
+                    col2im_add(&s, grad_col, n, &mut gx);
+                }
+                Plan::OutputSide => {
+                    // out = Σ_k shift_k(W_k x): ∂Z_k = shift_k⁻¹(g), ∂x = W_stackᵀ ∂Z, ∂W_stack += ∂Z xᵀ.
+                    let rows = kk * s.out_channels;
+                    work[..rows * cols].fill(0.0);
+                    for (k, (dy, dx)) in s.offsets().enumerate() {
+                        for o in 0..s.out_channels {
+                            let dz = &mut work[(k * s.out_channels + o) * cols..][..cols];
+                            for i in 0..n {
+                                add_shifted(
+                                    &mut dz[i * pixels..][..pixels],
+                                    &g[o * cols + i * pixels..][..pixels],
+                                    s.height,
+                                    s.width,
+                                    (-dy, -dx),
+                                );
+                            }
+                        }
+                    }
+                    let w = stacked.as_deref().expect("stacked for this plan");
+                    matmul_at_b(&mut gx, w, &work, s.in_channels, cols, rows, false);
+                    // gw holds the stacked layout on this plan; unstacked after the sum.
+                    matmul_a_bt(&mut gw, &work, &x, rows, s.in_channels, cols, true);
+                }
+            }
+            scatter(&gx, n, s.in_channels, pixels, &mut gi_all[first * s.input_len()..], false);
+        }
+        for v in [x, g, gx, work] {
+            pool::give(v);
+        }
+        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        *partial[slot].lock().unwrap_or_else(|e| e.into_inner()) = (gw, gb);
+    });
     let mut grad_weight = vec![0.0f32; s.weight_len()];
     let mut grad_bias = vec![0.0f32; s.out_channels];
-    for (g_in, g_w, g_b) in parts {
-        grad_input.extend_from_slice(&g_in);
-        grad_weight.iter_mut().zip(&g_w).for_each(|(a, b)| *a += b);
-        grad_bias.iter_mut().zip(&g_b).for_each(|(a, b)| *a += b);
+    let mut summed = pool::zeroed(s.weight_len());
+    for slot in partial {
+        let (gw, gb) = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+        if gw.is_empty() {
+            continue;
+        }
+        summed.iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
+        grad_bias.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
+        pool::give(gw);
+        pool::give(gb);
+    }
+    if plan == Plan::OutputSide {
+        unstack_weight_add(&s, &summed, &mut grad_weight);
+    } else {
+        grad_weight.copy_from_slice(&summed);
+    }
+    pool::give(summed);
+    if let Some(w) = stacked {
+        pool::give(w);
     }
     (grad_input, grad_weight, grad_bias)
 }
@@ -282,6 +494,13 @@ mod tests {
             Conv2dShape { batch: 3, in_channels: 2, out_channels: 3, height: 5, width: 4, kernel: 3 },
             Conv2dShape { batch: 5, in_channels: 4, out_channels: 2, height: 3, width: 3, kernel: 1 },
             Conv2dShape { batch: 2, in_channels: 1, out_channels: 2, height: 6, width: 7, kernel: 5 },
+            // Fewer outputs than inputs: the output-side plan.
+            Conv2dShape { batch: 3, in_channels: 5, out_channels: 2, height: 4, width: 5, kernel: 3 },
+            Conv2dShape { batch: 2, in_channels: 6, out_channels: 3, height: 3, width: 7, kernel: 5 },
+            // Images of 576 pixels: groups of two images per product, the last group short.
+            Conv2dShape { batch: 5, in_channels: 2, out_channels: 3, height: 24, width: 24, kernel: 3 },
+            Conv2dShape { batch: 5, in_channels: 3, out_channels: 2, height: 24, width: 24, kernel: 3 },
+            Conv2dShape { batch: 5, in_channels: 3, out_channels: 2, height: 24, width: 24, kernel: 1 },
         ]
     }
 
