@@ -121,6 +121,15 @@ pub struct ImageTrainArgs {
     /// Additive instead of affine couplings.
     #[arg(long)]
     pub additive: bool,
+    /// Minutes of training between checkpoints, written atomically beside the output as
+    /// `NAME.checkpoint.safetensors` (a model file of the best weights so far, plus the state
+    /// `--resume` needs); 0 turns them off.
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Go on from the checkpoint beside the output (same data and flags; `--minutes` and the
+    /// other limits count the whole run).
+    #[arg(long)]
+    pub resume: bool,
     /// Training time limit in minutes (the best validation weights are kept).
     #[arg(long)]
     pub minutes: Option<f64>,

@@ -95,3 +95,29 @@ fn image_commands_refuse_wrong_sizes_labels_and_tabular_models() {
     assert!(fails(&["image", "sample", s(&model), "--temperature", "-1", "-o", s(&t.path("g.png"))]).contains("temperature"));
     assert!(fails(&["image", "sample", s(&model), "-o", s(&t.path("g.jpg"))]).contains(".png, .npy or .csv"));
 }
+
+#[test]
+fn image_train_checkpoints_and_resumes_where_it_stopped() {
+    let t = TempDir::new("image-resume");
+    let (train, model) = (t.path("train-idx3-ubyte"), t.path("glow.safetensors"));
+    write_ramps(&train, 400, 8, 3);
+    let run = |steps: &str, resume: bool| {
+        let mut args = vec!["image", "train", s(&train), "--levels", "1", "--steps", "1", "--hidden", "8", "--max-steps", steps];
+        args.extend(["--eval-every", "10", "-q", "--json", "-o", s(&model)]);
+        if resume {
+            args.push("--resume");
+        }
+        ok(&args)
+    };
+    let err = fails(&["image", "train", s(&train), "--resume", "-o", s(&model)]);
+    assert!(err.contains("no checkpoint at") && err.contains("glow.checkpoint.safetensors"), "{err}");
+    run("20", false);
+    let checkpoint = t.path("glow.checkpoint.safetensors");
+    // The checkpoint is a model every command reads.
+    ok(&["info", s(&checkpoint)]);
+    let resumed = run("40", true);
+    assert_eq!(json_field(&resumed, "steps"), 40.0, "{resumed}");
+    // Other flags than the run's are refused.
+    let err = fails(&["image", "train", s(&train), "--levels", "1", "--steps", "2", "--hidden", "8", "--resume", "-o", s(&model)]);
+    assert!(err.contains("another architecture"), "{err}");
+}

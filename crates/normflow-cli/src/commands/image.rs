@@ -7,7 +7,7 @@ use std::time::Instant;
 use normflow::bijection::{Dequantize, ImageShape};
 use normflow::data::{read_idx, Format, TableWriter};
 use normflow::flows::GlowConfig;
-use normflow::train::{fit, FitConfig};
+use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig};
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
@@ -50,6 +50,14 @@ fn model_shape(flow: &Flow, path: &Path) -> Result<ImageShape, CliError> {
     serde_json::from_value(v.clone()).map_err(|e| CliError::Usage(format!("{}: damaged image shape: {e}", path.display())))
 }
 
+/// Where `image train -o OUTPUT` keeps its checkpoint: `OUTPUT` with `.checkpoint` before the
+/// extension (`glow.safetensors` → `glow.checkpoint.safetensors`).
+fn checkpoint_path(output: &Path) -> std::path::PathBuf {
+    let stem = output.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let ext = output.extension().map_or_else(|| "safetensors".into(), |e| e.to_string_lossy().into_owned());
+    output.with_file_name(format!("{stem}.checkpoint.{ext}"))
+}
+
 /// Bits per dimension of a mean NLL in nats over images of `pixels` values.
 fn bits_per_dim(nll: f64, pixels: usize) -> f64 {
     nll / (pixels as f64 * std::f64::consts::LN_2)
@@ -62,12 +70,31 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
         return Err(CliError::Usage("--minutes must be positive".into()));
     }
+    if !(a.checkpoint_minutes >= 0.0 && a.checkpoint_minutes.is_finite()) {
+        return Err(CliError::Usage("--checkpoint-minutes must be at least 0".into()));
+    }
+    let checkpoint_path = checkpoint_path(&a.output);
+    if a.resume && !checkpoint_path.exists() {
+        return Err(CliError::Usage(format!(
+            "--resume: no checkpoint at {} (it is written beside the output while training)",
+            checkpoint_path.display()
+        )));
+    }
     let (images, shape) = read_images(&a.data)?;
     let glow = GlowConfig::new(shape).with_levels(a.levels).with_steps(a.steps).with_hidden(a.hidden).with_additive(a.additive);
     let mut flow =
         glow.init(&mut Rng::new(a.seed))?.with_data_layer(Box::new(Dequantize::new(shape.len(), (0..shape.len()).collect())?))?;
     flow.meta.name = "glow".into();
     flow.meta.extra.insert(IMAGE_SHAPE_KEY.into(), json!(shape));
+    if a.resume {
+        let saved = Flow::load(&checkpoint_path)?;
+        if saved.transform().spec() != flow.transform().spec() || model_shape(&saved, &checkpoint_path)? != shape {
+            return Err(CliError::Usage(format!(
+                "{}: the checkpoint holds another architecture or image shape; resume with the flags that started the run",
+                checkpoint_path.display()
+            )));
+        }
+    }
     let config = FitConfig {
         lr: a.lr,
         batch_size: a.batch_size,
@@ -79,11 +106,17 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         min_gain_z: None,
         init_rows: Some(2048),
         max_seconds: a.minutes.map(|m| m * 60.0),
+        checkpoint: (a.checkpoint_minutes > 0.0)
+            .then(|| CheckpointConfig { path: checkpoint_path.clone(), every_seconds: a.checkpoint_minutes * 60.0 }),
         ..FitConfig::default()
     };
     let bar = TrainingBar::new(a.quiet);
     let started = Instant::now();
-    let result = fit(flow, &images, None, &config, &mut |p| bar.update(p));
+    let result = if a.resume {
+        resume_fit(&checkpoint_path, &images, None, &config, &mut |p| bar.update(p))
+    } else {
+        fit(flow, &images, None, &config, &mut |p| bar.update(p))
+    };
     bar.finish();
     let (flow, history) = result?;
     flow.save(&a.output)?;

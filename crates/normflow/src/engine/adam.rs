@@ -21,6 +21,22 @@ impl Adam {
         Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
     }
 
+    /// The first and second moment estimates and the step count, for a checkpoint.
+    pub fn state(&self) -> (&[f32], &[f32], i32) {
+        (&self.m, &self.v, self.t)
+    }
+
+    /// Restores moments and step count saved by [`Adam::state`].
+    ///
+    /// # Panics
+    /// If the moments do not have one value per parameter (callers check checkpoint sizes).
+    pub fn restore(&mut self, m: &[f32], v: &[f32], t: i32) {
+        assert!(m.len() == self.m.len() && v.len() == self.v.len(), "moments of another parameter count");
+        self.m.copy_from_slice(m);
+        self.v.copy_from_slice(v);
+        self.t = t;
+    }
+
     /// Starts a step: advances the step counter. Follow with [`Adam::update`] on consecutive
     /// chunks of the parameters, starting at offset 0.
     pub fn begin_step(&mut self) {

@@ -40,11 +40,20 @@ struct ModelConfig {
     meta: FlowMeta,
 }
 
+/// Prefix of the tensors a training checkpoint adds to a model file; a model reader skips them.
+pub(crate) const CHECKPOINT_PREFIX: &str = "checkpoint.";
+
 /// Saves `flow` to `path` atomically.
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be written; an existing file is left untouched then.
 pub fn save_flow(flow: &Flow, path: &Path) -> Result<()> {
+    save_flow_with(flow, path, &[], None)
+}
+
+/// Saves `flow` with `extras` (tensors whose names start with [`CHECKPOINT_PREFIX`]) and an
+/// extra metadata entry beside the configuration, atomically.
+pub(crate) fn save_flow_with(flow: &Flow, path: &Path, extras: &[(String, &[f32])], extra_meta: Option<(&str, String)>) -> Result<()> {
     let config = ModelConfig {
         format: "normflow-model".into(),
         format_version: FORMAT_VERSION,
@@ -55,32 +64,43 @@ pub fn save_flow(flow: &Flow, path: &Path) -> Result<()> {
     };
     let mut tensors = Vec::new();
     flow.transform().tensors("transform.", &mut tensors);
-    let bytes: Vec<(String, Vec<u8>)> =
-        tensors.iter().map(|(n, v)| (n.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+    let bytes: Vec<(String, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, v)| (n.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .chain(extras.iter().map(|(n, v)| (n.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect())))
+        .collect();
     let views =
         bytes.iter().map(|(n, b)| (n.as_str(), TensorView::new(Dtype::F32, vec![b.len() / 4], b).expect("f32 buffer matches its shape")));
     let json = serde_json::to_string(&config).expect("model config serialises");
-    let meta = Some(HashMap::from([(METADATA_KEY.to_string(), json)]));
-    let buffer = safetensors::serialize(views, &meta).map_err(|e| Error::BadModel { path: path.into(), message: e.to_string() })?;
+    let mut meta = HashMap::from([(METADATA_KEY.to_string(), json)]);
+    if let Some((key, value)) = extra_meta {
+        meta.insert(key.to_string(), value);
+    }
+    let buffer = safetensors::serialize(views, &Some(meta)).map_err(|e| Error::BadModel { path: path.into(), message: e.to_string() })?;
     write_atomic(path, |w| w.write_all(&buffer).map_err(|e| Error::io(path, e)))
 }
 
-/// Loads a flow saved by [`save_flow`].
+/// Loads a flow saved by [`save_flow`] (a training checkpoint's extra tensors are skipped).
 ///
 /// # Errors
 /// [`Error::Io`] if the file cannot be read; [`Error::BadModel`] if it is truncated, not a
 /// safetensors file, not a normflow model, of a newer format, or inconsistent with its own
 /// configuration.
 pub fn load_flow(path: &Path) -> Result<Flow> {
+    Ok(load_flow_with(path)?.0)
+}
+
+/// A model file's flow, its [`CHECKPOINT_PREFIX`] tensors and its metadata entries.
+pub(crate) type FlowWithExtras = (Flow, HashMap<String, Vec<f32>>, HashMap<String, String>);
+
+/// Loads a flow and what [`save_flow_with`] stored beside it.
+pub(crate) fn load_flow_with(path: &Path) -> Result<FlowWithExtras> {
     let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |message: String| Error::BadModel { path: path.into(), message };
     let (_, metadata) = SafeTensors::read_metadata(&buffer)
         .map_err(|e| bad(format!("unreadable header ({e:?}); the file may be truncated or of another format")))?;
-    let json = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(METADATA_KEY))
-        .ok_or_else(|| bad("a safetensors file without normflow configuration".into()))?;
+    let entries = metadata.metadata().clone().unwrap_or_default();
+    let json = entries.get(METADATA_KEY).ok_or_else(|| bad("a safetensors file without normflow configuration".into()))?;
     // The format and its version first: a file of another version need not parse as this one.
     let header: FormatHeader = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
     if header.format != "normflow-model" {
@@ -97,11 +117,17 @@ pub fn load_flow(path: &Path) -> Result<Flow> {
     let config: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
     let st = SafeTensors::deserialize(&buffer).map_err(|e| bad(format!("tensor data is damaged ({e:?}); the file may be truncated")))?;
     let mut tensors = HashMap::new();
+    let mut extras = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != Dtype::F32 {
             return Err(bad(format!("tensor '{name}' is not f32")));
         }
-        tensors.insert(name, view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        let values: Vec<f32> = view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        if name.starts_with(CHECKPOINT_PREFIX) {
+            extras.insert(name, values);
+        } else {
+            tensors.insert(name, values);
+        }
     }
     let mut transform = config.transform.build().map_err(|e| bad(format!("architecture is invalid: {e}")))?;
     if transform.dim() != config.dim || transform.context_dim() != config.context_dim {
@@ -114,5 +140,5 @@ pub fn load_flow(path: &Path) -> Result<Flow> {
     }
     let mut flow = Flow::new(transform);
     flow.meta = config.meta;
-    Ok(flow)
+    Ok((flow, extras, entries))
 }

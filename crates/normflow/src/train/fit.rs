@@ -1,9 +1,11 @@
 //! The complete maximum-likelihood training loop.
 
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::checkpoint::{self, CheckpointConfig, Resumed, RunState};
 use super::smoothing::Smoothing;
 use super::Trainer;
 use crate::engine::{Matrix, Rng};
@@ -63,6 +65,9 @@ pub struct FitConfig {
     /// kernel (see [`scott_factor`](super::scott_factor) for a width that suits the table).
     /// Steadies small tables for anomaly scores; widens the density. `None`: off.
     pub smoothing: Option<f64>,
+    /// Write a checkpoint (best weights as a model file, plus what [`resume_fit`] needs) every
+    /// so often and when training stops (`None`: no checkpoints).
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 impl Default for FitConfig {
@@ -82,6 +87,7 @@ impl Default for FitConfig {
             init_rows: None,
             max_seconds: None,
             smoothing: None,
+            checkpoint: None,
         }
     }
 }
@@ -164,6 +170,18 @@ fn mean_of_negated(log_p: &[f32]) -> f64 {
     -log_p.iter().map(|&v| v as f64).sum::<f64>() / log_p.len().max(1) as f64
 }
 
+/// Writes a checkpoint of a run whose flow holds its current weights and whose best weights
+/// are `best`.
+fn write_checkpoint(c: &CheckpointConfig, flow: &mut Flow, best: &[f32], trainer: &Trainer, state: &RunState) -> Result<()> {
+    let current = params_snapshot(flow);
+    params_restore(flow, best);
+    flow.transform_mut().set_training(false);
+    let saved = checkpoint::save(&c.path, flow, &current, trainer.adam(), state);
+    flow.transform_mut().set_training(true);
+    params_restore(flow, &current);
+    saved
+}
+
 /// Noise draws of the validation rows under smoothing: at least this many rows in all...
 const VAL_DRAW_ROWS: usize = 2048;
 /// ...from at most this many draws of each row.
@@ -202,13 +220,52 @@ fn significant_gain(before: &[f32], after: &[f32], z: f64) -> bool {
 /// NaN/inf data or a negative or non-finite smoothing factor; [`Error::NonFiniteLoss`] naming the step if training diverges (no NaN weights
 /// are ever returned).
 pub fn fit(
+    flow: Flow,
+    x: &Matrix,
+    context: Option<&Matrix>,
+    config: &FitConfig,
+    progress: &mut dyn FnMut(&FitProgress),
+) -> Result<(Flow, History)> {
+    run(flow, None, x, context, config, progress)
+}
+
+/// Goes on with a run that [`fit`] checkpointed (see [`FitConfig::checkpoint`]) at `path`, on
+/// the same rows with the same configuration: from the checkpoint's current weights, Adam
+/// moments, step and epoch counts, best weights and history. The limits count the whole run
+/// (`max_seconds` includes the time before the checkpoint), so the command that started a run
+/// resumes it unchanged. Batches after the resume come in a fresh order; the patience count
+/// starts again.
+///
+/// # Errors
+/// As [`fit`]; [`Error::BadModel`] for a file that is not a checkpoint;
+/// [`Error::InvalidConfig`] when the checkpoint was made on other rows, with another seed or
+/// validation fraction, or when `min_gain_z` is set (the starting point is not kept).
+pub fn resume_fit(
+    path: &Path,
+    x: &Matrix,
+    context: Option<&Matrix>,
+    config: &FitConfig,
+    progress: &mut dyn FnMut(&FitProgress),
+) -> Result<(Flow, History)> {
+    if config.min_gain_z.is_some() {
+        return Err(Error::config("a resumed run cannot test its gain over the starting point: set min_gain_z to None"));
+    }
+    let (flow, resumed) = checkpoint::load(path)?;
+    run(flow, Some(resumed), x, context, config, progress)
+}
+
+/// The training loop of [`fit`] and [`resume_fit`].
+fn run(
     mut flow: Flow,
+    resumed: Option<Resumed>,
     x: &Matrix,
     context: Option<&Matrix>,
     config: &FitConfig,
     progress: &mut dyn FnMut(&FitProgress),
 ) -> Result<(Flow, History)> {
     let clock = Instant::now();
+    let seconds_before = resumed.as_ref().map_or(0.0, |r| r.state.seconds);
+    let elapsed = || seconds_before + clock.elapsed().as_secs_f64();
     if config.batch_size == 0 {
         return Err(Error::config("the batch size must be positive"));
     }
@@ -233,6 +290,14 @@ pub fn fit(
     let train_idx = idx;
     if train_idx.len() < 2 {
         return Err(Error::NotEnoughData(format!("{} rows; training needs at least 2", x.rows())));
+    }
+    if let Some(r) = &resumed {
+        if (r.state.rows, r.state.val_rows, r.state.seed) != (x.rows(), n_val, config.seed) {
+            return Err(Error::config(format!(
+                "the checkpoint was made on {} rows ({} for validation) with seed {}, not {} rows ({n_val}) with seed {}: resume with the same data and settings",
+                r.state.rows, r.state.val_rows, r.state.seed, x.rows(), config.seed
+            )));
+        }
     }
     let x_train = x.select_rows(&train_idx);
     let c_train = context.map(|c| c.select_rows(&train_idx));
@@ -269,8 +334,15 @@ pub fn fit(
         Some(s) => s.apply(&x_init, &mut Rng::new(config.seed ^ 0x1500)),
         None => x_init,
     };
-    flow.data_init(&x_init, c_init.as_ref())?;
-    let mut noise_rng = Rng::new(config.seed ^ 0xdeca);
+    if resumed.is_none() {
+        flow.data_init(&x_init, c_init.as_ref())?;
+    }
+    // A resumed run draws batches and noise from streams of its own.
+    let resume_step = resumed.as_ref().map_or(0, |r| r.state.step as u64);
+    let mut noise_rng = Rng::new(config.seed ^ 0xdeca ^ resume_step.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    if resume_step > 0 {
+        rng = Rng::new(config.seed ^ resume_step.wrapping_mul(0xc2b2_ae3d_27d4_eb4f));
+    }
 
     let batch = config.batch_size.min(train_idx.len());
     let steps_per_epoch = train_idx.len().div_ceil(batch);
@@ -288,18 +360,40 @@ pub fn fit(
     let start_log_p = flow.log_prob(&x_val, c_val.as_ref())?;
     let initial = (mean_of_negated(&start_log_p), params_snapshot(&flow), 0usize);
     let mut best = initial.clone();
+    let (mut step, mut epoch) = (0, 0);
+    if let Some(r) = resumed {
+        // The checkpoint's flow holds the best weights; go on from the current ones.
+        best = (r.state.best_val, best.1, r.state.best_step);
+        params_restore(&mut flow, &r.current);
+        trainer.adam_mut().restore(&r.adam_m, &r.adam_v, r.state.adam_steps);
+        (step, epoch) = (r.state.step, r.state.epoch);
+        history.val_nll = r.state.val_nll;
+        history.train_nll = r.state.train_nll;
+    }
     let mut since_best = 0;
     let mut window = (0.0f64, 0usize);
     let mut order: Vec<usize> = (0..train_idx.len()).collect();
-    let mut step = 0;
-    let mut epoch = 0;
     let mut stopped = "max_epochs";
-    let mut last_val = None;
+    let mut last_val = history.val_nll.last().copied();
+    let mut last_checkpoint = Instant::now();
+    let run_state = |step: usize, epoch: usize, best: &(f64, Vec<f32>, usize), history: &History, trainer: &Trainer| RunState {
+        step,
+        epoch,
+        seconds: elapsed(),
+        best_val: best.0,
+        best_step: best.2,
+        adam_steps: trainer.adam().state().2,
+        val_nll: history.val_nll.clone(),
+        train_nll: history.train_nll.clone(),
+        seed: config.seed,
+        rows: x.rows(),
+        val_rows: n_val,
+    };
     'outer: while step < budget {
         epoch += 1;
         rng.shuffle(&mut order);
         for chunk in order.chunks(batch) {
-            if config.max_seconds.is_some_and(|limit| clock.elapsed().as_secs_f64() >= limit) {
+            if config.max_seconds.is_some_and(|limit| elapsed() >= limit) {
                 stopped = "max_seconds";
                 break 'outer;
             }
@@ -349,7 +443,14 @@ pub fn fit(
             }
             let running = if window.1 > 0 { window.0 / window.1 as f64 } else { *history.train_nll.last().unwrap_or(&loss) };
             progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val });
+            if let Some(c) = config.checkpoint.as_ref().filter(|c| last_checkpoint.elapsed().as_secs_f64() >= c.every_seconds) {
+                write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
+                last_checkpoint = Instant::now();
+            }
         }
+    }
+    if let Some(c) = &config.checkpoint {
+        write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
     }
     if stopped == "max_epochs" && config.max_steps.is_some_and(|s| step >= s) {
         stopped = "max_steps";
@@ -375,7 +476,7 @@ pub fn fit(
         best_step: best.2,
         final_train_nll: history.train_nll.last().copied().unwrap_or(best.0),
         stopped: stopped.into(),
-        seconds: clock.elapsed().as_secs_f64(),
+        seconds: elapsed(),
         lr: config.lr,
         batch_size: batch,
         seed: config.seed,

@@ -55,6 +55,16 @@ impl Trainer {
         Self { adam: Adam::new(n, lr), grads: vec![0.0; n], parts: Vec::new(), chunk_norms: Vec::new(), grad_clip: Some(5.0), threads }
     }
 
+    /// The optimiser (its moments go into checkpoints).
+    pub fn adam(&self) -> &Adam {
+        &self.adam
+    }
+
+    /// The optimiser, to restore a checkpoint's moments.
+    pub fn adam_mut(&mut self) -> &mut Adam {
+        &mut self.adam
+    }
+
     /// Sets the learning rate (for schedules).
     pub fn set_lr(&mut self, lr: f32) {
         self.adam.lr = lr;
