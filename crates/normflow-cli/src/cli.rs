@@ -98,6 +98,59 @@ pub enum ImageCommand {
     /// Sample images into a PNG grid (or an .npy array of rows).
     #[command(after_help = "Example:\n  normflow image sample glow.safetensors -n 64 --temperature 0.7 -o grid.png")]
     Sample(ImageSampleArgs),
+    /// Map images to their latent codes (one row per image, .npy or .csv).
+    #[command(after_help = "Example:\n  normflow image encode glow.safetensors t10k-images-idx3-ubyte.gz -o latents.npy")]
+    Encode(ImageEncodeArgs),
+    /// Map latent codes back to images (a PNG grid, or .npy rows of pixel values).
+    #[command(after_help = "Example:\n  normflow image decode glow.safetensors latents.npy -o decoded.png")]
+    Decode(ImageDecodeArgs),
+    /// A grid of images interpolated through the latent space between pairs of images.
+    #[command(
+        after_help = "Example:\n  normflow image interpolate glow.safetensors t10k-images-idx3-ubyte.gz --pairs 0:1,2:3 --steps 8 -o interp.png"
+    )]
+    Interpolate(ImageInterpolateArgs),
+}
+
+/// Flags of `image encode`.
+#[derive(Args, Debug)]
+pub struct ImageEncodeArgs {
+    /// The model (from `image train`).
+    pub model: PathBuf,
+    /// Images: an IDX file, an .npy array or a folder of PNG files.
+    pub data: PathBuf,
+    /// Output: .npy or .csv, one latent row per image.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Flags of `image decode`.
+#[derive(Args, Debug)]
+pub struct ImageDecodeArgs {
+    /// The model (from `image train`).
+    pub model: PathBuf,
+    /// Latent rows (.npy or .csv), as `image encode` writes them.
+    pub latents: PathBuf,
+    /// Output: a .png grid, or .npy/.csv rows of pixel values.
+    #[arg(short, long)]
+    pub output: PathBuf,
+}
+
+/// Flags of `image interpolate`.
+#[derive(Args, Debug)]
+pub struct ImageInterpolateArgs {
+    /// The model (from `image train`).
+    pub model: PathBuf,
+    /// Images: an IDX file, an .npy array or a folder of PNG files.
+    pub data: PathBuf,
+    /// Pairs of image indices (0-based) to interpolate between, one grid row each.
+    #[arg(long, value_delimiter = ',', default_value = "0:1,2:3,4:5,6:7")]
+    pub pairs: Vec<String>,
+    /// Images per row, both ends included.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Output: a .png grid.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 /// Flags of `image train`.

@@ -121,3 +121,84 @@ fn image_train_checkpoints_and_resumes_where_it_stopped() {
     let err = fails(&["image", "train", s(&train), "--levels", "1", "--steps", "2", "--hidden", "8", "--resume", "-o", s(&model)]);
     assert!(err.contains("another architecture"), "{err}");
 }
+
+/// The pixels of an IDX file written by [`write_ramps`]: (count, side, values).
+fn idx_pixels(path: &Path) -> (usize, usize, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u32::from_be_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let side = u32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    (n, side, bytes[16..].to_vec())
+}
+
+#[test]
+fn npy_arrays_and_png_folders_read_as_the_same_images() {
+    let t = TempDir::new("image-sets");
+    let (idx, model) = (t.path("train-idx3-ubyte"), t.path("glow.safetensors"));
+    write_ramps(&idx, 40, 8, 5);
+    ok(&["image", "train", s(&idx), "--levels", "1", "--steps", "1", "--hidden", "8", "--max-steps", "5", "-q", "-o", s(&model)]);
+    let (n, side, pixels) = idx_pixels(&idx);
+    // The same images as a [N, H, W] byte array, as [N, H, W, 1] floats, and as PNG files.
+    let npy_u8 = t.path("images.npy");
+    let mut npy = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({n}, {side}, {side}), }}").into_bytes();
+    npy.resize(118, b' ');
+    npy.push(b'\n');
+    std::fs::write(&npy_u8, [b"\x93NUMPY\x01\x00".as_slice(), &(npy.len() as u16).to_le_bytes(), &npy, &pixels].concat()).unwrap();
+    let npy_f4 = t.path("images-f4.npy");
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n}, {side}, {side}, 1), }}").into_bytes();
+    header.resize(118, b' ');
+    header.push(b'\n');
+    let floats: Vec<u8> = pixels.iter().flat_map(|&p| (p as f32).to_le_bytes()).collect();
+    std::fs::write(&npy_f4, [b"\x93NUMPY\x01\x00".as_slice(), &(header.len() as u16).to_le_bytes(), &header, &floats].concat()).unwrap();
+    let folder = t.path("pngs");
+    std::fs::create_dir(&folder).unwrap();
+    for (i, img) in pixels.chunks(side * side).enumerate() {
+        image::GrayImage::from_raw(side as u32, side as u32, img.to_vec()).unwrap().save(folder.join(format!("{i:03}.png"))).unwrap();
+    }
+    let bpd = |data: &Path| json_field(&ok(&["image", "eval", s(&model), s(data), "--json"]), "bits_per_dim");
+    let expected = bpd(&idx);
+    for data in [&npy_u8, &npy_f4, &folder] {
+        assert_eq!(bpd(data), expected, "{}", data.display());
+    }
+    // A folder of mixed sizes, pixels out of range, an empty folder: clear errors.
+    image::GrayImage::new(4, 4).save(folder.join("zzz.png")).unwrap();
+    let err = fails(&["image", "eval", s(&model), s(&folder)]);
+    assert!(err.contains("zzz.png") && err.contains("one size"), "{err}");
+    let empty = t.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(fails(&["image", "eval", s(&model), s(&empty)]).contains("no .png files"));
+    let floats: Vec<u8> = pixels.iter().enumerate().flat_map(|(i, &p)| if i == 70 { 300f32 } else { p as f32 }.to_le_bytes()).collect();
+    std::fs::write(&npy_f4, [b"\x93NUMPY\x01\x00".as_slice(), &(header.len() as u16).to_le_bytes(), &header, &floats].concat()).unwrap();
+    let err = fails(&["image", "eval", s(&model), s(&npy_f4)]);
+    assert!(err.contains("image 2") && err.contains("0–255"), "{err}");
+}
+
+#[test]
+fn encode_then_decode_gives_the_images_back_and_interpolation_draws_a_grid() {
+    let t = TempDir::new("image-latent");
+    let (idx, model) = (t.path("train-idx3-ubyte"), t.path("glow.safetensors"));
+    write_ramps(&idx, 60, 8, 6);
+    ok(&["image", "train", s(&idx), "--levels", "2", "--steps", "1", "--hidden", "8", "--max-steps", "20", "-q", "-o", s(&model)]);
+    let (latents, decoded) = (t.path("z.npy"), t.path("x.npy"));
+    ok(&["image", "encode", s(&model), s(&idx), "-o", s(&latents)]);
+    let z = normflow::data::read_npy(&latents).unwrap();
+    assert_eq!((z.rows(), z.cols()), (60, 64));
+    ok(&["image", "decode", s(&model), s(&latents), "-o", s(&decoded)]);
+    let x = normflow::data::read_npy(&decoded).unwrap();
+    let (_, _, pixels) = idx_pixels(&idx);
+    assert!(x.as_slice().iter().zip(&pixels).all(|(a, &b)| *a == b as f32), "decode(encode(x)) = x");
+    let grid = t.path("interp.png");
+    ok(&["image", "interpolate", s(&model), s(&idx), "--pairs", "0:1,2:3,4:5", "--steps", "6", "-o", s(&grid)]);
+    let png = image::open(&grid).unwrap();
+    assert_eq!((png.width(), png.height()), (6 * 9 + 1, 3 * 9 + 1));
+    // The ends of a row are the images themselves.
+    let first = png.to_luma8();
+    for y in 0..8 {
+        for x in 0..8 {
+            assert_eq!(first.get_pixel(1 + x, 1 + y).0[0], pixels[(y * 8 + x) as usize]);
+        }
+    }
+    let err = fails(&["image", "interpolate", s(&model), s(&idx), "--pairs", "0:99", "-o", s(&grid)]);
+    assert!(err.contains("'0:99'"), "{err}");
+    let err = fails(&["image", "decode", s(&model), s(&idx), "-o", s(&grid)]);
+    assert!(err.contains("values") || err.contains("error"), "{err}");
+}

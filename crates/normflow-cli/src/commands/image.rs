@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use normflow::bijection::{Dequantize, ImageShape};
-use normflow::data::{read_idx, Format, TableWriter};
 use normflow::flows::GlowConfig;
 use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig};
-use normflow::{Flow, Matrix, Rng};
+use normflow::{Flow, Rng};
 use serde_json::json;
 
+use super::image_files::{output_format, read_images, write_pixels};
 use super::{print_json, CliError};
 use crate::cli::{ImageCommand, ImageEvalArgs, ImageSampleArgs, ImageTrainArgs};
 use crate::progress::TrainingBar;
@@ -23,25 +23,14 @@ pub fn run(c: ImageCommand) -> Result<(), CliError> {
         ImageCommand::Train(a) => train(a),
         ImageCommand::Eval(a) => eval(a),
         ImageCommand::Sample(a) => sample(a),
-    }
-}
-
-/// The images of an IDX file and their shape (one channel: IDX images are `[N, H, W]`).
-fn read_images(path: &Path) -> Result<(Matrix, ImageShape), CliError> {
-    let idx = read_idx(path)?;
-    match idx.item_shape[..] {
-        [height, width] => Ok((idx.data, ImageShape { channels: 1, height, width })),
-        [channels, height, width] => Ok((idx.data, ImageShape { channels, height, width })),
-        _ => Err(CliError::Usage(format!(
-            "{}: items of shape {:?} are not images (expected [height, width] or [channels, height, width])",
-            path.display(),
-            idx.item_shape
-        ))),
+        ImageCommand::Encode(a) => super::image_latent::encode(a),
+        ImageCommand::Decode(a) => super::image_latent::decode(a),
+        ImageCommand::Interpolate(a) => super::image_latent::interpolate(a),
     }
 }
 
 /// The image shape a model was trained on.
-fn model_shape(flow: &Flow, path: &Path) -> Result<ImageShape, CliError> {
+pub(crate) fn model_shape(flow: &Flow, path: &Path) -> Result<ImageShape, CliError> {
     let v = flow
         .meta
         .extra
@@ -165,63 +154,12 @@ fn eval(a: ImageEvalArgs) -> Result<(), CliError> {
 }
 
 fn sample(a: ImageSampleArgs) -> Result<(), CliError> {
-    let format = match a.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
-        Some("png") => None,
-        Some("npy") => Some(Format::Npy),
-        Some("csv") | None => Some(Format::Csv),
-        Some(other) => {
-            return Err(CliError::Usage(format!(
-                "{}: cannot write '.{other}' files; name the output .png, .npy or .csv",
-                a.output.display()
-            )))
-        }
-    };
+    let format = output_format(&a.output, true)?;
     if a.num == 0 || a.num > 10_000 {
         return Err(CliError::Usage("-n must be in 1..=10000 images".into()));
     }
     let flow = Flow::load(&a.model)?;
     let shape = model_shape(&flow, &a.model)?;
     let x = flow.sample_at_temperature(a.num, a.temperature, None, &mut Rng::new(a.seed))?;
-    // Pixels: the dequantised values floored back to 0..=255 (a sample never leaves that range).
-    let pixels = Matrix::from_vec(
-        x.rows(),
-        x.cols(),
-        x.as_slice().iter().map(|v| if v.is_finite() { v.floor().clamp(0.0, 255.0) } else { 0.0 }).collect(),
-    );
-    match format {
-        None => write_grid(&a.output, &pixels, shape),
-        Some(f) => Ok(normflow::io::write_atomic(&a.output, |w| -> Result<(), CliError> {
-            TableWriter::new(w, f, pixels.rows(), pixels.cols(), None)?.write(&pixels)?;
-            Ok(())
-        })?),
-    }
-}
-
-/// The images as a square-ish grid in one PNG (grayscale for one channel, RGB for three, the
-/// first channel otherwise), one pixel of white space between images.
-fn write_grid(path: &Path, images: &Matrix, shape: ImageShape) -> Result<(), CliError> {
-    let n = images.rows();
-    let cols = (n as f64).sqrt().ceil() as usize;
-    let rows = n.div_ceil(cols);
-    let (h, w) = (shape.height, shape.width);
-    let (gw, gh) = (cols * (w + 1) + 1, rows * (h + 1) + 1);
-    let mut rgb = vec![255u8; gw * gh * 3];
-    for k in 0..n {
-        let (top, left) = ((k / cols) * (h + 1) + 1, (k % cols) * (w + 1) + 1);
-        let image = images.row(k);
-        for y in 0..h {
-            for x in 0..w {
-                let value = |c: usize| image[(c.min(shape.channels - 1) * h + y) * w + x] as u8;
-                let px = if shape.channels == 3 { [value(0), value(1), value(2)] } else { [value(0); 3] };
-                let at = ((top + y) * gw + left + x) * 3;
-                rgb[at..at + 3].copy_from_slice(&px);
-            }
-        }
-    }
-    normflow::io::write_atomic(path, |out| -> Result<(), CliError> {
-        use image::ImageEncoder;
-        image::codecs::png::PngEncoder::new(out)
-            .write_image(&rgb, gw as u32, gh as u32, image::ColorType::Rgb8)
-            .map_err(|e| CliError::Usage(format!("{}: cannot write the PNG: {e}", path.display())))
-    })
+    write_pixels(&a.output, format, &x, shape, None)
 }

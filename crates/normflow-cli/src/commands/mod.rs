@@ -5,6 +5,8 @@ mod bench;
 mod demo;
 mod eval;
 mod image;
+mod image_files;
+mod image_latent;
 mod info;
 mod map;
 mod sample;

@@ -8,7 +8,7 @@ mod writer;
 
 pub use csv::{read_csv, read_header, write_csv, CsvChunks, CsvOptions};
 pub use idx::{read_idx, IdxData};
-pub use npy::{read_npy, write_npy};
+pub use npy::{read_npy, read_npy_array, write_npy, NpyArray};
 pub use writer::TableWriter;
 
 use std::path::Path;
