@@ -171,6 +171,10 @@ pub struct ImageTrainArgs {
     /// Hidden channels of the coupling networks.
     #[arg(long, default_value_t = 64)]
     pub hidden: usize,
+    /// Logit preprocessing with this squeeze α (RealNVP's: pixels to logit(α + (1 − 2α)·v/256))
+    /// instead of Glow's scaling to v/256 − 0.5.
+    #[arg(long)]
+    pub logit: Option<f32>,
     /// Additive instead of affine couplings.
     #[arg(long)]
     pub additive: bool,

@@ -28,6 +28,7 @@ pub struct Interval {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Bounds {
     bounds: Vec<Option<Interval>>,
+    alpha: f32,
 }
 
 impl Bounds {
@@ -39,7 +40,20 @@ impl Bounds {
         if bounds.iter().flatten().any(|b| !(b.lo.is_finite() && b.hi.is_finite() && b.lo < b.hi)) {
             return Err(Error::config("bounds must be finite with lo < hi"));
         }
-        Ok(Self { bounds })
+        Ok(Self { bounds, alpha: LOGIT_ALPHA })
+    }
+
+    /// The same bounds with squeeze `alpha` before the logit instead of [`LOGIT_ALPHA`]
+    /// (RealNVP's α: 0.05 on CIFAR-10).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] unless `0 < alpha < 0.5`.
+    pub fn with_alpha(mut self, alpha: f32) -> Result<Self> {
+        if !(alpha > 0.0 && alpha < 0.5) {
+            return Err(Error::config(format!("the logit squeeze α must be in (0, 0.5), got {alpha}")));
+        }
+        self.alpha = alpha;
+        Ok(self)
     }
 
     /// The bounds per column.
@@ -69,7 +83,7 @@ impl Bijection for Bounds {
         check_width("bounded data", input, self.bounds.len())?;
         let mut out = input.clone();
         let mut ld = pool::zeroed(input.rows());
-        let a = LOGIT_ALPHA;
+        let a = self.alpha;
         for (r, ldr) in ld.iter_mut().enumerate() {
             for (j, b) in self.bounds.iter().enumerate() {
                 let Some(Interval { lo, hi }) = *b else { continue };
@@ -117,7 +131,7 @@ impl Bijection for Bounds {
         _grads: &mut [f32],
     ) -> Result<Matrix> {
         let cache: BoundsCache = tape.pop()?;
-        let a = LOGIT_ALPHA;
+        let a = self.alpha;
         for r in 0..grad_out.rows() {
             for (j, b) in self.bounds.iter().enumerate() {
                 let Some(Interval { lo, hi }) = *b else { continue };
@@ -141,6 +155,6 @@ impl Bijection for Bounds {
     }
 
     fn spec(&self) -> BijectionSpec {
-        BijectionSpec::Bounds { bounds: self.bounds.clone() }
+        BijectionSpec::Bounds { bounds: self.bounds.clone(), alpha: self.alpha }
     }
 }

@@ -113,6 +113,9 @@ pub enum BijectionSpec {
     Bounds {
         /// Interval per column (`None`: unbounded).
         bounds: Vec<Option<super::Interval>>,
+        /// Squeeze before the logit.
+        #[serde(default = "default_logit_alpha")]
+        alpha: f32,
     },
     /// [`Standardize`].
     Standardize {
@@ -164,7 +167,12 @@ impl BijectionSpec {
             BijectionSpec::LuLinear { perm, whitens: true } => Box::new(LuLinear::whitening(perm.len())?),
             BijectionSpec::BatchNorm { dim } => Box::new(BatchNorm::new(*dim)),
             BijectionSpec::Dequantize { dim, columns } => Box::new(Dequantize::new(*dim, columns.clone())?),
-            BijectionSpec::Bounds { bounds } => Box::new(Bounds::new(bounds.clone())?),
+            BijectionSpec::Bounds { bounds, alpha } => Box::new(Bounds::new(bounds.clone())?.with_alpha(*alpha)?),
         })
     }
+}
+
+/// The squeeze of model files written before [`Bounds::with_alpha`].
+fn default_logit_alpha() -> f32 {
+    super::LOGIT_ALPHA
 }
