@@ -104,7 +104,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
             .then(|| CheckpointConfig { path: checkpoint_path.clone(), every_seconds: a.checkpoint_minutes * 60.0 }),
         ..FitConfig::default()
     };
-    let bar = TrainingBar::new(a.quiet);
+    let bar = TrainingBar::for_images(a.quiet, shape.len(), config.batch_size, config.max_seconds);
     let started = Instant::now();
     let result = if a.resume {
         resume_fit(&checkpoint_path, &images, None, &config, &mut |p| bar.update(p))

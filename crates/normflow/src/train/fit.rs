@@ -105,6 +105,8 @@ pub struct FitProgress {
     pub train_nll: f64,
     /// Latest validation NLL, once one was computed.
     pub val_nll: Option<f64>,
+    /// Seconds of training so far, over every resumed part of the run.
+    pub seconds: f64,
 }
 
 /// The record of a training run.
@@ -437,12 +439,12 @@ fn run(
                 }
                 if config.patience.is_some_and(|p| since_best >= p) {
                     stopped = "early_stopping";
-                    progress(&FitProgress { step, total_steps: budget, epoch, train_nll: train, val_nll: last_val });
+                    progress(&FitProgress { step, total_steps: budget, epoch, train_nll: train, val_nll: last_val, seconds: elapsed() });
                     break 'outer;
                 }
             }
             let running = if window.1 > 0 { window.0 / window.1 as f64 } else { *history.train_nll.last().unwrap_or(&loss) };
-            progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val });
+            progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val, seconds: elapsed() });
             if let Some(c) = config.checkpoint.as_ref().filter(|c| last_checkpoint.elapsed().as_secs_f64() >= c.every_seconds) {
                 write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
                 last_checkpoint = Instant::now();
