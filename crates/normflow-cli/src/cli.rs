@@ -157,15 +157,20 @@ pub struct ImageInterpolateArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct ImageTrainArgs {
-    /// Training images: an IDX file of unsigned bytes (plain or gzip).
+    /// Training images: an IDX file (plain or gzip), an .npy array or a folder of PNG files.
     pub data: PathBuf,
     /// Where to save the model.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Levels (squeezes); the image height and width must divide by 2^levels.
+    /// Image flow architecture.
+    #[arg(long, value_enum, default_value_t = ImageFlowKind::Glow)]
+    pub flow: ImageFlowKind,
+    /// Levels. Glow squeezes at every level (height and width must divide by 2^levels);
+    /// RealNVP at every level but the last (2^(levels-1)).
     #[arg(long, default_value_t = 2)]
     pub levels: usize,
-    /// Steps per level.
+    /// Steps per level: Glow's ActNorm, 1×1 convolution and coupling; RealNVP's checkerboard
+    /// couplings (and as many channel couplings after each squeeze).
     #[arg(long, default_value_t = 4)]
     pub steps: usize,
     /// Hidden channels of the coupling networks.
@@ -293,6 +298,16 @@ pub enum Trim {
     Flow,
     /// Fit on every row.
     None,
+}
+
+/// Image flow architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImageFlowKind {
+    /// Glow: ActNorm, invertible 1×1 convolutions and channel couplings, split priors.
+    Glow,
+    /// Multiscale RealNVP: checkerboard and channel couplings, half the channels factored out
+    /// per level.
+    Realnvp,
 }
 
 /// Flags of `anomaly score`.

@@ -202,3 +202,24 @@ fn encode_then_decode_gives_the_images_back_and_interpolation_draws_a_grid() {
     let err = fails(&["image", "decode", s(&model), s(&idx), "-o", s(&grid)]);
     assert!(err.contains("values") || err.contains("error"), "{err}");
 }
+
+#[test]
+fn image_train_fits_a_multiscale_realnvp_that_every_image_command_reads() {
+    let t = TempDir::new("image-realnvp");
+    let (train, test, model) = (t.path("train-idx3-ubyte"), t.path("test-idx3-ubyte"), t.path("rnvp.safetensors"));
+    write_ramps(&train, 400, 8, 7);
+    write_ramps(&test, 100, 8, 8);
+    let args = ["image", "train", s(&train), "--flow", "realnvp", "--levels", "2", "--steps", "1", "--hidden", "8", "--max-steps", "40"];
+    let summary = ok(&[&args[..], &["--eval-every", "20", "-q", "--json", "-o", s(&model)]].concat());
+    let v: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(v["flow"], "realnvp", "{summary}");
+    let bpd = json_field(&ok(&["image", "eval", s(&model), s(&test), "--json"]), "bits_per_dim");
+    assert!(bpd < 8.0, "{bpd}");
+    let (z, x) = (t.path("z.npy"), t.path("x.npy"));
+    ok(&["image", "encode", s(&model), s(&test), "-o", s(&z)]);
+    ok(&["image", "decode", s(&model), s(&z), "-o", s(&x)]);
+    ok(&["image", "sample", s(&model), "-n", "9", "--temperature", "1.2", "-o", s(&t.path("g.png"))]);
+    // Odd sizes for the squeezes are refused.
+    let err = fails(&["image", "train", s(&train), "--flow", "realnvp", "--levels", "5", "-o", s(&model)]);
+    assert!(err.contains("divide by 16"), "{err}");
+}

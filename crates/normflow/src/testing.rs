@@ -362,8 +362,8 @@ pub fn spline_options() -> HarnessOptions {
 /// harness, hooks through wrappers). A new layer joins every such test with one line here.
 pub fn registry() -> Vec<Case> {
     use crate::bijection::{
-        ActNorm, AffineCoupling, BatchNorm, Bounds, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive, OnPrefix,
-        Permutation, SplineShape, Squeeze, Standardize, Transformer,
+        ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive,
+        OnPrefix, Permutation, SplineShape, Squeeze, Standardize, Transformer,
     };
     let sequential = HarnessOptions { forward_gradients: false, ..Default::default() };
     vec![
@@ -452,6 +452,39 @@ pub fn registry() -> Vec<Case> {
                 )
             },
             options: HarnessOptions { param_scale: 0.15, ..spline_options() },
+        },
+        Case {
+            name: "checkerboard affine coupling (odd pixel count)",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_checkerboard(ImageShape { channels: 2, height: 3, width: 3 }, 1, 4, Transformer::Affine, r)
+                        .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
+            name: "checkerboard coupling between its permutations",
+            build: |r| {
+                let image = ImageShape { channels: 2, height: 4, width: 4 };
+                let (to_coupling, to_image) = Permutation::checkerboard(image, 0);
+                let coupling = AffineCoupling::with_checkerboard(image, 0, 4, Transformer::Affine, r).unwrap();
+                let layers: Vec<Box<dyn Bijection>> = vec![Box::new(to_coupling), Box::new(coupling), Box::new(to_image)];
+                Box::new(Chain::new(layers).unwrap())
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
+            name: "two-level multiscale RealNVP",
+            build: |r| {
+                crate::flows::MultiscaleRealNvpConfig::new(ImageShape { channels: 1, height: 4, width: 4 })
+                    .with_levels(2)
+                    .with_steps(1)
+                    .with_hidden(4)
+                    .levels(r)
+                    .unwrap()
+            },
+            options: HarnessOptions { param_scale: 0.1, ..Default::default() },
         },
         Case {
             name: "coupling on a prefix",

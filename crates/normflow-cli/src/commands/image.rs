@@ -5,14 +5,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use normflow::bijection::{Dequantize, ImageShape};
-use normflow::flows::GlowConfig;
+use normflow::flows::{GlowConfig, MultiscaleRealNvpConfig};
 use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig};
 use normflow::{Flow, Rng};
 use serde_json::json;
 
 use super::image_files::{output_format, read_images, write_pixels};
 use super::{print_json, CliError};
-use crate::cli::{ImageCommand, ImageEvalArgs, ImageSampleArgs, ImageTrainArgs};
+use crate::cli::{ImageCommand, ImageEvalArgs, ImageFlowKind, ImageSampleArgs, ImageTrainArgs};
 use crate::progress::TrainingBar;
 
 /// Key of a model's image shape in its metadata.
@@ -70,15 +70,26 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         )));
     }
     let (images, shape) = read_images(&a.data)?;
-    let glow = GlowConfig::new(shape)
-        .with_levels(a.levels)
-        .with_steps(a.steps)
-        .with_hidden(a.hidden)
-        .with_additive(a.additive)
-        .with_logit(a.logit);
-    let mut flow =
-        glow.init(&mut Rng::new(a.seed))?.with_data_layer(Box::new(Dequantize::new(shape.len(), (0..shape.len()).collect())?))?;
-    flow.meta.name = "glow".into();
+    let rng = &mut Rng::new(a.seed);
+    let flow = match a.flow {
+        ImageFlowKind::Glow => GlowConfig::new(shape)
+            .with_levels(a.levels)
+            .with_steps(a.steps)
+            .with_hidden(a.hidden)
+            .with_additive(a.additive)
+            .with_logit(a.logit)
+            .init(rng)?,
+        ImageFlowKind::Realnvp => MultiscaleRealNvpConfig::new(shape)
+            .with_levels(a.levels)
+            .with_steps(a.steps)
+            .with_hidden(a.hidden)
+            .with_additive(a.additive)
+            .with_logit(a.logit)
+            .init(rng)?,
+    };
+    let name = flow.meta.name.clone();
+    let mut flow = flow.with_data_layer(Box::new(Dequantize::new(shape.len(), (0..shape.len()).collect())?))?;
+    flow.meta.name = name;
     flow.meta.extra.insert(IMAGE_SHAPE_KEY.into(), json!(shape));
     if a.resume {
         let saved = Flow::load(&checkpoint_path)?;
@@ -118,12 +129,13 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     let (bpd, rate) = (bits_per_dim(s.best_val_nll, shape.len()), (s.steps * config.batch_size) as f64 / started.elapsed().as_secs_f64());
     if a.json {
         print_json(&json!({
-            "model": a.output, "flow": "glow", "image": shape, "params": flow.num_params(), "steps": s.steps,
+            "model": a.output, "flow": flow.meta.name, "image": shape, "params": flow.num_params(), "steps": s.steps,
             "stopped": s.stopped, "best_val_bits_per_dim": bpd, "images_per_second": rate, "seconds": s.seconds,
         }))
     } else {
         eprintln!(
-            "trained glow ({} params) on {} images for {} steps ({}, {rate:.0} images/s): best validation {bpd:.4} bits/dim; saved {}",
+            "trained {} ({} params) on {} images for {} steps ({}, {rate:.0} images/s): best validation {bpd:.4} bits/dim; saved {}",
+            flow.meta.name,
             flow.num_params(),
             s.train_rows,
             s.steps,

@@ -6,7 +6,7 @@ use super::transformer::RecordedPass;
 use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
 use crate::engine::lanes::RowLayout;
 use crate::engine::{ImageShape, Matrix, Rng};
-use crate::nn::{Conditioner, ConditionerCache, ConvNet, Mlp, ResidualMlp};
+use crate::nn::{CheckerboardNet, Conditioner, ConditionerCache, ConvNet, Mlp, ResidualMlp};
 use crate::{Bijection, Error, Result};
 
 /// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
@@ -37,6 +37,8 @@ pub struct AffineCoupling {
     residual_blocks: usize,
     /// The image shape of a coupling with a convolutional conditioner.
     image: Option<ImageShape>,
+    /// The checkerboard colour that passes through, for a checkerboard-masked coupling.
+    checkerboard: Option<usize>,
     net: Conditioner,
 }
 
@@ -62,7 +64,7 @@ impl AffineCoupling {
         sizes.extend_from_slice(hidden);
         sizes.push(transformer.params_per_dim() * (dim - split));
         let net = Conditioner::Mlp(Mlp::new(&sizes, 0.0, None, rng));
-        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, image: None, net })
+        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, image: None, checkerboard: None, net })
     }
 
     /// Glow's affine coupling on image rows: the first half of the channels (`channels / 2`)
@@ -89,7 +91,35 @@ impl AffineCoupling {
             hidden: vec![hidden],
             residual_blocks: 0,
             image: Some(image),
+            checkerboard: None,
             net,
+        })
+    }
+
+    /// RealNVP's checkerboard-masked coupling on rows holding `image` images, in the layout
+    /// [`crate::nn::checkerboard_order`] gives: the values of colour `parity` first (they pass
+    /// through), then the other colour's, transformed with parameters from a
+    /// [`crate::nn::CheckerboardNet`] of `hidden` channels. Put it between the permutations of
+    /// [`super::Permutation::checkerboard`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for images of fewer than 2 pixels or no hidden channels.
+    pub fn with_checkerboard(image: ImageShape, parity: usize, hidden: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        transformer.validate()?;
+        if image.pixels() < 2 || image.channels == 0 || hidden == 0 {
+            return Err(Error::config(format!("a checkerboard coupling needs 2+ pixels and hidden channels, got {image:?}, {hidden}")));
+        }
+        let net = CheckerboardNet::new(image, parity % 2, hidden, transformer.params_per_dim(), rng);
+        Ok(Self {
+            dim: image.len(),
+            split: net.kept_len(),
+            context_dim: 0,
+            transformer,
+            hidden: vec![hidden],
+            residual_blocks: 0,
+            image: Some(image),
+            checkerboard: Some(parity % 2),
+            net: Conditioner::Checkerboard(net),
         })
     }
 
@@ -192,6 +222,7 @@ impl Bijection for AffineCoupling {
             transformer: self.transformer,
             residual_blocks: self.residual_blocks,
             image: self.image,
+            checkerboard: self.checkerboard,
         }
     }
 }

@@ -33,6 +33,17 @@ impl Permutation {
         Self::new((0..dim).rev().collect()).expect("a reversal is a permutation")
     }
 
+    /// The pair of permutations around a checkerboard coupling on `image` rows, in forward
+    /// (generative) order: the first puts image rows in the coupling's layout (colour `parity`
+    /// first, see [`crate::nn::checkerboard_order`]), the second puts them back.
+    pub fn checkerboard(image: crate::engine::ImageShape, parity: usize) -> (Self, Self) {
+        let (mut order, other) = crate::nn::checkerboard_order(image, parity);
+        order.extend(other);
+        let to_coupling = Self::new(order).expect("the two colours cover the image once");
+        let to_image = Self::new(to_coupling.inverse.clone()).expect("the inverse of a permutation is one");
+        (to_coupling, to_image)
+    }
+
     /// A seeded random permutation of `dim` columns.
     pub fn random(dim: usize, rng: &mut Rng) -> Self {
         Self::new(rng.permutation(dim)).expect("a shuffle is a permutation")

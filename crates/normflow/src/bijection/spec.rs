@@ -44,6 +44,10 @@ pub enum BijectionSpec {
         /// The image shape of a convolutional coupling (conditioner: [`crate::nn::ConvNet`] of
         /// `hidden[0]` channels); none for tabular rows.
         image: Option<ImageShape>,
+        /// The colour that passes through a checkerboard-masked coupling (conditioner:
+        /// [`crate::nn::CheckerboardNet`]); none for a channel split.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkerboard: Option<usize>,
     },
     /// [`MaskedAutoregressive`].
     MaskedAutoregressive {
@@ -135,14 +139,18 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
+            BijectionSpec::Coupling { image: Some(image), hidden, transformer, checkerboard: Some(parity), .. } => {
+                let width = *hidden.first().ok_or_else(|| crate::Error::config("a convolutional conditioner needs a width"))?;
+                Box::new(AffineCoupling::with_checkerboard(*image, *parity, width, *transformer, &mut rng)?)
+            }
             BijectionSpec::Coupling { image: Some(image), hidden, transformer, .. } => {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a convolutional conditioner needs a width"))?;
                 Box::new(AffineCoupling::with_conv(*image, width, *transformer, &mut rng)?)
             }
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0, image: None } => {
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0, image: None, .. } => {
                 Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *transformer, &mut rng)?)
             }
-            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks, image: None } => {
+            BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks, image: None, .. } => {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a residual conditioner needs a width"))?;
                 Box::new(AffineCoupling::with_residual(*dim, *split, width, *residual_blocks, *context_dim, *transformer, &mut rng)?)
             }

@@ -144,12 +144,7 @@ impl GlowConfig {
     /// [`Error::InvalidConfig`] for sizes out of range or images that `levels` squeezes cannot
     /// halve.
     pub fn bijection(&self, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
-        let d = self.image.len();
-        let pixels: Box<dyn Bijection> = match self.logit_alpha {
-            None => Box::new(Standardize::from_stats(vec![128.0; d], vec![256.0; d])?),
-            Some(alpha) => Box::new(Bounds::new(vec![Some(Interval { lo: 0.0, hi: 256.0 }); d])?.with_alpha(alpha)?),
-        };
-        Ok(Box::new(Chain::new(vec![self.levels(rng)?, pixels])?))
+        Ok(Box::new(Chain::new(vec![self.levels(rng)?, pixel_layer(self.image, self.logit_alpha)?])?))
     }
 
     /// The levels alone, without the pixel scaling of the data side.
@@ -167,4 +162,14 @@ impl GlowConfig {
         flow.meta.name = "glow".into();
         Ok(flow)
     }
+}
+
+/// The data side of an image flow: pixel values `v` scaled to `v/256 − 0.5`, or (with
+/// `logit_alpha`) taken to `logit(α + (1 − 2α)·v/256)`.
+pub(crate) fn pixel_layer(image: ImageShape, logit_alpha: Option<f32>) -> Result<Box<dyn Bijection>> {
+    let d = image.len();
+    Ok(match logit_alpha {
+        None => Box::new(Standardize::from_stats(vec![128.0; d], vec![256.0; d])?),
+        Some(alpha) => Box::new(Bounds::new(vec![Some(Interval { lo: 0.0, hi: 256.0 }); d])?.with_alpha(alpha)?),
+    })
 }

@@ -11,11 +11,13 @@ mod glow;
 mod maf;
 mod nsf;
 mod realnvp;
+mod realnvp_image;
 
 pub use glow::GlowConfig;
 pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
+pub use realnvp_image::MultiscaleRealNvpConfig;
 
 use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation, Standardize};
 use crate::{Bijection, Error, Result};

@@ -1,9 +1,10 @@
 //! The conditioner networks a coupling layer can use, behind one interface.
 
-use super::{ConvNet, ConvNetCache, Mlp, MlpCache, ResidualCache, ResidualMlp};
+use super::{CheckerboardNet, ConvNet, ConvNetCache, Mlp, MlpCache, ResidualCache, ResidualMlp};
 use crate::engine::Matrix;
 
-/// A plain MLP, a residual MLP, or a convolutional network on image rows.
+/// A plain MLP, a residual MLP, or a convolutional network on image rows (channel-split or
+/// checkerboard-masked).
 #[derive(Clone, Debug)]
 pub enum Conditioner {
     /// [`Mlp`].
@@ -12,6 +13,8 @@ pub enum Conditioner {
     Residual(ResidualMlp),
     /// [`ConvNet`].
     Conv(ConvNet),
+    /// [`CheckerboardNet`].
+    Checkerboard(CheckerboardNet),
 }
 
 /// The backward cache of a [`Conditioner`].
@@ -32,6 +35,7 @@ impl Conditioner {
             Conditioner::Mlp(m) => m.forward(x),
             Conditioner::Residual(m) => m.forward(x),
             Conditioner::Conv(m) => m.forward(x),
+            Conditioner::Checkerboard(m) => m.forward(x),
         }
     }
 
@@ -50,6 +54,10 @@ impl Conditioner {
                 let (y, c) = m.forward_cached(x);
                 (y, ConditionerCache::Conv(c))
             }
+            Conditioner::Checkerboard(m) => {
+                let (y, c) = m.forward_cached(x);
+                (y, ConditionerCache::Conv(c))
+            }
         }
     }
 
@@ -59,6 +67,7 @@ impl Conditioner {
             (Conditioner::Mlp(m), ConditionerCache::Mlp(c)) => m.backward(c, grad_out, grads, true).expect("input gradient requested"),
             (Conditioner::Residual(m), ConditionerCache::Residual(c)) => m.backward(c, grad_out, grads),
             (Conditioner::Conv(m), ConditionerCache::Conv(c)) => m.backward(c, grad_out, grads),
+            (Conditioner::Checkerboard(m), ConditionerCache::Conv(c)) => m.backward(c, grad_out, grads),
             _ => unreachable!("a conditioner's cache comes from its own forward pass"),
         }
     }
@@ -69,6 +78,7 @@ impl Conditioner {
             Conditioner::Mlp(m) => m.params(),
             Conditioner::Residual(m) => m.params(),
             Conditioner::Conv(m) => m.params(),
+            Conditioner::Checkerboard(m) => m.params(),
         }
     }
 
@@ -78,6 +88,7 @@ impl Conditioner {
             Conditioner::Mlp(m) => m.params_mut(),
             Conditioner::Residual(m) => m.params_mut(),
             Conditioner::Conv(m) => m.params_mut(),
+            Conditioner::Checkerboard(m) => m.params_mut(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Conditioners: the networks that produce a transformer's parameters.
 
+mod checkerboard_net;
 mod conditioner;
 mod conv_net;
 mod layer_mask;
@@ -7,6 +8,7 @@ mod made;
 mod mlp;
 mod residual;
 
+pub use checkerboard_net::{checkerboard_order, CheckerboardNet};
 pub use conditioner::{Conditioner, ConditionerCache};
 pub use conv_net::{ConvNet, ConvNetCache};
 #[cfg(feature = "bench")]
