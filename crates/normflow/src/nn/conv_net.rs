@@ -3,7 +3,7 @@
 //! zero so that a new coupling is the identity. Hand-derived backward pass through the engine's
 //! convolution kernels.
 
-use crate::engine::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape, Matrix, Rng};
+use crate::engine::{conv2d_backward, conv2d_forward, pool, Conv2dShape, ImageShape, Matrix, Rng};
 
 /// The three convolutions' shapes and where their weights and biases sit in the flat
 /// parameters.
@@ -76,37 +76,44 @@ impl ConvNet {
         (&self.params[start..start + l.weights()], &self.params[start + l.weights()..start + l.len()])
     }
 
-    fn run(&self, x: &Matrix, mut keep: impl FnMut(usize, &[f32])) -> Matrix {
+    /// The output for a batch and, when `keep`, each layer's input (moved into the cache, not
+    /// copied).
+    fn run(&self, x: &Matrix, keep: bool) -> (Matrix, Vec<Vec<f32>>) {
         let rows = x.rows();
-        let mut h = x.as_slice().to_vec();
+        let mut inputs = Vec::with_capacity(if keep { 3 } else { 0 });
+        let mut h = pool::copied(x.as_slice());
         for (k, l) in self.layers.iter().enumerate() {
-            keep(k, &h);
             let (w, b) = self.layer_params(k);
-            let mut out = vec![0.0f32; rows * l.out_channels * self.image.pixels()];
+            let mut out = pool::scratch(rows * l.out_channels * self.image.pixels());
             conv2d_forward(l.shape(rows, self.image), &h, w, b, &mut out);
             if k < 2 {
                 out.iter_mut().for_each(|v| *v = v.max(0.0));
             }
+            if keep {
+                inputs.push(h);
+            } else {
+                pool::give(h);
+            }
             h = out;
         }
-        Matrix::from_vec(rows, self.layers[2].out_channels * self.image.pixels(), h)
+        (Matrix::from_vec(rows, self.layers[2].out_channels * self.image.pixels(), h), inputs)
     }
 
     /// Output for a batch of image rows.
     pub fn forward(&self, x: &Matrix) -> Matrix {
-        self.run(x, |_, _| {})
+        self.run(x, false).0
     }
 
     /// Output and backward cache.
     pub fn forward_cached(&self, x: &Matrix) -> (Matrix, ConvNetCache) {
-        let mut inputs: [Vec<f32>; 3] = Default::default();
-        let out = self.run(x, |k, h| inputs[k] = h.to_vec());
-        (out, ConvNetCache { inputs, rows: x.rows() })
+        let (out, inputs) = self.run(x, true);
+        let [a, b, c]: [Vec<f32>; 3] = inputs.try_into().expect("three layers");
+        (out, ConvNetCache { inputs: [a, b, c], rows: x.rows() })
     }
 
     /// Writes the parameter gradients into `grads` (overwritten) and returns the input gradient.
     pub fn backward(&self, cache: &ConvNetCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
-        let mut g = grad_out.as_slice().to_vec();
+        let mut g = grad_out.into_vec();
         for k in (0..3).rev() {
             let l = self.layers[k];
             let (w, _) = self.layer_params(k);
@@ -114,7 +121,7 @@ impl ConvNet {
             let start: usize = self.layers[..k].iter().map(Layer::len).sum();
             grads[start..start + l.weights()].copy_from_slice(&g_w);
             grads[start + l.weights()..start + l.len()].copy_from_slice(&g_b);
-            g = g_in;
+            pool::give(std::mem::replace(&mut g, g_in));
             if k > 0 {
                 // Through the ReLU that produced this layer's input: zero where it was clipped.
                 g.iter_mut().zip(&cache.inputs[k]).for_each(|(g, &h)| {
