@@ -223,3 +223,26 @@ fn image_train_fits_a_multiscale_realnvp_that_every_image_command_reads() {
     let err = fails(&["image", "train", s(&train), "--flow", "realnvp", "--levels", "5", "-o", s(&model)]);
     assert!(err.contains("divide by 16"), "{err}");
 }
+
+#[test]
+fn a_folder_of_rgb_pngs_trains_evaluates_and_samples_in_colour() {
+    let t = TempDir::new("image-rgb");
+    let (folder, model) = (t.path("rgb"), t.path("glow.safetensors"));
+    std::fs::create_dir(&folder).unwrap();
+    let mut rng = normflow::Rng::new(9);
+    for i in 0..64 {
+        let tint = [rng.uniform(), rng.uniform(), rng.uniform()].map(|v| 40.0 + 160.0 * v);
+        let img = image::RgbImage::from_fn(8, 8, |x, y| {
+            image::Rgb(tint.map(|c| (c + 4.0 * x as f64 - 2.0 * y as f64 + 3.0 * rng.normal()).clamp(0.0, 255.0) as u8))
+        });
+        img.save(folder.join(format!("{i:02}.png"))).unwrap();
+    }
+    ok(&["image", "train", s(&folder), "--levels", "2", "--steps", "1", "--hidden", "8", "--max-steps", "20", "-q", "-o", s(&model)]);
+    let info = ok(&["info", s(&model), "--json"]);
+    assert!(info.contains("\"channels\":3"), "{info}");
+    let bpd = json_field(&ok(&["image", "eval", s(&model), s(&folder), "--json"]), "bits_per_dim");
+    assert!(bpd < 8.0, "{bpd}");
+    let grid = t.path("grid.png");
+    ok(&["image", "sample", s(&model), "-n", "4", "-o", s(&grid)]);
+    assert_eq!(image::open(&grid).unwrap().color(), image::ColorType::Rgb8);
+}
