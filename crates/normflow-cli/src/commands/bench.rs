@@ -207,11 +207,11 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
                 "threads": threads,
             }))?;
         }
+        let (one, width) = normflow::engine::multiply_add_peak_gflops(1);
+        let (all, _) = normflow::engine::multiply_add_peak_gflops(threads);
         print_json(&json!({
-            "impl": "normflow", "probe": "multiply_add",
-            "gflops_1_thread": normflow::engine::multiply_add_peak_gflops(1),
-            "gflops_all_threads": normflow::engine::multiply_add_peak_gflops(threads),
-            "threads": threads,
+            "impl": "normflow", "probe": "multiply_add", "width": format!("{width:?}"), "lanes": width.lanes(),
+            "gflops_1_thread": one, "gflops_all_threads": all, "threads": threads,
         }))?;
     }
     if a.conv_probe {

@@ -33,58 +33,117 @@ fn gflops_on_threads(threads: usize, flop_per_thread: f64, work: impl Fn() + Syn
     flop_per_thread * threads as f64 / start.elapsed().as_secs_f64() / 1e9
 }
 
-/// `f32` lanes of the widest vector register the build targets.
-#[cfg(target_feature = "avx512f")]
-const LANES: usize = 16;
-#[cfg(not(target_feature = "avx512f"))]
-const LANES: usize = 8;
-
 /// Independent accumulator registers: enough to hide the latency of a multiply-add on two
-/// pipelines, few enough to stay in registers.
+/// pipelines, few enough to stay in registers (of 16 or 32).
 const CHAINS: usize = 12;
 
-/// One multiply-add as the products do it: fused where the build targets FMA, else a multiply
-/// and an add (still two FLOPs).
-#[inline(always)]
-fn multiply_add(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_feature = "fma")]
-    {
-        a.mul_add(b, c)
-    }
-    #[cfg(not(target_feature = "fma"))]
-    {
-        a * b + c
-    }
+/// The vector width a multiply-add peak runs at: the widest the CPU has, found at run time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeakWidth {
+    /// 16 `f32` lanes (AVX-512F).
+    Avx512,
+    /// 8 `f32` lanes with fused multiply-add (AVX2 + FMA).
+    Avx2Fma,
+    /// Whatever the compiler makes of portable code.
+    Portable,
 }
 
-/// `rounds` multiply-adds on each of `CHAINS × LANES` independent accumulators held in
-/// registers; returns their sum so that the work cannot be optimised away.
-fn multiply_add_chains(rounds: usize, scale: f32, shift: f32) -> f32 {
-    let mut acc = [[0.0f32; LANES]; CHAINS];
-    for (c, chain) in acc.iter_mut().enumerate() {
-        for (l, v) in chain.iter_mut().enumerate() {
-            *v = (c * LANES + l) as f32 * 1e-3;
-        }
-    }
-    for _ in 0..rounds {
-        for chain in acc.iter_mut() {
-            for v in chain.iter_mut() {
-                *v = multiply_add(*v, scale, shift);
+impl PeakWidth {
+    /// The widest this CPU supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return PeakWidth::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                return PeakWidth::Avx2Fma;
             }
         }
+        PeakWidth::Portable
     }
-    acc.iter().flatten().sum()
+
+    /// `f32` lanes per register.
+    pub fn lanes(self) -> usize {
+        match self {
+            PeakWidth::Avx512 => 16,
+            PeakWidth::Avx2Fma => 8,
+            PeakWidth::Portable => 1,
+        }
+    }
 }
 
-/// Peak throughput in GFLOP/s of `threads` threads each doing multiply-adds on registers only:
-/// the ceiling of any `f32` matrix product on this machine (a product also loads its operands),
-/// so a target that needs more than this rate for the FLOPs it must do cannot be met.
-pub fn multiply_add_peak_gflops(threads: usize) -> f64 {
-    let rounds = 50_000_000;
-    let flop = 2.0 * (rounds * CHAINS * LANES) as f64;
-    gflops_on_threads(threads, flop, || {
-        std::hint::black_box(multiply_add_chains(rounds, std::hint::black_box(0.999), std::hint::black_box(1e-3)));
-    })
+/// `rounds` multiply-adds `x ← x·scale + shift` on each of `CHAINS` independent registers of
+/// `width`; returns the sum of every lane so that the work cannot be optimised away.
+fn multiply_add_chains(width: PeakWidth, rounds: usize, scale: f32, shift: f32) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match width {
+            // SAFETY: the CPU reported the feature at run time (`PeakWidth::detect`).
+            PeakWidth::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => return unsafe { chains_avx512(rounds, scale, shift) },
+            // SAFETY: as above.
+            PeakWidth::Avx2Fma if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") => {
+                return unsafe { chains_avx2(rounds, scale, shift) }
+            }
+            _ => {}
+        }
+    }
+    let _ = width;
+    let mut acc: [f32; CHAINS] = std::array::from_fn(|c| c as f32 * 1e-3);
+    for _ in 0..rounds {
+        for v in acc.iter_mut() {
+            *v = v.mul_add(scale, shift);
+        }
+    }
+    acc.iter().sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn chains_avx512(rounds: usize, scale: f32, shift: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(scale), _mm512_set1_ps(shift));
+    let mut acc: [__m512; CHAINS] = std::array::from_fn(|c| _mm512_set1_ps(c as f32 * 1e-3));
+    for _ in 0..rounds {
+        for v in acc.iter_mut() {
+            *v = _mm512_fmadd_ps(*v, a, b);
+        }
+    }
+    acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn chains_avx2(rounds: usize, scale: f32, shift: f32) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(scale), _mm256_set1_ps(shift));
+    let mut acc: [__m256; CHAINS] = std::array::from_fn(|c| _mm256_set1_ps(c as f32 * 1e-3));
+    for _ in 0..rounds {
+        for v in acc.iter_mut() {
+            *v = _mm256_fmadd_ps(*v, a, b);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    acc.iter()
+        .map(|&v| {
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            lanes.iter().sum::<f32>()
+        })
+        .sum()
+}
+
+/// Peak throughput in GFLOP/s of `threads` threads each doing multiply-adds on registers only,
+/// at the widest vector width this CPU has (see [`PeakWidth::detect`]): the ceiling of any
+/// `f32` matrix product on this machine (a product also loads its operands), so a target that
+/// needs more than this rate for the FLOPs it must do cannot be met. Returns the width too.
+pub fn multiply_add_peak_gflops(threads: usize) -> (f64, PeakWidth) {
+    let width = PeakWidth::detect();
+    let rounds = 20_000_000;
+    let flop = 2.0 * (rounds * CHAINS * width.lanes()) as f64;
+    let rate = gflops_on_threads(threads, flop, || {
+        std::hint::black_box(multiply_add_chains(width, rounds, std::hint::black_box(0.999), std::hint::black_box(1e-3)));
+    });
+    (rate, width)
 }
 
 #[cfg(test)]
@@ -92,9 +151,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chains_compute_the_recurrence() {
+    fn chains_compute_the_recurrence_at_the_detected_width_and_portably() {
         // x ← 0.5·x + 1 from x₀ converges to 2; after 60 rounds every lane is 2 to f32 precision.
-        let sum = multiply_add_chains(60, 0.5, 1.0);
-        assert!((sum - 2.0 * (CHAINS * LANES) as f32).abs() < 1e-3, "{sum}");
+        for width in [PeakWidth::detect(), PeakWidth::Portable] {
+            let sum = multiply_add_chains(width, 60, 0.5, 1.0);
+            let want = 2.0 * (CHAINS * width.lanes()) as f32;
+            assert!((sum - want).abs() < 1e-3 * want, "{width:?}: {sum}, want {want}");
+        }
     }
 }
