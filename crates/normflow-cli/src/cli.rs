@@ -192,6 +192,11 @@ pub struct ImageTrainArgs {
     /// other limits count the whole run).
     #[arg(long)]
     pub resume: bool,
+    /// Class labels of the training images (an IDX label file or a 1-D .npy of integers
+    /// 0..=999, one per image): the flow learns p(image | class), and `image sample --class`
+    /// draws from one class.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Training time limit in minutes (the best validation weights are kept).
     #[arg(long)]
     pub minutes: Option<f64>,
@@ -229,8 +234,11 @@ pub struct ImageTrainArgs {
 pub struct ImageEvalArgs {
     /// The model (from `image train`).
     pub model: PathBuf,
-    /// Images: an IDX file of unsigned bytes of the model's image size.
+    /// Images: an IDX file, an .npy array or a folder of PNG files, of the model's image size.
     pub data: PathBuf,
+    /// Class labels of the images, for a class-conditional model (as for `image train`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -251,6 +259,10 @@ pub struct ImageSampleArgs {
     /// Output: a .png grid, or .npy rows of pixel values.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// The class to draw from, for a class-conditional model (default: image i of class
+    /// i mod classes, so a grid shows every class).
+    #[arg(long)]
+    pub class: Option<usize>,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

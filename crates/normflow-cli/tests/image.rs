@@ -246,3 +246,88 @@ fn a_folder_of_rgb_pngs_trains_evaluates_and_samples_in_colour() {
     ok(&["image", "sample", s(&model), "-n", "4", "-o", s(&grid)]);
     assert_eq!(image::open(&grid).unwrap().color(), image::ColorType::Rgb8);
 }
+
+/// `n` images of `side×side` ramps rising left to right (class 0) or falling (class 1), and
+/// their labels, as IDX files.
+fn write_two_classes(images: &Path, labels: &Path, n: usize, side: usize, seed: u64) {
+    let mut rng = normflow::Rng::new(seed);
+    let mut bytes = vec![0u8, 0, 0x08, 3];
+    for d in [n, side, side] {
+        bytes.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    let mut label_bytes = vec![0u8, 0, 0x08, 1];
+    label_bytes.extend_from_slice(&(n as u32).to_be_bytes());
+    for i in 0..n {
+        let class = i % 2;
+        label_bytes.push(class as u8);
+        let slope = if class == 0 { 12.0 } else { -12.0 };
+        for _y in 0..side {
+            for x in 0..side {
+                bytes.push((128.0 + slope * (x as f64 - side as f64 / 2.0) + 4.0 * rng.normal()).round().clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
+    std::fs::write(images, bytes).unwrap();
+    std::fs::write(labels, label_bytes).unwrap();
+}
+
+#[test]
+fn a_class_conditional_glow_scores_and_samples_by_class() {
+    let t = TempDir::new("image-classes");
+    let (train, train_labels, model) = (t.path("train-idx3-ubyte"), t.path("train-labels-idx1-ubyte"), t.path("c.safetensors"));
+    write_two_classes(&train, &train_labels, 600, 8, 1);
+    let (test, test_labels) = (t.path("test-idx3-ubyte"), t.path("test-labels-idx1-ubyte"));
+    write_two_classes(&test, &test_labels, 200, 8, 2);
+    ok(&[
+        "image",
+        "train",
+        s(&train),
+        "--labels",
+        s(&train_labels),
+        "--levels",
+        "2",
+        "--steps",
+        "2",
+        "--hidden",
+        "16",
+        "--max-steps",
+        "300",
+        "--lr",
+        "2e-3",
+        "-q",
+        "-o",
+        s(&model),
+    ]);
+    let bpd = |labels: &Path| json_field(&ok(&["image", "eval", s(&model), s(&test), "--labels", s(labels), "--json"]), "bits_per_dim");
+    // The same images scored under the wrong class are far less likely.
+    let swapped = t.path("swapped-labels-idx1-ubyte");
+    let mut bytes = std::fs::read(&test_labels).unwrap();
+    bytes[8..].iter_mut().for_each(|b| *b = 1 - *b);
+    std::fs::write(&swapped, bytes).unwrap();
+    let (right, wrong) = (bpd(&test_labels), bpd(&swapped));
+    assert!(right + 0.1 < wrong, "right labels {right} bits/dim, swapped {wrong}");
+    // Samples of class 0 rise left to right; of class 1 they fall.
+    for (class, rising) in [("0", true), ("1", false)] {
+        let rows = t.path("samples.npy");
+        ok(&["image", "sample", s(&model), "-n", "32", "--class", class, "--temperature", "0.7", "-o", s(&rows)]);
+        let x = normflow::data::read_npy(&rows).unwrap();
+        let (mut left, mut right) = (0.0, 0.0);
+        for r in 0..x.rows() {
+            for (i, v) in x.row(r).iter().enumerate() {
+                if i % 8 < 4 {
+                    left += v;
+                } else {
+                    right += v;
+                }
+            }
+        }
+        assert_eq!(right > left, rising, "class {class}: left {left}, right {right}");
+    }
+    // Labels are required by a conditional model, refused by others, and checked.
+    assert!(fails(&["image", "eval", s(&model), s(&test)]).contains("--labels"));
+    assert!(fails(&["image", "sample", s(&model), "--class", "7", "-o", s(&t.path("g.png"))]).contains("classes 0..2"));
+    assert!(fails(&["image", "encode", s(&model), s(&test), "-o", s(&t.path("z.npy"))]).contains("class-conditional"));
+    let short = t.path("short-labels-idx1-ubyte");
+    std::fs::write(&short, [0u8, 0, 8, 1, 0, 0, 0, 2, 0, 1]).unwrap();
+    assert!(fails(&["image", "eval", s(&model), s(&test), "--labels", s(&short)]).contains("2 labels for 200 images"));
+}

@@ -487,6 +487,33 @@ pub fn registry() -> Vec<Case> {
             options: HarnessOptions { param_scale: 0.1, ..Default::default() },
         },
         Case {
+            name: "class-conditional convolutional coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_conv_context(ImageShape { channels: 2, height: 3, width: 4 }, 3, 4, Transformer::Affine, r)
+                        .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, context_dim: 3, ..Default::default() },
+        },
+        Case {
+            name: "class-conditional checkerboard coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_checkerboard_context(
+                        ImageShape { channels: 1, height: 4, width: 3 },
+                        0,
+                        2,
+                        4,
+                        Transformer::Affine,
+                        r,
+                    )
+                    .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, context_dim: 2, ..Default::default() },
+        },
+        Case {
             name: "coupling on a prefix",
             build: |r| Box::new(OnPrefix::new(5, Box::new(AffineCoupling::new(3, 1, &[8], 0, Transformer::Affine, r).unwrap())).unwrap()),
             options: HarnessOptions::default(),

@@ -7,16 +7,40 @@ use std::time::Instant;
 use normflow::bijection::{Dequantize, ImageShape};
 use normflow::flows::{GlowConfig, MultiscaleRealNvpConfig};
 use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig};
-use normflow::{Flow, Rng};
+use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
-use super::image_files::{output_format, read_images, write_pixels};
+use super::image_files::{one_hot, output_format, read_images, read_labels, write_pixels};
 use super::{print_json, CliError};
 use crate::cli::{ImageCommand, ImageEvalArgs, ImageFlowKind, ImageSampleArgs, ImageTrainArgs};
 use crate::progress::TrainingBar;
 
 /// Key of a model's image shape in its metadata.
 const IMAGE_SHAPE_KEY: &str = "image_shape";
+/// Key of a class-conditional model's number of classes in its metadata.
+const IMAGE_CLASSES_KEY: &str = "image_classes";
+
+/// The number of classes a model is conditioned on (0: unconditional).
+pub(crate) fn model_classes(flow: &Flow) -> usize {
+    flow.meta.extra.get(IMAGE_CLASSES_KEY).and_then(|v| v.as_u64()).unwrap_or(0) as usize
+}
+
+/// The one-hot context of `labels` for a model of `classes` classes (none for an
+/// unconditional model, which refuses labels).
+fn class_context(classes: usize, labels: Option<&Path>, images: usize, model: &Path) -> Result<Option<Matrix>, CliError> {
+    match (classes, labels) {
+        (0, None) => Ok(None),
+        (0, Some(_)) => Err(CliError::Usage(format!("{}: not a class-conditional model; drop --labels", model.display()))),
+        (_, None) => Err(CliError::Usage(format!("{}: a class-conditional model; give the images' --labels", model.display()))),
+        (k, Some(path)) => {
+            let labels = read_labels(path, images)?;
+            if let Some(&l) = labels.iter().find(|&&l| l >= k) {
+                return Err(CliError::Usage(format!("{}: label {l}, the model knows classes 0..{k}", path.display())));
+            }
+            Ok(Some(one_hot(&labels, k)))
+        }
+    }
+}
 
 pub fn run(c: ImageCommand) -> Result<(), CliError> {
     match c {
@@ -70,6 +94,9 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         )));
     }
     let (images, shape) = read_images(&a.data)?;
+    let labels = a.labels.as_deref().map(|p| read_labels(p, images.rows())).transpose()?;
+    let classes = labels.as_ref().map_or(0, |l| l.iter().max().map_or(0, |m| m + 1));
+    let context = labels.as_ref().map(|l| one_hot(l, classes));
     let rng = &mut Rng::new(a.seed);
     let flow = match a.flow {
         ImageFlowKind::Glow => GlowConfig::new(shape)
@@ -78,6 +105,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
             .with_hidden(a.hidden)
             .with_additive(a.additive)
             .with_logit(a.logit)
+            .with_context(classes)
             .init(rng)?,
         ImageFlowKind::Realnvp => MultiscaleRealNvpConfig::new(shape)
             .with_levels(a.levels)
@@ -85,12 +113,16 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
             .with_hidden(a.hidden)
             .with_additive(a.additive)
             .with_logit(a.logit)
+            .with_context(classes)
             .init(rng)?,
     };
     let name = flow.meta.name.clone();
     let mut flow = flow.with_data_layer(Box::new(Dequantize::new(shape.len(), (0..shape.len()).collect())?))?;
     flow.meta.name = name;
     flow.meta.extra.insert(IMAGE_SHAPE_KEY.into(), json!(shape));
+    if classes > 0 {
+        flow.meta.extra.insert(IMAGE_CLASSES_KEY.into(), json!(classes));
+    }
     if a.resume {
         let saved = Flow::load(&checkpoint_path)?;
         if saved.transform().spec() != flow.transform().spec() || model_shape(&saved, &checkpoint_path)? != shape {
@@ -118,9 +150,9 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     let bar = TrainingBar::for_images(a.quiet, shape.len(), config.batch_size, config.max_seconds);
     let started = Instant::now();
     let result = if a.resume {
-        resume_fit(&checkpoint_path, &images, None, &config, &mut |p| bar.update(p))
+        resume_fit(&checkpoint_path, &images, context.as_ref(), &config, &mut |p| bar.update(p))
     } else {
-        fit(flow, &images, None, &config, &mut |p| bar.update(p))
+        fit(flow, &images, context.as_ref(), &config, &mut |p| bar.update(p))
     };
     bar.finish();
     let (flow, history) = result?;
@@ -153,9 +185,10 @@ fn eval(a: ImageEvalArgs) -> Result<(), CliError> {
     if found != shape {
         return Err(CliError::Usage(format!("{}: images of {found:?}, the model was trained on {shape:?}", a.data.display())));
     }
+    let context = class_context(model_classes(&flow), a.labels.as_deref(), images.rows(), &a.model)?;
     let started = Instant::now();
     let x = flow.dequantize_rows(&images, &mut Rng::new(0))?;
-    let lp = flow.log_prob(&x, None)?;
+    let lp = flow.log_prob(&x, context.as_ref())?;
     let n = lp.len() as f64;
     let nll = -lp.iter().map(|&v| v as f64).sum::<f64>() / n;
     let var = lp.iter().map(|&v| (-(v as f64) - nll).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
@@ -177,7 +210,13 @@ fn sample(a: ImageSampleArgs) -> Result<(), CliError> {
     }
     let flow = Flow::load(&a.model)?;
     let shape = model_shape(&flow, &a.model)?;
-    let x = flow.sample_at_temperature(a.num, a.temperature, None, &mut Rng::new(a.seed))?;
+    let context = match (model_classes(&flow), a.class) {
+        (0, None) => None,
+        (0, Some(_)) => return Err(CliError::Usage(format!("{}: not a class-conditional model; drop --class", a.model.display()))),
+        (k, Some(c)) if c >= k => return Err(CliError::Usage(format!("--class {c}: the model knows classes 0..{k}"))),
+        (k, class) => Some(one_hot(&(0..a.num).map(|i| class.unwrap_or(i % k)).collect::<Vec<_>>(), k)),
+    };
+    let x = flow.sample_at_temperature(a.num, a.temperature, context.as_ref(), &mut Rng::new(a.seed))?;
     write_pixels(&a.output, format, &x, shape, None)
 }
 

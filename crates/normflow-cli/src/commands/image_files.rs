@@ -173,3 +173,47 @@ pub(crate) fn write_rows(path: &Path, format: Format, x: &Matrix) -> Result<(), 
         Ok(())
     })
 }
+
+/// Most classes a class-conditional image model may have.
+pub(crate) const MAX_CLASSES: usize = 1000;
+
+/// Reads one class label per image (an IDX label file or a 1-D `.npy` of integers
+/// `0..MAX_CLASSES`), checking there are `images` of them.
+pub(crate) fn read_labels(path: &Path, images: usize) -> Result<Vec<usize>, CliError> {
+    let bad = |m: String| CliError::Usage(format!("{}: {m}", path.display()));
+    let (values, dims) = if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+        let a = read_npy_array(path)?;
+        (a.data, a.shape)
+    } else {
+        let idx = read_idx(path)?;
+        let mut dims = vec![idx.data.rows()];
+        dims.extend(&idx.item_shape);
+        (idx.data.as_slice().to_vec(), dims)
+    };
+    if dims.len() != 1 {
+        return Err(bad(format!("labels must be one value per image (a 1-D array), got shape {dims:?}")));
+    }
+    if values.len() != images {
+        return Err(bad(format!("{} labels for {images} images", values.len())));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v.fract() == 0.0 && (0.0..MAX_CLASSES as f32).contains(&v) {
+                Ok(v as usize)
+            } else {
+                Err(bad(format!("label {} is {v}; labels are integers 0..{MAX_CLASSES}", i + 1)))
+            }
+        })
+        .collect()
+}
+
+/// One-hot rows of `classes` columns.
+pub(crate) fn one_hot(labels: &[usize], classes: usize) -> Matrix {
+    let mut m = Matrix::zeros(labels.len(), classes);
+    for (r, &l) in labels.iter().enumerate() {
+        m.set(r, l, 1.0);
+    }
+    m
+}

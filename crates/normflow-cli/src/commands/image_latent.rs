@@ -6,7 +6,7 @@
 use normflow::data::read_table;
 use normflow::{Flow, Matrix};
 
-use super::image::model_shape;
+use super::image::{model_classes, model_shape};
 use super::image_files::{output_format, read_images, write_pixels, write_rows};
 use super::CliError;
 use crate::cli::{ImageDecodeArgs, ImageEncodeArgs, ImageInterpolateArgs};
@@ -18,12 +18,25 @@ const MAX_IMAGES: usize = 10_000;
 fn model_and_images(model: &std::path::Path, data: &std::path::Path) -> Result<(Flow, Matrix, normflow::bijection::ImageShape), CliError> {
     let flow = Flow::load(model)?;
     let shape = model_shape(&flow, model)?;
+    refuse_class_conditional(&flow, model)?;
     let (images, found) = read_images(data)?;
     if found != shape {
         return Err(CliError::Usage(format!("{}: images of {found:?}, the model was trained on {shape:?}", data.display())));
     }
     let centred = Matrix::from_vec(images.rows(), images.cols(), images.as_slice().iter().map(|v| v + 0.5).collect());
     Ok((flow, centred, shape))
+}
+
+/// Latent codes of a class-conditional model depend on the class; these commands do not take
+/// labels yet.
+fn refuse_class_conditional(flow: &Flow, model: &std::path::Path) -> Result<(), CliError> {
+    if model_classes(flow) > 0 {
+        return Err(CliError::Usage(format!(
+            "{}: a class-conditional model; encode, decode and interpolate work on unconditional image models",
+            model.display()
+        )));
+    }
+    Ok(())
 }
 
 pub(crate) fn encode(a: ImageEncodeArgs) -> Result<(), CliError> {
@@ -37,6 +50,7 @@ pub(crate) fn decode(a: ImageDecodeArgs) -> Result<(), CliError> {
     let format = output_format(&a.output, true)?;
     let flow = Flow::load(&a.model)?;
     let shape = model_shape(&flow, &a.model)?;
+    refuse_class_conditional(&flow, &a.model)?;
     let z = read_table(&a.latents, &Default::default())?.data;
     if z.cols() != shape.len() {
         return Err(CliError::Usage(format!(

@@ -74,6 +74,21 @@ impl AffineCoupling {
     /// # Errors
     /// [`Error::InvalidConfig`] for fewer than 2 channels, no pixels or no hidden channels.
     pub fn with_conv(image: ImageShape, hidden: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        Self::with_conv_context(image, 0, hidden, transformer, rng)
+    }
+
+    /// As [`AffineCoupling::with_conv`], conditioned on `context_dim` context values per row
+    /// (for example a one-hot class), which enter the conditioner as constant planes.
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::with_conv`].
+    pub fn with_conv_context(
+        image: ImageShape,
+        context_dim: usize,
+        hidden: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         transformer.validate()?;
         if image.channels < 2 || image.pixels() == 0 || hidden == 0 {
             return Err(Error::config(format!(
@@ -82,11 +97,17 @@ impl AffineCoupling {
         }
         let kept = image.channels / 2;
         let input = ImageShape { channels: kept, ..image };
-        let net = Conditioner::Conv(ConvNet::new(input, hidden, transformer.params_per_dim() * (image.channels - kept), rng));
+        let net = Conditioner::Conv(ConvNet::with_context(
+            input,
+            context_dim,
+            hidden,
+            transformer.params_per_dim() * (image.channels - kept),
+            rng,
+        ));
         Ok(Self {
             dim: image.len(),
             split: kept * image.pixels(),
-            context_dim: 0,
+            context_dim,
             transformer,
             hidden: vec![hidden],
             residual_blocks: 0,
@@ -105,15 +126,31 @@ impl AffineCoupling {
     /// # Errors
     /// [`Error::InvalidConfig`] for images of fewer than 2 pixels or no hidden channels.
     pub fn with_checkerboard(image: ImageShape, parity: usize, hidden: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        Self::with_checkerboard_context(image, parity, 0, hidden, transformer, rng)
+    }
+
+    /// As [`AffineCoupling::with_checkerboard`], conditioned on `context_dim` context values per
+    /// row, which enter the conditioner as constant planes.
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::with_checkerboard`].
+    pub fn with_checkerboard_context(
+        image: ImageShape,
+        parity: usize,
+        context_dim: usize,
+        hidden: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
         transformer.validate()?;
         if image.pixels() < 2 || image.channels == 0 || hidden == 0 {
             return Err(Error::config(format!("a checkerboard coupling needs 2+ pixels and hidden channels, got {image:?}, {hidden}")));
         }
-        let net = CheckerboardNet::new(image, parity % 2, hidden, transformer.params_per_dim(), rng);
+        let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, transformer.params_per_dim(), rng);
         Ok(Self {
             dim: image.len(),
             split: net.kept_len(),
-            context_dim: 0,
+            context_dim,
             transformer,
             hidden: vec![hidden],
             residual_blocks: 0,

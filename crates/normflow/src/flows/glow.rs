@@ -41,12 +41,15 @@ pub struct GlowConfig {
     /// experiments, 0.05 for CIFAR-10 in RealNVP's). Either way the Jacobian is part of the
     /// density, so bits per dimension stay those of the 8-bit data.
     pub logit_alpha: Option<f32>,
+    /// Context values per row that every coupling is conditioned on (for example a one-hot
+    /// class label; default 0: unconditional).
+    pub context_dim: usize,
 }
 
 impl GlowConfig {
     /// Defaults for images of `image` shape.
     pub fn new(image: ImageShape) -> Self {
-        Self { image, levels: 2, steps: 4, hidden: 64, additive: false, logit_alpha: None }
+        Self { image, levels: 2, steps: 4, hidden: 64, additive: false, logit_alpha: None, context_dim: 0 }
     }
 
     /// Sets the number of levels.
@@ -79,10 +82,25 @@ impl GlowConfig {
         self
     }
 
+    /// Conditions every coupling on `context_dim` context values per row (0: unconditional).
+    pub fn with_context(mut self, context_dim: usize) -> Self {
+        self.context_dim = context_dim;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         let side = 1usize.checked_shl(self.levels as u32).unwrap_or(0);
-        if self.levels == 0 || self.levels > 8 || self.steps == 0 || self.steps > 256 || self.hidden == 0 || self.hidden > 4096 {
-            return Err(Error::config("Glow needs 1..=8 levels, 1..=256 steps per level and 1..=4096 hidden channels"));
+        if self.levels == 0
+            || self.levels > 8
+            || self.steps == 0
+            || self.steps > 256
+            || self.hidden == 0
+            || self.hidden > 4096
+            || self.context_dim > 4096
+        {
+            return Err(Error::config(
+                "Glow needs 1..=8 levels, 1..=256 steps per level, 1..=4096 hidden channels and at most 4096 context values",
+            ));
         }
         if self.image.is_empty() || side == 0 || !self.image.height.is_multiple_of(side) || !self.image.width.is_multiple_of(side) {
             return Err(Error::config(format!(
@@ -126,11 +144,11 @@ impl GlowConfig {
             let kept = ImageShape { channels: squeezed.channels / 2, ..squeezed };
             layers.push(Box::new(OnPrefix::new(squeezed.len(), self.level(kept, level + 1, rng)?)?));
             // The split prior: the factored-out half as a Gaussian given the kept half.
-            layers.push(Box::new(AffineCoupling::with_conv(squeezed, self.hidden, Transformer::Affine, rng)?));
+            layers.push(Box::new(AffineCoupling::with_conv_context(squeezed, self.context_dim, self.hidden, Transformer::Affine, rng)?));
         }
         for _ in 0..self.steps {
             // Density direction: ActNorm, then 1×1 convolution, then coupling.
-            layers.push(Box::new(AffineCoupling::with_conv(squeezed, self.hidden, transformer, rng)?));
+            layers.push(Box::new(AffineCoupling::with_conv_context(squeezed, self.context_dim, self.hidden, transformer, rng)?));
             layers.push(Box::new(Conv1x1::new(squeezed)?));
             layers.push(Box::new(ActNorm::per_channel(squeezed.channels, squeezed.pixels())));
         }

@@ -38,12 +38,15 @@ pub struct MultiscaleRealNvpConfig {
     pub additive: bool,
     /// Logit preprocessing with this squeeze (`None`: scaling), as [`super::GlowConfig`].
     pub logit_alpha: Option<f32>,
+    /// Context values per row that every coupling is conditioned on (for example a one-hot
+    /// class label; default 0: unconditional).
+    pub context_dim: usize,
 }
 
 impl MultiscaleRealNvpConfig {
     /// Defaults for images of `image` shape.
     pub fn new(image: ImageShape) -> Self {
-        Self { image, levels: 2, steps: 3, hidden: 64, additive: false, logit_alpha: None }
+        Self { image, levels: 2, steps: 3, hidden: 64, additive: false, logit_alpha: None, context_dim: 0 }
     }
 
     /// Sets the number of levels.
@@ -76,10 +79,25 @@ impl MultiscaleRealNvpConfig {
         self
     }
 
+    /// Conditions every coupling on `context_dim` context values per row (0: unconditional).
+    pub fn with_context(mut self, context_dim: usize) -> Self {
+        self.context_dim = context_dim;
+        self
+    }
+
     fn validate(&self) -> Result<()> {
         let side = 1usize.checked_shl(self.levels.saturating_sub(1) as u32).unwrap_or(0);
-        if self.levels == 0 || self.levels > 8 || self.steps == 0 || self.steps > 64 || self.hidden == 0 || self.hidden > 4096 {
-            return Err(Error::config("multiscale RealNVP needs 1..=8 levels, 1..=64 steps per level and 1..=4096 hidden channels"));
+        if self.levels == 0
+            || self.levels > 8
+            || self.steps == 0
+            || self.steps > 64
+            || self.hidden == 0
+            || self.hidden > 4096
+            || self.context_dim > 4096
+        {
+            return Err(Error::config(
+                "multiscale RealNVP needs 1..=8 levels, 1..=64 steps per level, 1..=4096 hidden channels and at most 4096 context values",
+            ));
         }
         if self.image.is_empty()
             || self.image.pixels() < 2
@@ -129,7 +147,14 @@ impl MultiscaleRealNvpConfig {
         for i in 0..checkerboards {
             let (to_coupling, to_image) = Permutation::checkerboard(image, i % 2);
             density.push(Box::new(to_image));
-            density.push(Box::new(AffineCoupling::with_checkerboard(image, i % 2, self.hidden, transformer, rng)?));
+            density.push(Box::new(AffineCoupling::with_checkerboard_context(
+                image,
+                i % 2,
+                self.context_dim,
+                self.hidden,
+                transformer,
+                rng,
+            )?));
             density.push(Box::new(to_coupling));
             density.push(Box::new(ActNorm::per_channel(image.channels, image.pixels())));
         }
@@ -140,7 +165,7 @@ impl MultiscaleRealNvpConfig {
                 if i > 0 {
                     density.push(Box::new(reverse_channels(squeezed)));
                 }
-                density.push(Box::new(AffineCoupling::with_conv(squeezed, self.hidden, transformer, rng)?));
+                density.push(Box::new(AffineCoupling::with_conv_context(squeezed, self.context_dim, self.hidden, transformer, rng)?));
                 density.push(Box::new(ActNorm::per_channel(squeezed.channels, squeezed.pixels())));
             }
             // Half of the channels go to the base; the next level takes the other half.

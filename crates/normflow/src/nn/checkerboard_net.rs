@@ -25,16 +25,18 @@ pub struct CheckerboardNet {
     kept: Vec<usize>,
     other: Vec<usize>,
     params_per_dim: usize,
+    context_dim: usize,
     net: ConvNet,
 }
 
 impl CheckerboardNet {
     /// A network of `hidden` channels on images of `image` shape whose colour `parity` passes
-    /// through; its last convolution starts at zero, so the coupling starts as the identity.
-    pub fn new(image: ImageShape, parity: usize, hidden: usize, params_per_dim: usize, rng: &mut Rng) -> Self {
+    /// through, with `context_dim` context values after the pass-through values of each row; its
+    /// last convolution starts at zero, so the coupling starts as the identity.
+    pub fn new(image: ImageShape, parity: usize, context_dim: usize, hidden: usize, params_per_dim: usize, rng: &mut Rng) -> Self {
         let (kept, other) = checkerboard_order(image, parity);
-        let net = ConvNet::new(image, hidden, params_per_dim * image.channels, rng);
-        Self { image, kept, other, params_per_dim, net }
+        let net = ConvNet::with_context(image, context_dim, hidden, params_per_dim * image.channels, rng);
+        Self { image, kept, other, params_per_dim, context_dim, net }
     }
 
     /// Values passing through per row.
@@ -42,14 +44,16 @@ impl CheckerboardNet {
         self.kept.len()
     }
 
-    /// The pass-through values put back in place, zero on the other colour.
+    /// The pass-through values put back in place, zero on the other colour, then the context.
     fn masked_image(&self, a: &Matrix) -> Matrix {
-        let mut full = Matrix::zeros(a.rows(), self.image.len());
+        let (len, n) = (self.image.len(), self.kept.len());
+        let mut full = Matrix::zeros(a.rows(), len + self.context_dim);
         for r in 0..a.rows() {
             let (src, dst) = (a.row(r), full.row_mut(r));
             for (&i, &v) in self.kept.iter().zip(src) {
                 dst[i] = v;
             }
+            dst[len..].copy_from_slice(&src[n..n + self.context_dim]);
         }
         full
     }
@@ -81,7 +85,7 @@ impl CheckerboardNet {
     }
 
     /// Writes the parameter gradients into `grads` and returns the gradient with respect to
-    /// the pass-through values.
+    /// the pass-through values (then the context values).
     pub fn backward(&self, cache: &ConvNetCache, grad_theta: Matrix, grads: &mut [f32]) -> Matrix {
         let (d, n) = (self.image.len(), self.other.len());
         let rows = grad_theta.rows();
@@ -95,12 +99,14 @@ impl CheckerboardNet {
             }
         }
         let g_full = self.net.backward(cache, grad_out, grads);
-        let mut g_a = Matrix::zeros(rows, self.kept.len());
+        let (n, len) = (self.kept.len(), self.image.len());
+        let mut g_a = Matrix::zeros(rows, n + self.context_dim);
         for r in 0..rows {
             let (src, dst) = (g_full.row(r), g_a.row_mut(r));
-            for (o, &i) in dst.iter_mut().zip(&self.kept) {
+            for (o, &i) in dst[..n].iter_mut().zip(&self.kept) {
                 *o = src[i];
             }
+            dst[n..].copy_from_slice(&src[len..]);
         }
         g_a
     }

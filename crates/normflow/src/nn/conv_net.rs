@@ -40,6 +40,8 @@ impl Layer {
 #[derive(Clone, Debug)]
 pub struct ConvNet {
     image: ImageShape,
+    /// Context values appended to each input row, each broadcast as one constant input plane.
+    context_dim: usize,
     layers: [Layer; 3],
     params: Vec<f32>,
 }
@@ -55,8 +57,15 @@ impl ConvNet {
     /// A network for input images of shape `input`, with `hidden` channels and `out_channels`
     /// output channels: the first two layers drawn from `N(0, 1/fan_in)`, the last one zero.
     pub fn new(input: ImageShape, hidden: usize, out_channels: usize, rng: &mut Rng) -> Self {
+        Self::with_context(input, 0, hidden, out_channels, rng)
+    }
+
+    /// As [`ConvNet::new`], for input rows that hold an image followed by `context_dim` context
+    /// values (a one-hot class, say); each context value enters the first convolution as a
+    /// constant plane.
+    pub fn with_context(input: ImageShape, context_dim: usize, hidden: usize, out_channels: usize, rng: &mut Rng) -> Self {
         let layers = [
-            Layer { in_channels: input.channels, out_channels: hidden, kernel: 3 },
+            Layer { in_channels: input.channels + context_dim, out_channels: hidden, kernel: 3 },
             Layer { in_channels: hidden, out_channels: hidden, kernel: 1 },
             Layer { in_channels: hidden, out_channels, kernel: 3 },
         ];
@@ -66,7 +75,24 @@ impl ConvNet {
             params.extend((0..l.weights()).map(|_| if k < 2 { (std * rng.normal()) as f32 } else { 0.0 }));
             params.extend(std::iter::repeat_n(0.0, l.out_channels));
         }
-        Self { image: input, layers, params }
+        Self { image: input, context_dim, layers, params }
+    }
+
+    /// The first layer's input: each row's image, then its context values as constant planes.
+    fn input_planes(&self, x: &Matrix) -> Vec<f32> {
+        if self.context_dim == 0 {
+            return pool::copied(x.as_slice());
+        }
+        let (len, p) = (self.image.len(), self.image.pixels());
+        let mut h = pool::with_capacity(x.rows() * (len + self.context_dim * p));
+        for r in 0..x.rows() {
+            let row = x.row(r);
+            h.extend_from_slice(&row[..len]);
+            for &c in &row[len..] {
+                h.extend(std::iter::repeat_n(c, p));
+            }
+        }
+        h
     }
 
     /// `(weights, biases)` of layer `k`.
@@ -81,7 +107,7 @@ impl ConvNet {
     fn run(&self, x: &Matrix, keep: bool) -> (Matrix, Vec<Vec<f32>>) {
         let rows = x.rows();
         let mut inputs = Vec::with_capacity(if keep { 3 } else { 0 });
-        let mut h = pool::copied(x.as_slice());
+        let mut h = self.input_planes(x);
         for (k, l) in self.layers.iter().enumerate() {
             let (w, b) = self.layer_params(k);
             let mut out = pool::scratch(rows * l.out_channels * self.image.pixels());
@@ -131,7 +157,22 @@ impl ConvNet {
                 });
             }
         }
-        Matrix::from_vec(cache.rows, self.image.len(), g)
+        if self.context_dim == 0 {
+            return Matrix::from_vec(cache.rows, self.image.len(), g);
+        }
+        // Each context value's gradient is the sum over its plane.
+        let (len, p) = (self.image.len(), self.image.pixels());
+        let width = len + self.context_dim * p;
+        let mut out = Matrix::zeros(cache.rows, len + self.context_dim);
+        for r in 0..cache.rows {
+            let (src, dst) = (&g[r * width..(r + 1) * width], out.row_mut(r));
+            dst[..len].copy_from_slice(&src[..len]);
+            for (c, plane) in src[len..].chunks(p).enumerate() {
+                dst[len + c] = plane.iter().sum();
+            }
+        }
+        pool::give(g);
+        out
     }
 
     /// The flat parameters.
