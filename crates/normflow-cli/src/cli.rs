@@ -176,6 +176,9 @@ pub struct ImageTrainArgs {
     /// Hidden channels of the coupling networks.
     #[arg(long, default_value_t = 64)]
     pub hidden: usize,
+    /// Residual blocks of each RealNVP coupling network (default 2; 0: Glow's 3×3 → 1×1 → 3×3).
+    #[arg(long)]
+    pub residual_blocks: Option<usize>,
     /// Logit preprocessing with this squeeze α (RealNVP's: pixels to logit(α + (1 − 2α)·v/256))
     /// instead of Glow's scaling to v/256 − 0.5.
     #[arg(long)]

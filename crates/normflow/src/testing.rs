@@ -514,6 +514,34 @@ pub fn registry() -> Vec<Case> {
             options: HarnessOptions { param_scale: 0.2, context_dim: 2, ..Default::default() },
         },
         Case {
+            name: "residual convolutional coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_conv_blocks(ImageShape { channels: 2, height: 3, width: 3 }, 1, 4, 2, Transformer::Affine, r)
+                        .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, context_dim: 1, ..Default::default() },
+        },
+        Case {
+            name: "residual checkerboard coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_checkerboard_blocks(
+                        ImageShape { channels: 2, height: 2, width: 3 },
+                        1,
+                        0,
+                        4,
+                        1,
+                        Transformer::Affine,
+                        r,
+                    )
+                    .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
             name: "coupling on a prefix",
             build: |r| Box::new(OnPrefix::new(5, Box::new(AffineCoupling::new(3, 1, &[8], 0, Transformer::Affine, r).unwrap())).unwrap()),
             options: HarnessOptions::default(),

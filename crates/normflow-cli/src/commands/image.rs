@@ -97,6 +97,9 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     let labels = a.labels.as_deref().map(|p| read_labels(p, images.rows())).transpose()?;
     let classes = labels.as_ref().map_or(0, |l| l.iter().max().map_or(0, |m| m + 1));
     let context = labels.as_ref().map(|l| one_hot(l, classes));
+    if a.flow == ImageFlowKind::Glow && a.residual_blocks.is_some() {
+        return Err(CliError::Usage("--residual-blocks is for --flow realnvp (Glow's coupling network is 3×3 → 1×1 → 3×3)".into()));
+    }
     let rng = &mut Rng::new(a.seed);
     let flow = match a.flow {
         ImageFlowKind::Glow => GlowConfig::new(shape)
@@ -108,6 +111,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
             .with_context(classes)
             .init(rng)?,
         ImageFlowKind::Realnvp => MultiscaleRealNvpConfig::new(shape)
+            .with_residual_blocks(a.residual_blocks.unwrap_or(2))
             .with_levels(a.levels)
             .with_steps(a.steps)
             .with_hidden(a.hidden)

@@ -146,7 +146,7 @@ impl AffineCoupling {
         if image.pixels() < 2 || image.channels == 0 || hidden == 0 {
             return Err(Error::config(format!("a checkerboard coupling needs 2+ pixels and hidden channels, got {image:?}, {hidden}")));
         }
-        let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, transformer.params_per_dim(), rng);
+        let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, 0, transformer.params_per_dim(), rng);
         Ok(Self {
             dim: image.len(),
             split: net.kept_len(),
@@ -158,6 +158,52 @@ impl AffineCoupling {
             checkerboard: Some(parity % 2),
             net: Conditioner::Checkerboard(net),
         })
+    }
+
+    /// As [`AffineCoupling::with_conv_context`] with RealNVP's residual conditioner of `blocks`
+    /// blocks (0: Glow's network; see [`ConvNet::residual`]).
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::with_conv`].
+    pub fn with_conv_blocks(
+        image: ImageShape,
+        context_dim: usize,
+        hidden: usize,
+        blocks: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let mut layer = Self::with_conv_context(image, context_dim, hidden, transformer, rng)?;
+        if blocks > 0 {
+            let (kept, input) = (image.channels / 2, ImageShape { channels: image.channels / 2, ..image });
+            let out = transformer.params_per_dim() * (image.channels - kept);
+            layer.net = Conditioner::Conv(ConvNet::residual(input, context_dim, hidden, blocks, out, rng));
+            layer.residual_blocks = blocks;
+        }
+        Ok(layer)
+    }
+
+    /// As [`AffineCoupling::with_checkerboard_context`] with RealNVP's residual conditioner of
+    /// `blocks` blocks (0: Glow's network).
+    ///
+    /// # Errors
+    /// As [`AffineCoupling::with_checkerboard`].
+    pub fn with_checkerboard_blocks(
+        image: ImageShape,
+        parity: usize,
+        context_dim: usize,
+        hidden: usize,
+        blocks: usize,
+        transformer: Transformer,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        let mut layer = Self::with_checkerboard_context(image, parity, context_dim, hidden, transformer, rng)?;
+        if blocks > 0 {
+            let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, blocks, transformer.params_per_dim(), rng);
+            layer.net = Conditioner::Checkerboard(net);
+            layer.residual_blocks = blocks;
+        }
+        Ok(layer)
     }
 
     /// A coupling layer whose conditioner is a residual MLP of `blocks` blocks of width `width`

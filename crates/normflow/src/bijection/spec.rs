@@ -139,13 +139,29 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
-            BijectionSpec::Coupling { image: Some(image), hidden, transformer, checkerboard: Some(parity), context_dim, .. } => {
+            BijectionSpec::Coupling {
+                image: Some(image),
+                hidden,
+                transformer,
+                checkerboard: Some(parity),
+                context_dim,
+                residual_blocks,
+                ..
+            } => {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a convolutional conditioner needs a width"))?;
-                Box::new(AffineCoupling::with_checkerboard_context(*image, *parity, *context_dim, width, *transformer, &mut rng)?)
+                Box::new(AffineCoupling::with_checkerboard_blocks(
+                    *image,
+                    *parity,
+                    *context_dim,
+                    width,
+                    *residual_blocks,
+                    *transformer,
+                    &mut rng,
+                )?)
             }
-            BijectionSpec::Coupling { image: Some(image), hidden, transformer, context_dim, .. } => {
+            BijectionSpec::Coupling { image: Some(image), hidden, transformer, context_dim, residual_blocks, .. } => {
                 let width = *hidden.first().ok_or_else(|| crate::Error::config("a convolutional conditioner needs a width"))?;
-                Box::new(AffineCoupling::with_conv_context(*image, *context_dim, width, *transformer, &mut rng)?)
+                Box::new(AffineCoupling::with_conv_blocks(*image, *context_dim, width, *residual_blocks, *transformer, &mut rng)?)
             }
             BijectionSpec::Coupling { dim, split, hidden, context_dim, transformer, residual_blocks: 0, image: None, .. } => {
                 Box::new(AffineCoupling::new(*dim, *split, hidden, *context_dim, *transformer, &mut rng)?)

@@ -2,7 +2,8 @@
 //! `steps` checkerboard-masked couplings (alternating colours), squeezes (2×2 pixels → 4
 //! channels), runs `steps` couplings on alternating halves of the channels, and factors half of
 //! its channels out to the base; the next level works on the other half. The last level runs
-//! `steps + 1` checkerboard couplings instead. Every coupling is followed by per-channel ActNorm
+//! `steps + 1` checkerboard couplings instead. Coupling networks are RealNVP's residual
+//! networks (`residual_blocks` blocks). Every coupling is followed by per-channel ActNorm
 //! (data-initialised) where RealNVP used batch normalisation.
 
 use super::glow::pixel_layer;
@@ -38,6 +39,8 @@ pub struct MultiscaleRealNvpConfig {
     pub additive: bool,
     /// Logit preprocessing with this squeeze (`None`: scaling), as [`super::GlowConfig`].
     pub logit_alpha: Option<f32>,
+    /// Residual blocks of each coupling network (default 2; 0 gives Glow's 3×3 → 1×1 → 3×3).
+    pub residual_blocks: usize,
     /// Context values per row that every coupling is conditioned on (for example a one-hot
     /// class label; default 0: unconditional).
     pub context_dim: usize,
@@ -46,7 +49,7 @@ pub struct MultiscaleRealNvpConfig {
 impl MultiscaleRealNvpConfig {
     /// Defaults for images of `image` shape.
     pub fn new(image: ImageShape) -> Self {
-        Self { image, levels: 2, steps: 3, hidden: 64, additive: false, logit_alpha: None, context_dim: 0 }
+        Self { image, levels: 2, steps: 3, hidden: 64, additive: false, logit_alpha: None, residual_blocks: 2, context_dim: 0 }
     }
 
     /// Sets the number of levels.
@@ -79,6 +82,12 @@ impl MultiscaleRealNvpConfig {
         self
     }
 
+    /// Sets the residual blocks of each coupling network (0: Glow's network).
+    pub fn with_residual_blocks(mut self, blocks: usize) -> Self {
+        self.residual_blocks = blocks;
+        self
+    }
+
     /// Conditions every coupling on `context_dim` context values per row (0: unconditional).
     pub fn with_context(mut self, context_dim: usize) -> Self {
         self.context_dim = context_dim;
@@ -96,7 +105,7 @@ impl MultiscaleRealNvpConfig {
             || self.context_dim > 4096
         {
             return Err(Error::config(
-                "multiscale RealNVP needs 1..=8 levels, 1..=64 steps per level, 1..=4096 hidden channels and at most 4096 context values",
+                "multiscale RealNVP needs 1..=8 levels, 1..=64 steps per level, 1..=4096 hidden channels, at most 64 residual blocks and 4096 context values",
             ));
         }
         if self.image.is_empty()
@@ -124,7 +133,8 @@ impl MultiscaleRealNvpConfig {
     fn param_estimate(&self) -> u128 {
         let h = self.hidden as u128;
         // A coupling network from c_in to 2·c_out channels: 3×3, 1×1, 3×3.
-        let net = |c_in: u128, c_out: u128| 9 * c_in * h + h + h * h + h + 9 * h * 2 * c_out + 2 * c_out;
+        let blocks = self.residual_blocks as u128;
+        let net = |c_in: u128, c_out: u128| 9 * c_in * h + h + h * h + h + blocks * 2 * (9 * h * h + h) + 9 * h * 2 * c_out + 2 * c_out;
         let (mut c, steps) = (self.image.channels as u128, self.steps as u128);
         let mut total = 0u128;
         for level in 0..self.levels {
@@ -147,14 +157,16 @@ impl MultiscaleRealNvpConfig {
         for i in 0..checkerboards {
             let (to_coupling, to_image) = Permutation::checkerboard(image, i % 2);
             density.push(Box::new(to_image));
-            density.push(Box::new(AffineCoupling::with_checkerboard_context(
+            let coupling = AffineCoupling::with_checkerboard_blocks(
                 image,
                 i % 2,
                 self.context_dim,
                 self.hidden,
+                self.residual_blocks,
                 transformer,
                 rng,
-            )?));
+            )?;
+            density.push(Box::new(coupling));
             density.push(Box::new(to_coupling));
             density.push(Box::new(ActNorm::per_channel(image.channels, image.pixels())));
         }
@@ -165,7 +177,14 @@ impl MultiscaleRealNvpConfig {
                 if i > 0 {
                     density.push(Box::new(reverse_channels(squeezed)));
                 }
-                density.push(Box::new(AffineCoupling::with_conv_context(squeezed, self.context_dim, self.hidden, transformer, rng)?));
+                density.push(Box::new(AffineCoupling::with_conv_blocks(
+                    squeezed,
+                    self.context_dim,
+                    self.hidden,
+                    self.residual_blocks,
+                    transformer,
+                    rng,
+                )?));
                 density.push(Box::new(ActNorm::per_channel(squeezed.channels, squeezed.pixels())));
             }
             // Half of the channels go to the base; the next level takes the other half.

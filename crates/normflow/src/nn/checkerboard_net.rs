@@ -31,11 +31,20 @@ pub struct CheckerboardNet {
 
 impl CheckerboardNet {
     /// A network of `hidden` channels on images of `image` shape whose colour `parity` passes
-    /// through, with `context_dim` context values after the pass-through values of each row; its
-    /// last convolution starts at zero, so the coupling starts as the identity.
-    pub fn new(image: ImageShape, parity: usize, context_dim: usize, hidden: usize, params_per_dim: usize, rng: &mut Rng) -> Self {
+    /// through, with `context_dim` context values after the pass-through values of each row and
+    /// `blocks` residual blocks (see [`ConvNet::residual`]); its last convolution starts at
+    /// zero, so the coupling starts as the identity.
+    pub fn new(
+        image: ImageShape,
+        parity: usize,
+        context_dim: usize,
+        hidden: usize,
+        blocks: usize,
+        params_per_dim: usize,
+        rng: &mut Rng,
+    ) -> Self {
         let (kept, other) = checkerboard_order(image, parity);
-        let net = ConvNet::with_context(image, context_dim, hidden, params_per_dim * image.channels, rng);
+        let net = ConvNet::residual(image, context_dim, hidden, blocks, params_per_dim * image.channels, rng);
         Self { image, kept, other, params_per_dim, context_dim, net }
     }
 

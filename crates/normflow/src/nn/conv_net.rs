@@ -1,7 +1,9 @@
-//! Glow's coupling network on image rows (Kingma & Dhariwal 2018, arXiv:1807.03039, §3.3):
-//! 3×3 convolution → ReLU → 1×1 convolution → ReLU → 3×3 convolution, the last one starting at
-//! zero so that a new coupling is the identity. Hand-derived backward pass through the engine's
-//! convolution kernels.
+//! The convolutional coupling networks on image rows, with a hand-derived backward pass through
+//! the engine's convolution kernels. Glow's (Kingma & Dhariwal 2018, arXiv:1807.03039, §3.3):
+//! 3×3 convolution → ReLU → 1×1 convolution → ReLU → 3×3 convolution. RealNVP's residual network
+//! (Dinh et al. 2017, arXiv:1605.08803, §3.6): a 3×3 convolution → ReLU, then residual blocks
+//! `h ← ReLU(h + conv3×3(ReLU(conv3×3(h))))`, then the output 3×3 convolution. Either way the
+//! last convolution starts at zero, so that a new coupling is the identity.
 
 use crate::engine::{conv2d_backward, conv2d_forward, pool, Conv2dShape, ImageShape, Matrix, Rng};
 
@@ -36,20 +38,22 @@ impl Layer {
 }
 
 /// A convolutional conditioner from images of `input` channels to `out_channels` channels of the
-/// same height and width, through two hidden layers of `hidden` channels.
+/// same height and width, through hidden layers of `hidden` channels.
 #[derive(Clone, Debug)]
 pub struct ConvNet {
     image: ImageShape,
     /// Context values appended to each input row, each broadcast as one constant input plane.
     context_dim: usize,
-    layers: [Layer; 3],
+    /// Residual blocks (0: Glow's 3×3 → 1×1 → 3×3 network).
+    blocks: usize,
+    layers: Vec<Layer>,
     params: Vec<f32>,
 }
 
-/// What [`ConvNet::backward`] needs from a forward pass: each layer's input.
+/// What [`ConvNet::backward`] needs from a forward pass: each convolution's input.
 #[derive(Debug)]
 pub struct ConvNetCache {
-    inputs: [Vec<f32>; 3],
+    inputs: Vec<Vec<f32>>,
     rows: usize,
 }
 
@@ -64,18 +68,37 @@ impl ConvNet {
     /// values (a one-hot class, say); each context value enters the first convolution as a
     /// constant plane.
     pub fn with_context(input: ImageShape, context_dim: usize, hidden: usize, out_channels: usize, rng: &mut Rng) -> Self {
-        let layers = [
-            Layer { in_channels: input.channels + context_dim, out_channels: hidden, kernel: 3 },
-            Layer { in_channels: hidden, out_channels: hidden, kernel: 1 },
-            Layer { in_channels: hidden, out_channels, kernel: 3 },
-        ];
+        Self::residual(input, context_dim, hidden, 0, out_channels, rng)
+    }
+
+    /// As [`ConvNet::with_context`] with `blocks` residual blocks of two 3×3 convolutions each
+    /// (RealNVP's network; 0 gives Glow's).
+    pub fn residual(input: ImageShape, context_dim: usize, hidden: usize, blocks: usize, out_channels: usize, rng: &mut Rng) -> Self {
+        let first = Layer { in_channels: input.channels + context_dim, out_channels: hidden, kernel: 3 };
+        let last = Layer { in_channels: hidden, out_channels, kernel: 3 };
+        let mut layers = vec![first];
+        if blocks == 0 {
+            layers.push(Layer { in_channels: hidden, out_channels: hidden, kernel: 1 });
+        } else {
+            layers.extend(std::iter::repeat_n(Layer { in_channels: hidden, out_channels: hidden, kernel: 3 }, 2 * blocks));
+        }
+        layers.push(last);
         let mut params = Vec::with_capacity(layers.iter().map(Layer::len).sum());
         for (k, l) in layers.iter().enumerate() {
-            let std = (1.0 / (l.in_channels * l.kernel * l.kernel) as f64).sqrt();
-            params.extend((0..l.weights()).map(|_| if k < 2 { (std * rng.normal()) as f32 } else { 0.0 }));
+            let zero = k + 1 == layers.len();
+            // The second convolution of a residual block starts small, so a block starts near
+            // the identity.
+            let scale = if blocks > 0 && k > 0 && k % 2 == 0 { 0.1 } else { 1.0 };
+            let std = scale * (1.0 / (l.in_channels * l.kernel * l.kernel) as f64).sqrt();
+            params.extend((0..l.weights()).map(|_| if zero { 0.0 } else { (std * rng.normal()) as f32 }));
             params.extend(std::iter::repeat_n(0.0, l.out_channels));
         }
-        Self { image: input, context_dim, layers, params }
+        Self { image: input, context_dim, blocks, layers, params }
+    }
+
+    /// Residual blocks (0 for Glow's network).
+    pub fn blocks(&self) -> usize {
+        self.blocks
     }
 
     /// The first layer's input: each row's image, then its context values as constant planes.
@@ -95,34 +118,61 @@ impl ConvNet {
         h
     }
 
+    /// Where layer `k`'s weights and biases start in the flat parameters.
+    fn offset(&self, k: usize) -> usize {
+        self.layers[..k].iter().map(Layer::len).sum()
+    }
+
     /// `(weights, biases)` of layer `k`.
     fn layer_params(&self, k: usize) -> (&[f32], &[f32]) {
-        let start: usize = self.layers[..k].iter().map(Layer::len).sum();
-        let l = self.layers[k];
+        let (start, l) = (self.offset(k), self.layers[k]);
         (&self.params[start..start + l.weights()], &self.params[start + l.weights()..start + l.len()])
     }
 
-    /// The output for a batch and, when `keep`, each layer's input (moved into the cache, not
-    /// copied).
+    /// Convolution `k` of `input` over `rows` images.
+    fn conv(&self, k: usize, rows: usize, input: &[f32]) -> Vec<f32> {
+        let l = self.layers[k];
+        let (w, b) = self.layer_params(k);
+        let mut out = pool::scratch(rows * l.out_channels * self.image.pixels());
+        conv2d_forward(l.shape(rows, self.image), input, w, b, &mut out);
+        out
+    }
+
+    /// The output for a batch and, when `keep`, each convolution's input (moved into the
+    /// cache, not copied).
     fn run(&self, x: &Matrix, keep: bool) -> (Matrix, Vec<Vec<f32>>) {
         let rows = x.rows();
-        let mut inputs = Vec::with_capacity(if keep { 3 } else { 0 });
+        let last = self.layers.len() - 1;
+        let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(self.layers.len());
+        let relu = |v: &mut Vec<f32>| v.iter_mut().for_each(|v| *v = v.max(0.0));
         let mut h = self.input_planes(x);
-        for (k, l) in self.layers.iter().enumerate() {
-            let (w, b) = self.layer_params(k);
-            let mut out = pool::scratch(rows * l.out_channels * self.image.pixels());
-            conv2d_forward(l.shape(rows, self.image), &h, w, b, &mut out);
-            if k < 2 {
-                out.iter_mut().for_each(|v| *v = v.max(0.0));
-            }
-            if keep {
+        let mut k = 0;
+        while k < last {
+            if self.blocks > 0 && k > 0 {
+                // A residual block: h ← ReLU(h + conv_b(ReLU(conv_a(h)))).
+                let mut u = self.conv(k, rows, &h);
+                relu(&mut u);
+                let mut v = self.conv(k + 1, rows, &u);
+                v.iter_mut().zip(&h).for_each(|(v, h)| *v = (*v + h).max(0.0));
                 inputs.push(h);
+                inputs.push(u);
+                h = v;
+                k += 2;
             } else {
-                pool::give(h);
+                let mut out = self.conv(k, rows, &h);
+                relu(&mut out);
+                inputs.push(h);
+                h = out;
+                k += 1;
             }
-            h = out;
         }
-        (Matrix::from_vec(rows, self.layers[2].out_channels * self.image.pixels(), h), inputs)
+        let out = self.conv(last, rows, &h);
+        inputs.push(h);
+        if !keep {
+            inputs.into_iter().for_each(pool::give);
+            inputs = Vec::new();
+        }
+        (Matrix::from_vec(rows, self.layers[last].out_channels * self.image.pixels(), out), inputs)
     }
 
     /// Output for a batch of image rows.
@@ -133,28 +183,50 @@ impl ConvNet {
     /// Output and backward cache.
     pub fn forward_cached(&self, x: &Matrix) -> (Matrix, ConvNetCache) {
         let (out, inputs) = self.run(x, true);
-        let [a, b, c]: [Vec<f32>; 3] = inputs.try_into().expect("three layers");
-        (out, ConvNetCache { inputs: [a, b, c], rows: x.rows() })
+        (out, ConvNetCache { inputs, rows: x.rows() })
+    }
+
+    /// The gradient with respect to convolution `k`'s input, given that of its output; writes
+    /// the layer's parameter gradients into `grads`.
+    fn conv_backward(&self, k: usize, cache: &ConvNetCache, g: &[f32], grads: &mut [f32]) -> Vec<f32> {
+        let l = self.layers[k];
+        let (w, _) = self.layer_params(k);
+        let (g_in, g_w, g_b) = conv2d_backward(l.shape(cache.rows, self.image), &cache.inputs[k], w, g);
+        let start = self.offset(k);
+        grads[start..start + l.weights()].copy_from_slice(&g_w);
+        grads[start + l.weights()..start + l.len()].copy_from_slice(&g_b);
+        g_in
     }
 
     /// Writes the parameter gradients into `grads` (overwritten) and returns the input gradient.
     pub fn backward(&self, cache: &ConvNetCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
-        let mut g = grad_out.into_vec();
-        for k in (0..3).rev() {
-            let l = self.layers[k];
-            let (w, _) = self.layer_params(k);
-            let (g_in, g_w, g_b) = conv2d_backward(l.shape(cache.rows, self.image), &cache.inputs[k], w, &g);
-            let start: usize = self.layers[..k].iter().map(Layer::len).sum();
-            grads[start..start + l.weights()].copy_from_slice(&g_w);
-            grads[start + l.weights()..start + l.len()].copy_from_slice(&g_b);
-            pool::give(std::mem::replace(&mut g, g_in));
-            if k > 0 {
-                // Through the ReLU that produced this layer's input: zero where it was clipped.
-                g.iter_mut().zip(&cache.inputs[k]).for_each(|(g, &h)| {
-                    if h <= 0.0 {
-                        *g = 0.0;
-                    }
-                });
+        // Zero where the ReLU that produced `h` clipped.
+        let through_relu = |g: &mut [f32], h: &[f32]| {
+            g.iter_mut().zip(h).for_each(|(g, &h)| {
+                if h <= 0.0 {
+                    *g = 0.0;
+                }
+            })
+        };
+        let last = self.layers.len() - 1;
+        let mut g = self.conv_backward(last, cache, grad_out.as_slice(), grads);
+        let mut k = last;
+        while k > 0 {
+            // `g` is the gradient with respect to the input of layer k, a ReLU output.
+            through_relu(&mut g, &cache.inputs[k]);
+            if self.blocks > 0 && k > 1 {
+                // Block (k − 2, k − 1): out = ReLU(h + conv_b(ReLU(conv_a(h)))), h = inputs[k − 2].
+                let mut g_u = self.conv_backward(k - 1, cache, &g, grads);
+                through_relu(&mut g_u, &cache.inputs[k - 1]);
+                let g_h = self.conv_backward(k - 2, cache, &g_u, grads);
+                pool::give(g_u);
+                g.iter_mut().zip(&g_h).for_each(|(a, b)| *a += b);
+                pool::give(g_h);
+                k -= 2;
+            } else {
+                let g_in = self.conv_backward(k - 1, cache, &g, grads);
+                pool::give(std::mem::replace(&mut g, g_in));
+                k -= 1;
             }
         }
         if self.context_dim == 0 {
