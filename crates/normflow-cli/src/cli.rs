@@ -200,6 +200,10 @@ pub struct ImageTrainArgs {
     /// draws from one class.
     #[arg(long)]
     pub labels: Option<PathBuf>,
+    /// Cosine learning-rate decay to zero over the run (over --minutes when the time limit
+    /// comes before the step and epoch limits).
+    #[arg(long)]
+    pub cosine: bool,
     /// Training time limit in minutes (the best validation weights are kept).
     #[arg(long)]
     pub minutes: Option<f64>,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use normflow::bijection::{Dequantize, ImageShape};
 use normflow::flows::{GlowConfig, MultiscaleRealNvpConfig};
-use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig};
+use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig, LrSchedule};
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
@@ -147,6 +147,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         min_gain_z: None,
         init_rows: Some(2048),
         max_seconds: a.minutes.map(|m| m * 60.0),
+        schedule: if a.cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
         checkpoint: (a.checkpoint_minutes > 0.0)
             .then(|| CheckpointConfig { path: checkpoint_path.clone(), every_seconds: a.checkpoint_minutes * 60.0 }),
         ..FitConfig::default()

@@ -17,7 +17,8 @@ use crate::{Error, Flow, Result};
 pub enum LrSchedule {
     /// The same rate throughout.
     Constant,
-    /// Cosine decay from the rate to 0 over the step budget.
+    /// Cosine decay from the rate to 0 over the step budget, or over `max_seconds` when the
+    /// time limit would stop the run first.
     Cosine,
 }
 
@@ -170,6 +171,13 @@ fn mean_nll(flow: &Flow, x: &Matrix, context: Option<&Matrix>) -> Result<f64> {
 /// The mean NLL of per-row log-densities.
 fn mean_of_negated(log_p: &[f32]) -> f64 {
     -log_p.iter().map(|&v| v as f64).sum::<f64>() / log_p.len().max(1) as f64
+}
+
+/// How far a run is through its schedule: through the step budget, or through the time limit
+/// when that comes first (0 at the start, 1 at the end).
+fn schedule_fraction(step: usize, budget: usize, seconds: f64, max_seconds: Option<f64>) -> f64 {
+    let by_time = max_seconds.map_or(0.0, |limit| seconds / limit);
+    (step as f64 / budget.max(1) as f64).max(by_time).min(1.0)
 }
 
 /// Writes a checkpoint of a run whose flow holds its current weights and whose best weights
@@ -403,7 +411,7 @@ fn run(
                 break 'outer;
             }
             if let LrSchedule::Cosine = config.schedule {
-                let frac = step as f64 / budget as f64;
+                let frac = schedule_fraction(step, budget, elapsed(), config.max_seconds);
                 trainer.set_lr((config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())) as f32);
             }
             let xb = x_train.select_rows(chunk);
@@ -485,4 +493,17 @@ fn run(
     };
     flow.meta.training = Some(history.summary.clone());
     Ok((flow, history))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_follows_whichever_limit_comes_first() {
+        assert_eq!(schedule_fraction(50, 100, 1.0, None), 0.5);
+        assert_eq!(schedule_fraction(10, 100, 30.0, Some(60.0)), 0.5, "time first");
+        assert_eq!(schedule_fraction(90, 100, 30.0, Some(60.0)), 0.9, "steps first");
+        assert_eq!(schedule_fraction(10, 100, 90.0, Some(60.0)), 1.0, "never past the end");
+    }
 }
