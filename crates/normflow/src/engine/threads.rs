@@ -2,6 +2,7 @@
 //! started on first use, so that a training step hands its rows to threads without spawning
 //! any (and without allocating).
 
+use std::cell::Cell;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, TryLockError};
@@ -9,8 +10,36 @@ use std::time::{Duration, Instant};
 
 /// How many worker threads to use for `rows` rows of work: one per core, but never fewer than
 /// `min_rows` rows a thread (below that, handing work to threads costs more than it saves).
+///
+/// Inside a part of a parallel run (the training step already spreads its rows over the
+/// cores) the answer is 1: splitting again would only put more threads on the same cores.
 pub(crate) fn worker_count(rows: usize, min_rows: usize) -> usize {
+    if IN_PART.with(Cell::get) {
+        return 1;
+    }
     cores().min(rows / min_rows.max(1)).max(1)
+}
+
+thread_local! {
+    /// Whether this thread is running a part of a parallel run.
+    static IN_PART: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as running a part until dropped.
+struct PartMark {
+    before: bool,
+}
+
+impl PartMark {
+    fn new() -> Self {
+        Self { before: IN_PART.with(|c| c.replace(true)) }
+    }
+}
+
+impl Drop for PartMark {
+    fn drop(&mut self) {
+        IN_PART.with(|c| c.set(self.before));
+    }
 }
 
 /// Number of cores available to this process.
@@ -62,6 +91,11 @@ pub(crate) fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         }
         return;
     }
+    let marked = |p: usize| {
+        let _mark = PartMark::new();
+        f(p);
+    };
+    let f: &(dyn Fn(usize) + Sync) = &marked;
     let pool = pool();
     let guard = match pool.busy.try_lock() {
         Ok(g) => Some(g),
@@ -286,6 +320,14 @@ impl Pool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_part_of_a_parallel_run_does_not_split_again() {
+        let inner: Vec<AtomicUsize> = (0..2).map(|_| AtomicUsize::new(0)).collect();
+        for_each_part(2, &|p| inner[p].store(worker_count(1000, 1), Ordering::SeqCst));
+        assert!(inner.iter().all(|c| c.load(Ordering::SeqCst) == 1), "nested counts: {inner:?}");
+        assert_eq!(worker_count(1000, 1), cores(), "outside a part, every core");
+    }
 
     #[test]
     fn every_part_runs_once_and_results_keep_their_order() {
