@@ -145,6 +145,11 @@ fn divergent_training_stops_with_the_step_and_no_nan_weights() {
         Ok((flow, _)) => assert!(flow.log_prob(&x, None).unwrap().iter().all(|v| v.is_finite()), "no NaN weights survive"),
         Err(e) => panic!("unexpected error {e}"),
     }
+    // Told to stop on divergence, the same run ends normally with the best finite weights.
+    let flow = RealNvpConfig::new(2).with_layers(6).with_hidden(vec![64, 64]).init(&mut Rng::new(0)).unwrap();
+    let (flow, history) = fit(flow, &x, None, &FitConfig { stop_on_divergence: true, ..config }, &mut |_| {}).unwrap();
+    assert!(matches!(history.summary.stopped.as_str(), "diverged" | "max_epochs"), "{}", history.summary.stopped);
+    assert!(flow.log_prob(&x, None).unwrap().iter().all(|v| v.is_finite()), "the best weights are finite");
 }
 
 #[test]

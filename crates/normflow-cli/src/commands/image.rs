@@ -148,6 +148,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         init_rows: Some(2048),
         max_seconds: a.minutes.map(|m| m * 60.0),
         schedule: if a.cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
+        stop_on_divergence: true,
         checkpoint: (a.checkpoint_minutes > 0.0)
             .then(|| CheckpointConfig { path: checkpoint_path.clone(), every_seconds: a.checkpoint_minutes * 60.0 }),
         ..FitConfig::default()

@@ -69,6 +69,10 @@ pub struct FitConfig {
     /// Write a checkpoint (best weights as a model file, plus what [`resume_fit`] needs) every
     /// so often and when training stops (`None`: no checkpoints).
     pub checkpoint: Option<CheckpointConfig>,
+    /// A non-finite loss ends the run with the best weights so far (`stopped` reads
+    /// "diverged") instead of failing with [`Error::NonFiniteLoss`]: for long runs, where an
+    /// hour of progress should not be lost to one bad step. Default false.
+    pub stop_on_divergence: bool,
 }
 
 impl Default for FitConfig {
@@ -89,6 +93,7 @@ impl Default for FitConfig {
             max_seconds: None,
             smoothing: None,
             checkpoint: None,
+            stop_on_divergence: false,
         }
     }
 }
@@ -423,6 +428,11 @@ fn run(
             let cb = c_train.as_ref().map(|c| c.select_rows(chunk));
             step += 1;
             let loss = match trainer.step(&mut flow, &xb, cb.as_ref()) {
+                Err(Error::NonFiniteLoss { .. }) if config.stop_on_divergence => {
+                    // Ends the run like any other stop: the best weights are kept.
+                    stopped = "diverged";
+                    break 'outer;
+                }
                 Err(Error::NonFiniteLoss { .. }) => {
                     flow.transform_mut().set_training(false);
                     params_restore(&mut flow, &best.1);
