@@ -106,7 +106,7 @@ def ours(seconds, test_images, normflow):
         model = os.path.join(work, "glow.safetensors")
         cmd = ["/usr/bin/time", "-f", "%M", normflow, "image", "train", TRAIN, "--levels", str(LEVELS), "--steps", str(STEPS),
                "--hidden", str(HIDDEN), "--batch-size", str(BATCH), "--lr", str(LR), "--minutes", str(seconds / 60),
-               "--eval-every", "1000000", "--checkpoint-minutes", "0", "-q", "--json", "-o", model]
+               "--eval-every", "20", "--checkpoint-minutes", "0", "-q", "--json", "-o", model]
         run = subprocess.run(cmd, check=True, capture_output=True, text=True)
         summary = json.loads(run.stdout)
         peak_kb = int(run.stderr.strip().splitlines()[-1])

@@ -81,3 +81,14 @@ fn resuming_needs_a_checkpoint_of_the_same_data() {
         std::fs::remove_file(p).ok();
     }
 }
+
+#[test]
+fn a_run_stopped_by_its_time_limit_keeps_the_steps_since_its_last_evaluation() {
+    let x = rows(2000, 3);
+    let config = FitConfig { eval_every: Some(1_000_000), max_steps: None, max_seconds: Some(0.3), ..config(0, None) };
+    let config = FitConfig { max_epochs: 1_000_000, ..config };
+    let (_, history) = fit(fresh_flow(), &x, None, &config, &mut |_| {}).unwrap();
+    assert_eq!(history.summary.stopped, "max_seconds");
+    assert_eq!(history.val_nll.len(), 1, "one evaluation, at the stop");
+    assert!(history.summary.best_step > 0, "the trained weights are kept, not the starting point");
+}

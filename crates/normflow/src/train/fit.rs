@@ -469,6 +469,16 @@ fn run(
             }
         }
     }
+    // A stop between evaluations (the time limit) still evaluates its last weights, so the
+    // steps since the last evaluation are not thrown away. (Diverged weights are not finite.)
+    if window.1 > 0 && stopped != "diverged" {
+        let val = mean_nll(&flow, &x_val, c_val.as_ref())?;
+        history.val_nll.push(val);
+        history.train_nll.push(window.0 / window.1 as f64);
+        if val.is_finite() && val < best.0 {
+            best = (val, params_snapshot(&flow), step);
+        }
+    }
     if let Some(c) = &config.checkpoint {
         write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
     }
