@@ -155,16 +155,24 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     };
     let bar = TrainingBar::for_images(a.quiet, shape.len(), config.batch_size, config.max_seconds);
     let started = Instant::now();
+    // The step this invocation started from (past 0 after --resume), for its rate.
+    let mut first_step = None;
+    let mut report = |p: &normflow::train::FitProgress| {
+        first_step.get_or_insert(p.step.saturating_sub(1));
+        bar.update(p)
+    };
     let result = if a.resume {
-        resume_fit(&checkpoint_path, &images, context.as_ref(), &config, &mut |p| bar.update(p))
+        resume_fit(&checkpoint_path, &images, context.as_ref(), &config, &mut report)
     } else {
-        fit(flow, &images, context.as_ref(), &config, &mut |p| bar.update(p))
+        fit(flow, &images, context.as_ref(), &config, &mut report)
     };
     bar.finish();
     let (flow, history) = result?;
     flow.save(&a.output)?;
     let s = &history.summary;
-    let (bpd, rate) = (bits_per_dim(s.best_val_nll, shape.len()), (s.steps * config.batch_size) as f64 / started.elapsed().as_secs_f64());
+    let steps_here = s.steps - first_step.unwrap_or(0).min(s.steps);
+    let (bpd, rate) =
+        (bits_per_dim(s.best_val_nll, shape.len()), (steps_here * config.batch_size) as f64 / started.elapsed().as_secs_f64());
     if a.json {
         print_json(&json!({
             "model": a.output, "flow": flow.meta.name, "image": shape, "params": flow.num_params(), "steps": s.steps,
