@@ -63,6 +63,19 @@ pub(crate) fn model_shape(flow: &Flow, path: &Path) -> Result<ImageShape, CliErr
     serde_json::from_value(v.clone()).map_err(|e| CliError::Usage(format!("{}: damaged image shape: {e}", path.display())))
 }
 
+/// Applies the flags both image presets share.
+macro_rules! with_image_flags {
+    ($config:expr, $a:expr, $classes:expr) => {
+        $config
+            .with_levels($a.levels)
+            .with_steps($a.steps)
+            .with_hidden($a.hidden)
+            .with_additive($a.additive)
+            .with_logit($a.logit)
+            .with_context($classes)
+    };
+}
+
 /// Where `image train -o OUTPUT` keeps its checkpoint: `OUTPUT` with `.checkpoint` before the
 /// extension (`glow.safetensors` → `glow.checkpoint.safetensors`).
 fn checkpoint_path(output: &Path) -> std::path::PathBuf {
@@ -102,22 +115,9 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     }
     let rng = &mut Rng::new(a.seed);
     let flow = match a.flow {
-        ImageFlowKind::Glow => GlowConfig::new(shape)
-            .with_levels(a.levels)
-            .with_steps(a.steps)
-            .with_hidden(a.hidden)
-            .with_additive(a.additive)
-            .with_logit(a.logit)
-            .with_context(classes)
-            .init(rng)?,
-        ImageFlowKind::Realnvp => MultiscaleRealNvpConfig::new(shape)
+        ImageFlowKind::Glow => with_image_flags!(GlowConfig::new(shape), a, classes).init(rng)?,
+        ImageFlowKind::Realnvp => with_image_flags!(MultiscaleRealNvpConfig::new(shape), a, classes)
             .with_residual_blocks(a.residual_blocks.unwrap_or(2))
-            .with_levels(a.levels)
-            .with_steps(a.steps)
-            .with_hidden(a.hidden)
-            .with_additive(a.additive)
-            .with_logit(a.logit)
-            .with_context(classes)
             .init(rng)?,
     };
     let name = flow.meta.name.clone();

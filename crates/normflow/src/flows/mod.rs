@@ -7,6 +7,50 @@
 //! data and carry their preprocessing; its statistics come from the training split when
 //! [`crate::train::fit`] starts.
 
+/// The builder methods both image presets share (fields `levels`, `steps`, `hidden`,
+/// `additive`, `logit_alpha`, `context_dim`), written once.
+macro_rules! image_builders {
+    ($config:ty) => {
+        impl $config {
+            /// Sets the number of levels.
+            pub fn with_levels(mut self, levels: usize) -> Self {
+                self.levels = levels;
+                self
+            }
+
+            /// Sets the steps per level.
+            pub fn with_steps(mut self, steps: usize) -> Self {
+                self.steps = steps;
+                self
+            }
+
+            /// Sets the coupling networks' hidden channels.
+            pub fn with_hidden(mut self, hidden: usize) -> Self {
+                self.hidden = hidden;
+                self
+            }
+
+            /// Uses additive (volume-preserving) couplings.
+            pub fn with_additive(mut self, on: bool) -> Self {
+                self.additive = on;
+                self
+            }
+
+            /// Logit preprocessing with squeeze `alpha` (`None`: scaling).
+            pub fn with_logit(mut self, alpha: Option<f32>) -> Self {
+                self.logit_alpha = alpha;
+                self
+            }
+
+            /// Conditions every coupling on `context_dim` context values per row (0: unconditional).
+            pub fn with_context(mut self, context_dim: usize) -> Self {
+                self.context_dim = context_dim;
+                self
+            }
+        }
+    };
+}
+
 mod glow;
 mod maf;
 mod nsf;
@@ -14,10 +58,12 @@ mod realnvp;
 mod realnvp_image;
 
 pub use glow::GlowConfig;
+image_builders!(GlowConfig);
 pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 pub use realnvp_image::MultiscaleRealNvpConfig;
+image_builders!(MultiscaleRealNvpConfig);
 
 use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation, Standardize};
 use crate::{Bijection, Error, Result};

@@ -52,45 +52,9 @@ impl MultiscaleRealNvpConfig {
         Self { image, levels: 2, steps: 3, hidden: 64, additive: false, logit_alpha: None, residual_blocks: 2, context_dim: 0 }
     }
 
-    /// Sets the number of levels.
-    pub fn with_levels(mut self, levels: usize) -> Self {
-        self.levels = levels;
-        self
-    }
-
-    /// Sets the couplings per level.
-    pub fn with_steps(mut self, steps: usize) -> Self {
-        self.steps = steps;
-        self
-    }
-
-    /// Sets the coupling networks' hidden channels.
-    pub fn with_hidden(mut self, hidden: usize) -> Self {
-        self.hidden = hidden;
-        self
-    }
-
-    /// Uses additive (volume-preserving) couplings.
-    pub fn with_additive(mut self, on: bool) -> Self {
-        self.additive = on;
-        self
-    }
-
-    /// Logit preprocessing with squeeze `alpha` (`None`: scaling).
-    pub fn with_logit(mut self, alpha: Option<f32>) -> Self {
-        self.logit_alpha = alpha;
-        self
-    }
-
     /// Sets the residual blocks of each coupling network (0: Glow's network).
     pub fn with_residual_blocks(mut self, blocks: usize) -> Self {
         self.residual_blocks = blocks;
-        self
-    }
-
-    /// Conditions every coupling on `context_dim` context values per row (0: unconditional).
-    pub fn with_context(mut self, context_dim: usize) -> Self {
-        self.context_dim = context_dim;
         self
     }
 
