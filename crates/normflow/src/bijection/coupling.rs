@@ -89,32 +89,7 @@ impl AffineCoupling {
         transformer: Transformer,
         rng: &mut Rng,
     ) -> Result<Self> {
-        transformer.validate()?;
-        if image.channels < 2 || image.pixels() == 0 || hidden == 0 {
-            return Err(Error::config(format!(
-                "a convolutional coupling needs 2+ channels, pixels and hidden channels, got {image:?}, {hidden}"
-            )));
-        }
-        let kept = image.channels / 2;
-        let input = ImageShape { channels: kept, ..image };
-        let net = Conditioner::Conv(ConvNet::with_context(
-            input,
-            context_dim,
-            hidden,
-            transformer.params_per_dim() * (image.channels - kept),
-            rng,
-        ));
-        Ok(Self {
-            dim: image.len(),
-            split: kept * image.pixels(),
-            context_dim,
-            transformer,
-            hidden: vec![hidden],
-            residual_blocks: 0,
-            image: Some(image),
-            checkerboard: None,
-            net,
-        })
+        Self::with_conv_blocks(image, context_dim, hidden, 0, transformer, rng)
     }
 
     /// RealNVP's checkerboard-masked coupling on rows holding `image` images, in the layout
@@ -142,22 +117,7 @@ impl AffineCoupling {
         transformer: Transformer,
         rng: &mut Rng,
     ) -> Result<Self> {
-        transformer.validate()?;
-        if image.pixels() < 2 || image.channels == 0 || hidden == 0 {
-            return Err(Error::config(format!("a checkerboard coupling needs 2+ pixels and hidden channels, got {image:?}, {hidden}")));
-        }
-        let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, 0, transformer.params_per_dim(), rng);
-        Ok(Self {
-            dim: image.len(),
-            split: net.kept_len(),
-            context_dim,
-            transformer,
-            hidden: vec![hidden],
-            residual_blocks: 0,
-            image: Some(image),
-            checkerboard: Some(parity % 2),
-            net: Conditioner::Checkerboard(net),
-        })
+        Self::with_checkerboard_blocks(image, parity, context_dim, hidden, 0, transformer, rng)
     }
 
     /// As [`AffineCoupling::with_conv_context`] with RealNVP's residual conditioner of `blocks`
@@ -173,14 +133,26 @@ impl AffineCoupling {
         transformer: Transformer,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let mut layer = Self::with_conv_context(image, context_dim, hidden, transformer, rng)?;
-        if blocks > 0 {
-            let (kept, input) = (image.channels / 2, ImageShape { channels: image.channels / 2, ..image });
-            let out = transformer.params_per_dim() * (image.channels - kept);
-            layer.net = Conditioner::Conv(ConvNet::residual(input, context_dim, hidden, blocks, out, rng));
-            layer.residual_blocks = blocks;
+        transformer.validate()?;
+        if image.channels < 2 || image.pixels() == 0 || hidden == 0 {
+            return Err(Error::config(format!(
+                "a convolutional coupling needs 2+ channels, pixels and hidden channels, got {image:?}, {hidden}"
+            )));
         }
-        Ok(layer)
+        let kept = image.channels / 2;
+        let input = ImageShape { channels: kept, ..image };
+        let out = transformer.params_per_dim() * (image.channels - kept);
+        Ok(Self {
+            dim: image.len(),
+            split: kept * image.pixels(),
+            context_dim,
+            transformer,
+            hidden: vec![hidden],
+            residual_blocks: blocks,
+            image: Some(image),
+            checkerboard: None,
+            net: Conditioner::Conv(ConvNet::residual(input, context_dim, hidden, blocks, out, rng)),
+        })
     }
 
     /// As [`AffineCoupling::with_checkerboard_context`] with RealNVP's residual conditioner of
@@ -197,13 +169,22 @@ impl AffineCoupling {
         transformer: Transformer,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let mut layer = Self::with_checkerboard_context(image, parity, context_dim, hidden, transformer, rng)?;
-        if blocks > 0 {
-            let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, blocks, transformer.params_per_dim(), rng);
-            layer.net = Conditioner::Checkerboard(net);
-            layer.residual_blocks = blocks;
+        transformer.validate()?;
+        if image.pixels() < 2 || image.channels == 0 || hidden == 0 {
+            return Err(Error::config(format!("a checkerboard coupling needs 2+ pixels and hidden channels, got {image:?}, {hidden}")));
         }
-        Ok(layer)
+        let net = CheckerboardNet::new(image, parity % 2, context_dim, hidden, blocks, transformer.params_per_dim(), rng);
+        Ok(Self {
+            dim: image.len(),
+            split: net.kept_len(),
+            context_dim,
+            transformer,
+            hidden: vec![hidden],
+            residual_blocks: blocks,
+            image: Some(image),
+            checkerboard: Some(parity % 2),
+            net: Conditioner::Checkerboard(net),
+        })
     }
 
     /// A coupling layer whose conditioner is a residual MLP of `blocks` blocks of width `width`
