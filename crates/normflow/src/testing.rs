@@ -439,6 +439,25 @@ pub fn registry() -> Vec<Case> {
             options: HarnessOptions { param_scale: 0.2, ..Default::default() },
         },
         Case {
+            name: "convolutional contractive coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_conv(ImageShape { channels: 2, height: 4, width: 4 }, 4, Transformer::Contractive, r).unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
+            name: "checkerboard contractive coupling",
+            build: |r| {
+                Box::new(
+                    AffineCoupling::with_checkerboard(ImageShape { channels: 2, height: 3, width: 3 }, 0, 4, Transformer::Contractive, r)
+                        .unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, ..Default::default() },
+        },
+        Case {
             name: "convolutional spline coupling",
             build: |r| {
                 Box::new(

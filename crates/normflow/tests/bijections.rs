@@ -427,3 +427,33 @@ fn convolutional_coupling_starts_as_the_identity_and_passes_its_first_channels_t
     let spec = layer.spec();
     assert_eq!(spec.build().unwrap().spec(), spec, "rebuilt from its spec");
 }
+
+#[test]
+fn contractive_couplings_never_expand_the_density_direction_whatever_their_weights() {
+    use normflow::bijection::ImageShape;
+    // Eight convolutional couplings with large random weights: in the density direction each
+    // only contracts, so the stack's log-det is never positive and no input is amplified past
+    // the shifts. The soft-clipped affine transformer, with the same weights, expands.
+    let image = ImageShape { channels: 2, height: 4, width: 4 };
+    let stack = |transformer: Transformer| {
+        let mut rng = Rng::new(7);
+        let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
+        for i in 0..8 {
+            let mut coupling = AffineCoupling::with_conv(image, 6, transformer, &mut rng).unwrap();
+            normflow::testing::randomize_params(&mut coupling, 1.5, &mut rng);
+            layers.push(Box::new(coupling));
+            // Swap the halves so every channel is transformed.
+            let order: Vec<usize> = (0..image.len()).map(|j| (j + image.len() / 2 + i % 2) % image.len()).collect();
+            layers.push(Box::new(Permutation::new(order).unwrap()));
+        }
+        Chain::new(layers).unwrap()
+    };
+    let mut rng = Rng::new(8);
+    let x =
+        normflow::Matrix::from_vec(64, image.len(), (0..64 * image.len()).map(|i| rng.normal() as f32 * (1.0 + (i % 7) as f32)).collect());
+    let (z, ld) = stack(Transformer::Contractive).inverse_and_log_det(&x, None).unwrap();
+    assert!(z.as_slice().iter().all(|v| v.is_finite()));
+    assert!(ld.iter().all(|&l| l.is_finite() && l <= 1e-4), "a contraction's log-det is never positive: {ld:?}");
+    let (_, ld) = stack(Transformer::Affine).inverse_and_log_det(&x, None).unwrap();
+    assert!(ld.iter().any(|&l| l > 1.0), "the soft-clipped scales can expand");
+}

@@ -12,7 +12,8 @@ use crate::{Bijection, Error, Result};
 /// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
 /// any [`Transformer`] τ (affine: RealNVP; additive: NICE; spline: NSF-C).
 ///
-/// The conditioner's last layer starts at zero, so a new layer is the identity.
+/// The conditioner's last layer starts at zero, so a new layer is the identity (with
+/// [`Transformer::Contractive`]: a constant scale, Glow's `1/sigmoid(2)`).
 ///
 /// # Shapes
 /// Rows of width `dim`; A is columns `0..split`, B is `split..dim`; the conditioner maps

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-use crate::engine::affine_lanes::{self as affine, AffineLanes};
+use crate::engine::affine_lanes::{self as affine, AffineLanes, ScaleForm};
 use crate::engine::lanes::{self, Gradients, RowLayout};
 use crate::engine::spline::{self, SplineShape};
 use crate::engine::spline_lanes::SplineLanes;
@@ -21,6 +21,10 @@ pub enum Transformer {
     Affine,
     /// `x = z + t` (NICE): volume preserving, log-det 0.
     Additive,
+    /// `x = z·exp(s) + t` with `0 ≤ s < ln 1000` from Glow's `sigmoid(r + 2)`: the density
+    /// direction `z = (x − t)·exp(−s)` only contracts, so however many couplings are stacked,
+    /// no input can be blown up by their scales (image flows).
+    Contractive,
     /// Rational-quadratic spline on `[−B, B]`, identity outside (neural spline flows).
     Spline(SplineShape),
 }
@@ -29,7 +33,7 @@ impl Transformer {
     /// Unconstrained parameters per transformed element.
     pub fn params_per_dim(&self) -> usize {
         match self {
-            Transformer::Affine => 2,
+            Transformer::Affine | Transformer::Contractive => 2,
             Transformer::Additive => 1,
             Transformer::Spline(shape) => shape.params_per_dim(),
         }
@@ -117,8 +121,9 @@ impl Transformer {
         Elementwise {
             kind: *self,
             pass: match self {
-                Transformer::Affine => Pass::Affine(AffineLanes::new(false)),
-                Transformer::Additive => Pass::Affine(AffineLanes::new(true)),
+                Transformer::Affine => Pass::Affine(AffineLanes::new(false, ScaleForm::SoftClip)),
+                Transformer::Contractive => Pass::Affine(AffineLanes::new(false, ScaleForm::Contractive)),
+                Transformer::Additive => Pass::Affine(AffineLanes::new(true, ScaleForm::SoftClip)),
                 Transformer::Spline(shape) => Pass::Spline(SplineLanes::new(*shape)),
             },
         }
@@ -204,15 +209,16 @@ impl Elementwise {
             }
             Pass::Affine(_) => {
                 let per = self.kind.params_per_dim() * n;
+                let form = if self.kind == Transformer::Contractive { ScaleForm::Contractive } else { ScaleForm::SoftClip };
                 for (r, &g_ld) in g_ld.iter().enumerate() {
                     let values = r * stride + offset..r * stride + offset + n;
                     let (th, g_th) = (&theta[r * per..(r + 1) * per], &mut g_theta[r * per..(r + 1) * per]);
                     let (out, g_o, g_i) = (&output[values.clone()], &g_out[values.clone()], &mut g_in[values]);
                     if self.kind == Transformer::Additive {
-                        affine::backward(direction, out, th, &[], g_o, g_ld, g_i, g_th, &mut []);
+                        affine::backward(form, direction, out, th, &[], g_o, g_ld, g_i, g_th, &mut []);
                     } else {
                         let (g_t, g_r) = g_th.split_at_mut(n);
-                        affine::backward(direction, out, &th[..n], &th[n..], g_o, g_ld, g_i, g_t, g_r);
+                        affine::backward(form, direction, out, &th[..n], &th[n..], g_o, g_ld, g_i, g_t, g_r);
                     }
                 }
             }

@@ -3,7 +3,13 @@
 //!
 //! A raw `exp` of an unbounded network output lets deep stacks diverge; instead the conditioner's
 //! raw output `r` becomes `s = r / (1 + |r| / ln 1000)`, so `|s| < ln 1000` and the scale stays
-//! within `[1e-3, 1e3]`, with `s ≈ r` near zero.
+//! within `[1e-3, 1e3]`, with `s ≈ r` near zero ([`ScaleForm::SoftClip`]).
+//!
+//! Deep image flows need more: a rare input can push every one of dozens of couplings to its
+//! largest expansion, and the factors compound (1e3 per coupling) until the latent overflows.
+//! [`ScaleForm::Contractive`] is Glow's `sigmoid(r + 2)` scale: the density direction
+//! `z = (x − t)·e^−s` only contracts (`s = softplus(−r − 2) ≥ 0`, soft-clipped below ln 1000 the
+//! same way), so no input can be amplified by the couplings' scales.
 
 use super::lanes::{LaneKernel, Lanes};
 use super::Direction;
@@ -21,18 +27,63 @@ pub(crate) fn soft_clip(r: f32) -> (f32, f32) {
     (r / q, 1.0 / (q * q))
 }
 
+/// `s = softplus(−r − 2)` soft-clipped below the bound, and `ds/dr`: `e^−s` is Glow's
+/// `sigmoid(r + 2)` (0.88 at `r = 0`), so `s` is never negative.
+#[inline(always)]
+pub(crate) fn contractive(r: f32) -> (f32, f32) {
+    let a = -r - 2.0;
+    // softplus(a) = max(a, 0) + ln(1 + e^−|a|) and sigmoid(a) without overflow for any `a`.
+    let e = fastmath::exp(-a.abs());
+    let softplus = a.max(0.0) + fastmath::ln(1.0 + e);
+    let sigmoid = fastmath::pick(a >= 0.0, 1.0, e) / (1.0 + e);
+    let q = 1.0 + softplus * (1.0 / LOG_SCALE_BOUND);
+    (softplus / q, -sigmoid / (q * q))
+}
+
+/// How a conditioner's raw output `r` becomes the log-scale `s` of `x = z·e^s + t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ScaleForm {
+    /// `s = r / (1 + |r|/B)`: either sign, `|s| < B` ([`soft_clip`]).
+    SoftClip,
+    /// `0 ≤ s < B`: the density direction only contracts ([`contractive`]).
+    Contractive,
+}
+
 /// The affine (or, with one parameter, additive) transformer as a [`LaneKernel`]: shifts `t`
 /// then raw scales `r` per element.
 pub(crate) struct AffineLanes {
     theta: [Lanes; 2],
     additive: bool,
+    form: ScaleForm,
 }
 
 impl AffineLanes {
-    /// Scratch for the affine transformer, or the additive one when `additive`.
-    pub(crate) fn new(additive: bool) -> Self {
-        Self { theta: [[0.0; LANES]; 2], additive }
+    /// Scratch for the affine transformer with log-scales of `form`, or the additive one when
+    /// `additive`.
+    pub(crate) fn new(additive: bool, form: ScaleForm) -> Self {
+        Self { theta: [[0.0; LANES]; 2], additive, form }
     }
+}
+
+/// One lane block of the affine map with the log-scale function `scale` (a separate
+/// instantiation per form keeps the loop branch-free).
+#[inline(always)]
+fn affine_lanes(direction: Direction, x: &Lanes, t: &Lanes, r: &Lanes, scale: impl Fn(f32) -> (f32, f32)) -> (Lanes, Lanes) {
+    let (mut y, mut ld) = ([0.0; LANES], [0.0; LANES]);
+    if direction == Direction::Forward {
+        for l in 0..LANES {
+            let s = scale(r[l]).0;
+            y[l] = fastmath::mul_add(x[l], fastmath::exp(s), t[l]);
+            ld[l] = s;
+        }
+    } else {
+        for l in 0..LANES {
+            let s = -scale(r[l]).0;
+            y[l] = (x[l] - t[l]) * fastmath::exp(s);
+            ld[l] = s;
+        }
+    }
+    (y, ld)
 }
 
 impl LaneKernel for AffineLanes {
@@ -46,26 +97,16 @@ impl LaneKernel for AffineLanes {
 
     #[inline(always)]
     fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes) {
-        let [t, r] = self.theta;
+        let [t, r] = &self.theta;
         // Forward `y = x·e^s + t`, inverse `y = (x − t)·e^−s`, log-det `±s`: one loop per
         // direction, each branch-free (a branch in the lane loop keeps it from vectorising).
         // The additive transformer's raw scales stay at their initial zeros (`theta_mut` hands
-        // out the shifts only), so its `s` is 0 with no multiply by a flag.
-        let (mut y, mut ld) = ([0.0; LANES], [0.0; LANES]);
-        if direction == Direction::Forward {
-            for l in 0..LANES {
-                let s = soft_clip(r[l]).0;
-                y[l] = fastmath::mul_add(x[l], fastmath::exp(s), t[l]);
-                ld[l] = s;
-            }
-        } else {
-            for l in 0..LANES {
-                let s = -soft_clip(r[l]).0;
-                y[l] = (x[l] - t[l]) * fastmath::exp(s);
-                ld[l] = s;
-            }
+        // out the shifts only), and it is built with the soft clip, so its `s` is 0 with no
+        // multiply by a flag.
+        match self.form {
+            ScaleForm::SoftClip => affine_lanes(direction, x, t, r, soft_clip),
+            ScaleForm::Contractive => affine_lanes(direction, x, t, r, contractive),
         }
-        (y, ld)
     }
 
     fn save(&self, _rec: &mut [Lanes]) {}
@@ -77,6 +118,7 @@ impl LaneKernel for AffineLanes {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn backward(
+    form: ScaleForm,
     direction: Direction,
     output: &[f32],
     t: &[f32],
@@ -97,6 +139,28 @@ pub(crate) fn backward(
         }
         return;
     }
+    match form {
+        ScaleForm::SoftClip => backward_scaled(direction, output, t, r, g_out, g_ld, g_in, g_t, g_r, soft_clip),
+        ScaleForm::Contractive => backward_scaled(direction, output, t, r, g_out, g_ld, g_in, g_t, g_r, contractive),
+    }
+}
+
+/// [`backward`] of the affine transformer with the log-scale function `scale` (one
+/// instantiation per form keeps the loops branch-free).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_scaled(
+    direction: Direction,
+    output: &[f32],
+    t: &[f32],
+    r: &[f32],
+    g_out: &[f32],
+    g_ld: f32,
+    g_in: &mut [f32],
+    g_t: &mut [f32],
+    g_r: &mut [f32],
+    scale: impl Fn(f32) -> (f32, f32),
+) {
     // One loop per direction, on slices cut to one length, with the vectorising `exp` (the
     // forward pass's): libm's scalar `exp` and a branch inside the loop kept it scalar.
     let n = output.len();
@@ -105,7 +169,7 @@ pub(crate) fn backward(
         // x = z e^s + t: dx/dz = e^s, dx/dt = 1, dx/ds = z e^s = x − t; d ld/ds = 1.
         Direction::Forward => {
             for i in 0..n {
-                let (s, ds) = soft_clip(r[i]);
+                let (s, ds) = scale(r[i]);
                 let g = g_out[i];
                 g_in[i] = g * fastmath::exp(s);
                 g_t[i] = g;
@@ -115,12 +179,42 @@ pub(crate) fn backward(
         // z = (x − t) e^−s: dz/dx = e^−s, dz/dt = −e^−s, dz/ds = −z; d ld/ds = −1.
         Direction::Inverse => {
             for i in 0..n {
-                let (s, ds) = soft_clip(r[i]);
+                let (s, ds) = scale(r[i]);
                 let (g, e) = (g_out[i], fastmath::exp(-s));
                 g_in[i] = g * e;
                 g_t[i] = -g * e;
                 g_r[i] = (-g * output[i] - g_ld) * ds;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contractive_log_scale_is_glows_sigmoid_within_the_bound_with_its_derivative() {
+        for i in -400..=400 {
+            let r = i as f32 * 0.25;
+            let (s, ds) = contractive(r);
+            assert!((0.0..LOG_SCALE_BOUND).contains(&s), "s({r}) = {s}");
+            // Unclipped, e^−s would be sigmoid(r + 2); the clip only lowers large s.
+            let sigmoid = 1.0 / (1.0 + (-(r as f64) - 2.0).exp());
+            let unclipped = -sigmoid.ln();
+            let clipped = unclipped / (1.0 + unclipped / LOG_SCALE_BOUND as f64);
+            assert!((s as f64 - clipped).abs() < 1e-5 * (1.0 + clipped), "s({r}) = {s}, want {clipped}");
+            let h = 1e-3;
+            let f = |r: f64| {
+                let u = -(1.0 / (1.0 + (-r - 2.0).exp())).ln();
+                u / (1.0 + u / LOG_SCALE_BOUND as f64)
+            };
+            let fd = (f(r as f64 + h) - f(r as f64 - h)) / (2.0 * h);
+            assert!((ds as f64 - fd).abs() < 1e-4, "ds({r}) = {ds}, finite difference {fd}");
+        }
+        for r in [f32::MAX, -f32::MAX, 1e30, -1e30] {
+            let (s, ds) = contractive(r);
+            assert!(s.is_finite() && ds.is_finite() && s >= 0.0 && s <= LOG_SCALE_BOUND * (1.0 + 1e-6), "s({r}) = {s}, ds = {ds}");
         }
     }
 }

@@ -102,7 +102,8 @@ impl GlowConfig {
     /// Level `level` on images of `image` shape, in forward order (generative direction).
     fn level(&self, image: ImageShape, level: usize, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
         let squeezed = image.squeezed();
-        let transformer = if self.additive { Transformer::Additive } else { Transformer::Affine };
+        // Contractive scales: dozens of stacked couplings must not compound expansions on rare inputs.
+        let transformer = if self.additive { Transformer::Additive } else { Transformer::Contractive };
         let mut layers: Vec<Box<dyn Bijection>> = Vec::new();
         if level + 1 < self.levels {
             let kept = ImageShape { channels: squeezed.channels / 2, ..squeezed };
@@ -135,7 +136,8 @@ impl GlowConfig {
         self.level(self.image, 0, rng)
     }
 
-    /// Builds the flow (couplings start as the identity, ActNorm from the first batch).
+    /// Builds the flow (couplings start with zero shifts and Glow's constant scale `1/sigmoid(2)`
+    /// in the generative direction, ActNorm from the first batch).
     ///
     /// # Errors
     /// As [`GlowConfig::bijection`].

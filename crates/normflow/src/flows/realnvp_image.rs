@@ -113,7 +113,8 @@ impl MultiscaleRealNvpConfig {
 
     /// Level `level` on images of `image` shape, in forward (generative) order.
     fn level(&self, image: ImageShape, level: usize, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
-        let transformer = if self.additive { Transformer::Additive } else { Transformer::Affine };
+        // Contractive scales: dozens of stacked couplings must not compound expansions on rare inputs.
+        let transformer = if self.additive { Transformer::Additive } else { Transformer::Contractive };
         let last = level + 1 == self.levels;
         // Built in density order (data → base), reversed at the end.
         let mut density: Vec<Box<dyn Bijection>> = Vec::new();
@@ -173,7 +174,8 @@ impl MultiscaleRealNvpConfig {
         self.level(self.image, 0, rng)
     }
 
-    /// Builds the flow (couplings start as the identity, ActNorm from the first batch).
+    /// Builds the flow (couplings start with zero shifts and Glow's constant scale `1/sigmoid(2)`
+    /// in the generative direction, ActNorm from the first batch).
     ///
     /// # Errors
     /// As [`MultiscaleRealNvpConfig::bijection`].
