@@ -214,7 +214,7 @@ mod tests {
         }
         for r in [f32::MAX, -f32::MAX, 1e30, -1e30] {
             let (s, ds) = contractive(r);
-            assert!(s.is_finite() && ds.is_finite() && s >= 0.0 && s <= LOG_SCALE_BOUND * (1.0 + 1e-6), "s({r}) = {s}, ds = {ds}");
+            assert!(s.is_finite() && ds.is_finite() && (0.0..=LOG_SCALE_BOUND * (1.0 + 1e-6)).contains(&s), "s({r}) = {s}, ds = {ds}");
         }
     }
 }

@@ -1,9 +1,7 @@
 //! 2-D convolution for image flows (stride 1, "same" zero padding, odd square kernels, 1×1
 //! included): forward, input gradient and weight/bias gradients, as matrix products (`gemm`).
 //! Each worker thread takes a contiguous block of the batch and gathers its images in groups
-//! into one wide matrix per product; a k×k convolution goes through im2col when it widens the
-//! channels, and through a stacked-weight product with shifted sums (no im2col) when it
-//! narrows them (see `Plan`).
+//! into one wide matrix per product (the passes on one group are `conv_group::GroupConv`'s).
 //!
 //! Layout: an image is one row of `channels × height × width` values (C×H×W, row-major), a
 //! batch is `batch` such rows; weights are `[out_channels, in_channels, k, k]`, biases
@@ -11,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
+use super::conv_group::{gather, group_images, scatter, GroupConv};
 use super::pool;
 
 /// The shape of the images a row holds: `channels × height × width` values, row-major.
@@ -84,7 +82,7 @@ impl Conv2dShape {
         self.out_channels * self.patch_len()
     }
 
-    /// Rows of the im2col matrix: one per (input channel, kernel offset).
+    /// Weight values per output channel: `in_channels · kernel²`.
     fn patch_len(&self) -> usize {
         self.in_channels * self.kernel * self.kernel
     }
@@ -106,176 +104,33 @@ impl Conv2dShape {
 /// Images per worker at the least (smaller batches stay on one thread).
 const MIN_IMAGES_PER_THREAD: usize = 2;
 
-/// Pixels per product: a worker takes its images in groups whose pixels add up to about this
-/// many, so that a small image (7×7, 14×14) still gives the product a wide matrix.
-const GROUP_PIXELS: usize = 1024;
-
-/// How a convolution maps onto matrix products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Plan {
-    /// 1×1: `out = W x`, one product.
-    Pointwise,
-    /// `k×k` with at least as many output channels as input channels: im2col (one row per
-    /// input channel and kernel offset), then `out = W col`.
-    InputSide,
-    /// `k×k` with fewer output channels than input channels (a conditioner's last layer):
-    /// `Z = W_stack x` with the k² offset slices of W stacked as rows, then each slice of Z
-    /// shifted onto the output. No im2col, and a product k² times taller than the output.
-    OutputSide,
+/// The batch's images split into one contiguous range per worker.
+pub(crate) fn image_parts(batch: usize) -> Vec<std::ops::Range<usize>> {
+    super::threads::split_rows(batch, super::threads::worker_count(batch, MIN_IMAGES_PER_THREAD))
 }
 
-impl Conv2dShape {
-    fn plan(&self) -> Plan {
-        match self.kernel {
-            1 => Plan::Pointwise,
-            _ if self.out_channels < self.in_channels => Plan::OutputSide,
-            _ => Plan::InputSide,
+/// A worker's share of a batch: its part number, its images and its regions of the buffers.
+pub(crate) type ImagePartWork<'a> = dyn Fn(usize, std::ops::Range<usize>, Vec<&mut [f32]>) + Sync + 'a;
+
+/// Runs `f(part, images, regions)` in parallel for each range of `parts` (contiguous, in
+/// order, covering the batch): `regions[j]` is that range's slice of `buffers[j]`, which holds
+/// `per_image[j]` values per image.
+pub(crate) fn for_each_image_part(parts: &[std::ops::Range<usize>], buffers: Vec<&mut [f32]>, per_image: &[usize], f: &ImagePartWork) {
+    let mut slots: Vec<Vec<&mut [f32]>> = parts.iter().map(|_| Vec::with_capacity(buffers.len())).collect();
+    for (buffer, &len) in buffers.into_iter().zip(per_image) {
+        let mut rest = buffer;
+        for (slot, r) in slots.iter_mut().zip(parts) {
+            let (mine, tail) = rest.split_at_mut(r.len() * len);
+            slot.push(mine);
+            rest = tail;
         }
     }
-
-    /// Images per product group.
-    fn group(&self) -> usize {
-        GROUP_PIXELS.div_ceil(self.pixels().max(1)).max(1)
-    }
-
-    /// Kernel offsets `(dy, dx)` in row-major order, as signed shifts from the centre.
-    fn offsets(&self) -> impl Iterator<Item = (isize, isize)> {
-        let (k, r) = (self.kernel as isize, (self.kernel / 2) as isize);
-        (0..k * k).map(move |i| (i / k - r, i % k - r))
-    }
-}
-
-/// Copies `images` consecutive images of `channels × pixels` values from `src` into `dst` as
-/// one `channels × (images · pixels)` matrix (channel-major across the group).
-fn gather(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32]) {
-    let cols = images * pixels;
-    for i in 0..images {
-        for c in 0..channels {
-            dst[c * cols + i * pixels..][..pixels].copy_from_slice(&src[(i * channels + c) * pixels..][..pixels]);
-        }
-    }
-}
-
-/// The inverse of [`gather`]: writes (or adds, with `add`) the group matrix back as images.
-fn scatter(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32], add: bool) {
-    let cols = images * pixels;
-    for i in 0..images {
-        for c in 0..channels {
-            let (from, to) = (&src[c * cols + i * pixels..][..pixels], &mut dst[(i * channels + c) * pixels..][..pixels]);
-            if add {
-                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
-            } else {
-                to.copy_from_slice(from);
-            }
-        }
-    }
-}
-
-/// For every pixel `(y, x)` of an `h × w` plane whose shift `(y + dy, x + dx)` lies inside,
-/// `dst[y, x] += src[y + dy, x + dx]`: a shifted copy with zero padding, row segment by segment.
-fn add_shifted(dst: &mut [f32], src: &[f32], h: usize, w: usize, (dy, dx): (isize, isize)) {
-    let (ys, xs) = (valid(h, dy), valid(w, dx));
-    for y in ys {
-        let sy = (y as isize + dy) as usize;
-        let (d, s) = (&mut dst[y * w..][xs.clone()], &src[sy * w + (xs.start as isize + dx) as usize..][..xs.len()]);
-        d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
-    }
-}
-
-/// The positions `p` in `0..n` with `p + shift` also in `0..n`.
-fn valid(n: usize, shift: isize) -> std::ops::Range<usize> {
-    let lo = (-shift).max(0) as usize;
-    let hi = (n as isize - shift.max(0)).max(lo as isize) as usize;
-    lo.min(n)..hi.min(n)
-}
-
-/// im2col of a group: row `(c, offset)` of `col` (`images · pixels` columns) holds channel `c`
-/// of each image shifted by the kernel offset, zero outside the image. `x` is the group as
-/// gathered by [`gather`].
-fn im2col(s: &Conv2dShape, x: &[f32], images: usize, col: &mut [f32]) {
-    let (h, w, p) = (s.height, s.width, s.pixels());
-    let cols = images * p;
-    col[..s.patch_len() * cols].fill(0.0);
-    for c in 0..s.in_channels {
-        for (k, off) in s.offsets().enumerate() {
-            let row = &mut col[(c * s.kernel * s.kernel + k) * cols..][..cols];
-            for i in 0..images {
-                add_shifted(&mut row[i * p..][..p], &x[c * cols + i * p..][..p], h, w, off);
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2col`]: adds each row of `col` back onto the pixels it was read from.
-fn col2im_add(s: &Conv2dShape, col: &[f32], images: usize, x: &mut [f32]) {
-    let (h, w, p) = (s.height, s.width, s.pixels());
-    let cols = images * p;
-    for c in 0..s.in_channels {
-        for (k, (dy, dx)) in s.offsets().enumerate() {
-            let row = &col[(c * s.kernel * s.kernel + k) * cols..][..cols];
-            for i in 0..images {
-                add_shifted(&mut x[c * cols + i * p..][..p], &row[i * p..][..p], h, w, (-dy, -dx));
-            }
-        }
-    }
-}
-
-/// W `[out, in, k, k]` restacked as `[k² · out, in]`: one `out × in` slice per kernel offset.
-fn stack_weight(s: &Conv2dShape, weight: &[f32], stacked: &mut [f32]) {
-    let kk = s.kernel * s.kernel;
-    for o in 0..s.out_channels {
-        for c in 0..s.in_channels {
-            for k in 0..kk {
-                stacked[(k * s.out_channels + o) * s.in_channels + c] = weight[(o * s.in_channels + c) * kk + k];
-            }
-        }
-    }
-}
-
-/// The inverse of [`stack_weight`], added onto `weight`.
-fn unstack_weight_add(s: &Conv2dShape, stacked: &[f32], weight: &mut [f32]) {
-    let kk = s.kernel * s.kernel;
-    for o in 0..s.out_channels {
-        for c in 0..s.in_channels {
-            for k in 0..kk {
-                weight[(o * s.in_channels + c) * kk + k] += stacked[(k * s.out_channels + o) * s.in_channels + c];
-            }
-        }
-    }
-}
-
-/// A worker's share of a convolution: its images, their input values, their output values.
-type ImageBlockWork<'a> = dyn Fn(std::ops::Range<usize>, &[f32], &mut [f32]) + Sync + 'a;
-
-/// Splits the batch over the workers; each runs `f(images, input_block, output_block)` on its
-/// contiguous block of images, its slices of `input` and `out` (`in_len`, `out_len` values
-/// per image).
-fn over_image_blocks(batch: usize, input: &[f32], in_len: usize, out: &mut [f32], out_len: usize, f: &ImageBlockWork) {
-    let parts = super::threads::worker_count(batch, MIN_IMAGES_PER_THREAD);
-    let base = SendMut(out.as_mut_ptr());
-    super::threads::for_each_part(parts, &|p| {
-        let r = super::threads::part_range(batch, parts, p);
-        // SAFETY: the parts' image ranges are disjoint and `out` stays mutably borrowed until
-        // every part has finished.
-        let block = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start * out_len), r.len() * out_len) };
-        f(r.clone(), &input[r.start * in_len..r.end * in_len], block);
+    let slots: Vec<std::sync::Mutex<Option<Vec<&mut [f32]>>>> = slots.into_iter().map(|s| std::sync::Mutex::new(Some(s))).collect();
+    super::threads::for_each_part(parts.len(), &|p| {
+        let regions = slots[p].lock().unwrap_or_else(|e| e.into_inner()).take().expect("each part runs once");
+        f(p, parts[p].clone(), regions);
     });
 }
-
-/// A raw output pointer the parts share; each writes only its own images.
-#[derive(Clone, Copy)]
-struct SendMut(*mut f32);
-
-impl SendMut {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-// SAFETY: see `over_image_blocks`: every part writes a disjoint region.
-unsafe impl Send for SendMut {}
-// SAFETY: as above.
-unsafe impl Sync for SendMut {}
 
 /// `out = conv(input, weight) + bias` for every image of the batch.
 ///
@@ -284,58 +139,24 @@ unsafe impl Sync for SendMut {}
 /// where an image layer meets its input).
 pub fn conv2d_forward(s: Conv2dShape, input: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
     s.check(input.len(), weight.len(), bias.len(), out.len());
-    let plan = s.plan();
-    let stacked = (plan == Plan::OutputSide).then(|| {
-        let mut w = pool::scratch(s.weight_len());
-        stack_weight(&s, weight, &mut w);
-        w
-    });
-    let (pixels, group) = (s.pixels(), s.group());
-    over_image_blocks(s.batch, input, s.input_len(), out, s.output_len(), &|range, input, out| {
+    let conv = GroupConv::new(s, weight, bias);
+    let (pixels, group) = (s.pixels(), group_images(s.pixels()));
+    for_each_image_part(&image_parts(s.batch), vec![out], &[s.output_len()], &|_, range, mut regions| {
+        let out = &mut regions[0];
+        let input = &input[range.start * s.input_len()..range.end * s.input_len()];
         let mut x = pool::scratch(s.in_channels * group * pixels);
         let mut y = pool::scratch(s.out_channels * group * pixels);
-        let mut work = pool::scratch(match plan {
-            Plan::Pointwise => 0,
-            Plan::InputSide => s.patch_len() * group * pixels,
-            Plan::OutputSide => s.kernel * s.kernel * s.out_channels * group * pixels,
-        });
+        let mut work = pool::scratch(conv.work_len(group));
         for first in (0..range.len()).step_by(group) {
             let n = group.min(range.len() - first);
-            let cols = n * pixels;
             gather(&input[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
-            for (c, row) in y.chunks_mut(cols).take(s.out_channels).enumerate() {
-                row.fill(bias[c]);
-            }
-            match plan {
-                Plan::Pointwise => matmul_ab(&mut y, weight, &x, s.out_channels, cols, s.in_channels, true),
-                Plan::InputSide => {
-                    im2col(&s, &x, n, &mut work);
-                    matmul_ab(&mut y, weight, &work, s.out_channels, cols, s.patch_len(), true);
-                }
-                Plan::OutputSide => {
-                    let w = stacked.as_deref().expect("stacked for this plan");
-                    let rows = s.kernel * s.kernel * s.out_channels;
-                    matmul_ab(&mut work, w, &x, rows, cols, s.in_channels, false);
-                    for (k, off) in s.offsets().enumerate() {
-                        for o in 0..s.out_channels {
-                            let z = &work[(k * s.out_channels + o) * cols..][..cols];
-                            let dst = &mut y[o * cols..][..cols];
-                            for i in 0..n {
-                                add_shifted(&mut dst[i * pixels..][..pixels], &z[i * pixels..][..pixels], s.height, s.width, off);
-                            }
-                        }
-                    }
-                }
-            }
+            conv.forward(n, &x, &mut y, &mut work, false);
             scatter(&y, n, s.out_channels, pixels, &mut out[first * s.output_len()..], false);
         }
         for v in [x, y, work] {
             pool::give(v);
         }
     });
-    if let Some(w) = stacked {
-        pool::give(w);
-    }
 }
 
 /// Gradients of a convolution: given `grad_out` (the loss's gradient with respect to the
@@ -346,108 +167,48 @@ pub fn conv2d_forward(s: Conv2dShape, input: &[f32], weight: &[f32], bias: &[f32
 /// As [`conv2d_forward`].
 pub fn conv2d_backward(s: Conv2dShape, input: &[f32], weight: &[f32], grad_out: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     s.check(input.len(), weight.len(), s.out_channels, grad_out.len());
-    let plan = s.plan();
-    let kk = s.kernel * s.kernel;
-    let stacked = (plan == Plan::OutputSide).then(|| {
-        let mut w = pool::scratch(s.weight_len());
-        stack_weight(&s, weight, &mut w);
-        w
-    });
-    let (pixels, group) = (s.pixels(), s.group());
+    // The biases do not enter the gradients.
+    let zero_bias = pool::zeroed(s.out_channels);
+    let conv = GroupConv::new(s, weight, &zero_bias);
+    let (pixels, group) = (s.pixels(), group_images(s.pixels()));
     let mut grad_input = pool::scratch(input.len());
-    let parts = super::threads::worker_count(s.batch, MIN_IMAGES_PER_THREAD);
+    let parts = image_parts(s.batch);
     // Per-part weight and bias gradients, summed after.
     let partial: Vec<std::sync::Mutex<(Vec<f32>, Vec<f32>)>> =
-        (0..parts).map(|_| std::sync::Mutex::new((Vec::new(), Vec::new()))).collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    over_image_blocks(s.batch, grad_out, s.output_len(), &mut grad_input, s.input_len(), &|range, g_all, gi_all| {
+        parts.iter().map(|_| std::sync::Mutex::new((Vec::new(), Vec::new()))).collect();
+    for_each_image_part(&parts, vec![&mut grad_input], &[s.input_len()], &|p, range, mut regions| {
+        let gi_all = &mut regions[0];
         let x_all = &input[range.start * s.input_len()..range.end * s.input_len()];
+        let g_all = &grad_out[range.start * s.output_len()..range.end * s.output_len()];
         let mut x = pool::scratch(s.in_channels * group * pixels);
         let mut g = pool::scratch(s.out_channels * group * pixels);
         let mut gx = pool::scratch(s.in_channels * group * pixels);
-        let mut work = pool::scratch(match plan {
-            Plan::Pointwise => 0,
-            Plan::InputSide => 2 * s.patch_len() * group * pixels,
-            Plan::OutputSide => kk * s.out_channels * group * pixels,
-        });
-        let mut gw = pool::zeroed(s.weight_len());
+        let mut work = pool::scratch(conv.work_len(group));
+        let mut gw = pool::zeroed(conv.weight_grad_len());
         let mut gb = pool::zeroed(s.out_channels);
         for first in (0..range.len()).step_by(group) {
             let n = group.min(range.len() - first);
-            let cols = n * pixels;
             gather(&x_all[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
             gather(&g_all[first * s.output_len()..], n, s.out_channels, pixels, &mut g);
-            for (c, row) in g.chunks(cols).take(s.out_channels).enumerate() {
-                gb[c] += row.iter().sum::<f32>();
-            }
-            match plan {
-                Plan::Pointwise => {
-                    // out = W x: ∂x = Wᵀ g, ∂W += g xᵀ.
-                    matmul_at_b(&mut gx, weight, &g, s.in_channels, cols, s.out_channels, false);
-                    matmul_a_bt(&mut gw, &g, &x, s.out_channels, s.in_channels, cols, true);
-                }
-                Plan::InputSide => {
-                    let (col, grad_col) = work.split_at_mut(s.patch_len() * group * pixels);
-                    im2col(&s, &x, n, col);
-                    matmul_a_bt(&mut gw, &g, col, s.out_channels, s.patch_len(), cols, true);
-                    matmul_at_b(grad_col, weight, &g, s.patch_len(), cols, s.out_channels, false);
-                    gx[..s.in_channels * cols].fill(0.0);
-                    col2im_add(&s, grad_col, n, &mut gx);
-                }
-                Plan::OutputSide => {
-                    // out = Σ_k shift_k(W_k x): ∂Z_k = shift_k⁻¹(g), ∂x = W_stackᵀ ∂Z, ∂W_stack += ∂Z xᵀ.
-                    let rows = kk * s.out_channels;
-                    work[..rows * cols].fill(0.0);
-                    for (k, (dy, dx)) in s.offsets().enumerate() {
-                        for o in 0..s.out_channels {
-                            let dz = &mut work[(k * s.out_channels + o) * cols..][..cols];
-                            for i in 0..n {
-                                add_shifted(
-                                    &mut dz[i * pixels..][..pixels],
-                                    &g[o * cols + i * pixels..][..pixels],
-                                    s.height,
-                                    s.width,
-                                    (-dy, -dx),
-                                );
-                            }
-                        }
-                    }
-                    let w = stacked.as_deref().expect("stacked for this plan");
-                    matmul_at_b(&mut gx, w, &work, s.in_channels, cols, rows, false);
-                    // gw holds the stacked layout on this plan; unstacked after the sum.
-                    matmul_a_bt(&mut gw, &work, &x, rows, s.in_channels, cols, true);
-                }
-            }
+            conv.backward(n, &x, &g, &mut gx, &mut gw, &mut gb, &mut work);
             scatter(&gx, n, s.in_channels, pixels, &mut gi_all[first * s.input_len()..], false);
         }
         for v in [x, g, gx, work] {
             pool::give(v);
         }
-        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *partial[slot].lock().unwrap_or_else(|e| e.into_inner()) = (gw, gb);
+        *partial[p].lock().unwrap_or_else(|e| e.into_inner()) = (gw, gb);
     });
     let mut grad_weight = vec![0.0f32; s.weight_len()];
     let mut grad_bias = vec![0.0f32; s.out_channels];
-    let mut summed = pool::zeroed(s.weight_len());
     for slot in partial {
         let (gw, gb) = slot.into_inner().unwrap_or_else(|e| e.into_inner());
-        if gw.is_empty() {
-            continue;
-        }
-        summed.iter_mut().zip(&gw).for_each(|(a, b)| *a += b);
+        conv.add_weight_grad(&gw, &mut grad_weight);
         grad_bias.iter_mut().zip(&gb).for_each(|(a, b)| *a += b);
         pool::give(gw);
         pool::give(gb);
     }
-    if plan == Plan::OutputSide {
-        unstack_weight_add(&s, &summed, &mut grad_weight);
-    } else {
-        grad_weight.copy_from_slice(&summed);
-    }
-    pool::give(summed);
-    if let Some(w) = stacked {
-        pool::give(w);
-    }
+    drop(conv);
+    pool::give(zero_bias);
     (grad_input, grad_weight, grad_bias)
 }
 

@@ -15,6 +15,7 @@
 mod adam;
 pub(crate) mod affine_lanes;
 mod conv;
+pub(crate) mod conv_group;
 mod direction;
 pub(crate) mod fastmath;
 pub(crate) mod lanes;
@@ -34,6 +35,8 @@ pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape};
+pub(crate) use conv::{for_each_image_part, image_parts};
+pub(crate) use conv_group::{gather, group_images, scatter, GroupConv};
 pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;

@@ -5,7 +5,7 @@
 //! `h ← ReLU(h + conv3×3(ReLU(conv3×3(h))))`, then the output 3×3 convolution. Either way the
 //! last convolution starts at zero, so that a new coupling is the identity.
 
-use crate::engine::{conv2d_backward, conv2d_forward, pool, Conv2dShape, ImageShape, Matrix, Rng};
+use crate::engine::{self, group_images, pool, Conv2dShape, GroupConv, ImageShape, Matrix, Rng};
 
 /// The three convolutions' shapes and where their weights and biases sit in the flat
 /// parameters.
@@ -50,11 +50,20 @@ pub struct ConvNet {
     params: Vec<f32>,
 }
 
-/// What [`ConvNet::backward`] needs from a forward pass: each convolution's input.
+/// What [`ConvNet::backward`] needs from a forward pass: each convolution's input, in group
+/// layout (see `engine::conv_group`), and how the batch was split over the workers (the
+/// groups follow from it).
 #[derive(Debug)]
 pub struct ConvNetCache {
     inputs: Vec<Vec<f32>>,
     rows: usize,
+    parts: Vec<std::ops::Range<usize>>,
+}
+
+impl Drop for ConvNetCache {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.inputs).into_iter().for_each(pool::give);
+    }
 }
 
 impl ConvNet {
@@ -129,121 +138,167 @@ impl ConvNet {
         (&self.params[start..start + l.weights()], &self.params[start + l.weights()..start + l.len()])
     }
 
-    /// Convolution `k` of `input` over `rows` images.
-    fn conv(&self, k: usize, rows: usize, input: &[f32]) -> Vec<f32> {
-        let l = self.layers[k];
-        let (w, b) = self.layer_params(k);
-        let mut out = pool::scratch(rows * l.out_channels * self.image.pixels());
-        conv2d_forward(l.shape(rows, self.image), input, w, b, &mut out);
-        out
+    /// The layers prepared for group passes.
+    fn group_convs(&self) -> Vec<GroupConv<'_>> {
+        (0..self.layers.len())
+            .map(|k| {
+                let (w, b) = self.layer_params(k);
+                GroupConv::new(self.layers[k].shape(0, self.image), w, b)
+            })
+            .collect()
     }
 
-    /// The output for a batch and, when `keep`, each convolution's input (moved into the
-    /// cache, not copied).
-    fn run(&self, x: &Matrix, keep: bool) -> (Matrix, Vec<Vec<f32>>) {
-        let rows = x.rows();
+    /// The output for a batch and each convolution's input (in group layout), split over the
+    /// workers as `parts`. Every layer of a group of images runs while the group is in cache,
+    /// and only the network's input and output change layout.
+    fn run(&self, x: &Matrix, parts: &[std::ops::Range<usize>]) -> (Matrix, Vec<Vec<f32>>) {
+        let (rows, p) = (x.rows(), self.image.pixels());
         let last = self.layers.len() - 1;
-        let mut inputs: Vec<Vec<f32>> = Vec::with_capacity(self.layers.len());
-        let relu = |v: &mut Vec<f32>| v.iter_mut().for_each(|v| *v = v.max(0.0));
-        let mut h = self.input_planes(x);
-        let mut k = 0;
-        while k < last {
-            if self.blocks > 0 && k > 0 {
-                // A residual block: h ← ReLU(h + conv_b(ReLU(conv_a(h)))).
-                let mut u = self.conv(k, rows, &h);
-                relu(&mut u);
-                let mut v = self.conv(k + 1, rows, &u);
-                v.iter_mut().zip(&h).for_each(|(v, h)| *v = (*v + h).max(0.0));
-                inputs.push(h);
-                inputs.push(u);
-                h = v;
-                k += 2;
-            } else {
-                let mut out = self.conv(k, rows, &h);
-                relu(&mut out);
-                inputs.push(h);
-                h = out;
-                k += 1;
+        let out_channels = self.layers[last].out_channels;
+        let planes = self.input_planes(x);
+        let convs = self.group_convs();
+        let group = group_images(p);
+        let widest = self.layers.iter().map(|l| l.in_channels.max(l.out_channels)).max().unwrap_or(0);
+        let work_len = convs.iter().map(|c| c.work_len(group)).max().unwrap_or(0);
+        let mut inputs: Vec<Vec<f32>> = self.layers.iter().map(|l| pool::scratch(rows * l.in_channels * p)).collect();
+        let mut out = pool::scratch(rows * out_channels * p);
+        let per_image: Vec<usize> = self.layers.iter().map(|l| l.in_channels * p).chain([out_channels * p]).collect();
+        let buffers: Vec<&mut [f32]> = inputs.iter_mut().map(|v| v.as_mut_slice()).chain([out.as_mut_slice()]).collect();
+        engine::for_each_image_part(parts, buffers, &per_image, &|_, range, mut regions| {
+            let planes = &planes[range.start * per_image[0]..range.end * per_image[0]];
+            let mut work = pool::scratch(work_len);
+            let mut y = pool::scratch(widest * group * p);
+            for first in (0..range.len()).step_by(group) {
+                let n = group.min(range.len() - first);
+                // Layer k's input for this group: `regions[k]` from image `first` on.
+                let at = |k: usize| first * per_image[k]..(first + n) * per_image[k];
+                engine::gather(&planes[at(0)], n, self.layers[0].in_channels, p, &mut regions[0][at(0)]);
+                let mut k = 0;
+                while k < last {
+                    let (done, next) = regions.split_at_mut(k + 1);
+                    if self.blocks > 0 && k > 0 {
+                        // A residual block: h ← ReLU(h + conv_b(ReLU(conv_a(h)))).
+                        let (u, v) = next.split_at_mut(1);
+                        convs[k].forward(n, &done[k][at(k)], &mut u[0][at(k + 1)], &mut work, true);
+                        let v = &mut v[0][at(k + 2)];
+                        convs[k + 1].forward(n, &u[0][at(k + 1)], v, &mut work, false);
+                        v.iter_mut().zip(&done[k][at(k)]).for_each(|(v, h)| *v = (*v + h).max(0.0));
+                        k += 2;
+                    } else {
+                        convs[k].forward(n, &done[k][at(k)], &mut next[0][at(k + 1)], &mut work, true);
+                        k += 1;
+                    }
+                }
+                convs[last].forward(n, &regions[last][at(last)], &mut y, &mut work, false);
+                engine::scatter(&y, n, out_channels, p, &mut regions[last + 1][at(last + 1)], false);
             }
-        }
-        let out = self.conv(last, rows, &h);
-        inputs.push(h);
-        if !keep {
-            inputs.into_iter().for_each(pool::give);
-            inputs = Vec::new();
-        }
-        (Matrix::from_vec(rows, self.layers[last].out_channels * self.image.pixels(), out), inputs)
+            pool::give(work);
+            pool::give(y);
+        });
+        drop(convs);
+        pool::give(planes);
+        (Matrix::from_vec(rows, out_channels * p, out), inputs)
     }
 
     /// Output for a batch of image rows.
     pub fn forward(&self, x: &Matrix) -> Matrix {
-        self.run(x, false).0
+        let (out, inputs) = self.run(x, &engine::image_parts(x.rows()));
+        inputs.into_iter().for_each(pool::give);
+        out
     }
 
     /// Output and backward cache.
     pub fn forward_cached(&self, x: &Matrix) -> (Matrix, ConvNetCache) {
-        let (out, inputs) = self.run(x, true);
-        (out, ConvNetCache { inputs, rows: x.rows() })
-    }
-
-    /// The gradient with respect to convolution `k`'s input, given that of its output; writes
-    /// the layer's parameter gradients into `grads`.
-    fn conv_backward(&self, k: usize, cache: &ConvNetCache, g: &[f32], grads: &mut [f32]) -> Vec<f32> {
-        let l = self.layers[k];
-        let (w, _) = self.layer_params(k);
-        let (g_in, g_w, g_b) = conv2d_backward(l.shape(cache.rows, self.image), &cache.inputs[k], w, g);
-        let start = self.offset(k);
-        grads[start..start + l.weights()].copy_from_slice(&g_w);
-        grads[start + l.weights()..start + l.len()].copy_from_slice(&g_b);
-        g_in
+        let parts = engine::image_parts(x.rows());
+        let (out, inputs) = self.run(x, &parts);
+        (out, ConvNetCache { inputs, rows: x.rows(), parts })
     }
 
     /// Writes the parameter gradients into `grads` (overwritten) and returns the input gradient.
     pub fn backward(&self, cache: &ConvNetCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
-        // Zero where the ReLU that produced `h` clipped.
-        let through_relu = |g: &mut [f32], h: &[f32]| {
-            g.iter_mut().zip(h).for_each(|(g, &h)| {
-                if h <= 0.0 {
-                    *g = 0.0;
-                }
-            })
-        };
+        let p = self.image.pixels();
         let last = self.layers.len() - 1;
-        let mut g = self.conv_backward(last, cache, grad_out.as_slice(), grads);
-        let mut k = last;
-        while k > 0 {
-            // `g` is the gradient with respect to the input of layer k, a ReLU output.
-            through_relu(&mut g, &cache.inputs[k]);
-            if self.blocks > 0 && k > 1 {
-                // Block (k − 2, k − 1): out = ReLU(h + conv_b(ReLU(conv_a(h)))), h = inputs[k − 2].
-                let mut g_u = self.conv_backward(k - 1, cache, &g, grads);
-                through_relu(&mut g_u, &cache.inputs[k - 1]);
-                let g_h = self.conv_backward(k - 2, cache, &g_u, grads);
-                pool::give(g_u);
-                g.iter_mut().zip(&g_h).for_each(|(a, b)| *a += b);
-                pool::give(g_h);
-                k -= 2;
-            } else {
-                let g_in = self.conv_backward(k - 1, cache, &g, grads);
-                pool::give(std::mem::replace(&mut g, g_in));
-                k -= 1;
+        let convs = self.group_convs();
+        let group = group_images(p);
+        let widest = self.layers.iter().map(|l| l.in_channels.max(l.out_channels)).max().unwrap_or(0);
+        let work_len = convs.iter().map(|c| c.work_len(group)).max().unwrap_or(0);
+        let per_image: Vec<usize> = self.layers.iter().map(|l| l.in_channels * p).collect();
+        let out_len = self.layers[last].out_channels * p;
+        let offsets: Vec<usize> = (0..self.layers.len()).map(|k| self.offset(k)).collect();
+        let mut g_in = pool::scratch(cache.rows * per_image[0]);
+        // Per-part parameter gradients (weights in each plan's layout), summed after.
+        let partial: Vec<std::sync::Mutex<Vec<f32>>> = cache.parts.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect();
+        engine::for_each_image_part(&cache.parts, vec![g_in.as_mut_slice()], &per_image[..1], &|part, range, mut regions| {
+            let mut part_grads = pool::zeroed(self.params.len());
+            let mut work = pool::scratch(work_len);
+            let [mut g, mut g_next, mut g_side] = [(); 3].map(|_| pool::scratch(widest * group * p));
+            for first in (0..range.len()).step_by(group) {
+                let n = group.min(range.len() - first);
+                let at = |k: usize| (range.start + first) * per_image[k]..(range.start + first + n) * per_image[k];
+                let input = |k: usize| &cache.inputs[k][at(k)];
+                // The gradient with respect to layer k's input, through conv k.
+                let mut through = |k: usize, g: &[f32], gx: &mut [f32]| {
+                    let l = self.layers[k];
+                    let (w, b) = part_grads[offsets[k]..offsets[k] + l.len()].split_at_mut(l.weights());
+                    convs[k].backward(n, input(k), g, gx, w, b, &mut work);
+                };
+                // Zero where the ReLU that produced layer k's input clipped.
+                let mask = |g: &mut [f32], k: usize| g.iter_mut().zip(input(k)).for_each(|(g, &h)| *g = if h > 0.0 { *g } else { 0.0 });
+                let go = (range.start + first) * out_len..(range.start + first + n) * out_len;
+                engine::gather(&grad_out.as_slice()[go], n, self.layers[last].out_channels, p, &mut g_side);
+                through(last, &g_side, &mut g);
+                let mut k = last;
+                while k > 0 {
+                    let h = n * per_image[k];
+                    mask(&mut g[..h], k);
+                    if self.blocks > 0 && k > 1 {
+                        // Block (k − 2, k − 1): out = ReLU(h + conv_b(ReLU(conv_a(h)))), h = inputs[k − 2].
+                        through(k - 1, &g, &mut g_next);
+                        mask(&mut g_next[..n * per_image[k - 1]], k - 1);
+                        through(k - 2, &g_next, &mut g_side);
+                        g[..h].iter_mut().zip(&g_side[..h]).for_each(|(a, b)| *a += b);
+                        k -= 2;
+                    } else {
+                        through(k - 1, &g, &mut g_next);
+                        std::mem::swap(&mut g, &mut g_next);
+                        k -= 1;
+                    }
+                }
+                let gi = first * per_image[0]..(first + n) * per_image[0];
+                engine::scatter(&g, n, self.layers[0].in_channels, p, &mut regions[0][gi], false);
             }
+            for v in [work, g, g_next, g_side] {
+                pool::give(v);
+            }
+            *partial[part].lock().unwrap_or_else(|e| e.into_inner()) = part_grads;
+        });
+        grads.fill(0.0);
+        for slot in partial {
+            let part_grads = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+            for (k, conv) in convs.iter().enumerate() {
+                let (start, l) = (offsets[k], self.layers[k]);
+                conv.add_weight_grad(&part_grads[start..start + l.weights()], &mut grads[start..start + l.weights()]);
+                let biases = start + l.weights()..start + l.len();
+                grads[biases.clone()].iter_mut().zip(&part_grads[biases]).for_each(|(a, b)| *a += b);
+            }
+            pool::give(part_grads);
         }
+        drop(convs);
         if self.context_dim == 0 {
-            return Matrix::from_vec(cache.rows, self.image.len(), g);
+            return Matrix::from_vec(cache.rows, self.image.len(), g_in);
         }
         // Each context value's gradient is the sum over its plane.
         let (len, p) = (self.image.len(), self.image.pixels());
         let width = len + self.context_dim * p;
         let mut out = Matrix::zeros(cache.rows, len + self.context_dim);
         for r in 0..cache.rows {
-            let (src, dst) = (&g[r * width..(r + 1) * width], out.row_mut(r));
+            let (src, dst) = (&g_in[r * width..(r + 1) * width], out.row_mut(r));
             dst[..len].copy_from_slice(&src[..len]);
             for (c, plane) in src[len..].chunks(p).enumerate() {
                 dst[len + c] = plane.iter().sum();
             }
         }
-        pool::give(g);
+        pool::give(g_in);
         out
     }
 
@@ -255,5 +310,43 @@ impl ConvNet {
     /// The flat parameters, mutable.
     pub fn params_mut(&mut self) -> &mut [f32] {
         &mut self.params
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outputs, input gradients and parameter gradients of a batch whose images span several
+    /// groups and workers equal those of the images one at a time (one group each).
+    #[test]
+    fn a_batch_split_into_groups_and_workers_matches_image_by_image() {
+        // 24×24 images: two per group, so seven images make several groups per worker.
+        let image = ImageShape { channels: 2, height: 24, width: 24 };
+        for (blocks, context) in [(0, 0), (1, 2)] {
+            let mut rng = Rng::new(5);
+            let mut net = ConvNet::residual(image, context, 6, blocks, 4, &mut rng);
+            net.params_mut().iter_mut().for_each(|v| *v = rng.normal() as f32 * 0.3);
+            let width = image.len() + context;
+            let x = Matrix::from_vec(7, width, (0..7 * width).map(|_| rng.normal() as f32).collect());
+            let g = Matrix::from_vec(7, 4 * image.pixels(), (0..7 * 4 * image.pixels()).map(|_| rng.normal() as f32).collect());
+            let (out, cache) = net.forward_cached(&x);
+            let mut grads = vec![0.0; net.params().len()];
+            let g_in = net.backward(&cache, g.clone(), &mut grads);
+            let mut summed = vec![0.0f64; grads.len()];
+            for r in 0..7 {
+                let one = Matrix::from_vec(1, width, x.row(r).to_vec());
+                let (o, c) = net.forward_cached(&one);
+                let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-4 * (1.0 + b.abs()));
+                assert!(close(out.row(r), o.row(0)), "blocks {blocks}: output of image {r}");
+                let mut gr = vec![0.0; grads.len()];
+                let gi = net.backward(&c, Matrix::from_vec(1, g.cols(), g.row(r).to_vec()), &mut gr);
+                assert!(close(g_in.row(r), gi.row(0)), "blocks {blocks}: input gradient of image {r}");
+                summed.iter_mut().zip(&gr).for_each(|(s, v)| *s += *v as f64);
+            }
+            for (i, (a, b)) in grads.iter().zip(&summed).enumerate() {
+                assert!((*a as f64 - b).abs() <= 1e-3 * (1.0 + b.abs()), "blocks {blocks}: parameter {i}: {a} vs {b}");
+            }
+        }
     }
 }

@@ -1,0 +1,315 @@
+//! One convolution's passes over a *group* of images held in group layout: channel-major
+//! across the group, `channels × (images · pixels)`, so that a whole group is one wide matrix
+//! for the products. A network whose layers all read and write group layout ([`GroupConv`] on
+//! each layer, see `nn::conv_net`) converts from and to image rows only at its ends; the
+//! batch functions (`conv2d_forward`, `conv2d_backward`) wrap one layer with [`gather`] and
+//! [`scatter`].
+//!
+//! A k×k convolution goes through im2col when it widens the channels, and through a
+//! stacked-weight product with shifted sums (no im2col) when it narrows them (see [`Plan`]).
+
+use super::conv::Conv2dShape;
+use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
+use super::pool;
+
+/// Pixels per product: images are taken in groups whose pixels add up to about this many, so
+/// that a small image (7×7, 14×14) still gives the product a wide matrix.
+const GROUP_PIXELS: usize = 1024;
+
+/// Images per group for images of `pixels` pixels (at least one).
+pub(crate) fn group_images(pixels: usize) -> usize {
+    GROUP_PIXELS.div_ceil(pixels.max(1)).max(1)
+}
+
+/// How a convolution maps onto matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plan {
+    /// 1×1: `out = W x`, one product.
+    Pointwise,
+    /// `k×k` with at least as many output channels as input channels: im2col (one row per
+    /// input channel and kernel offset), then `out = W col`.
+    InputSide,
+    /// `k×k` with fewer output channels than input channels (a conditioner's last layer):
+    /// `Z = W_stack x` with the k² offset slices of W stacked as rows, then each slice of Z
+    /// shifted onto the output. No im2col, and a product k² times taller than the output.
+    OutputSide,
+}
+
+impl Plan {
+    fn of(s: &Conv2dShape) -> Plan {
+        match s.kernel {
+            1 => Plan::Pointwise,
+            _ if s.out_channels < s.in_channels => Plan::OutputSide,
+            _ => Plan::InputSide,
+        }
+    }
+}
+
+/// Copies `images` consecutive images of `channels × pixels` values from `src` (image rows)
+/// into `dst` in group layout.
+pub(crate) fn gather(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32]) {
+    let cols = images * pixels;
+    for i in 0..images {
+        for c in 0..channels {
+            dst[c * cols + i * pixels..][..pixels].copy_from_slice(&src[(i * channels + c) * pixels..][..pixels]);
+        }
+    }
+}
+
+/// The inverse of [`gather`]: writes (or adds, with `add`) a group back as image rows.
+pub(crate) fn scatter(src: &[f32], images: usize, channels: usize, pixels: usize, dst: &mut [f32], add: bool) {
+    let cols = images * pixels;
+    for i in 0..images {
+        for c in 0..channels {
+            let (from, to) = (&src[c * cols + i * pixels..][..pixels], &mut dst[(i * channels + c) * pixels..][..pixels]);
+            if add {
+                to.iter_mut().zip(from).for_each(|(t, f)| *t += f);
+            } else {
+                to.copy_from_slice(from);
+            }
+        }
+    }
+}
+
+/// For every pixel `(y, x)` of an `h × w` plane whose shift `(y + dy, x + dx)` lies inside,
+/// `dst[y, x] += src[y + dy, x + dx]`: a shifted copy with zero padding, row segment by segment.
+fn add_shifted(dst: &mut [f32], src: &[f32], h: usize, w: usize, (dy, dx): (isize, isize)) {
+    let (ys, xs) = (valid(h, dy), valid(w, dx));
+    for y in ys {
+        let sy = (y as isize + dy) as usize;
+        let (d, s) = (&mut dst[y * w..][xs.clone()], &src[sy * w + (xs.start as isize + dx) as usize..][..xs.len()]);
+        d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    }
+}
+
+/// The positions `p` in `0..n` with `p + shift` also in `0..n`.
+fn valid(n: usize, shift: isize) -> std::ops::Range<usize> {
+    let lo = (-shift).max(0) as usize;
+    let hi = (n as isize - shift.max(0)).max(lo as isize) as usize;
+    lo.min(n)..hi.min(n)
+}
+
+/// Kernel offsets `(dy, dx)` in row-major order, as signed shifts from the centre.
+fn offsets(s: &Conv2dShape) -> impl Iterator<Item = (isize, isize)> {
+    let (k, r) = (s.kernel as isize, (s.kernel / 2) as isize);
+    (0..k * k).map(move |i| (i / k - r, i % k - r))
+}
+
+/// Rows of the im2col matrix: one per (input channel, kernel offset).
+fn patch_len(s: &Conv2dShape) -> usize {
+    s.in_channels * s.kernel * s.kernel
+}
+
+/// im2col of a group: row `(c, offset)` of `col` (`images · pixels` columns) holds channel `c`
+/// of each image shifted by the kernel offset, zero outside the image.
+fn im2col(s: &Conv2dShape, x: &[f32], images: usize, col: &mut [f32]) {
+    let (h, w, p) = (s.height, s.width, s.height * s.width);
+    let cols = images * p;
+    col[..patch_len(s) * cols].fill(0.0);
+    for c in 0..s.in_channels {
+        for (k, off) in offsets(s).enumerate() {
+            let row = &mut col[(c * s.kernel * s.kernel + k) * cols..][..cols];
+            for i in 0..images {
+                add_shifted(&mut row[i * p..][..p], &x[c * cols + i * p..][..p], h, w, off);
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each row of `col` back onto the pixels it was read from.
+fn col2im_add(s: &Conv2dShape, col: &[f32], images: usize, x: &mut [f32]) {
+    let (h, w, p) = (s.height, s.width, s.height * s.width);
+    let cols = images * p;
+    for c in 0..s.in_channels {
+        for (k, (dy, dx)) in offsets(s).enumerate() {
+            let row = &col[(c * s.kernel * s.kernel + k) * cols..][..cols];
+            for i in 0..images {
+                add_shifted(&mut x[c * cols + i * p..][..p], &row[i * p..][..p], h, w, (-dy, -dx));
+            }
+        }
+    }
+}
+
+/// W `[out, in, k, k]` restacked as `[k² · out, in]`: one `out × in` slice per kernel offset.
+fn stack_weight(s: &Conv2dShape, weight: &[f32], stacked: &mut [f32]) {
+    let kk = s.kernel * s.kernel;
+    for o in 0..s.out_channels {
+        for c in 0..s.in_channels {
+            for k in 0..kk {
+                stacked[(k * s.out_channels + o) * s.in_channels + c] = weight[(o * s.in_channels + c) * kk + k];
+            }
+        }
+    }
+}
+
+/// The inverse of [`stack_weight`], added onto `weight`.
+fn unstack_weight_add(s: &Conv2dShape, stacked: &[f32], weight: &mut [f32]) {
+    let kk = s.kernel * s.kernel;
+    for o in 0..s.out_channels {
+        for c in 0..s.in_channels {
+            for k in 0..kk {
+                weight[(o * s.in_channels + c) * kk + k] += stacked[(k * s.out_channels + o) * s.in_channels + c];
+            }
+        }
+    }
+}
+
+/// A convolution prepared for passes over groups in group layout: its shape (`batch` is
+/// ignored: each pass names its group's image count), its weights (restacked once when its
+/// plan needs them) and biases.
+pub(crate) struct GroupConv<'a> {
+    s: Conv2dShape,
+    plan: Plan,
+    weight: &'a [f32],
+    /// The weights as `[k² · out, in]` for the output-side plan.
+    stacked: Option<Vec<f32>>,
+    bias: &'a [f32],
+}
+
+impl<'a> GroupConv<'a> {
+    /// Prepares the convolution of shape `s` with `weight` (`[out, in, k, k]`) and `bias`.
+    ///
+    /// # Panics
+    /// If the kernel is even or a slice's length does not match `s`.
+    pub fn new(s: Conv2dShape, weight: &'a [f32], bias: &'a [f32]) -> Self {
+        assert!(s.kernel % 2 == 1, "convolution kernels are odd");
+        assert_eq!(weight.len(), s.weight_len(), "weight length");
+        assert_eq!(bias.len(), s.out_channels, "bias length");
+        let plan = Plan::of(&s);
+        let stacked = (plan == Plan::OutputSide).then(|| {
+            let mut w = pool::scratch(s.weight_len());
+            stack_weight(&s, weight, &mut w);
+            w
+        });
+        Self { s, plan, weight, stacked, bias }
+    }
+
+    fn pixels(&self) -> usize {
+        self.s.height * self.s.width
+    }
+
+    /// Scratch values [`GroupConv::forward`] and [`GroupConv::backward`] need for a group of
+    /// `images` images.
+    pub fn work_len(&self, images: usize) -> usize {
+        let cols = images * self.pixels();
+        match self.plan {
+            Plan::Pointwise => 0,
+            Plan::InputSide => 2 * patch_len(&self.s) * cols,
+            Plan::OutputSide => self.s.kernel * self.s.kernel * self.s.out_channels * cols,
+        }
+    }
+
+    /// Values of [`GroupConv::backward`]'s weight-gradient accumulator (the weights, in the
+    /// layout of the plan's product).
+    pub fn weight_grad_len(&self) -> usize {
+        self.s.weight_len()
+    }
+
+    /// `y = conv(x) + bias` for a group of `images` images (`x`: `in × cols`, `y`:
+    /// `out × cols`, `cols = images · pixels`), then `y = max(y, 0)` when `relu`.
+    pub fn forward(&self, images: usize, x: &[f32], y: &mut [f32], work: &mut [f32], relu: bool) {
+        let s = &self.s;
+        let (pixels, cols) = (self.pixels(), images * self.pixels());
+        let y = &mut y[..s.out_channels * cols];
+        match self.plan {
+            Plan::Pointwise => matmul_ab(y, self.weight, x, s.out_channels, cols, s.in_channels, false),
+            Plan::InputSide => {
+                im2col(s, x, images, work);
+                matmul_ab(y, self.weight, work, s.out_channels, cols, patch_len(s), false);
+            }
+            Plan::OutputSide => {
+                let w = self.stacked.as_deref().expect("stacked for this plan");
+                let rows = s.kernel * s.kernel * s.out_channels;
+                matmul_ab(work, w, x, rows, cols, s.in_channels, false);
+                y.fill(0.0);
+                for (k, off) in offsets(s).enumerate() {
+                    for o in 0..s.out_channels {
+                        let z = &work[(k * s.out_channels + o) * cols..][..cols];
+                        let dst = &mut y[o * cols..][..cols];
+                        for i in 0..images {
+                            add_shifted(&mut dst[i * pixels..][..pixels], &z[i * pixels..][..pixels], s.height, s.width, off);
+                        }
+                    }
+                }
+            }
+        }
+        // The bias (and the ReLU) in one pass over the output.
+        for (row, &b) in y.chunks_mut(cols).zip(self.bias) {
+            if relu {
+                row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+            } else {
+                row.iter_mut().for_each(|v| *v += b);
+            }
+        }
+    }
+
+    /// Backward of [`GroupConv::forward`] (without its ReLU) for a group: given the group's
+    /// input `x` and the gradient `g` of its output, writes the input gradient into `gx`
+    /// (`in × cols`) and adds the weight and bias gradients into `gw`
+    /// ([`GroupConv::weight_grad_len`] values, plan layout: see
+    /// [`GroupConv::add_weight_grad`]) and `gb`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(&self, images: usize, x: &[f32], g: &[f32], gx: &mut [f32], gw: &mut [f32], gb: &mut [f32], work: &mut [f32]) {
+        let s = &self.s;
+        let (pixels, cols) = (self.pixels(), images * self.pixels());
+        let gx = &mut gx[..s.in_channels * cols];
+        for (row, b) in g.chunks(cols).take(s.out_channels).zip(gb.iter_mut()) {
+            *b += row.iter().sum::<f32>();
+        }
+        match self.plan {
+            Plan::Pointwise => {
+                // out = W x: ∂x = Wᵀ g, ∂W += g xᵀ.
+                matmul_at_b(gx, self.weight, g, s.in_channels, cols, s.out_channels, false);
+                matmul_a_bt(gw, g, x, s.out_channels, s.in_channels, cols, true);
+            }
+            Plan::InputSide => {
+                let (col, grad_col) = work.split_at_mut(patch_len(s) * cols);
+                im2col(s, x, images, col);
+                matmul_a_bt(gw, g, col, s.out_channels, patch_len(s), cols, true);
+                matmul_at_b(grad_col, self.weight, g, patch_len(s), cols, s.out_channels, false);
+                gx.fill(0.0);
+                col2im_add(s, grad_col, images, gx);
+            }
+            Plan::OutputSide => {
+                // out = Σ_k shift_k(W_k x): ∂Z_k = shift_k⁻¹(g), ∂x = W_stackᵀ ∂Z, ∂W_stack += ∂Z xᵀ.
+                let rows = s.kernel * s.kernel * s.out_channels;
+                work[..rows * cols].fill(0.0);
+                for (k, (dy, dx)) in offsets(s).enumerate() {
+                    for o in 0..s.out_channels {
+                        let dz = &mut work[(k * s.out_channels + o) * cols..][..cols];
+                        for i in 0..images {
+                            add_shifted(
+                                &mut dz[i * pixels..][..pixels],
+                                &g[o * cols + i * pixels..][..pixels],
+                                s.height,
+                                s.width,
+                                (-dy, -dx),
+                            );
+                        }
+                    }
+                }
+                let w = self.stacked.as_deref().expect("stacked for this plan");
+                matmul_at_b(gx, w, work, s.in_channels, cols, rows, false);
+                matmul_a_bt(gw, work, x, rows, s.in_channels, cols, true);
+            }
+        }
+    }
+
+    /// Adds a weight gradient accumulated by [`GroupConv::backward`] (plan layout) onto
+    /// `weight_grad` in the weights' own layout `[out, in, k, k]`.
+    pub fn add_weight_grad(&self, accumulated: &[f32], weight_grad: &mut [f32]) {
+        if self.plan == Plan::OutputSide {
+            unstack_weight_add(&self.s, accumulated, weight_grad);
+        } else {
+            weight_grad.iter_mut().zip(accumulated).for_each(|(a, b)| *a += b);
+        }
+    }
+}
+
+impl Drop for GroupConv<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.stacked.take() {
+            pool::give(w);
+        }
+    }
+}
