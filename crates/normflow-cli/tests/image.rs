@@ -57,6 +57,10 @@ fn image_train_eval_and_sample_a_glow_on_idx_files() {
     let eval = ok(&["image", "eval", s(&model), s(&test), "--json"]);
     let bpd = json_field(&eval, "bits_per_dim");
     assert!(bpd < 8.0 && json_field(&eval, "images") == 200.0, "{eval}");
+    // The median and the worst image bracket the tail: median ≤ worst, and the worst is a
+    // real image index.
+    let (median, worst) = (json_field(&eval, "median_bits_per_dim"), json_field(&eval, "max_bits_per_dim"));
+    assert!(median.is_finite() && median <= worst && json_field(&eval, "worst_image") < 200.0, "{eval}");
     // Samples: a PNG grid, and pixel rows that stay finite and in 0..=255 at T = 1.0 and 1.2.
     let grid = t.path("grid.png");
     ok(&["image", "sample", s(&model), "-n", "16", "-o", s(&grid)]);

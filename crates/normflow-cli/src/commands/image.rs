@@ -208,11 +208,21 @@ fn eval(a: ImageEvalArgs) -> Result<(), CliError> {
     let var = lp.iter().map(|&v| (-(v as f64) - nll).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
     let (bpd, bpd_stderr) = (bits_per_dim(nll, shape.len()), bits_per_dim((var / n).sqrt(), shape.len()));
     let seconds = started.elapsed().as_secs_f64();
+    // The median and the worst image show a tail that the mean alone would hide (or be ruined by).
+    let mut per_image: Vec<(f64, usize)> = lp.iter().enumerate().map(|(i, &v)| (bits_per_dim(-(v as f64), shape.len()), i)).collect();
+    per_image.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let median = per_image.get(per_image.len() / 2).map_or(f64::NAN, |m| m.0);
+    let (worst, worst_image) = per_image.last().copied().unwrap_or((f64::NAN, 0));
     if a.json {
-        print_json(&json!({ "bits_per_dim": bpd, "bpd_stderr": bpd_stderr, "images": lp.len(), "seconds": seconds }))
+        print_json(&json!({
+            "bits_per_dim": bpd, "bpd_stderr": bpd_stderr, "median_bits_per_dim": median, "max_bits_per_dim": worst,
+            "worst_image": worst_image, "images": lp.len(), "seconds": seconds,
+        }))
     } else {
         println!("images        {}", lp.len());
         println!("bits/dim      {bpd:.4} ± {bpd_stderr:.4} (mean ± standard error; {seconds:.1} s)");
+        println!("median        {median:.4}");
+        println!("worst image   {worst:.4} (image {worst_image}, counted from 0)");
         Ok(())
     }
 }
