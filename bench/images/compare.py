@@ -101,12 +101,12 @@ def peer(seconds, test_images, threads):
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def ours(seconds, test_images, normflow):
+def ours(seconds, test_images, normflow, eval_every):
     with tempfile.TemporaryDirectory() as work:
         model = os.path.join(work, "glow.safetensors")
         cmd = ["/usr/bin/time", "-f", "%M", normflow, "image", "train", TRAIN, "--levels", str(LEVELS), "--steps", str(STEPS),
                "--hidden", str(HIDDEN), "--batch-size", str(BATCH), "--lr", str(LR), "--minutes", str(seconds / 60),
-               "--eval-every", "20", "--checkpoint-minutes", "0", "-q", "--json", "-o", model]
+               "--eval-every", str(eval_every), "--checkpoint-minutes", "0", "-q", "--json", "-o", model]
         run = subprocess.run(cmd, check=True, capture_output=True, text=True)
         summary = json.loads(run.stdout)
         peak_kb = int(run.stderr.strip().splitlines()[-1])
@@ -125,11 +125,13 @@ def main():
     ap.add_argument("--test-images", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=["normflow", "normflows"])
+    ap.add_argument("--eval-every", type=int, default=50,
+                    help="normflow's validation interval in steps (its rate counts validation time; the peer validates never)")
     ap.add_argument("--normflow", default=os.path.join(HERE, "..", "..", "target", "release", "normflow"))
     a = ap.parse_args()
     results = []
     if a.only != "normflows":
-        results.append(ours(a.seconds, a.test_images, a.normflow))
+        results.append(ours(a.seconds, a.test_images, a.normflow, a.eval_every))
         print(json.dumps(results[-1]), flush=True)
     if a.only != "normflow":
         results.append(peer(a.seconds, a.test_images, a.threads))
