@@ -60,6 +60,17 @@ pub struct ConvNetCache {
     parts: Vec<std::ops::Range<usize>>,
 }
 
+/// A network's layers prepared for one batch of group passes (see [`ConvNet::group_passes`]).
+struct GroupPasses<'a> {
+    convs: Vec<GroupConv<'a>>,
+    /// Images per group.
+    group: usize,
+    /// Most channels any layer reads or writes.
+    widest: usize,
+    /// Scratch values the hungriest layer needs per group.
+    work_len: usize,
+}
+
 impl Drop for ConvNetCache {
     fn drop(&mut self) {
         std::mem::take(&mut self.inputs).into_iter().for_each(pool::give);
@@ -138,14 +149,18 @@ impl ConvNet {
         (&self.params[start..start + l.weights()], &self.params[start + l.weights()..start + l.len()])
     }
 
-    /// The layers prepared for group passes.
-    fn group_convs(&self) -> Vec<GroupConv<'_>> {
-        (0..self.layers.len())
+    /// The layers prepared for group passes, with the group size and scratch sizes they share.
+    fn group_passes(&self) -> GroupPasses<'_> {
+        let convs: Vec<GroupConv<'_>> = (0..self.layers.len())
             .map(|k| {
                 let (w, b) = self.layer_params(k);
                 GroupConv::new(self.layers[k].shape(0, self.image), w, b)
             })
-            .collect()
+            .collect();
+        let group = group_images(self.image.pixels());
+        let widest = self.layers.iter().map(|l| l.in_channels.max(l.out_channels)).max().unwrap_or(0);
+        let work_len = convs.iter().map(|c| c.work_len(group)).max().unwrap_or(0);
+        GroupPasses { convs, group, widest, work_len }
     }
 
     /// The output for a batch and each convolution's input (in group layout), split over the
@@ -156,10 +171,7 @@ impl ConvNet {
         let last = self.layers.len() - 1;
         let out_channels = self.layers[last].out_channels;
         let planes = self.input_planes(x);
-        let convs = self.group_convs();
-        let group = group_images(p);
-        let widest = self.layers.iter().map(|l| l.in_channels.max(l.out_channels)).max().unwrap_or(0);
-        let work_len = convs.iter().map(|c| c.work_len(group)).max().unwrap_or(0);
+        let GroupPasses { convs, group, widest, work_len } = self.group_passes();
         let mut inputs: Vec<Vec<f32>> = self.layers.iter().map(|l| pool::scratch(rows * l.in_channels * p)).collect();
         let mut out = pool::scratch(rows * out_channels * p);
         let per_image: Vec<usize> = self.layers.iter().map(|l| l.in_channels * p).chain([out_channels * p]).collect();
@@ -218,10 +230,7 @@ impl ConvNet {
     pub fn backward(&self, cache: &ConvNetCache, grad_out: Matrix, grads: &mut [f32]) -> Matrix {
         let p = self.image.pixels();
         let last = self.layers.len() - 1;
-        let convs = self.group_convs();
-        let group = group_images(p);
-        let widest = self.layers.iter().map(|l| l.in_channels.max(l.out_channels)).max().unwrap_or(0);
-        let work_len = convs.iter().map(|c| c.work_len(group)).max().unwrap_or(0);
+        let GroupPasses { convs, group, widest, work_len } = self.group_passes();
         let per_image: Vec<usize> = self.layers.iter().map(|l| l.in_channels * p).collect();
         let out_len = self.layers[last].out_channels * p;
         let offsets: Vec<usize> = (0..self.layers.len()).map(|k| self.offset(k)).collect();
