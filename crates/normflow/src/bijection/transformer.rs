@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Direction;
-use crate::engine::affine_lanes::{self as affine, AffineLanes, ScaleForm};
+use crate::engine::affine_lanes::{self as affine, AffineGradients, AffineLanes, ScaleForm};
 use crate::engine::lanes::{self, Gradients, RowLayout};
 use crate::engine::spline::{self, SplineShape};
 use crate::engine::spline_lanes::SplineLanes;
@@ -201,26 +201,15 @@ impl Elementwise {
         g_theta: &mut [f32],
         record: &[f32],
     ) {
-        let RowLayout { stride, offset, n } = layout;
         match &mut self.pass {
             Pass::Spline(kernel) => {
                 let x = if direction == Direction::Forward { input } else { output };
                 lanes::backward_rows(kernel, direction, layout, Gradients { x, g_out, g_ld, record, g_in, g_theta });
             }
             Pass::Affine(_) => {
-                let per = self.kind.params_per_dim() * n;
                 let form = if self.kind == Transformer::Contractive { ScaleForm::Contractive } else { ScaleForm::SoftClip };
-                for (r, &g_ld) in g_ld.iter().enumerate() {
-                    let values = r * stride + offset..r * stride + offset + n;
-                    let (th, g_th) = (&theta[r * per..(r + 1) * per], &mut g_theta[r * per..(r + 1) * per]);
-                    let (out, g_o, g_i) = (&output[values.clone()], &g_out[values.clone()], &mut g_in[values]);
-                    if self.kind == Transformer::Additive {
-                        affine::backward(form, direction, out, th, &[], g_o, g_ld, g_i, g_th, &mut []);
-                    } else {
-                        let (g_t, g_r) = g_th.split_at_mut(n);
-                        affine::backward(form, direction, out, &th[..n], &th[n..], g_o, g_ld, g_i, g_t, g_r);
-                    }
-                }
+                let g = AffineGradients { output, theta, g_out, g_ld, g_in, g_theta };
+                affine::backward_rows(form, self.kind == Transformer::Additive, direction, layout, g);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Adam (Kingma & Ba 2015, arXiv:1412.6980) over parameters visited in a fixed order.
 
+use super::isa::{self, Kernel};
 use super::threads::{for_each_chunks_mut, part_range, worker_count};
 
 /// Adam optimiser state for a flat parameter vector.
@@ -73,8 +74,29 @@ struct Rule {
 }
 
 impl Rule {
+    /// Applies the rule to one chunk, with the widest vectors the CPU has (the same numbers on
+    /// every path: no operation here is fused or reordered).
     fn apply(&self, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32]) {
-        let Self { b1, b2, step, eps, grad_scale } = *self;
+        isa::dispatch(Chunk { rule: self, params, grads, m, v });
+    }
+}
+
+/// One chunk's update as a kernel for [`isa::dispatch`].
+struct Chunk<'a> {
+    rule: &'a Rule,
+    params: &'a mut [f32],
+    grads: &'a [f32],
+    m: &'a mut [f32],
+    v: &'a mut [f32],
+}
+
+impl Kernel for Chunk<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let Chunk { rule, params, grads, m, v } = self;
+        let Rule { b1, b2, step, eps, grad_scale } = *rule;
         for (((p, &g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
             let g = g * grad_scale;
             *m = b1 * *m + (1.0 - b1) * g;

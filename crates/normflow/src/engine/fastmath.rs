@@ -1,15 +1,17 @@
 //! Elementwise maths written so that loops over slices vectorise (libm's scalar calls do not):
 //! used where a pass evaluates many transcendental functions.
 
-/// `a·b + c`, fused into one instruction where the target has FMA (one rounding, one
-/// instruction instead of two); a multiply and an add elsewhere, where `mul_add` would call
-/// a slow software routine.
+/// `a·b + c`, fused into one instruction when `FMA` (the code runs where the CPU has fused
+/// multiply-add: one rounding, one instruction instead of two); a multiply and an add
+/// otherwise, where `mul_add` would call a slow software routine. The kernels take `FMA` from
+/// [`super::isa::dispatch`], which compiles them once per instruction set.
 #[inline(always)]
-pub(crate) fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-    #[cfg(target_feature = "fma")]
-    return a.mul_add(b, c);
-    #[cfg(not(target_feature = "fma"))]
-    return a * b + c;
+pub(crate) fn mul_add<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 /// `if cond { a } else { b }` as bit operations, which the compiler keeps branch-free in
@@ -24,7 +26,7 @@ pub(crate) fn pick(cond: bool, a: f32, b: f32) -> f32 {
 /// `eˣ` with relative error below 3·10⁻⁷ on `[−87, 88]` (inputs are clamped to that range, so
 /// the result is always finite and positive). Branch-free, so loops over it vectorise.
 #[inline(always)]
-pub(crate) fn exp(x: f32) -> f32 {
+pub(crate) fn exp<const FMA: bool>(x: f32) -> f32 {
     // 1.5·2²³: adding it rounds to an integer held in the low mantissa bits (no float → int
     // conversion, whose saturating semantics would stop vectorisation).
     const ROUND: f32 = 12_582_912.0;
@@ -33,12 +35,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let x = x.clamp(-87.0, 88.0);
-    let shifted = mul_add(x, std::f32::consts::LOG2_E, ROUND);
+    let shifted = mul_add::<FMA>(x, std::f32::consts::LOG2_E, ROUND);
     let n = shifted - ROUND;
-    let r = mul_add(-n, LN2_LO, mul_add(-n, LN2_HI, x));
+    let r = mul_add::<FMA>(-n, LN2_LO, mul_add::<FMA>(-n, LN2_HI, x));
     // Taylor polynomial of e^r on |r| ≤ ln2/2 (truncation error < r⁷/7! ≈ 1.2·10⁻⁷), by
-    // Horner's rule from the highest power down.
-    let p = [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0].iter().fold(1.0 / 720.0, |acc, &c| mul_add(acc, r, c));
+    // Horner's rule from the highest power down (a plain loop: a closure might not be inlined
+    // into the caller's instruction set, see `isa::Kernel`).
+    let mut p = 1.0 / 720.0;
+    for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = mul_add::<FMA>(p, r, c);
+    }
     // 2ⁿ from n's bits: (n + 127) << 23.
     p * f32::from_bits(shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
 }
@@ -47,7 +53,7 @@ pub(crate) fn exp(x: f32) -> f32 {
 /// 3·10⁻⁷ away from `x = 1`). Branch-free, so loops over it vectorise. Other inputs give
 /// meaningless finite values: callers keep to the domain.
 #[inline(always)]
-pub(crate) fn ln(x: f32) -> f32 {
+pub(crate) fn ln<const FMA: bool>(x: f32) -> f32 {
     // √½.
     const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
     // Write x = 2ᵉ·m with m in [√½, √2): shifting the bits by √½'s mantissa moves the exponent
@@ -60,8 +66,11 @@ pub(crate) fn ln(x: f32) -> f32 {
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     // Horner's rule in s², from the highest power down.
-    let series = [1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0].iter().fold(1.0 / 9.0, |acc, &c| mul_add(acc, s2, c));
-    mul_add(e, std::f32::consts::LN_2, 2.0 * s * series)
+    let mut series = 1.0 / 9.0;
+    for c in [1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+        series = mul_add::<FMA>(series, s2, c);
+    }
+    mul_add::<FMA>(e, std::f32::consts::LN_2, 2.0 * s * series)
 }
 
 /// `(sin 2πt, cos 2πt)` for `t` in `[−0.5, 0.5]` (a fraction of a turn), with absolute error
@@ -92,19 +101,25 @@ pub(crate) const LANES: usize = 8;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn exp_matches_the_standard_library() {
+    fn exp_matches_the_standard_library_with_and_without_fused_multiply_add() {
+        for exp in [super::exp::<false>, super::exp::<true>] {
+            exp_matches(exp);
+        }
+    }
+
+    fn exp_matches(exp: fn(f32) -> f32) {
         let mut worst = 0.0f64;
         let mut x = -87.0f32;
         while x <= 88.0 {
             let want = (x as f64).exp();
-            let got = super::exp(x) as f64;
+            let got = exp(x) as f64;
             worst = worst.max(((got - want) / want).abs());
             x += 0.001_7;
         }
         assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!(super::exp(0.0), 1.0);
-        assert!(super::exp(-1e30) > 0.0 && super::exp(-1e30) < 1e-37);
-        assert!(super::exp(f32::NEG_INFINITY).is_finite() && super::exp(f32::INFINITY).is_finite());
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1e30) > 0.0 && exp(-1e30) < 1e-37);
+        assert!(exp(f32::NEG_INFINITY).is_finite() && exp(f32::INFINITY).is_finite());
     }
 
     #[test]
@@ -122,19 +137,25 @@ mod tests {
     }
 
     #[test]
-    fn ln_matches_the_standard_library() {
+    fn ln_matches_the_standard_library_with_and_without_fused_multiply_add() {
+        for ln in [super::ln::<false>, super::ln::<true>] {
+            ln_matches(ln);
+        }
+    }
+
+    fn ln_matches(ln: fn(f32) -> f32) {
         let mut worst = 0.0f64;
         let mut x = 1e-30f32;
         while x < 1e30 {
             let want = (x as f64).ln();
-            let got = super::ln(x) as f64;
+            let got = ln(x) as f64;
             worst = worst.max((got - want).abs() / want.abs().max(1.0));
             x *= 1.000_37;
         }
         assert!(worst < 3e-7, "worst error {worst}");
-        assert_eq!(super::ln(1.0), 0.0);
+        assert_eq!(ln(1.0), 0.0);
         for x in [f32::MIN_POSITIVE, 0.5, std::f32::consts::E, 2.0, f32::MAX] {
-            assert!((super::ln(x) as f64 - (x as f64).ln()).abs() < 3e-7 * (x as f64).ln().abs().max(1.0), "{x}");
+            assert!((ln(x) as f64 - (x as f64).ln()).abs() < 3e-7 * (x as f64).ln().abs().max(1.0), "{x}");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! instructions). This driver gathers elements and their parameters from the rows into lanes,
 //! lets a [`LaneKernel`] evaluate them, and scatters the outputs, log-dets and records back.
 
+use super::isa::{self, Kernel};
 use super::Direction;
 use crate::engine::fastmath::LANES;
 
@@ -28,8 +29,9 @@ pub(crate) trait LaneKernel {
     fn theta_mut(&mut self) -> &mut [Lanes];
     /// Values recorded per element for the backward pass (0: none).
     fn record_len(&self) -> usize;
-    /// Maps the group `x` with the gathered parameters: outputs and log-dets.
-    fn eval(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes);
+    /// Maps the group `x` with the gathered parameters: outputs and log-dets (`FMA`: see
+    /// [`super::isa::Kernel`]).
+    fn eval<const FMA: bool>(&mut self, direction: Direction, x: &Lanes) -> (Lanes, Lanes);
     /// Writes the record of the group last evaluated: `record_len` [`Lanes`].
     fn save(&self, rec: &mut [Lanes]);
 }
@@ -47,6 +49,7 @@ type Args<'a> = (Direction, RowLayout, &'a [f32], &'a [f32], &'a mut [f32], &'a 
 /// Maps the elements of `ld.len()` rows laid out as `layout` from `input` into `out` (entries
 /// outside the layout are left alone) with parameters `theta`, adding each row's log-det into
 /// `ld`. `record` ([`record_size`] values, or empty) receives what the backward pass reuses.
+/// Runs with the widest vectors the CPU has ([`isa::dispatch`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn apply_rows<K: LaneKernel>(
     kernel: &mut K,
@@ -58,12 +61,27 @@ pub(crate) fn apply_rows<K: LaneKernel>(
     record: &mut [f32],
     ld: &mut [f32],
 ) {
-    let args = (direction, layout, input, theta, out, record, ld);
-    match layout.n {
-        n if n % 8 == 0 => run::<K, 8>(kernel, args),
-        n if n % 4 == 0 => run::<K, 4>(kernel, args),
-        n if n % 2 == 0 => run::<K, 2>(kernel, args),
-        _ => run::<K, 1>(kernel, args),
+    isa::dispatch(Apply { kernel, args: (direction, layout, input, theta, out, record, ld) });
+}
+
+/// [`apply_rows`] as a kernel for [`isa::dispatch`].
+struct Apply<'k, 'a, K> {
+    kernel: &'k mut K,
+    args: Args<'a>,
+}
+
+impl<K: LaneKernel> Kernel for Apply<'_, '_, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let Apply { kernel, args } = self;
+        match args.1.n {
+            n if n % 8 == 0 => run::<K, 8, FMA>(kernel, args),
+            n if n % 4 == 0 => run::<K, 4, FMA>(kernel, args),
+            n if n % 2 == 0 => run::<K, 2, FMA>(kernel, args),
+            _ => run::<K, 1, FMA>(kernel, args),
+        }
     }
 }
 
@@ -85,6 +103,7 @@ struct Runs<const G: usize> {
 impl<const G: usize> Iterator for Runs<G> {
     type Item = (usize, usize);
 
+    #[inline(always)]
     fn next(&mut self) -> Option<(usize, usize)> {
         if self.run == LANES / G {
             return None;
@@ -99,23 +118,45 @@ impl<const G: usize> Iterator for Runs<G> {
     }
 }
 
-/// Calls `f(group, runs)` for each group of [`LANES`] consecutive elements of `rows` rows of
-/// `n`, taken in runs of `G` (which divides both `n` and [`LANES`], so a run never crosses a
-/// row); `runs.active` of them hold elements (fewer only in the last group).
-/// Runs let the callers move elements with fixed-length copies instead of one bounds-checked
-/// load per element and parameter.
-fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize, Runs<G>)) {
-    let total = rows * n;
-    // The group's first element.
-    let mut first = (0, 0);
-    for start in (0..total).step_by(LANES) {
-        let active = (LANES / G).min((total - start) / G);
-        let runs = Runs::<G> { first, next: first, n, run: 0, active };
-        f(start / LANES, runs);
+/// The groups of [`LANES`] consecutive elements of `rows` rows of `n`, each as its index and
+/// its runs of `G` (which divides both `n` and [`LANES`], so a run never crosses a row);
+/// `runs.active` of them hold elements (fewer only in the last group). Runs let the callers
+/// move elements with fixed-length copies instead of one bounds-checked load per element and
+/// parameter. An iterator rather than a function taking the loop body as a closure: the body
+/// must be inlined into the kernel to be compiled for its instruction set ([`isa::Kernel`]),
+/// and a closure is not reliably inlined.
+struct Groups<const G: usize> {
+    total: usize,
+    n: usize,
+    start: usize,
+    /// The next group's first element.
+    first: (usize, usize),
+}
+
+#[inline(always)]
+fn groups<const G: usize>(rows: usize, n: usize) -> Groups<G> {
+    Groups { total: rows * n, n, start: 0, first: (0, 0) }
+}
+
+impl<const G: usize> Iterator for Groups<G> {
+    type Item = (usize, Runs<G>);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<(usize, Runs<G>)> {
+        if self.start >= self.total {
+            return None;
+        }
+        let active = (LANES / G).min((self.total - self.start) / G);
+        let runs = Runs::<G> { first: self.first, next: self.first, n: self.n, run: 0, active };
+        let group = self.start / LANES;
+        self.start += LANES;
         // The next group starts after this one's runs.
         let mut past = runs;
-        past.nth(active.saturating_sub(1));
-        first = past.next;
+        for _ in 0..active {
+            past.next();
+        }
+        self.first = past.next;
+        Some((group, runs))
     }
 }
 
@@ -123,9 +164,9 @@ fn for_each_group<const G: usize>(rows: usize, n: usize, mut f: impl FnMut(usize
 /// stored at once: the kernel's full-width loads of lanes stored a run at a time could not be
 /// forwarded from those narrower stores, and stalled (most of a pass over 4-wide rows).
 #[inline(always)]
-fn gather<const G: usize>(src: &[f32], at: &[usize]) -> Lanes {
+fn gather<const G: usize, const FMA: bool>(src: &[f32], at: &[usize]) -> Lanes {
     if G == LANES / 2 {
-        return join_halves(&src[at[0]..][..G], &src[at[1]..][..G]);
+        return join_halves::<FMA>(&src[at[0]..][..G], &src[at[1]..][..G]);
     }
     let mut lanes = [0.0f32; LANES];
     for (run, &a) in at.iter().enumerate() {
@@ -135,32 +176,31 @@ fn gather<const G: usize>(src: &[f32], at: &[usize]) -> Lanes {
 }
 
 /// Two runs of half a vector each as one vector of lanes, joined in registers (the compiler
-/// joins them on the stack otherwise, with the stall above).
+/// joins them on the stack otherwise, with the stall above). `AVX`: the code runs where the
+/// CPU has AVX (the dispatcher's AVX2 and AVX-512 entry points, which pass `FMA = true`).
 #[inline(always)]
-fn join_halves(low: &[f32], high: &[f32]) -> Lanes {
+fn join_halves<const AVX: bool>(low: &[f32], high: &[f32]) -> Lanes {
     let (low, high): (&[f32; LANES / 2], &[f32; LANES / 2]) = (low.try_into().unwrap(), high.try_into().unwrap());
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx"))]
-    {
+    #[cfg(target_arch = "x86_64")]
+    if AVX || cfg!(target_feature = "avx") {
         use std::arch::x86_64::{__m256, _mm256_loadu2_m128};
-        // SAFETY: AVX is enabled at compile time; each pointer is the start of 4 readable f32s
+        // SAFETY: the CPU has AVX (see above); each pointer is the start of 4 readable f32s
         // (unaligned loads), and `__m256` and `Lanes` are both 8 f32s.
-        unsafe { std::mem::transmute::<__m256, Lanes>(_mm256_loadu2_m128(high.as_ptr(), low.as_ptr())) }
+        return unsafe { std::mem::transmute::<__m256, Lanes>(_mm256_loadu2_m128(high.as_ptr(), low.as_ptr())) };
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
-    {
-        let mut lanes = [0.0f32; LANES];
-        lanes[..LANES / 2].copy_from_slice(low);
-        lanes[LANES / 2..].copy_from_slice(high);
-        lanes
-    }
+    let mut lanes = [0.0f32; LANES];
+    lanes[..LANES / 2].copy_from_slice(low);
+    lanes[LANES / 2..].copy_from_slice(high);
+    lanes
 }
 
-/// [`apply_rows`] with runs of `G` elements (see [`for_each_group`]).
-fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input, theta, out, record, ld): Args<'_>) {
+/// [`apply_rows`] with runs of `G` elements (see [`groups`]).
+#[inline(always)]
+fn run<K: LaneKernel, const G: usize, const FMA: bool>(kernel: &mut K, (direction, layout, input, theta, out, record, ld): Args<'_>) {
     let RowLayout { stride, offset, n } = layout;
     let per = kernel.theta_mut().len();
     let rec_len = kernel.record_len();
-    for_each_group::<G>(ld.len(), n, |group, runs| {
+    for (group, runs) in groups::<G>(ld.len(), n) {
         // Where each run's values and parameters start (parameter p of an element is p·n
         // further on in its row).
         let (mut value_at, mut param_at) = ([0usize; LANES], [0usize; LANES]);
@@ -168,11 +208,11 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
             (value_at[run], param_at[run]) = (r * stride + offset + i, r * per * n + i);
         }
         let count = LANES / G;
-        let x = gather::<G>(input, &value_at[..count]);
+        let x = gather::<G, FMA>(input, &value_at[..count]);
         for (p, lanes) in kernel.theta_mut().iter_mut().enumerate() {
-            *lanes = gather::<G>(&theta[p * n..], &param_at[..count]);
+            *lanes = gather::<G, FMA>(&theta[p * n..], &param_at[..count]);
         }
-        let (y, lds) = kernel.eval(direction, &x);
+        let (y, lds) = kernel.eval::<FMA>(direction, &x);
         for (run, (r, i)) in runs.enumerate().take(runs.active) {
             let lanes = run * G..(run + 1) * G;
             out[r * stride + offset + i..][..G].copy_from_slice(&y[lanes.clone()]);
@@ -181,7 +221,7 @@ fn run<K: LaneKernel, const G: usize>(kernel: &mut K, (direction, layout, input,
         if !record.is_empty() {
             kernel.save(record[group * rec_len * LANES..][..rec_len * LANES].as_chunks_mut().0);
         }
-    });
+    }
 }
 
 /// A transformer's backward pass on one group of [`LANES`] elements, from what its forward or
@@ -193,7 +233,7 @@ pub(crate) trait LaneGradient {
     /// `x` (the input of a forward pass, the output of an inverse pass) and the loss gradients
     /// with respect to the pass's output and log-det: returns `∂L/∂input` and leaves `∂L/∂θ`
     /// in [`LaneGradient::theta_grad`].
-    fn grad(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes;
+    fn grad<const FMA: bool>(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes;
     /// The last group's parameter gradients: one [`Lanes`] per parameter.
     fn theta_grad(&self) -> &[Lanes];
 }
@@ -214,22 +254,47 @@ pub(crate) struct Gradients<'a> {
     pub g_theta: &'a mut [f32],
 }
 
-/// The backward pass of [`apply_rows`] for `g.g_ld.len()` rows laid out as `layout`.
+/// The backward pass of [`apply_rows`] for `g.g_ld.len()` rows laid out as `layout`, with the
+/// widest vectors the CPU has.
 pub(crate) fn backward_rows<K: LaneGradient>(kernel: &mut K, direction: Direction, layout: RowLayout, g: Gradients<'_>) {
-    match layout.n {
-        n if n % 8 == 0 => backward_run::<K, 8>(kernel, direction, layout, g),
-        n if n % 4 == 0 => backward_run::<K, 4>(kernel, direction, layout, g),
-        n if n % 2 == 0 => backward_run::<K, 2>(kernel, direction, layout, g),
-        _ => backward_run::<K, 1>(kernel, direction, layout, g),
+    isa::dispatch(Backward { kernel, direction, layout, g });
+}
+
+/// [`backward_rows`] as a kernel for [`isa::dispatch`].
+struct Backward<'k, 'a, K> {
+    kernel: &'k mut K,
+    direction: Direction,
+    layout: RowLayout,
+    g: Gradients<'a>,
+}
+
+impl<K: LaneGradient> Kernel for Backward<'_, '_, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let Backward { kernel, direction, layout, g } = self;
+        match layout.n {
+            n if n % 8 == 0 => backward_run::<K, 8, FMA>(kernel, direction, layout, g),
+            n if n % 4 == 0 => backward_run::<K, 4, FMA>(kernel, direction, layout, g),
+            n if n % 2 == 0 => backward_run::<K, 2, FMA>(kernel, direction, layout, g),
+            _ => backward_run::<K, 1, FMA>(kernel, direction, layout, g),
+        }
     }
 }
 
-fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Direction, layout: RowLayout, g: Gradients<'_>) {
+#[inline(always)]
+fn backward_run<K: LaneGradient, const G: usize, const FMA: bool>(
+    kernel: &mut K,
+    direction: Direction,
+    layout: RowLayout,
+    g: Gradients<'_>,
+) {
     let RowLayout { stride, offset, n } = layout;
     let rec_len = kernel.record_mut().len();
     let per = kernel.theta_grad().len();
     let Gradients { x, g_out, g_ld, record, g_in, g_theta } = g;
-    for_each_group::<G>(g_ld.len(), n, |group, runs| {
+    for (group, runs) in groups::<G>(g_ld.len(), n) {
         // Built a run at a time: gathering whole vectors as the forward pass does measured no
         // faster here, where the gradient's arithmetic hides the store-forwarding stall.
         let (mut xs, mut go, mut gl) = ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
@@ -241,7 +306,7 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
             go[lanes.clone()].copy_from_slice(&g_out[at_value..][..G]);
             gl[lanes].fill(g_ld[r]);
         }
-        let gi = kernel.grad(direction, &xs, &go, &gl);
+        let gi = kernel.grad::<FMA>(direction, &xs, &go, &gl);
         let gt = kernel.theta_grad();
         for (run, (r, i)) in runs.enumerate().take(runs.active) {
             let lanes = run * G..(run + 1) * G;
@@ -251,5 +316,5 @@ fn backward_run<K: LaneGradient, const G: usize>(kernel: &mut K, direction: Dire
                 g_theta[first + p * n..][..G].copy_from_slice(&lanes_p[lanes.clone()]);
             }
         }
-    });
+    }
 }

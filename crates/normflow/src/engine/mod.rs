@@ -5,7 +5,8 @@
 //! drives them, `affine_lanes` and `spline_lanes` are the kernels, `spline` their shape and
 //! constants), vectorised `exp`/`ln` (`fastmath`), the worker pool (`threads`, reached from
 //! outside only through functions over row ranges such as `map_row_ranges`), seeded random
-//! draws (`rng`) and Adam (`adam`). Everything that names `std::arch` or needs `unsafe` lives
+//! draws (`rng`) and Adam (`adam`). The element-wise kernels are compiled once per instruction
+//! set and chosen at run time (`isa`), so one binary uses the widest vectors of each CPU. Everything that names `std::arch` or needs `unsafe` lives
 //! here. Layers in `bijection/`, `nn/`, `flows/` and `distribution/` call these functions over
 //! slices and shapes; a second backend (a GPU, say) would be a second implementation of them,
 //! chosen here, not a rewrite of every layer. There is no autograd: every layer caches what its
@@ -18,6 +19,7 @@ mod conv;
 pub(crate) mod conv_group;
 mod direction;
 pub(crate) mod fastmath;
+pub mod isa;
 pub(crate) mod lanes;
 mod matmul;
 mod matrix;
@@ -43,7 +45,7 @@ pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
 #[cfg(feature = "bench")]
-pub use probe::{multiply_add_peak_gflops, product_gflops, PeakWidth};
+pub use probe::{multiply_add_peak_gflops, product_gflops};
 #[cfg(feature = "bench")]
 pub use product_clock::time_in_products;
 pub(crate) use rng::fill_normal_blocks;

@@ -2,6 +2,7 @@
 //! matrix products, and the rate of fused multiply-adds with no memory traffic at all, which no
 //! implementation of a product on this machine can exceed.
 
+use super::isa::Isa;
 use super::matmul::matmul_ab;
 
 /// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
@@ -37,52 +38,16 @@ fn gflops_on_threads(threads: usize, flop_per_thread: f64, work: impl Fn() + Syn
 /// pipelines, few enough to stay in registers (of 16 or 32).
 const CHAINS: usize = 12;
 
-/// The vector width a multiply-add peak runs at: the widest the CPU has, found at run time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeakWidth {
-    /// 16 `f32` lanes (AVX-512F).
-    Avx512,
-    /// 8 `f32` lanes with fused multiply-add (AVX2 + FMA).
-    Avx2Fma,
-    /// Whatever the compiler makes of portable code.
-    Portable,
-}
-
-impl PeakWidth {
-    /// The widest this CPU supports.
-    pub fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                return PeakWidth::Avx512;
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                return PeakWidth::Avx2Fma;
-            }
-        }
-        PeakWidth::Portable
-    }
-
-    /// `f32` lanes per register.
-    pub fn lanes(self) -> usize {
-        match self {
-            PeakWidth::Avx512 => 16,
-            PeakWidth::Avx2Fma => 8,
-            PeakWidth::Portable => 1,
-        }
-    }
-}
-
 /// `rounds` multiply-adds `x ← x·scale + shift` on each of `CHAINS` independent registers of
 /// `width`; returns the sum of every lane so that the work cannot be optimised away.
-fn multiply_add_chains(width: PeakWidth, rounds: usize, scale: f32, shift: f32) -> f32 {
+fn multiply_add_chains(width: Isa, rounds: usize, scale: f32, shift: f32) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         match width {
-            // SAFETY: the CPU reported the feature at run time (`PeakWidth::detect`).
-            PeakWidth::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => return unsafe { chains_avx512(rounds, scale, shift) },
+            // SAFETY: the CPU reported the feature at run time (`Isa::detect`).
+            Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => return unsafe { chains_avx512(rounds, scale, shift) },
             // SAFETY: as above.
-            PeakWidth::Avx2Fma if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") => {
+            Isa::Avx2Fma if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") => {
                 return unsafe { chains_avx2(rounds, scale, shift) }
             }
             _ => {}
@@ -133,11 +98,11 @@ unsafe fn chains_avx2(rounds: usize, scale: f32, shift: f32) -> f32 {
 }
 
 /// Peak throughput in GFLOP/s of `threads` threads each doing multiply-adds on registers only,
-/// at the widest vector width this CPU has (see [`PeakWidth::detect`]): the ceiling of any
+/// at the widest vector width this CPU has (see [`Isa::detect`]): the ceiling of any
 /// `f32` matrix product on this machine (a product also loads its operands), so a target that
 /// needs more than this rate for the FLOPs it must do cannot be met. Returns the width too.
-pub fn multiply_add_peak_gflops(threads: usize) -> (f64, PeakWidth) {
-    let width = PeakWidth::detect();
+pub fn multiply_add_peak_gflops(threads: usize) -> (f64, Isa) {
+    let width = Isa::detect();
     let rounds = 20_000_000;
     let flop = 2.0 * (rounds * CHAINS * width.lanes()) as f64;
     let rate = gflops_on_threads(threads, flop, || {
@@ -153,7 +118,7 @@ mod tests {
     #[test]
     fn chains_compute_the_recurrence_at_the_detected_width_and_portably() {
         // x ← 0.5·x + 1 from x₀ converges to 2; after 60 rounds every lane is 2 to f32 precision.
-        for width in [PeakWidth::detect(), PeakWidth::Portable] {
+        for width in [Isa::detect(), Isa::Portable] {
             let sum = multiply_add_chains(width, 60, 0.5, 1.0);
             let want = 2.0 * (CHAINS * width.lanes()) as f32;
             assert!((sum - want).abs() < 1e-3 * want, "{width:?}: {sum}, want {want}");

@@ -2,6 +2,7 @@
 //! numbers on every platform and every version of normflow's dependencies.
 
 use super::fastmath::{self, LANES};
+use super::isa::{self, Kernel};
 
 /// Seeded pseudo-random generator (xoshiro256++ seeded through splitmix64).
 #[derive(Clone, Debug)]
@@ -71,25 +72,7 @@ impl Rng {
     /// [`Rng::normal`]. The radius uses 31 random bits (the largest draw is 6.6σ; the chance
     /// of a larger one is 3·10⁻¹¹), the angle 24.
     pub fn fill_normal(&mut self, out: &mut [f32]) {
-        const INV_2_31: f32 = 1.0 / 2_147_483_648.0;
-        const INV_2_24: f32 = 1.0 / 16_777_216.0;
-        for chunk in out.chunks_mut(2 * LANES) {
-            let (mut u, mut t) = ([0.0f32; LANES], [0.0f32; LANES]);
-            for (u, t) in u.iter_mut().zip(t.iter_mut()) {
-                let bits = self.next_u64();
-                // u in (0, 1]; t in [−0.5, 0.5) turns.
-                *u = ((bits >> 33) as f32 + 0.5) * INV_2_31;
-                *t = (bits & 0xff_ffff) as f32 * INV_2_24 - 0.5;
-            }
-            let mut z = [0.0f32; 2 * LANES];
-            let (first, second) = z.split_at_mut(LANES);
-            for l in 0..LANES {
-                let r = (-2.0 * fastmath::ln(u[l])).sqrt();
-                let (s, c) = fastmath::sin_cos_turns(t[l]);
-                (first[l], second[l]) = (r * c, r * s);
-            }
-            chunk.copy_from_slice(&z[..chunk.len()]);
-        }
+        isa::dispatch(FillNormal { rng: self, out });
     }
 
     /// A random permutation of `0..n` (Fisher–Yates).
@@ -104,6 +87,40 @@ impl Rng {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);
             v.swap(i, j);
+        }
+    }
+}
+
+/// [`Rng::fill_normal`] as a kernel for [`isa::dispatch`].
+struct FillNormal<'a> {
+    rng: &'a mut Rng,
+    out: &'a mut [f32],
+}
+
+impl Kernel for FillNormal<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let FillNormal { rng, out } = self;
+        const INV_2_31: f32 = 1.0 / 2_147_483_648.0;
+        const INV_2_24: f32 = 1.0 / 16_777_216.0;
+        for chunk in out.chunks_mut(2 * LANES) {
+            let (mut u, mut t) = ([0.0f32; LANES], [0.0f32; LANES]);
+            for (u, t) in u.iter_mut().zip(t.iter_mut()) {
+                let bits = rng.next_u64();
+                // u in (0, 1]; t in [−0.5, 0.5) turns.
+                *u = ((bits >> 33) as f32 + 0.5) * INV_2_31;
+                *t = (bits & 0xff_ffff) as f32 * INV_2_24 - 0.5;
+            }
+            let mut z = [0.0f32; 2 * LANES];
+            let (first, second) = z.split_at_mut(LANES);
+            for l in 0..LANES {
+                let r = (-2.0 * fastmath::ln::<FMA>(u[l])).sqrt();
+                let (s, c) = fastmath::sin_cos_turns(t[l]);
+                (first[l], second[l]) = (r * c, r * s);
+            }
+            chunk.copy_from_slice(&z[..chunk.len()]);
         }
     }
 }

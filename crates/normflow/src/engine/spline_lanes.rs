@@ -14,14 +14,14 @@ use crate::engine::pool::Buf;
 /// `softplus(u + c) + MIN_DERIVATIVE` (with `c` such that `u = 0` gives exactly 1) and its
 /// slope, for each lane.
 #[inline(always)]
-fn derivatives(u: &Lanes) -> (Lanes, Lanes) {
+fn derivatives<const FMA: bool>(u: &Lanes) -> (Lanes, Lanes) {
     // c = ln(e^(1 − min) − 1)
     const SHIFT: f32 = 0.539_742_4;
     let (mut d, mut slope) = ([0.0; LANES], [0.0; LANES]);
     for l in 0..LANES {
         let v = u[l] + SHIFT;
-        let e = fastmath::exp(v);
-        let (soft, sl) = (fastmath::ln(1.0 + e) + MIN_DERIVATIVE, e / (1.0 + e));
+        let e = fastmath::exp::<FMA>(v);
+        let (soft, sl) = (fastmath::ln::<FMA>(1.0 + e) + MIN_DERIVATIVE, e / (1.0 + e));
         // Far right the softplus is v itself (and e would lose 1 + e's precision).
         (d[l], slope[l]) = if v > 20.0 { (v + MIN_DERIVATIVE, 1.0) } else { (soft, sl) };
     }
@@ -59,16 +59,19 @@ struct Bin {
 }
 
 impl LaneKernel for SplineLanes {
+    #[inline(always)]
     fn theta_mut(&mut self) -> &mut [Lanes] {
         self.theta.as_chunks_mut::<LANES>().0
     }
 
+    #[inline(always)]
     fn record_len(&self) -> usize {
         super::spline::record_len(self.shape)
     }
 
     /// Elements outside the bound pass through with log-det 0.
-    fn eval(&mut self, direction: Direction, v: &Lanes) -> (Lanes, Lanes) {
+    #[inline(always)]
+    fn eval<const FMA: bool>(&mut self, direction: Direction, v: &Lanes) -> (Lanes, Lanes) {
         let bound = self.shape.bound;
         let mut safe = [0.0f32; LANES];
         for l in 0..LANES {
@@ -76,15 +79,15 @@ impl LaneKernel for SplineLanes {
             // Elements outside (NaN included) enter the formulas as 0 and are discarded.
             safe[l] = if self.inside[l] { v[l] } else { 0.0 };
         }
-        self.build_knots();
+        self.build_knots::<FMA>();
         let search = match direction {
             Direction::Forward => &self.xs,
             Direction::Inverse => &self.ys,
         };
-        self.bin = self.find_bins(search, &safe);
+        self.bin = self.find_bins::<FMA>(search, &safe);
         let (mut y, mut ld) = match direction {
-            Direction::Forward => forward(&self.bin, &safe),
-            Direction::Inverse => inverse(&self.bin, &safe),
+            Direction::Forward => forward::<FMA>(&self.bin, &safe),
+            Direction::Inverse => inverse::<FMA>(&self.bin, &safe),
         };
         for l in 0..LANES {
             y[l] = if self.inside[l] { y[l] } else { v[l] };
@@ -95,10 +98,13 @@ impl LaneKernel for SplineLanes {
 
     /// The layout [`LaneGradient::grad`] reads: inside flag, bin, the bin's knots and knot
     /// derivatives with their softplus slopes, then the width and height probabilities.
+    #[inline(always)]
     fn save(&self, rec: &mut [Lanes]) {
         let b = &self.bin;
-        rec[0] = std::array::from_fn(|l| if self.inside[l] { 1.0 } else { 0.0 });
-        rec[1] = std::array::from_fn(|l| b.k[l] as f32);
+        for l in 0..LANES {
+            rec[0][l] = if self.inside[l] { 1.0 } else { 0.0 };
+            rec[1][l] = b.k[l] as f32;
+        }
         rec[2..RECORD_HEAD].copy_from_slice(&[b.x0, b.x1, b.y0, b.y1, b.d0, b.d1, b.dd0, b.dd1]);
         let probs = 2 * self.shape.bins;
         rec[RECORD_HEAD..RECORD_HEAD + probs].copy_from_slice(&self.theta.as_chunks::<LANES>().0[..probs]);
@@ -106,10 +112,12 @@ impl LaneKernel for SplineLanes {
 }
 
 impl LaneGradient for SplineLanes {
+    #[inline(always)]
     fn record_mut(&mut self) -> &mut [Lanes] {
         self.record.as_chunks_mut::<LANES>().0
     }
 
+    #[inline(always)]
     fn theta_grad(&self) -> &[Lanes] {
         self.g_theta.as_chunks::<LANES>().0
     }
@@ -121,7 +129,8 @@ impl LaneGradient for SplineLanes {
     ///
     /// The inverse pass `x = F⁻¹(y)` reuses the forward partials: with `c = (g_x − g_ld·∂ℓ/∂x)/F′`,
     /// `∂L/∂y = c` and `∂L/∂θ = −c·∂F/∂θ − g_ld·∂ℓ/∂θ`.
-    fn grad(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes {
+    #[inline(always)]
+    fn grad<const FMA: bool>(&mut self, direction: Direction, x: &Lanes, g_out: &Lanes, g_ld: &Lanes) -> Lanes {
         let bins = self.shape.bins;
         let rec = self.record.as_chunks::<LANES>().0;
         let (inside, kb) = (&rec[0], &rec[1]);
@@ -230,7 +239,8 @@ impl SplineLanes {
 
     /// Softmaxes the width and height parameters in place (lane by lane) and accumulates them
     /// into knot positions.
-    fn build_knots(&mut self) {
+    #[inline(always)]
+    fn build_knots<const FMA: bool>(&mut self) {
         let (k, b) = (self.shape.bins, self.shape.bound);
         let scale = 1.0 - MIN_BIN * k as f32;
         let theta = self.theta.as_chunks_mut::<LANES>().0;
@@ -247,12 +257,15 @@ impl SplineLanes {
             for p in probs.iter_mut() {
                 let mut pv = *p;
                 for l in 0..LANES {
-                    pv[l] = fastmath::exp(pv[l] - max[l]);
+                    pv[l] = fastmath::exp::<FMA>(pv[l] - max[l]);
                     sum[l] += pv[l];
                 }
                 *p = pv;
             }
-            let inv: Lanes = std::array::from_fn(|l| 1.0 / sum[l]);
+            let mut inv = [0.0f32; LANES];
+            for l in 0..LANES {
+                inv[l] = 1.0 / sum[l];
+            }
             let mut acc = [0.0f32; LANES];
             knots[0] = [-b; LANES];
             for (p, knot) in probs.iter_mut().zip(knots[1..].iter_mut()) {
@@ -272,7 +285,8 @@ impl SplineLanes {
 
     /// Each lane's bin among `knots` (the last knot belongs to the last bin), its knots and
     /// the derivatives at them (1 at the boundary knots).
-    fn find_bins(&self, knots: &[f32], v: &Lanes) -> Bin {
+    #[inline(always)]
+    fn find_bins<const FMA: bool>(&self, knots: &[f32], v: &Lanes) -> Bin {
         let k = self.shape.bins;
         let knots = knots.as_chunks::<LANES>().0;
         let (xs, ys) = (self.xs.as_chunks::<LANES>().0, self.ys.as_chunks::<LANES>().0);
@@ -302,8 +316,8 @@ impl SplineLanes {
             }
         }
         let mut b = Bin { k: bin, x0, x1, y0, y1, d0: zero, d1: zero, dd0: zero, dd1: zero };
-        (b.d0, b.dd0) = derivatives(&u0);
-        (b.d1, b.dd1) = derivatives(&u1);
+        (b.d0, b.dd0) = derivatives::<FMA>(&u0);
+        (b.d1, b.dd1) = derivatives::<FMA>(&u1);
         let last = (k - 1) as u32;
         for l in 0..LANES {
             let (first, end) = (bin[l] == 0, bin[l] == last);
@@ -318,18 +332,21 @@ impl SplineLanes {
 
 /// `log dy/dx = log(s²·N₂/den²)` at position `xi` within the bin, lane by lane.
 #[inline(always)]
-fn log_slope(b: &Bin, xi: &Lanes) -> Lanes {
-    std::array::from_fn(|l| {
+fn log_slope<const FMA: bool>(b: &Bin, xi: &Lanes) -> Lanes {
+    let mut out = [0.0f32; LANES];
+    for l in 0..LANES {
         let (w, h) = (b.x1[l] - b.x0[l], b.y1[l] - b.y0[l]);
         let (s, t, q) = (h / w, xi[l], xi[l] * (1.0 - xi[l]));
         let den = s + (b.d1[l] + b.d0[l] - 2.0 * s) * q;
         let n2 = b.d1[l] * t * t + 2.0 * s * q + b.d0[l] * (1.0 - t) * (1.0 - t);
-        fastmath::ln(s * s * n2 / (den * den))
-    })
+        out[l] = fastmath::ln::<FMA>(s * s * n2 / (den * den));
+    }
+    out
 }
 
 /// `x ↦ y` and `log dy/dx` inside the bins.
-fn forward(b: &Bin, x: &Lanes) -> (Lanes, Lanes) {
+#[inline(always)]
+fn forward<const FMA: bool>(b: &Bin, x: &Lanes) -> (Lanes, Lanes) {
     let mut y = [0.0f32; LANES];
     let mut xi = [0.0f32; LANES];
     for l in 0..LANES {
@@ -341,11 +358,12 @@ fn forward(b: &Bin, x: &Lanes) -> (Lanes, Lanes) {
         y[l] = b.y0[l] + h * (s * t * t + b.d0[l] * q) / den;
         xi[l] = t;
     }
-    (y, log_slope(b, &xi))
+    (y, log_slope::<FMA>(b, &xi))
 }
 
 /// `y ↦ x` and `log dx/dy` inside the bins, by the stable root `2c / (−b − √disc)`.
-fn inverse(b: &Bin, y: &Lanes) -> (Lanes, Lanes) {
+#[inline(always)]
+fn inverse<const FMA: bool>(b: &Bin, y: &Lanes) -> (Lanes, Lanes) {
     let mut x = [0.0f32; LANES];
     let mut xi = [0.0f32; LANES];
     for l in 0..LANES {
@@ -363,7 +381,7 @@ fn inverse(b: &Bin, y: &Lanes) -> (Lanes, Lanes) {
         x[l] = b.x0[l] + root * w;
         xi[l] = root;
     }
-    let mut ld = log_slope(b, &xi);
+    let mut ld = log_slope::<FMA>(b, &xi);
     ld.iter_mut().for_each(|v| *v = -*v);
     (x, ld)
 }

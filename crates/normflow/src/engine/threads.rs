@@ -91,9 +91,12 @@ pub(crate) fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         }
         return;
     }
+    // Every part runs with the caller's instruction set (a thread's cap, `isa::with_isa`,
+    // reaches the work it hands out).
+    let isa = super::isa::active();
     let marked = |p: usize| {
         let _mark = PartMark::new();
-        f(p);
+        super::isa::with_isa(isa, || f(p));
     };
     let f: &(dyn Fn(usize) + Sync) = &marked;
     let pool = pool();
