@@ -170,11 +170,15 @@ fn conv_probe() -> Result<(), CliError> {
         let forward = best(&mut || conv2d_forward(s, &x, &w, &b, &mut out));
         let backward = best(&mut || drop(conv2d_backward(s, &x, &w, &g)));
         let flop = 2.0 * s.forward_macs() as f64;
+        // The layer as a network runs it (group layout, forward with its ReLU), without the
+        // batch functions' conversion from and to image rows.
+        let (layer_forward, layer_backward) = normflow::engine::conv_layer_seconds(s, 5);
         print_json(&json!({
             "impl": "normflow", "probe": "conv2d", "batch": s.batch, "in_channels": in_channels, "out_channels": out_channels,
             "height": side, "width": side, "kernel": kernel,
             "forward_ms": forward * 1e3, "forward_gflops": flop / forward / 1e9,
             "backward_ms": backward * 1e3, "backward_gflops": 2.0 * flop / backward / 1e9,
+            "layer_forward_gflops": flop / layer_forward / 1e9, "layer_backward_gflops": 2.0 * flop / layer_backward / 1e9,
         }))?;
     }
     Ok(())

@@ -63,7 +63,7 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
-    fn pixels(&self) -> usize {
+    pub(crate) fn pixels(&self) -> usize {
         self.height * self.width
     }
 

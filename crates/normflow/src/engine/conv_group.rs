@@ -254,7 +254,7 @@ impl<'a> GroupConv<'a> {
         let (pixels, cols) = (self.pixels(), images * self.pixels());
         let gx = &mut gx[..s.in_channels * cols];
         for (row, b) in g.chunks(cols).take(s.out_channels).zip(gb.iter_mut()) {
-            *b += row.iter().sum::<f32>();
+            *b += super::fastmath::sum(row);
         }
         match self.plan {
             Plan::Pointwise => {

@@ -45,7 +45,7 @@ pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
 #[cfg(feature = "bench")]
-pub use probe::{multiply_add_peak_gflops, product_gflops};
+pub use probe::{conv_layer_seconds, multiply_add_peak_gflops, product_gflops};
 #[cfg(feature = "bench")]
 pub use product_clock::time_in_products;
 pub(crate) use rng::fill_normal_blocks;

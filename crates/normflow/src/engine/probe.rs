@@ -2,8 +2,12 @@
 //! matrix products, and the rate of fused multiply-adds with no memory traffic at all, which no
 //! implementation of a product on this machine can exceed.
 
+use super::conv::Conv2dShape;
+use super::conv_group::{group_images, GroupConv};
 use super::isa::Isa;
 use super::matmul::matmul_ab;
+use super::pool;
+use super::threads::map_row_ranges;
 
 /// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
 /// settings (single-threaded products, one per thread, as the training step runs them): the
@@ -19,6 +23,50 @@ pub fn product_gflops(m: usize, n: usize, k: usize, threads: usize) -> f64 {
             matmul_ab(&mut out, &a, &b, m, n, k, false);
         }
     })
+}
+
+/// Seconds of one forward and one backward pass (each the best of `reps`) of the convolution
+/// `s` as the image networks run their layers: the batch already in group layout (channel-major
+/// over groups of images, see `conv_group`), its groups spread over the worker threads, each
+/// with its own scratch. Unlike [`super::conv2d_forward`] and [`super::conv2d_backward`], no
+/// conversion from or to image rows is timed: a network converts only at its ends.
+pub fn conv_layer_seconds(s: Conv2dShape, reps: usize) -> (f64, f64) {
+    let (pixels, group) = (s.pixels(), group_images(s.pixels()));
+    let groups = s.batch.div_ceil(group);
+    let images = |g: usize| group.min(s.batch - g * group);
+    let fill = |n: usize, seed: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0).collect() };
+    let (weight, bias) = (fill(s.weight_len(), 1).iter().map(|v| 0.1 * v).collect::<Vec<_>>(), fill(s.out_channels, 2));
+    let conv = GroupConv::new(s, &weight, &bias);
+    let xs: Vec<Vec<f32>> = (0..groups).map(|g| fill(s.in_channels * images(g) * pixels, g)).collect();
+    let gs: Vec<Vec<f32>> = (0..groups).map(|g| fill(s.out_channels * images(g) * pixels, g + 7)).collect();
+    let pass = |backward: bool| {
+        map_row_ranges(groups, 1, |range| {
+            let mut y = pool::scratch(s.out_channels.max(s.in_channels) * group * pixels);
+            let mut work = pool::scratch(conv.work_len(group));
+            let (mut gw, mut gb) = (pool::zeroed(conv.weight_grad_len()), pool::zeroed(s.out_channels));
+            for g in range {
+                if backward {
+                    conv.backward(images(g), &xs[g], &gs[g], &mut y, &mut gw, &mut gb, &mut work);
+                } else {
+                    conv.forward(images(g), &xs[g], &mut y, &mut work, true);
+                }
+            }
+            for v in [y, work, gw, gb] {
+                pool::give(v);
+            }
+        });
+    };
+    let best = |backward: bool| {
+        pass(backward);
+        (0..reps.max(1))
+            .map(|_| {
+                let start = std::time::Instant::now();
+                pass(backward);
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    (best(false), best(true))
 }
 
 /// Runs `work` on `threads` threads at once and returns their joint rate in GFLOP/s, given the

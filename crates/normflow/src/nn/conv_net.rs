@@ -5,7 +5,7 @@
 //! `h ← ReLU(h + conv3×3(ReLU(conv3×3(h))))`, then the output 3×3 convolution. Either way the
 //! last convolution starts at zero, so that a new coupling is the identity.
 
-use crate::engine::{self, group_images, pool, Conv2dShape, GroupConv, ImageShape, Matrix, Rng};
+use crate::engine::{self, fastmath, group_images, pool, Conv2dShape, GroupConv, ImageShape, Matrix, Rng};
 
 /// The three convolutions' shapes and where their weights and biases sit in the flat
 /// parameters.
@@ -304,7 +304,7 @@ impl ConvNet {
             let (src, dst) = (&g_in[r * width..(r + 1) * width], out.row_mut(r));
             dst[..len].copy_from_slice(&src[..len]);
             for (c, plane) in src[len..].chunks(p).enumerate() {
-                dst[len + c] = plane.iter().sum();
+                dst[len + c] = fastmath::sum(plane);
             }
         }
         pool::give(g_in);
