@@ -3,7 +3,7 @@
 //! the first batch comes out with zero mean and unit variance.
 
 use super::{check_width, BijectionSpec, Direction, Tape};
-use crate::engine::{pool, Matrix};
+use crate::engine::{fastmath, pool, Matrix};
 use crate::io::TensorSource;
 use crate::{Bijection, Result};
 
@@ -113,23 +113,23 @@ impl Bijection for ActNorm {
         let mut g_in = grad_out.clone();
         let g_ld_sum: f32 = grad_log_det.iter().sum();
         for i in 0..grad_out.rows() {
-            let (g, y) = (grad_out.row(i), cache.output.row(i));
-            let gi = g_in.row_mut(i);
-            for k in 0..d * p {
-                let j = k / p;
+            let planes = g_in.row_mut(i).chunks_mut(p).zip(cache.output.row(i).chunks(p));
+            for (j, (g, y)) in planes.enumerate() {
+                let (sum_g, sum_gy) = (fastmath::sum(g), fastmath::dot(g, y));
                 match direction {
-                    // x = z e^s + b: dx/ds = x − b.
+                    // x = z e^s + b: dx/dz = e^s, dx/ds = x − b, dx/db = 1.
                     Direction::Forward => {
-                        gi[k] = g[k] * s[j].exp();
-                        g_s[j] += g[k] * (y[k] - self.params[d + j]);
-                        g_b[j] += g[k];
+                        let e = s[j].exp();
+                        g.iter_mut().for_each(|v| *v *= e);
+                        g_s[j] += sum_gy - self.params[d + j] * sum_g;
+                        g_b[j] += sum_g;
                     }
-                    // z = (x − b) e^−s: dz/ds = −z, dz/db = −e^−s.
+                    // z = (x − b) e^−s: dz/dx = e^−s, dz/ds = −z, dz/db = −e^−s.
                     Direction::Inverse => {
                         let e = (-s[j]).exp();
-                        gi[k] = g[k] * e;
-                        g_s[j] -= g[k] * y[k];
-                        g_b[j] -= g[k] * e;
+                        g.iter_mut().for_each(|v| *v *= e);
+                        g_s[j] -= sum_gy;
+                        g_b[j] -= sum_g * e;
                     }
                 }
             }

@@ -6,7 +6,7 @@
 use super::whitening::whitening_factors;
 use super::{check_width, BijectionSpec, Direction, Tape};
 use crate::engine::pool::{self, Buf};
-use crate::engine::{matmul_a_bt, Matrix};
+use crate::engine::{matmul_a_bt, matmul_ab, matmul_at_b, Matrix};
 use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
@@ -225,37 +225,19 @@ impl Bijection for LuLinear {
             Direction::Forward => m.w.clone(),
             Direction::Inverse => self.inverse_matrix(&m),
         };
+        // Products over all rows (an image's 1×1 convolution has a row per pixel).
         let mut g_mat = Buf::zeroed(d * d);
-        for r in 0..rows {
-            let (g, s) = (grad_out.row(r), cache.input.row(r));
-            for i in 0..d {
-                for j in 0..d {
-                    g_mat[i * d + j] += g[i] * s[j];
-                }
-            }
-        }
+        matmul_at_b(&mut g_mat, grad_out.as_slice(), cache.input.as_slice(), d, d, rows, false);
         let mut g_in = Matrix::zeros(rows, d);
-        for r in 0..rows {
-            let g = grad_out.row(r);
-            let gi = g_in.row_mut(r);
-            for i in 0..d {
-                for j in 0..d {
-                    gi[j] += g[i] * mat[i * d + j];
-                }
-            }
-        }
+        matmul_ab(g_in.as_mut_slice(), grad_out.as_slice(), &mat, rows, d, d, false);
         let g_ld: f32 = grad_log_det.iter().sum();
         let (g_w, g_b, ld_sign) = match direction {
-            Direction::Forward => {
-                let g_b: Buf = (0..d).map(|j| (0..rows).map(|r| grad_out.get(r, j)).sum()).collect();
-                (g_mat, g_b, 1.0)
-            }
+            Direction::Forward => (g_mat, column_sums(&grad_out, 1.0), 1.0),
             Direction::Inverse => {
                 // V = W⁻¹: dV = −V dW V, so ∂L/∂W = −Vᵀ (∂L/∂V) Vᵀ; src = x − b, so ∂L/∂b = −Σ ∂L/∂src.
                 let vt = transpose(&mat, d);
                 let g_w = matmul(&matmul(&vt, &g_mat, d), &vt, d).iter().map(|v| -v).collect();
-                let g_b: Buf = (0..d).map(|j| -(0..rows).map(|r| g_in.get(r, j)).sum::<f32>()).collect();
-                (g_w, g_b, -1.0)
+                (g_w, column_sums(&g_in, -1.0), -1.0)
             }
         };
         // W = P L U: ∂L/∂(LU) = Pᵀ ∂L/∂W; then ∂L/∂L = G Uᵀ, ∂L/∂U = Lᵀ G.
@@ -315,4 +297,15 @@ impl Bijection for LuLinear {
         }
         Ok(())
     }
+}
+
+/// `sign ·` the sum of each column of `m`, row by row (every column's running sum advances
+/// at once, instead of one strided pass per column).
+fn column_sums(m: &Matrix, sign: f32) -> Buf {
+    let mut sums = Buf::zeroed(m.cols());
+    for r in 0..m.rows() {
+        sums.iter_mut().zip(m.row(r)).for_each(|(s, v)| *s += v);
+    }
+    sums.iter_mut().for_each(|s| *s *= sign);
+    sums
 }

@@ -110,6 +110,23 @@ pub(crate) fn sum(values: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// `Σ a·b` over two slices of one length, in 16 interleaved partial sums (see [`sum`]).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const PARTS: usize = 16;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let (chunks_a, rest_a) = a.as_chunks::<PARTS>();
+    let (chunks_b, rest_b) = b.as_chunks::<PARTS>();
+    let mut acc = [0.0f32; PARTS];
+    for (ca, cb) in chunks_a.iter().zip(chunks_b) {
+        for l in 0..PARTS {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    acc.iter().sum::<f32>() + rest_a.iter().zip(rest_b).map(|(x, y)| x * y).sum::<f32>()
+}
+
 /// Lanes handled together: one 256-bit vector of `f32`.
 pub(crate) const LANES: usize = 8;
 
@@ -143,6 +160,16 @@ mod tests {
             let v: Vec<f32> = (0..n).map(|i| (i % 9) as f32 - 3.5).collect();
             let want: f64 = v.iter().map(|&x| x as f64).sum();
             assert!((super::sum(&v) as f64 - want).abs() < 1e-3, "{n}");
+        }
+    }
+
+    #[test]
+    fn dot_multiplies_and_adds_every_pair() {
+        for n in [0, 3, 16, 40, 1001] {
+            let a: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.5).collect();
+            let want: f64 = a.iter().zip(&b).map(|(&x, &y)| x as f64 * y as f64).sum();
+            assert!((super::dot(&a, &b) as f64 - want).abs() < 1e-3, "{n}");
         }
     }
 
