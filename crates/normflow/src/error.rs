@@ -91,6 +91,9 @@ pub enum Error {
     /// Not enough rows for what was asked.
     #[error("not enough data: {0}")]
     NotEnoughData(String),
+    /// An ODE solver stopped: the state became non-finite or the step cap was reached.
+    #[error("integration failed: {0}")]
+    Integration(String),
     /// An operation this bijection cannot do (e.g. a gradient through a sequential inverse).
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -52,6 +52,7 @@ mod error;
 pub mod flows;
 pub mod io;
 pub mod nn;
+pub mod ode;
 pub mod testing;
 pub mod train;
 

@@ -51,12 +51,14 @@ macro_rules! image_builders {
     };
 }
 
+mod flow_matching;
 mod glow;
 mod maf;
 mod nsf;
 mod realnvp;
 mod realnvp_image;
 
+pub use flow_matching::{FlowMatching, FlowMatchingConfig};
 pub use glow::GlowConfig;
 image_builders!(GlowConfig);
 pub use maf::{MafConfig, Ordering};

@@ -7,6 +7,7 @@ mod layer_mask;
 mod made;
 mod mlp;
 mod residual;
+mod vector_field;
 
 pub use checkerboard_net::{checkerboard_order, CheckerboardNet};
 pub use conditioner::{Conditioner, ConditionerCache};
@@ -16,3 +17,4 @@ pub use layer_mask::masked_product_macs;
 pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
 pub use residual::{ResidualCache, ResidualMlp};
+pub use vector_field::{FieldCache, VectorField};

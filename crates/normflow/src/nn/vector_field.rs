@@ -1,0 +1,324 @@
+//! The velocity field `v(x, t, context)` of a continuous flow: an MLP with SiLU hidden layers
+//! (smooth, so that adaptive ODE solvers meet no kinks) on the state, sinusoidal features of
+//! the time and the context, with a hand-derived backward pass, and the trace of its Jacobian
+//! `tr(∂v/∂x)` exact by forward-mode passes (one tangent per state dimension, pushed through
+//! the layers as one product) or estimated by Hutchinson's `εᵀ(∂v/∂x)ε` with Rademacher probes.
+
+use crate::engine::{fastmath, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+
+/// Sinusoidal time features `t, sin(π·2ᵏ·t), cos(π·2ᵏ·t)` for `k < frequencies`.
+fn time_features(t: f32, frequencies: usize, out: &mut [f32]) {
+    out[0] = t;
+    for k in 0..frequencies {
+        let (s, c) = (std::f32::consts::PI * (1u32 << k) as f32 * t).sin_cos();
+        (out[1 + 2 * k], out[2 + 2 * k]) = (s, c);
+    }
+}
+
+/// `silu(a) = a·sigmoid(a)` and its derivative `s + a·s·(1 − s)`, for `a` clamped to where
+/// `exp` is finite.
+#[inline(always)]
+fn silu(a: f32) -> (f32, f32) {
+    let s = 1.0 / (1.0 + fastmath::exp::<false>(-a));
+    (a * s, s + a * s * (1.0 - s))
+}
+
+/// What [`VectorField::velocity_cached`] keeps for the backward and tangent passes: each
+/// layer's input, and each hidden layer's activation derivative.
+#[derive(Debug)]
+pub struct FieldCache {
+    inputs: Vec<Matrix>,
+    slopes: Vec<Matrix>,
+}
+
+/// A velocity field over `dim` values with `context_dim` context values.
+#[derive(Clone, Debug)]
+pub struct VectorField {
+    dim: usize,
+    context_dim: usize,
+    frequencies: usize,
+    /// Layer widths, input first.
+    sizes: Vec<usize>,
+    /// Per layer: the weight `[out, in]` (row-major), then the bias `[out]`.
+    params: Vec<f32>,
+}
+
+impl VectorField {
+    /// A field with the given hidden layer widths and time frequencies, its last layer scaled
+    /// down so that training starts near the zero field.
+    pub fn new(dim: usize, context_dim: usize, hidden: &[usize], frequencies: usize, rng: &mut Rng) -> Self {
+        let mut sizes = vec![dim + 1 + 2 * frequencies + context_dim];
+        sizes.extend_from_slice(hidden);
+        sizes.push(dim);
+        let layers = sizes.len() - 1;
+        let mut params = Vec::new();
+        for (l, w) in sizes.windows(2).enumerate() {
+            let bound = 1.0 / (w[0].max(1) as f64).sqrt() * if l + 1 == layers { 0.1 } else { 1.0 };
+            params.extend((0..w[0] * w[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32));
+            params.extend(std::iter::repeat_n(0.0, w[1]));
+        }
+        Self { dim, context_dim, frequencies, sizes, params }
+    }
+
+    /// Layer `l`'s weight `[out, in]` and bias.
+    fn layer(&self, l: usize) -> (&[f32], &[f32]) {
+        let off: usize = self.sizes.windows(2).take(l).map(|w| w[0] * w[1] + w[1]).sum();
+        let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
+        self.params[off..off + fan_in * fan_out + fan_out].split_at(fan_in * fan_out)
+    }
+
+    /// State dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Context dimension (0 for none).
+    pub fn context_dim(&self) -> usize {
+        self.context_dim
+    }
+
+    /// Time frequencies of the input features.
+    pub fn frequencies(&self) -> usize {
+        self.frequencies
+    }
+
+    /// Hidden layer widths.
+    pub fn hidden(&self) -> &[usize] {
+        &self.sizes[1..self.sizes.len() - 1]
+    }
+
+    /// The network's parameters.
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The network's parameters, mutable.
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// The network's input rows: each state row, the time features of its time, its context.
+    fn inputs(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
+        let (d, f) = (self.dim, 1 + 2 * self.frequencies);
+        let width = d + f + self.context_dim;
+        let mut out = Matrix::zeros(x.rows(), width);
+        for r in 0..x.rows() {
+            let row = out.row_mut(r);
+            row[..d].copy_from_slice(x.row(r));
+            time_features(t[r.min(t.len() - 1)], self.frequencies, &mut row[d..d + f]);
+            if let Some(c) = context {
+                row[d + f..].copy_from_slice(c.row(r));
+            }
+        }
+        out
+    }
+
+    /// `v(x, t)` for each row (`t`: one time per row, or one for all).
+    pub fn velocity(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
+        self.velocity_cached(x, t, context).0
+    }
+
+    /// `v(x, t)` and the cache [`VectorField::backward`] needs.
+    pub fn velocity_cached(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, FieldCache) {
+        let layers = self.sizes.len() - 1;
+        let mut h = self.inputs(x, t, context);
+        let (mut inputs, mut slopes) = (Vec::with_capacity(layers), Vec::with_capacity(layers - 1));
+        for l in 0..layers {
+            let (w, b) = self.layer(l);
+            let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
+            let mut a = Matrix::zeros(rows, fan_out);
+            matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
+            for row in a.as_mut_slice().chunks_exact_mut(fan_out) {
+                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            }
+            inputs.push(h);
+            if l + 1 == layers {
+                return (a, FieldCache { inputs, slopes });
+            }
+            let mut slope = Matrix::zeros(rows, fan_out);
+            for (v, d) in a.as_mut_slice().iter_mut().zip(slope.as_mut_slice()) {
+                (*v, *d) = silu(*v);
+            }
+            slopes.push(slope);
+            h = a;
+        }
+        unreachable!("a field has at least one layer")
+    }
+
+    /// Writes the parameter gradients of a loss with gradient `grad_out` with respect to the
+    /// velocity of the cached pass into `grads` (overwritten).
+    pub fn backward(&self, cache: &FieldCache, grad_out: Matrix, grads: &mut [f32]) {
+        let layers = self.sizes.len() - 1;
+        let mut g = grad_out;
+        let mut off: usize = self.sizes.windows(2).map(|w| w[0] * w[1] + w[1]).sum();
+        for l in (0..layers).rev() {
+            let (fan_in, fan_out) = (self.sizes[l], self.sizes[l + 1]);
+            off -= fan_in * fan_out + fan_out;
+            let x = &cache.inputs[l];
+            let rows = x.rows();
+            let (gw, gb) = grads[off..off + fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
+            gb.fill(0.0);
+            for r in 0..rows {
+                gb.iter_mut().zip(g.row(r)).for_each(|(b, v)| *b += v);
+            }
+            matmul_at_b(gw, g.as_slice(), x.as_slice(), fan_out, fan_in, rows, false);
+            if l == 0 {
+                return;
+            }
+            let (w, _) = self.layer(l);
+            let mut gx = Matrix::zeros(rows, fan_in);
+            matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false);
+            gx.as_mut_slice().iter_mut().zip(cache.slopes[l - 1].as_slice()).for_each(|(v, d)| *v *= d);
+            g = gx;
+        }
+    }
+
+    /// Pushes tangents through the layers: `tangents` holds, for each of the cache's rows,
+    /// `per_row` tangent rows of the first layer's output (before its activation); returns
+    /// the output tangents (`rows · per_row × dim`).
+    fn push_tangents(&self, cache: &FieldCache, mut tangents: Matrix, per_row: usize) -> Matrix {
+        let layers = self.sizes.len() - 1;
+        for l in 1..layers {
+            let slope = &cache.slopes[l - 1];
+            let width = slope.cols();
+            for (i, row) in tangents.as_mut_slice().chunks_exact_mut(width).enumerate() {
+                row.iter_mut().zip(slope.row(i / per_row)).for_each(|(v, d)| *v *= d);
+            }
+            let (w, b) = self.layer(l);
+            let mut next = Matrix::zeros(tangents.rows(), b.len());
+            matmul_a_bt(next.as_mut_slice(), tangents.as_slice(), w, tangents.rows(), b.len(), width, false);
+            tangents = next;
+        }
+        tangents
+    }
+
+    /// `v(x, t)` and the exact trace of `∂v/∂x` per row, by `dim` forward-mode tangents per row.
+    pub fn velocity_and_trace(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
+        let (v, cache) = self.velocity_cached(x, t, context);
+        let (d, rows) = (self.dim, x.rows());
+        let (w0, b0) = self.layer(0);
+        let (fan_in, h) = (self.sizes[0], b0.len());
+        // Tangent e_i of the input: the first layer's output moves by column i of W₀.
+        let mut tangents = Matrix::zeros(rows * d, h);
+        for r in 0..rows {
+            for i in 0..d {
+                let row = tangents.row_mut(r * d + i);
+                row.iter_mut().enumerate().for_each(|(o, v)| *v = w0[o * fan_in + i]);
+            }
+        }
+        let out = self.push_tangents(&cache, tangents, d);
+        let trace = (0..rows).map(|r| (0..d).map(|i| out.get(r * d + i, i)).sum()).collect();
+        (v, trace)
+    }
+
+    /// `v(x, t)` and Hutchinson's estimate `εᵀ(∂v/∂x)ε` of the trace per row, for the given
+    /// probes `eps` (`rows × dim`, Rademacher ±1 for the smallest variance).
+    pub fn velocity_and_trace_estimate(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>, eps: &Matrix) -> (Matrix, Vec<f32>) {
+        let (v, cache) = self.velocity_cached(x, t, context);
+        let (d, rows) = (self.dim, x.rows());
+        let (w0, b0) = self.layer(0);
+        let (fan_in, h) = (self.sizes[0], b0.len());
+        let mut tangents = Matrix::zeros(rows, h);
+        for r in 0..rows {
+            let e = eps.row(r);
+            for (o, v) in tangents.row_mut(r).iter_mut().enumerate() {
+                *v = (0..d).map(|i| w0[o * fan_in + i] * e[i]).sum();
+            }
+        }
+        let out = self.push_tangents(&cache, tangents, 1);
+        let trace = (0..rows).map(|r| out.row(r).iter().zip(eps.row(r)).map(|(a, b)| a * b).sum()).collect();
+        (v, trace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(context_dim: usize) -> VectorField {
+        let mut rng = Rng::new(3);
+        let mut f = VectorField::new(3, context_dim, &[16, 16], 2, &mut rng);
+        // Larger weights than the initial ones (the last layer's start small), so that the
+        // Jacobian is far from zero and the activations far from linear.
+        let n = f.params().len();
+        f.params_mut().iter_mut().for_each(|p| *p *= 3.0);
+        for p in &mut f.params_mut()[n - 3 * 16 - 3..] {
+            *p *= 10.0;
+        }
+        f
+    }
+
+    fn batch(rows: usize, cols: usize, seed: u64) -> Matrix {
+        let mut rng = Rng::new(seed);
+        Matrix::from_vec(rows, cols, (0..rows * cols).map(|_| rng.normal() as f32).collect())
+    }
+
+    #[test]
+    fn exact_trace_matches_a_finite_difference_jacobian() {
+        for context_dim in [0, 2] {
+            let f = field(context_dim);
+            let x = batch(5, 3, 1);
+            let ctx = (context_dim > 0).then(|| batch(5, context_dim, 2));
+            let t = [0.1, 0.3, 0.5, 0.7, 0.9];
+            let (v, trace) = f.velocity_and_trace(&x, &t, ctx.as_ref());
+            assert_eq!(v, f.velocity(&x, &t, ctx.as_ref()));
+            let h = 1e-3f32;
+            for r in 0..5 {
+                let mut fd = 0.0f64;
+                for i in 0..3 {
+                    let (mut up, mut down) = (x.clone(), x.clone());
+                    up.row_mut(r)[i] += h;
+                    down.row_mut(r)[i] -= h;
+                    let (vu, vd) = (f.velocity(&up, &t, ctx.as_ref()), f.velocity(&down, &t, ctx.as_ref()));
+                    fd += (vu.get(r, i) as f64 - vd.get(r, i) as f64) / (2.0 * h as f64);
+                }
+                assert!((trace[r] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()), "row {r}: exact {} vs finite differences {fd}", trace[r]);
+            }
+            assert!(trace.iter().any(|t| t.abs() > 0.1), "a trace far from zero: {trace:?}");
+        }
+    }
+
+    #[test]
+    fn parameter_gradients_match_finite_differences() {
+        let mut f = field(2);
+        let (x, ctx, t) = (batch(4, 3, 6), batch(4, 2, 7), [0.2, 0.4, 0.6, 0.8]);
+        let weights = batch(4, 3, 8);
+        // L = Σ weights ⊙ v.
+        let loss = |f: &VectorField| -> f64 {
+            let v = f.velocity(&x, &t, Some(&ctx));
+            v.as_slice().iter().zip(weights.as_slice()).map(|(&a, &b)| a as f64 * b as f64).sum()
+        };
+        let (_, cache) = f.velocity_cached(&x, &t, Some(&ctx));
+        let mut grads = vec![0.0f32; f.params().len()];
+        f.backward(&cache, weights.clone(), &mut grads);
+        let n = grads.len();
+        for i in (0..n).step_by(7).chain([n - 1]) {
+            let h = 1e-2 * (1.0 + f.params()[i].abs());
+            f.params_mut()[i] += h;
+            let up = loss(&f);
+            f.params_mut()[i] -= 2.0 * h;
+            let down = loss(&f);
+            f.params_mut()[i] += h;
+            let fd = (up - down) / (2.0 * h as f64);
+            assert!((grads[i] as f64 - fd).abs() < 2e-2 * (1.0 + fd.abs()), "parameter {i}: {} vs {fd}", grads[i]);
+        }
+    }
+
+    #[test]
+    fn hutchinson_estimates_are_unbiased() {
+        let f = field(0);
+        let x = batch(1, 3, 4);
+        let (_, exact) = f.velocity_and_trace(&x, &[0.4], None);
+        // 1,000 probes of one row at once.
+        let rows = 1000;
+        let xs = Matrix::from_vec(rows, 3, x.row(0).repeat(rows));
+        let mut rng = Rng::new(5);
+        let eps = Matrix::from_vec(rows, 3, (0..rows * 3).map(|_| if rng.uniform() < 0.5 { -1.0 } else { 1.0 }).collect());
+        let (_, est) = f.velocity_and_trace_estimate(&xs, &[0.4], None, &eps);
+        let mean = est.iter().map(|&v| v as f64).sum::<f64>() / rows as f64;
+        let var = est.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / (rows - 1) as f64;
+        let se = (var / rows as f64).sqrt();
+        assert!(var > 0.0, "the estimates vary");
+        assert!((mean - exact[0] as f64).abs() < 3.0 * se, "mean {mean} ± {se} vs exact {}", exact[0]);
+    }
+}
