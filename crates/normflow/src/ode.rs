@@ -8,10 +8,13 @@
 //! A solver that meets a non-finite state, or an adaptive one that needs more steps than its
 //! cap, stops with an error instead of returning NaN.
 
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
 
 /// How to integrate.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Solver {
     /// Forward Euler: one evaluation per step, first order.
     Euler {

@@ -457,3 +457,27 @@ fn contractive_couplings_never_expand_the_density_direction_whatever_their_weigh
     let (_, ld) = stack(Transformer::Affine).inverse_and_log_det(&x, None).unwrap();
     assert!(ld.iter().any(|&l| l > 1.0), "the soft-clipped scales can expand");
 }
+
+#[test]
+fn continuous_flow_passes_harness_without_gradients() {
+    use normflow::bijection::{ContinuousFlow, ContinuousSpec};
+    use normflow::ode::Solver;
+    // Fixed steps: the map is then a smooth function of its input, so finite differences
+    // through it are exact up to rounding (an adaptive solver's step choices move with the
+    // input, and its error, up to its tolerance, divided by the difference step, swamps them);
+    // 64 classical Runge-Kutta steps put the trace integral within 1e-6 of the map's log-det.
+    for context_dim in [0, 2] {
+        let spec = ContinuousSpec {
+            dim: 3,
+            context_dim,
+            hidden: vec![16, 16],
+            frequencies: 2,
+            sigma_min: 1e-4,
+            solver: Solver::Rk4 { steps: 64 },
+        };
+        let layer = ContinuousFlow::from_spec(&spec).unwrap();
+        let opts =
+            HarnessOptions { forward_gradients: false, inverse_gradients: false, param_scale: 0.5, context_dim, ..Default::default() };
+        run(Box::new(layer), opts, 31);
+    }
+}

@@ -121,6 +121,8 @@ pub enum BijectionSpec {
         #[serde(default = "default_logit_alpha")]
         alpha: f32,
     },
+    /// [`super::ContinuousFlow`].
+    Continuous(super::ContinuousSpec),
     /// [`Standardize`].
     Standardize {
         /// Row width.
@@ -187,6 +189,7 @@ impl BijectionSpec {
             BijectionSpec::Conv1x1 { shape } => Box::new(Conv1x1::new(*shape)?),
             BijectionSpec::OnPrefix { dim, inner } => Box::new(OnPrefix::new(*dim, inner.build()?)?),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
+            BijectionSpec::Continuous(spec) => Box::new(super::ContinuousFlow::from_spec(spec)?),
             BijectionSpec::LuLinear { perm, whitens: false } => Box::new(LuLinear::new(perm.clone())?),
             BijectionSpec::LuLinear { perm, whitens: true } => Box::new(LuLinear::whitening(perm.len())?),
             BijectionSpec::BatchNorm { dim } => Box::new(BatchNorm::new(*dim)),

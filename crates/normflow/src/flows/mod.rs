@@ -58,7 +58,7 @@ mod nsf;
 mod realnvp;
 mod realnvp_image;
 
-pub use flow_matching::{FlowMatching, FlowMatchingConfig};
+pub use flow_matching::{fit_flow_matching, FlowMatching, FlowMatchingConfig};
 pub use glow::GlowConfig;
 image_builders!(GlowConfig);
 pub use maf::{MafConfig, Ordering};
