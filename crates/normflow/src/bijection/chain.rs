@@ -131,6 +131,19 @@ impl Bijection for Chain {
         self.layers.iter_mut().for_each(|l| l.set_training(on));
     }
 
+    fn apply(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        check_width("chain input", input, self.dim)?;
+        let mut h = input.clone();
+        for step in 0..self.layers.len() {
+            h = self.layers[self.layer_at(direction, step)].apply(&h, context, direction)?;
+        }
+        Ok(h)
+    }
+
+    fn set_solver(&mut self, solver: crate::ode::Solver) -> bool {
+        self.layers.iter_mut().fold(false, |any, l| l.set_solver(solver) | any)
+    }
+
     fn dequantized_columns(&self) -> Vec<usize> {
         // Only the data-side layer sees data columns.
         self.layers.last().map(|l| l.dequantized_columns()).unwrap_or_default()

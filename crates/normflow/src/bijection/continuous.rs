@@ -97,6 +97,19 @@ impl Bijection for ContinuousFlow {
         self.model.integrate(input, context, t0, t1, self.solver)
     }
 
+    fn apply(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        check_width("continuous flow input", input, self.dim())?;
+        match direction {
+            Direction::Forward => self.model.decode(input, context, self.solver),
+            Direction::Inverse => self.model.encode(input, context, self.solver),
+        }
+    }
+
+    fn set_solver(&mut self, solver: Solver) -> bool {
+        self.solver = solver;
+        true
+    }
+
     fn num_params(&self) -> usize {
         self.model.field().params().len()
     }

@@ -67,6 +67,14 @@ impl Bijection for Invert {
         self.0.set_training(on);
     }
 
+    fn apply(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        self.0.apply(input, context, direction.flip())
+    }
+
+    fn set_solver(&mut self, solver: crate::ode::Solver) -> bool {
+        self.0.set_solver(solver)
+    }
+
     fn dequantized_columns(&self) -> Vec<usize> {
         self.0.dequantized_columns()
     }

@@ -144,6 +144,19 @@ pub trait Bijection: Send + Sync + std::fmt::Debug {
     /// Switches training mode (batch statistics in [`BatchNorm`]); a no-op for most layers.
     fn set_training(&mut self, _on: bool) {}
 
+    /// The map alone, without its log-determinant: what encoding, decoding and sampling need.
+    /// The same as [`Bijection::transform`]'s rows; layers whose log-det costs extra work (the
+    /// trace a [`ContinuousFlow`] integrates) skip it.
+    fn apply(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        Ok(self.transform(input, context, direction)?.0)
+    }
+
+    /// Sets the ODE solver of every continuous layer ([`ContinuousFlow`]); returns whether
+    /// there was one.
+    fn set_solver(&mut self, _solver: crate::ode::Solver) -> bool {
+        false
+    }
+
     /// Integer-valued data columns that training dequantises with uniform noise (see
     /// [`Dequantize`]); empty for most layers.
     fn dequantized_columns(&self) -> Vec<usize> {

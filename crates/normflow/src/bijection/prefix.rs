@@ -99,6 +99,14 @@ impl Bijection for OnPrefix {
         self.inner.set_training(on);
     }
 
+    fn apply(&self, input: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        Ok(self.on_head(input, |h| Ok((self.inner.apply(h, context, direction)?, ())))?.0)
+    }
+
+    fn set_solver(&mut self, solver: crate::ode::Solver) -> bool {
+        self.inner.set_solver(solver)
+    }
+
     fn dequantized_columns(&self) -> Vec<usize> {
         self.inner.dequantized_columns()
     }

@@ -217,13 +217,18 @@ impl Flow {
     /// Latent codes `z = f⁻¹(x)`.
     pub fn encode(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         self.check_input("data", x, context)?;
-        Ok(self.par_rows(x, context, |xs, cs| self.transform.inverse_and_log_det(xs, cs))?.0)
+        Ok(self.par_rows(x, context, |xs, cs| Ok((self.transform.apply(xs, cs, Direction::Inverse)?, Vec::<f32>::new())))?.0)
     }
 
     /// Data rows `x = f(z)` from latent codes.
     pub fn decode(&self, z: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         self.check_input("latents", z, context)?;
-        Ok(self.par_rows(z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?.0)
+        Ok(self.par_rows(z, context, |zs, cs| Ok((self.transform.apply(zs, cs, Direction::Forward)?, Vec::<f32>::new())))?.0)
+    }
+
+    /// Sets the ODE solver of the flow's continuous layers; returns whether it has any.
+    pub fn set_solver(&mut self, solver: crate::ode::Solver) -> bool {
+        self.transform.set_solver(solver)
     }
 
     /// `per_context` samples for each row of `context`, in context-row order: rows
@@ -239,7 +244,7 @@ impl Flow {
 
     /// `n` samples (one per context row when conditional: then `n` must equal its row count).
     pub fn sample(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng) -> Result<Matrix> {
-        Ok(self.sample_and_log_prob(n, context, rng)?.0)
+        self.sample_at_temperature(n, 1.0, context, rng)
     }
 
     /// `n` samples and their log-densities, from one pass.
@@ -263,8 +268,10 @@ impl Flow {
         }
         check_context(context, self.context_dim(), n)?;
         let mut z = self.base.sample(n, rng);
-        z.as_mut_slice().iter_mut().for_each(|v| *v *= t);
-        Ok(self.par_rows(&z, context, |zs, cs| self.transform.forward_and_log_det(zs, cs))?.0)
+        if t != 1.0 {
+            z.as_mut_slice().iter_mut().for_each(|v| *v *= t);
+        }
+        Ok(self.par_rows(&z, context, |zs, cs| Ok((self.transform.apply(zs, cs, Direction::Forward)?, Vec::<f32>::new())))?.0)
     }
 
     /// Sum over rows of `−log p(x)`, writing its gradient with respect to the parameters into
