@@ -51,14 +51,17 @@ macro_rules! image_builders {
     };
 }
 
+mod assignment;
 mod flow_matching;
+mod flow_matching_fit;
 mod glow;
 mod maf;
 mod nsf;
 mod realnvp;
 mod realnvp_image;
 
-pub use flow_matching::{fit_flow_matching, FlowMatching, FlowMatchingConfig};
+pub use flow_matching::{Coupling, FlowMatching, FlowMatchingConfig};
+pub use flow_matching_fit::fit_flow_matching;
 pub use glow::GlowConfig;
 image_builders!(GlowConfig);
 pub use maf::{MafConfig, Ordering};
