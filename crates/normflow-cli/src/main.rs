@@ -4,6 +4,7 @@ mod allocator;
 mod cli;
 mod commands;
 mod input;
+mod ode_flags;
 mod output;
 mod plot;
 mod progress;

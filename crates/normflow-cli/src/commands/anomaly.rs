@@ -9,7 +9,8 @@ use serde_json::json;
 use super::train::{fit_rows, read_training_rows, TrainingRows};
 use super::{print_json, CliError};
 use crate::cli::{AnomalyCommand, AnomalyEvalArgs, AnomalyFitArgs, AnomalyScoreArgs, Smoothing, Trim};
-use crate::input::{columns_by_name, load_model, read_for_model, Selection};
+use crate::input::{columns_by_name, read_for_model, Selection};
+use crate::ode_flags::load_model_with;
 use crate::output::write_rows;
 
 /// Key of the threshold in a detector model's metadata.
@@ -150,7 +151,7 @@ fn from_chunk(e: CliError, offset: usize) -> CliError {
 const SCORE_CHUNK: usize = 65_536;
 
 fn score(a: AnomalyScoreArgs) -> Result<(), CliError> {
-    let flow = load_model(&a.model)?;
+    let flow = load_model_with(&a.model, &a.ode)?;
     let threshold = threshold_of(&flow, &a.model)?;
     let output_format = a.output.as_deref().map(Format::for_output).transpose()?;
     let streamable = Format::of(&a.data) == Format::Csv && output_format.is_none_or(|f| f == Format::Csv) && flow.context_dim() == 0;
@@ -255,7 +256,7 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
 }
 
 fn eval(a: AnomalyEvalArgs) -> Result<(), CliError> {
-    let flow = load_model(&a.model)?;
+    let flow = load_model_with(&a.model, &a.ode)?;
     let threshold = threshold_of(&flow, &a.model)?;
     let labels: Vec<bool> = read_column(&a.data, &a.label_column)?.iter().map(|&l| l as f64 != a.normal_label).collect();
     let select = Selection { columns: a.columns.as_deref(), by_position: a.by_position, ..Default::default() };

@@ -4,10 +4,11 @@ use serde_json::json;
 
 use super::{print_json, CliError};
 use crate::cli::EvalArgs;
-use crate::input::{load_model, read_for_model, Selection};
+use crate::input::{read_for_model, Selection};
+use crate::ode_flags::load_model_with;
 
 pub fn run(a: EvalArgs) -> Result<(), CliError> {
-    let flow = load_model(&a.model)?;
+    let flow = load_model_with(&a.model, &a.ode)?;
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (t, c) = read_for_model(&a.data, &flow, select)?;
     let lp = flow.log_prob(&t.data, c.as_ref())?;

@@ -6,7 +6,8 @@ use normflow::Matrix;
 
 use super::CliError;
 use crate::cli::MapArgs;
-use crate::input::{context_names, load_model, read_context, read_for_model, Selection};
+use crate::input::{context_names, read_context, read_for_model, Selection};
+use crate::ode_flags::load_model_with;
 use crate::output::{check_output, numbered, write_rows};
 
 /// Which map to apply.
@@ -21,7 +22,7 @@ pub enum Mapping {
 
 pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     check_output(a.output.as_deref())?;
-    let flow = load_model(&a.model)?;
+    let flow = load_model_with(&a.model, &a.ode)?;
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {

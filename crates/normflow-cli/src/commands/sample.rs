@@ -6,7 +6,8 @@ use normflow::{Flow, Matrix, Rng};
 
 use super::CliError;
 use crate::cli::SampleArgs;
-use crate::input::{load_model, model_context_columns, read_context};
+use crate::input::{model_context_columns, read_context};
+use crate::ode_flags::load_model_with;
 use crate::output::{check_output, numbered, write_blocks};
 
 /// Values drawn per block (rows × columns): about 4 MB of samples in memory at a time.
@@ -57,7 +58,7 @@ fn read_contexts(path: &std::path::Path, flow: &Flow) -> Result<Matrix, CliError
 
 pub fn run(a: SampleArgs) -> Result<(), CliError> {
     check_output(a.output.as_deref())?;
-    let flow = load_model(&a.model)?;
+    let flow = load_model_with(&a.model, &a.ode)?;
     let header = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let block = block_rows(flow.dim());
     let mut rng = Rng::new(a.seed);

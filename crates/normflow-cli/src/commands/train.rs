@@ -3,7 +3,8 @@
 use normflow::bijection::{Bounds, Dequantize, Interval};
 use normflow::data::Table;
 use normflow::data::{read_table, CsvOptions};
-use normflow::flows::{MafConfig, NsfConfig, RealNvpConfig};
+use normflow::flows::{fit_flow_matching, Coupling, FlowMatchingConfig, MafConfig, NsfConfig, RealNvpConfig};
+use normflow::ode::Solver;
 use normflow::train::{fit, scott_factor, FitConfig, History, LrSchedule};
 use normflow::{Flow, Rng};
 use serde_json::json;
@@ -11,6 +12,7 @@ use serde_json::json;
 use super::{print_json, CliError};
 use crate::cli::{FlowKind, Smoothing, TrainArgs};
 use crate::input::CONTEXT_COLUMNS_KEY;
+use crate::ode_flags::DEFAULT_RTOL;
 use crate::progress::TrainingBar;
 
 /// Applies the flags every preset shares to a preset configuration.
@@ -39,6 +41,7 @@ pub(crate) fn build_flow(a: &TrainArgs, dim: usize, context_dim: usize) -> Resul
             .with_bound(a.tail_bound)
             .with_autoregressive(a.flow == FlowKind::NsfAr)
             .init(&mut rng)?,
+        FlowKind::Fm => return Err(CliError::Usage("a continuous flow is built by flow matching, not here".into())),
     })
 }
 
@@ -116,9 +119,8 @@ pub(crate) fn read_training_rows(a: &TrainArgs, also_drop: &[String]) -> Result<
 pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Smoothing) -> Result<(Flow, History), CliError> {
     let (table, context) = (&rows.data, &rows.context);
     let dim = table.data.cols();
-    let mut flow = build_flow(a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
-    if let Some(spec) = &a.bounds {
-        flow = flow.with_data_layer(Box::new(Bounds::new(parse_bounds(spec, dim)?)?))?;
+    if a.ot && a.flow != FlowKind::Fm {
+        return Err(CliError::Usage("--ot is for continuous flows (--flow fm)".into()));
     }
     let dequantized = match &a.dequantize {
         Some(cols) => cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?,
@@ -133,13 +135,42 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Sm
             found
         }
     };
-    if !dequantized.is_empty() {
-        flow = flow.with_data_layer(Box::new(Dequantize::new(dim, dequantized)?))?;
-    }
+    let bar = TrainingBar::new(a.quiet);
+    let result = if a.flow == FlowKind::Fm {
+        fit_continuous(a, rows, dequantized, &bar)
+    } else {
+        fit_discrete(a, rows, dequantized, default_smoothing, &bar)
+    };
+    bar.finish();
+    let (mut flow, history) = result?;
     flow.meta.columns = table.columns.clone();
     if let Some(c) = context {
         let names = c.columns.clone().unwrap_or_else(|| a.context_columns.clone().unwrap_or_default());
         flow.meta.extra.insert(CONTEXT_COLUMNS_KEY.into(), json!(names));
+    }
+    Ok((flow, history))
+}
+
+/// Fits one of the discrete flows (coupling, autoregressive, spline) by maximum likelihood.
+fn fit_discrete(
+    a: &TrainArgs,
+    rows: &TrainingRows,
+    dequantized: Vec<usize>,
+    default_smoothing: Smoothing,
+    bar: &TrainingBar,
+) -> Result<(Flow, History), CliError> {
+    let (table, context) = (&rows.data, &rows.context);
+    let dim = table.data.cols();
+    if a.ode.chosen()?.is_some() {
+        return Err(CliError::Usage("--solver, --steps and --rtol are for continuous flows (--flow fm)".into()));
+    }
+    let mut flow = build_flow(a, dim, context.as_ref().map_or(0, |c| c.data.cols()))?;
+    if let Some(spec) = &a.bounds {
+        let bounds = parse_bounds(spec, dim)?;
+        flow = flow.with_data_layer(Box::new(Bounds::new(bounds)?))?;
+    }
+    if !dequantized.is_empty() {
+        flow = flow.with_data_layer(Box::new(Dequantize::new(dim, dequantized)?))?;
     }
     let config = FitConfig {
         lr: a.lr,
@@ -157,17 +188,45 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Sm
         },
         ..FitConfig::default()
     };
-    let bar = TrainingBar::new(a.quiet);
-    let result = fit(flow, &table.data, context.as_ref().map(|c| &c.data), &config, &mut |p| bar.update(p));
-    bar.finish();
-    result.map_err(|e| match e {
+    fit(flow, &table.data, context.as_ref().map(|c| &c.data), &config, &mut |p| bar.update(p)).map_err(|e| training_error(a, table, e))
+}
+
+/// A training error for the user: a constant column is named, with how to drop it.
+fn training_error(a: &TrainArgs, table: &Table, e: normflow::Error) -> CliError {
+    match e {
         normflow::Error::ConstantColumn { column } => CliError::Usage(format!(
             "{}: column {column}{} is constant in the training split; drop it with --columns",
             a.data.display(),
             table.columns.as_ref().map(|c| format!(" ('{}')", c[column - 1])).unwrap_or_default()
         )),
         other => other.into(),
-    })
+    }
+}
+
+/// Fits a continuous flow (`--flow fm`) by flow matching: `--epochs` (or `--max-steps`) sets
+/// the steps, `--hidden` the velocity field, the solver flags how its ODE is solved.
+fn fit_continuous(a: &TrainArgs, rows: &TrainingRows, dequantized: Vec<usize>, bar: &TrainingBar) -> Result<(Flow, History), CliError> {
+    if a.bounds.is_some() {
+        return Err(CliError::Usage(
+            "--bounds is not available with --flow fm yet: map bounded columns to the real line (e.g. a logit) before training".into(),
+        ));
+    }
+    let n = rows.data.data.rows();
+    let train_rows = n - ((n as f64) * a.val_frac).round() as usize;
+    let config = FlowMatchingConfig {
+        hidden: a.hidden.clone(),
+        steps: a.max_steps.unwrap_or(a.epochs * train_rows.max(1).div_ceil(a.batch_size.max(1))),
+        batch_size: a.batch_size,
+        lr: a.lr,
+        seed: a.seed,
+        coupling: if a.ot { Coupling::MinibatchOt } else { Coupling::Independent },
+        val_frac: a.val_frac,
+        dequantize: dequantized,
+        ..FlowMatchingConfig::default()
+    };
+    let solver = a.ode.chosen()?.unwrap_or(Solver::adaptive(DEFAULT_RTOL));
+    let context = rows.context.as_ref().map(|c| &c.data);
+    fit_flow_matching(&rows.data.data, context, &config, solver, &mut |p| bar.update(p)).map_err(|e| training_error(a, &rows.data, e))
 }
 
 pub fn run(a: TrainArgs) -> Result<(), CliError> {
