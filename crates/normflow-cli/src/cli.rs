@@ -656,7 +656,8 @@ pub struct DemoArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
-    /// Workloads: coupling, maf, nsf.
+    /// Workloads: coupling, maf, nsf, and fm (the continuous flow; `bench/fm/peers.py` times
+    /// its peers).
     #[arg(long, value_delimiter = ',', default_value = "coupling,maf,nsf")]
     pub flows: Vec<String>,
     /// Sizes: S, M, L.

@@ -101,7 +101,7 @@ fn add_made_macs(spec: &BijectionSpec, total: &mut PassMacs) {
     }
 }
 
-fn median_ms(mut v: Vec<f64>) -> f64 {
+pub(super) fn median_ms(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
@@ -224,6 +224,10 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
     for flow_name in &a.flows {
         for s in &sizes {
             let x = workload_data(s.d);
+            if flow_name == "fm" {
+                super::bench_fm::run(s.name, &x, s.h, s.b, a.steps, a.reps, WARMUP_STEPS, threads)?;
+                continue;
+            }
             let mut flow = build(flow_name, s)?;
             let nll_before = mean_nll(&flow, &x)?;
             let mut trainer = Trainer::new(&flow, 1e-3);

@@ -2,6 +2,7 @@
 
 mod anomaly;
 mod bench;
+mod bench_fm;
 mod demo;
 mod eval;
 mod image;

@@ -152,6 +152,21 @@ impl FlowMatching {
         self.fit_with_noise(x, context, config, &[], &mut |_, _| {})
     }
 
+    /// [`FlowMatching::fit`], calling `on_step(step, loss)` after every step (1-based): for
+    /// progress reports and per-step timing.
+    ///
+    /// # Errors
+    /// As [`FlowMatching::fit`].
+    pub fn fit_observed(
+        &mut self,
+        x: &Matrix,
+        context: Option<&Matrix>,
+        config: &FlowMatchingConfig,
+        on_step: &mut dyn FnMut(usize, f32),
+    ) -> Result<Vec<f32>> {
+        self.fit_with_noise(x, context, config, &[], on_step)
+    }
+
     /// [`FlowMatching::fit`] with uniform noise `u·noise[j]`, `u ~ U(0, 1)` drawn afresh per
     /// batch, added to column `j` of the data rows (dequantisation in standardised units; empty:
     /// none), calling `on_step(step, loss)` after every step.
