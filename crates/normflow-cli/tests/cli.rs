@@ -208,13 +208,7 @@ fn conditional_train_log_prob_eval_and_sample_per_context_row() {
     let t = TempDir::new("ctx");
     let (data, model) = (t.path("data.csv"), t.path("m.safetensors"));
     // x = 2 c + noise: the model must learn the dependence on the context column c.
-    let mut rng = normflow::Rng::new(1);
-    let mut text = String::from("c,x,y\n");
-    for _ in 0..3000 {
-        let c = rng.normal();
-        text.push_str(&format!("{c},{},{}\n", 2.0 * c + 0.3 * rng.normal(), rng.normal()));
-    }
-    std::fs::write(&data, text).unwrap();
+    write_conditional_data(&data, 3000, 1);
     ok(&[
         "train",
         s(&data),

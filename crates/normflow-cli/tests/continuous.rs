@@ -16,13 +16,7 @@ fn a_conditional_continuous_flow_trains_scores_maps_and_samples() {
     let t = TempDir::new("fm");
     let (data, model) = (t.path("data.csv"), t.path("fm.safetensors"));
     // x = 2 c + noise: the flow must learn the dependence on the context column c.
-    let mut rng = normflow::Rng::new(1);
-    let mut text = String::from("c,x,y\n");
-    for _ in 0..3000 {
-        let c = rng.normal();
-        text.push_str(&format!("{c},{},{}\n", 2.0 * c + 0.3 * rng.normal(), rng.normal()));
-    }
-    std::fs::write(&data, text).unwrap();
+    write_conditional_data(&data, 3000, 1);
     let fit = json(&ok(&[
         "train",
         s(&data),

@@ -55,3 +55,15 @@ pub fn write_data(path: &Path, n: usize, seed: u64) {
     }
     std::fs::write(path, text).unwrap();
 }
+
+/// `n` rows `c,x,y` with `x = 2c + 0.3·noise` and `y` independent noise (header `c,x,y`): data
+/// whose first column is a context that the others depend on.
+pub fn write_conditional_data(path: &Path, n: usize, seed: u64) {
+    let mut rng = normflow::Rng::new(seed);
+    let mut text = String::from("c,x,y\n");
+    for _ in 0..n {
+        let c = rng.normal();
+        text.push_str(&format!("{c},{},{}\n", 2.0 * c + 0.3 * rng.normal(), rng.normal()));
+    }
+    std::fs::write(path, text).unwrap();
+}

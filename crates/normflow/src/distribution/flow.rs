@@ -203,6 +203,11 @@ impl Flow {
         Ok((Matrix::from_vec(x.rows(), self.dim(), out), vals))
     }
 
+    /// The transform's map alone (no log-det) of checked rows, in parallel blocks.
+    fn map_rows(&self, x: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
+        Ok(self.par_rows(x, context, |xs, cs| Ok((self.transform.apply(xs, cs, direction)?, Vec::<f32>::new())))?.0)
+    }
+
     /// `log p(x)` per row.
     pub fn log_prob(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Vec<f32>> {
         self.check_input("data", x, context)?;
@@ -217,13 +222,13 @@ impl Flow {
     /// Latent codes `z = f⁻¹(x)`.
     pub fn encode(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         self.check_input("data", x, context)?;
-        Ok(self.par_rows(x, context, |xs, cs| Ok((self.transform.apply(xs, cs, Direction::Inverse)?, Vec::<f32>::new())))?.0)
+        self.map_rows(x, context, Direction::Inverse)
     }
 
     /// Data rows `x = f(z)` from latent codes.
     pub fn decode(&self, z: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
         self.check_input("latents", z, context)?;
-        Ok(self.par_rows(z, context, |zs, cs| Ok((self.transform.apply(zs, cs, Direction::Forward)?, Vec::<f32>::new())))?.0)
+        self.map_rows(z, context, Direction::Forward)
     }
 
     /// Sets the ODE solver of the flow's continuous layers; returns whether it has any.
@@ -271,7 +276,7 @@ impl Flow {
         if t != 1.0 {
             z.as_mut_slice().iter_mut().for_each(|v| *v *= t);
         }
-        Ok(self.par_rows(&z, context, |zs, cs| Ok((self.transform.apply(zs, cs, Direction::Forward)?, Vec::<f32>::new())))?.0)
+        self.map_rows(&z, context, Direction::Forward)
     }
 
     /// Sum over rows of `−log p(x)`, writing its gradient with respect to the parameters into
