@@ -97,6 +97,16 @@ pub enum Command {
     /// Time the common workloads (training step, log-prob, sampling) and print JSON lines.
     #[command(after_help = "Example:\n  normflow bench --flows coupling,maf --sizes S,M,L")]
     Bench(BenchArgs),
+    /// Serve models over HTTP: log-densities, anomaly scores, samples, latent codes.
+    #[command(
+        after_help = "Example:\n  normflow serve normflow-demo/model.safetensors --port 8080\n  curl -s localhost:8080/v1/models/model/log-prob -d '{\"rows\": [[0.5, 0.25]]}'"
+    )]
+    Serve(crate::serve::ServeArgs),
+    /// Load a loopback server with concurrent clients and report throughput and latency.
+    #[command(
+        after_help = "Example:\n  normflow loadtest http://127.0.0.1:8080/v1/models/model/log-prob --concurrency 64 --duration 20s --rows 1"
+    )]
+    Loadtest(crate::serve::LoadtestArgs),
 }
 
 /// The `anomaly` subcommands.

@@ -8,6 +8,7 @@ mod ode_flags;
 mod output;
 mod plot;
 mod progress;
+mod serve;
 
 use std::process::ExitCode;
 

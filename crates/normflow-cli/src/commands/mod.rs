@@ -13,6 +13,8 @@ mod map;
 mod sample;
 mod train;
 
+pub(crate) use anomaly::threshold_of;
+
 use crate::cli::{Cli, Command};
 
 /// Everything a command can fail with; printed as one `error: …` line, exit status 1.
@@ -62,6 +64,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Anomaly(c) => anomaly::run(c),
         Command::Image(c) => image::run(c),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => crate::serve::serve(a),
+        Command::Loadtest(a) => crate::serve::loadtest(a),
     }
 }
 
