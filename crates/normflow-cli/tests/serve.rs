@@ -276,6 +276,12 @@ fn bad_requests_get_clear_errors_and_the_server_stays_up() {
     assert!(m.contains("normflow_requests_total{model=\"unknown\",endpoint=\"log-prob\",status=\"404\"} 1"), "{m}");
 }
 
+/// Sends a signal to the server (through the shell's `kill`, present wherever `sh` is).
+fn signal(server: &Server, name: &str) {
+    let status = Command::new("sh").args(["-c", &format!("kill -{name} {}", server.pid())]).status().unwrap();
+    assert!(status.success());
+}
+
 /// Runs `normflow loadtest` and returns its JSON report.
 fn loadtest(url: &str, extra: &[&str]) -> Value {
     let mut args = vec!["loadtest", url, "--json"];
@@ -312,7 +318,7 @@ fn reload_under_load_fails_no_request_and_a_broken_file_keeps_the_old_model() {
             let r = post(&server, "/admin/reload", json!({})).json();
             assert_eq!(r["models"]["live"]["result"], "reloaded", "{r}");
         } else {
-            Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+            signal(&server, "HUP");
         }
         std::thread::sleep(Duration::from_millis(600));
     }
@@ -358,7 +364,7 @@ fn sigterm_answers_every_accepted_request_then_exits() {
         assert!(Instant::now() < deadline, "the requests never arrived");
         std::thread::sleep(Duration::from_millis(2));
     }
-    Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    signal(&server, "TERM");
     for c in &mut clients {
         let a = read_answer(c);
         assert_eq!(a.status, 200, "{}", a.body);
@@ -385,12 +391,12 @@ fn a_soak_at_64_clients_keeps_memory_and_descriptors_flat() {
     let server = Server::start(&[s(&flow)]);
     let url = server.url("/v1/models/flow/log-prob");
     // Warm-up: the pool, the allocator and the connections reach their steady state.
-    assert_all_ok(&loadtest(&url, &["--concurrency", "64", "--duration", "3s"]));
+    assert_all_ok(&loadtest(&url, &["--concurrency", "64", "--duration", "5s"]));
     let (rss0, fds0) = footprint(server.pid());
     let report = loadtest(&url, &["--concurrency", "64", "--duration", "20s"]);
     assert_all_ok(&report);
     let (rss1, fds1) = footprint(server.pid());
-    assert!(rss1 as f64 <= rss0 as f64 * 1.10 + 2048.0, "resident memory grew from {rss0} kB to {rss1} kB");
+    assert!(rss1 as f64 <= rss0 as f64 * 1.10, "resident memory grew from {rss0} kB to {rss1} kB");
     assert!(fds1 <= fds0, "open descriptors grew from {fds0} to {fds1}");
     eprintln!("soak: {report}; RSS {rss0} -> {rss1} kB, fds {fds0} -> {fds1}");
 }

@@ -59,6 +59,9 @@ impl Job {
     }
 }
 
+/// Most bytes of recycled buffers the compute thread keeps between blocks.
+const CACHE_BYTES: usize = 1 << 20;
+
 /// How blocks are formed.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchConfig {
@@ -114,6 +117,10 @@ fn run(model: &str, flow: &Flow, rx: &Receiver<Job>, config: BatchConfig, metric
             metrics.record_block(model, block.len(), block.iter().map(Job::rows).sum());
         }
         compute_block(flow, block);
+        // Blocks come in every size, and the engine caches buffers by exact size: without a
+        // bound the cache would fill with sizes seen once (a slow climb of resident memory).
+        normflow::engine::trim_thread_cache(CACHE_BYTES);
+        metrics.set_cache_bytes(model, normflow::engine::thread_cache_bytes());
     }
 }
 

@@ -42,6 +42,7 @@ struct Blocks {
     blocks: u64,
     jobs: u64,
     rows: u64,
+    cache_bytes: usize,
 }
 
 /// Everything `/metrics` reports. Cheap to update from any thread.
@@ -80,6 +81,11 @@ impl Metrics {
         b.blocks += 1;
         b.jobs += jobs as u64;
         b.rows += rows as u64;
+    }
+
+    /// Records the bytes of recycled buffers a model's compute thread holds.
+    pub fn set_cache_bytes(&self, model: &str, bytes: usize) {
+        lock(&self.blocks).entry(model.to_string()).or_default().cache_bytes = bytes;
     }
 
     /// Records a reload attempt: `result` is `ok`, `unchanged` or `failed`.
@@ -140,6 +146,10 @@ impl Metrics {
         out.push_str("# HELP normflow_batched_rows_total Rows computed in blocks.\n# TYPE normflow_batched_rows_total counter\n");
         for (m, b) in blocks.iter() {
             let _ = writeln!(out, "normflow_batched_rows_total{{model=\"{}\"}} {}", label(m), b.rows);
+        }
+        out.push_str("# HELP normflow_compute_cache_bytes Recycled buffers a model's compute thread holds.\n# TYPE normflow_compute_cache_bytes gauge\n");
+        for (m, b) in blocks.iter() {
+            let _ = writeln!(out, "normflow_compute_cache_bytes{{model=\"{}\"}} {}", label(m), b.cache_bytes);
         }
         drop(blocks);
         out.push_str("# HELP normflow_model_reloads_total Model reload attempts by result.\n# TYPE normflow_model_reloads_total counter\n");

@@ -44,6 +44,7 @@ pub use direction::Direction;
 pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
+pub use pool::{thread_cache_bytes, trim_thread_cache};
 #[cfg(feature = "bench")]
 pub use probe::{conv_layer_seconds, multiply_add_peak_gflops, product_gflops};
 #[cfg(feature = "bench")]

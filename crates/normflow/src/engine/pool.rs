@@ -136,6 +136,28 @@ pub(crate) fn give(v: Vec<f32>) {
     });
 }
 
+/// Frees every buffer this thread has cached when together they hold more than `max_bytes`.
+///
+/// For long-lived threads whose work changes shape from call to call, such as a server's
+/// compute thread: the store keeps buffers by exact capacity, so every new block size adds
+/// buffers that a later block of another size cannot use, and the store grows towards its cap.
+/// Trimming bounds it; the freed memory stays in the allocator for the next block.
+pub fn trim_thread_cache(max_bytes: usize) {
+    let _ = STORE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            if s.bytes > max_bytes {
+                s.buckets.clear();
+                s.bytes = 0;
+            }
+        }
+    });
+}
+
+/// Bytes this thread's store holds now.
+pub fn thread_cache_bytes() -> usize {
+    STORE.try_with(|s| s.try_borrow().map_or(0, |s| s.bytes)).unwrap_or(0)
+}
+
 /// A cached buffer of capacity `len` (holding whatever it held when given back), if the store
 /// has one.
 fn cached(len: usize) -> Option<Vec<f32>> {
@@ -186,6 +208,28 @@ impl std::ops::Deref for Buf {
 impl std::ops::DerefMut for Buf {
     fn deref_mut(&mut self) -> &mut Vec<f32> {
         &mut self.0
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    #[test]
+    fn trimming_empties_a_store_above_the_limit_only() {
+        // Runs on its own thread: the store is per thread.
+        std::thread::spawn(|| {
+            give(vec![0.0; 1000]);
+            give(vec![0.0; 2000]);
+            assert_eq!(thread_cache_bytes(), 12_000);
+            trim_thread_cache(12_000);
+            assert_eq!(thread_cache_bytes(), 12_000);
+            trim_thread_cache(11_999);
+            assert_eq!(thread_cache_bytes(), 0);
+            assert!(cached(1000).is_none());
+        })
+        .join()
+        .unwrap();
     }
 }
 
