@@ -95,7 +95,8 @@ fn solver_flags_are_checked_and_a_continuous_flow_scores_anomalies() {
     let bad = t.path("bad.safetensors");
     assert!(run_fails(train(&["--flow", "nsf", "--ot"], &bad)).contains("--ot"));
     assert!(run_fails(train(&["--flow", "maf", "--solver", "rk4"], &bad)).contains("continuous flows"));
-    assert!(run_fails(train(&["--flow", "fm", "--bounds", "-5:5,-5:5"], &bad)).contains("--bounds"));
+    let outside = run_fails(train(&["--flow", "fm", "--bounds", "0:0.1,-"], &bad));
+    assert!(outside.contains("row") && outside.contains("column 1"), "{outside}");
     assert!(!bad.exists(), "no model is written for a refused run");
 
     let scored = json(&ok(&[
@@ -119,4 +120,19 @@ fn solver_flags_are_checked_and_a_continuous_flow_scores_anomalies() {
     let flagged = csv_rows(&ok(&["anomaly", "score", s(&t.path("a.safetensors")), s(&data), "--solver", "rk4", "--steps", "16"]));
     let rate = flagged.iter().filter(|r| r[2] == 1.0).count() as f64 / flagged.len() as f64;
     assert!(rate > 0.0 && rate < 0.2, "flagged rate {rate}");
+}
+
+#[test]
+fn a_continuous_flow_keeps_bounded_columns_inside_their_bounds() {
+    let t = TempDir::new("fm-bounds");
+    let (data, model) = (t.path("data.csv"), t.path("fm.safetensors"));
+    write_data(&data, 1500, 6);
+    ok(&["train", s(&data), "--flow", "fm", "--bounds", "-4.5:4.5,-", "--max-steps", "300", "--hidden", "32,32", "-q", "-o", s(&model)]);
+    let samples = csv_rows(&ok(&["sample", s(&model), "-n", "2000", "--seed", "3", "--solver", "rk4", "--steps", "16"]));
+    assert!(samples.iter().all(|r| (-4.5..=4.5).contains(&r[0])), "a sample left [-4.5, 4.5]");
+    assert!(samples.iter().any(|r| r[1].abs() > 2.0), "the unbounded column keeps its tails");
+    let far = t.path("far.csv");
+    std::fs::write(&far, "a,b\n0,0\n5,0\n").unwrap();
+    let err = fails(&["log-prob", s(&model), s(&far)]);
+    assert!(err.contains("row 2") && err.contains("column 1"), "{err}");
 }

@@ -206,12 +206,8 @@ fn training_error(a: &TrainArgs, table: &Table, e: normflow::Error) -> CliError 
 /// Fits a continuous flow (`--flow fm`) by flow matching: `--epochs` (or `--max-steps`) sets
 /// the steps, `--hidden` the velocity field, the solver flags how its ODE is solved.
 fn fit_continuous(a: &TrainArgs, rows: &TrainingRows, dequantized: Vec<usize>, bar: &TrainingBar) -> Result<(Flow, History), CliError> {
-    if a.bounds.is_some() {
-        return Err(CliError::Usage(
-            "--bounds is not available with --flow fm yet: map bounded columns to the real line (e.g. a logit) before training".into(),
-        ));
-    }
     let n = rows.data.data.rows();
+    let bounds = a.bounds.as_ref().map(|spec| parse_bounds(spec, rows.data.data.cols())).transpose()?.unwrap_or_default();
     let train_rows = n - ((n as f64) * a.val_frac).round() as usize;
     let config = FlowMatchingConfig {
         hidden: a.hidden.clone(),
@@ -222,6 +218,7 @@ fn fit_continuous(a: &TrainArgs, rows: &TrainingRows, dequantized: Vec<usize>, b
         coupling: if a.ot { Coupling::MinibatchOt } else { Coupling::Independent },
         val_frac: a.val_frac,
         dequantize: dequantized,
+        bounds,
         ..FlowMatchingConfig::default()
     };
     let solver = a.ode.chosen()?.unwrap_or(Solver::adaptive(DEFAULT_RTOL));

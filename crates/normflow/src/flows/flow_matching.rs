@@ -36,6 +36,10 @@ pub struct FlowMatchingConfig {
     /// Integer-valued data columns (0-based) that [`crate::flows::fit_flow_matching`]
     /// dequantises with fresh uniform noise per batch (see [`crate::bijection::Dequantize`]).
     pub dequantize: Vec<usize>,
+    /// Bounded data columns (one entry per column, `None` for unbounded; empty: none), which
+    /// [`crate::flows::fit_flow_matching`] takes to the real line by a scaled logit (see
+    /// [`crate::bijection::Bounds`]) before the flow sees them.
+    pub bounds: Vec<Option<crate::bijection::Interval>>,
 }
 
 impl Default for FlowMatchingConfig {
@@ -51,6 +55,7 @@ impl Default for FlowMatchingConfig {
             coupling: Coupling::Independent,
             val_frac: 0.1,
             dequantize: Vec::new(),
+            bounds: Vec::new(),
         }
     }
 }
@@ -149,7 +154,7 @@ impl FlowMatching {
     /// As [`FlowMatching::new`]'s checks of the input; [`Error::NonFiniteLoss`] if training
     /// diverges; [`Error::InvalidConfig`] for minibatch OT with a context.
     pub fn fit(&mut self, x: &Matrix, context: Option<&Matrix>, config: &FlowMatchingConfig) -> Result<Vec<f32>> {
-        self.fit_with_noise(x, context, config, &[], &mut |_, _| {})
+        self.fit_prepared(x, context, config, &mut |_, _| Ok(()), &mut |_, _| {})
     }
 
     /// [`FlowMatching::fit`], calling `on_step(step, loss)` after every step (1-based): for
@@ -164,18 +169,19 @@ impl FlowMatching {
         config: &FlowMatchingConfig,
         on_step: &mut dyn FnMut(usize, f32),
     ) -> Result<Vec<f32>> {
-        self.fit_with_noise(x, context, config, &[], on_step)
+        self.fit_prepared(x, context, config, &mut |_, _| Ok(()), on_step)
     }
 
-    /// [`FlowMatching::fit`] with uniform noise `u·noise[j]`, `u ~ U(0, 1)` drawn afresh per
-    /// batch, added to column `j` of the data rows (dequantisation in standardised units; empty:
-    /// none), calling `on_step(step, loss)` after every step.
-    pub(crate) fn fit_with_noise(
+    /// [`FlowMatching::fit`] on batches that `prepare` maps in place after they are drawn from
+    /// `x` (fresh dequantisation noise, a logit for bounded columns, standardisation: `x` holds
+    /// raw rows and the flow learns the prepared ones), calling `on_step(step, loss)` after
+    /// every step.
+    pub(crate) fn fit_prepared(
         &mut self,
         x: &Matrix,
         context: Option<&Matrix>,
         config: &FlowMatchingConfig,
-        noise: &[f32],
+        prepare: &mut dyn FnMut(&mut Matrix, &mut Rng) -> Result<()>,
         on_step: &mut dyn FnMut(usize, f32),
     ) -> Result<Vec<f32>> {
         self.check(x, context)?;
@@ -199,11 +205,9 @@ impl FlowMatching {
                 if let (Some(dst), Some(src)) = (ctx.as_mut(), context) {
                     dst.row_mut(r).copy_from_slice(src.row(i));
                 }
-                for (v, &scale) in x1.row_mut(r).iter_mut().zip(noise) {
-                    *v += scale * rng.uniform() as f32;
-                }
                 t[r] = rng.uniform() as f32;
             }
+            prepare(&mut x1, &mut rng)?;
             rng.fill_normal(&mut x0);
             if config.coupling == Coupling::MinibatchOt {
                 x1 = pair_by_transport(&x0, &x1);

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::FlowMatchingConfig;
-use crate::bijection::{Chain, ContinuousFlow, Dequantize, Standardize};
+use crate::bijection::{Bounds, Chain, ContinuousFlow, Dequantize, Standardize};
 use crate::engine::{Matrix, Rng};
 use crate::flows::FlowMatching;
 use crate::ode::Solver;
@@ -45,6 +45,13 @@ pub fn fit_flow_matching(
         }
     }
     let dequantize = Dequantize::new(x.cols(), config.dequantize.clone())?;
+    let bounds = bounds_of(x, config)?;
+    let to_real = |rows: &Matrix| -> Result<Matrix> {
+        match &bounds {
+            Some(b) => Ok(b.inverse_and_log_det(rows, None)?.0),
+            None => Ok(rows.clone()),
+        }
+    };
     let mut rng = Rng::new(config.seed);
     let mut idx = rng.permutation(x.rows());
     let n_val = ((x.rows() as f64) * config.val_frac).round() as usize;
@@ -54,20 +61,19 @@ pub fn fit_flow_matching(
         return Err(Error::NotEnoughData(format!("{} rows; training needs at least 2", x.rows())));
     }
     let (x_train, c_train) = (x.select_rows(&idx), context.map(|c| c.select_rows(&idx)));
-    // Statistics from one noise draw of the integer columns; then their noise is drawn afresh
-    // per batch, in standardised units.
+    // Statistics from one noise draw of the integer columns; then each batch gets fresh noise,
+    // the logit of its bounded columns and the standardisation.
     let mut noise_rng = Rng::new(config.seed ^ 0x5eed);
     let mut standardize = Standardize::new(x.cols());
-    standardize.data_init(&dequantized(&x_train, &config.dequantize, &mut noise_rng), None)?;
-    let z = standardize.inverse_and_log_det(&x_train, None)?.0;
-    let mut noise = vec![0.0f32; if config.dequantize.is_empty() { 0 } else { x.cols() }];
-    for &j in &config.dequantize {
-        noise[j] = 1.0 / standardize.std()[j];
-    }
+    standardize.data_init(&to_real(&dequantized(&x_train, &config.dequantize, &mut noise_rng))?, None)?;
+    let mut prepare = |batch: &mut Matrix, rng: &mut Rng| -> Result<()> {
+        *batch = standardize.inverse_and_log_det(&to_real(&dequantized(batch, &config.dequantize, rng))?, None)?.0;
+        Ok(())
+    };
     let mut model = FlowMatching::new(x.cols(), context.map_or(0, |c| c.cols()), config)?;
     let mut recent = Vec::with_capacity(config.steps);
     let epoch_rows = idx.len();
-    model.fit_with_noise(&z, c_train.as_ref(), config, &noise, &mut |step, loss| {
+    model.fit_prepared(&x_train, c_train.as_ref(), config, &mut prepare, &mut |step, loss| {
         recent.push(loss as f64);
         let window = &recent[recent.len().saturating_sub(100)..];
         progress(&FitProgress {
@@ -81,6 +87,9 @@ pub fn fit_flow_matching(
     })?;
     let layers: Vec<Box<dyn Bijection>> = vec![Box::new(ContinuousFlow::new(model, solver)), Box::new(standardize)];
     let mut flow = Flow::new(Box::new(Chain::new(layers)?));
+    if let Some(b) = bounds {
+        flow = flow.with_data_layer(Box::new(b))?;
+    }
     if !config.dequantize.is_empty() {
         flow = flow.with_data_layer(Box::new(dequantize))?;
     }
@@ -110,6 +119,34 @@ pub fn fit_flow_matching(
     Ok((flow, History { val_nll: vec![val_nll], train_nll: vec![train_nll], summary }))
 }
 
+/// The bounds layer of `config.bounds` (none when empty), checked against the data: every value
+/// inside its interval (an error names the row and column) and, for an integer column, room for
+/// its dequantisation noise (`v + u` with `u < 1` below the upper bound).
+fn bounds_of(x: &Matrix, config: &FlowMatchingConfig) -> Result<Option<Bounds>> {
+    if config.bounds.is_empty() {
+        return Ok(None);
+    }
+    if config.bounds.len() != x.cols() {
+        return Err(Error::config(format!("{} bounds for {} columns", config.bounds.len(), x.cols())));
+    }
+    let b = Bounds::new(config.bounds.clone())?;
+    b.inverse_and_log_det(x, None)?;
+    for &j in &config.dequantize {
+        if let Some(Some(interval)) = config.bounds.get(j) {
+            let top = (0..x.rows()).map(|r| x.get(r, j)).fold(f32::MIN, f32::max);
+            if top + 1.0 > interval.hi {
+                return Err(Error::config(format!(
+                    "column {}: integer values up to {top} are dequantised to v + u with u in [0, 1), past the upper bound {}; raise it to at least {}",
+                    j + 1,
+                    interval.hi,
+                    top + 1.0
+                )));
+            }
+        }
+    }
+    Ok(Some(b))
+}
+
 /// `x` with one uniform draw added to each of `columns`.
 fn dequantized(x: &Matrix, columns: &[usize], rng: &mut Rng) -> Matrix {
     let mut out = x.clone();
@@ -124,7 +161,7 @@ fn dequantized(x: &Matrix, columns: &[usize], rng: &mut Rng) -> Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bijection::{BijectionSpec, Direction, Tape};
+    use crate::bijection::{BijectionSpec, Direction, Interval, Tape};
 
     /// Rows of a correlated pair with columns far from standard.
     fn raw_rows(n: usize, rng: &mut Rng) -> Matrix {
@@ -194,6 +231,45 @@ mod tests {
         // Uniform on [0, 5) times a standard normal: entropy ln 5 + 1.419 = 3.028.
         let nll = history.summary.best_val_nll;
         assert!(nll > 3.0 - 0.05 && nll < 3.028 + 0.25, "validation NLL {nll}");
+    }
+
+    #[test]
+    fn bounded_columns_keep_their_mass_inside() {
+        // A uniform column on (0, 1) (entropy 0) beside counts 0..=3 bounded by [0, 4]
+        // (dequantised: uniform on [0, 4), entropy ln 4).
+        let mut rng = Rng::new(12);
+        let data = (0..4000).flat_map(|_| [rng.uniform() as f32, rng.below(4) as f32]).collect();
+        let x = Matrix::from_vec(4000, 2, data);
+        let unit = Some(Interval { lo: 0.0, hi: 1.0 });
+        let config = FlowMatchingConfig {
+            steps: 1500,
+            dequantize: vec![1],
+            bounds: vec![unit, Some(Interval { lo: 0.0, hi: 4.0 })],
+            ..Default::default()
+        };
+        let (flow, history) = fit_flow_matching(&x, None, &config, Solver::adaptive(1e-5), &mut |_| {}).unwrap();
+        let nll = history.summary.best_val_nll;
+        let exact = 4f64.ln();
+        assert!(nll > exact - 0.05 && nll < exact + 0.15, "validation NLL {nll}, entropy {exact}");
+        let samples = flow.sample(2000, None, &mut Rng::new(2)).unwrap();
+        for r in 0..2000 {
+            let (a, b) = (samples.get(r, 0), samples.get(r, 1));
+            assert!((0.0..=1.0).contains(&a) && (0.0..=4.0).contains(&b), "sample {a}, {b}");
+        }
+        let outside = Matrix::from_vec(1, 2, vec![1.5, 1.0]);
+        assert!(matches!(flow.log_prob(&outside, None), Err(Error::OutOfBounds { row: 1, column: 1, .. })));
+        // Round trip through the model file keeps the bounds.
+        let path = std::env::temp_dir().join(format!("nf-fm-bounds-{}.safetensors", std::process::id()));
+        flow.save(&path).unwrap();
+        let back = Flow::load(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let probe = x.slice_rows(0, 5);
+        assert_eq!(back.log_prob(&probe, None).unwrap(), flow.log_prob(&probe, None).unwrap());
+        // Data outside its bounds, and integers without room for their noise, are refused.
+        let tight = FlowMatchingConfig { bounds: vec![unit, Some(Interval { lo: 0.0, hi: 3.5 })], ..config.clone() };
+        assert!(matches!(fit_flow_matching(&x, None, &tight, Solver::adaptive(1e-5), &mut |_| {}), Err(Error::InvalidConfig(_))));
+        let narrow = FlowMatchingConfig { bounds: vec![Some(Interval { lo: 0.0, hi: 0.5 }), None], ..config };
+        assert!(matches!(fit_flow_matching(&x, None, &narrow, Solver::adaptive(1e-5), &mut |_| {}), Err(Error::OutOfBounds { .. })));
     }
 
     #[test]
