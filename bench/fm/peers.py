@@ -98,17 +98,26 @@ def main():
         fm_steps(cnf.transform.f, list(cnf.parameters()), x, b, TRAIN_STEPS, cfm)
         rows = x[:EVAL_ROWS]
         lp_ms, sample_ms = [], []
+        # Evaluations of the field per call (a forward hook counts them; the exact trace's
+        # Jacobian comes from the same evaluation).
+        calls = [0]
+        cnf.transform.ode.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
         with torch.no_grad():
             for _ in range(a.reps):
+                calls[0] = 0
                 t0 = time.perf_counter()
                 lp = cnf().log_prob(rows)
                 lp_ms.append((time.perf_counter() - t0) * 1e3)
+                lp_nfe = calls[0]
             for _ in range(a.reps):
+                calls[0] = 0
                 t0 = time.perf_counter()
                 cnf().sample((EVAL_ROWS,))
                 sample_ms.append((time.perf_counter() - t0) * 1e3)
+                sample_nfe = calls[0]
         print(json.dumps({"impl": "zuko", "flow": "fm", "size": size, "d": d, "hidden": h, "batch": b,
-                          "train_step_ms": median(zuko_times), "logprob_ms": median(lp_ms), "sample_ms": median(sample_ms),
+                          "train_step_ms": median(zuko_times), "logprob_ms": median(lp_ms), "logprob_nfe": lp_nfe,
+                          "sample_ms": median(sample_ms), "sample_nfe": sample_nfe,
                           "rows": EVAL_ROWS, "nll_after": float(-lp.mean()), "threads": torch.get_num_threads(),
                           "solver": "zuko odeint (Dormand-Prince) rtol 1e-5 atol 1e-6"}), flush=True)
 

@@ -39,7 +39,7 @@ pub fn run(size: &str, x: &Matrix, h: usize, b: usize, steps: usize, reps: usize
     })?;
     fm.fit(x, None, &FlowMatchingConfig { steps: FM_TRAIN_STEPS, ..config.clone() })?;
     let rows = x.slice_rows(0, FM_ROWS.min(x.rows()));
-    let (mut lp_ms, mut sample_ms, mut nfe, mut nll) = (Vec::new(), Vec::new(), 0, 0.0);
+    let (mut lp_ms, mut sample_ms, mut nfe, mut sample_nfe, mut nll) = (Vec::new(), Vec::new(), 0, 0, 0.0);
     for _ in 0..reps.max(1) {
         let t = Instant::now();
         let (lp, report) = fm.log_prob(&rows, None, FM_SOLVER)?;
@@ -50,7 +50,7 @@ pub fn run(size: &str, x: &Matrix, h: usize, b: usize, steps: usize, reps: usize
     let mut rng = Rng::new(1);
     for _ in 0..reps.max(1) {
         let t = Instant::now();
-        fm.sample(rows.rows(), None, &mut rng, FM_SOLVER)?;
+        sample_nfe = fm.sample_with_report(rows.rows(), None, &mut rng, FM_SOLVER)?.1.evaluations;
         sample_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     print_json(&json!({
@@ -64,6 +64,7 @@ pub fn run(size: &str, x: &Matrix, h: usize, b: usize, steps: usize, reps: usize
         "logprob_ms": median_ms(lp_ms),
         "logprob_nfe": nfe,
         "sample_ms": median_ms(sample_ms),
+        "sample_nfe": sample_nfe,
         "rows": rows.rows(),
         "nll_after": nll,
         "threads": threads,

@@ -348,9 +348,20 @@ impl FlowMatching {
     /// # Errors
     /// As [`FlowMatching::decode`].
     pub fn sample(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng, solver: Solver) -> Result<Matrix> {
+        Ok(self.sample_with_report(n, context, rng, solver)?.0)
+    }
+
+    /// [`FlowMatching::sample`], with what the integration cost.
+    ///
+    /// # Errors
+    /// As [`FlowMatching::decode`].
+    pub fn sample_with_report(&self, n: usize, context: Option<&Matrix>, rng: &mut Rng, solver: Solver) -> Result<(Matrix, Report)> {
         let mut z = vec![0.0f32; n * self.dim()];
         rng.fill_normal(&mut z);
-        self.decode(&Matrix::from_vec(n, self.dim(), z), context, solver)
+        let z = Matrix::from_vec(n, self.dim(), z);
+        self.check(&z, context)?;
+        let (x, _, report) = self.flow(&z, context, 0.0, 1.0, false, solver)?;
+        Ok((x, report))
     }
 }
 
