@@ -19,7 +19,8 @@ use tokio::sync::{oneshot, Semaphore};
 use super::batcher::{Job, Op, Output};
 use super::body::{self, Kind, Layout, Rows};
 use super::metrics::Metrics;
-use super::models::{numbered, Model, Registry};
+use super::models::{Model, Registry};
+use crate::output::numbered;
 
 /// The server's limits.
 #[derive(Clone, Copy, Debug)]

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
+
+use super::lock;
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram's buckets.
@@ -52,10 +54,6 @@ pub struct Metrics {
     blocks: Mutex<BTreeMap<String, Blocks>>,
     reloads: Mutex<BTreeMap<(String, &'static str), u64>>,
     in_flight: AtomicI64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Escapes a label value (backslash, quote, newline).

@@ -34,6 +34,11 @@ use http::{Limits, State};
 use metrics::Metrics;
 use models::Registry;
 
+/// Locks a mutex, also after a panic elsewhere poisoned it (the guarded figures stay usable).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -14,9 +14,11 @@ use normflow::Flow;
 use serde_json::{json, Value};
 
 use super::batcher::{self, BatchConfig, Job};
+use super::lock;
 use super::metrics::Metrics;
 use crate::commands::{threshold_of, CliError};
 use crate::input::model_context_columns;
+use crate::output::numbered;
 
 /// A model file's identity on disk, to tell whether it changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,11 +46,6 @@ pub struct Model {
     pub jobs: Sender<Job>,
     stamp: Option<Stamp>,
     loaded_at: SystemTime,
-}
-
-/// `prefix1 … prefixN`.
-pub fn numbered(prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}{i}")).collect()
 }
 
 impl Model {
@@ -110,10 +107,6 @@ fn parse_spec(spec: &str) -> Result<(String, PathBuf), CliError> {
         return Err(CliError::Usage(format!("{spec}: a model name takes letters, digits, '-', '_' and '.' (name it with name=path)")));
     }
     Ok((name, path))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Registry {
