@@ -4,7 +4,7 @@
 use normflow::bijection::{
     ActNorm, AffineCoupling, Chain, Invert, MaskedAutoregressive, Permutation, SplineShape, Standardize, Transformer,
 };
-use normflow::nn::HiddenDegrees;
+use normflow::nn::{HiddenDegrees, TimeFeatures};
 use normflow::testing::{check_bijection, spline_options, HarnessOptions};
 use normflow::{Bijection, Rng};
 
@@ -466,12 +466,13 @@ fn continuous_flow_passes_harness_without_gradients() {
     // through it are exact up to rounding (an adaptive solver's step choices move with the
     // input, and its error, up to its tolerance, divided by the difference step, swamps them);
     // 64 classical Runge-Kutta steps put the trace integral within 1e-6 of the map's log-det.
-    for context_dim in [0, 2] {
+    for (context_dim, time_features) in [(0, TimeFeatures::Harmonics), (2, TimeFeatures::Octaves)] {
         let spec = ContinuousSpec {
             dim: 3,
             context_dim,
             hidden: vec![16, 16],
             frequencies: 2,
+            time_features,
             sigma_min: 1e-4,
             solver: Solver::Rk4 { steps: 64 },
         };

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{check_width, BijectionSpec, Direction, Tape};
 use crate::flows::{FlowMatching, FlowMatchingConfig};
+use crate::nn::TimeFeatures;
 use crate::ode::Solver;
 use crate::{Bijection, Error, Matrix, Result};
 
@@ -25,6 +26,10 @@ pub struct ContinuousSpec {
     pub hidden: Vec<usize>,
     /// Time frequencies of the field's features.
     pub frequencies: usize,
+    /// Which multiples of `π·t` the time features take (files from before this entry:
+    /// octaves).
+    #[serde(default = "TimeFeatures::before_harmonics")]
+    pub time_features: TimeFeatures,
     /// Width of the probability path at the data end.
     pub sigma_min: f32,
     /// How the ODE is solved.
@@ -52,6 +57,7 @@ impl ContinuousFlow {
         let config = FlowMatchingConfig {
             hidden: spec.hidden.clone(),
             frequencies: spec.frequencies,
+            time_features: spec.time_features,
             sigma_min: spec.sigma_min,
             ..Default::default()
         };
@@ -142,8 +148,38 @@ impl Bijection for ContinuousFlow {
             context_dim: field.context_dim(),
             hidden: field.hidden().to_vec(),
             frequencies: field.frequencies(),
+            time_features: field.time_features(),
             sigma_min: self.model.sigma_min(),
             solver: self.solver,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_name_their_time_features_and_older_files_read_as_octaves() {
+        let layer = ContinuousFlow::from_spec(&ContinuousSpec {
+            dim: 2,
+            context_dim: 0,
+            hidden: vec![8],
+            frequencies: 3,
+            time_features: TimeFeatures::Harmonics,
+            sigma_min: 1e-4,
+            solver: Solver::adaptive(1e-5),
+        })
+        .unwrap();
+        let spec = layer.spec();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["time_features"], "harmonics");
+        assert_eq!(serde_json::from_value::<BijectionSpec>(json.clone()).unwrap(), spec);
+        // A file written before the entry existed was trained with octaves.
+        let mut old = json;
+        old.as_object_mut().unwrap().remove("time_features");
+        let BijectionSpec::Continuous(read) = serde_json::from_value::<BijectionSpec>(old).unwrap() else { panic!("not continuous") };
+        assert_eq!(read.time_features, TimeFeatures::Octaves);
+        assert_eq!(ContinuousFlow::from_spec(&read).unwrap().model().field().time_features(), TimeFeatures::Octaves);
     }
 }

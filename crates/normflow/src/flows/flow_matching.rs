@@ -7,7 +7,7 @@
 
 use super::assignment::assign;
 use crate::engine::{map_row_ranges, Adam, Matrix, Rng};
-use crate::nn::VectorField;
+use crate::nn::{TimeFeatures, VectorField};
 use crate::ode::{self, Report, Solver};
 use crate::{Error, Result};
 
@@ -18,6 +18,8 @@ pub struct FlowMatchingConfig {
     pub hidden: Vec<usize>,
     /// Time frequencies of the field's input features.
     pub frequencies: usize,
+    /// Which multiples of `π·t` those features take.
+    pub time_features: TimeFeatures,
     /// Width of the path at the data end (`σ_min`).
     pub sigma_min: f32,
     /// Optimisation steps.
@@ -47,6 +49,7 @@ impl Default for FlowMatchingConfig {
         Self {
             hidden: vec![64, 64],
             frequencies: 4,
+            time_features: TimeFeatures::default(),
             sigma_min: 1e-4,
             steps: 3000,
             batch_size: 256,
@@ -96,7 +99,10 @@ impl FlowMatching {
             return Err(Error::InvalidConfig(format!("sigma_min must be in [0, 1), got {}", config.sigma_min)));
         }
         let mut rng = Rng::new(config.seed);
-        Ok(Self { field: VectorField::new(dim, context_dim, &config.hidden, config.frequencies, &mut rng), sigma_min: config.sigma_min })
+        Ok(Self {
+            field: VectorField::new(dim, context_dim, &config.hidden, config.frequencies, config.time_features, &mut rng),
+            sigma_min: config.sigma_min,
+        })
     }
 
     /// The velocity field.

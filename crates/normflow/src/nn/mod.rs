@@ -17,4 +17,4 @@ pub use layer_mask::masked_product_macs;
 pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
 pub use residual::{ResidualCache, ResidualMlp};
-pub use vector_field::{FieldCache, VectorField};
+pub use vector_field::{FieldCache, TimeFeatures, VectorField};
