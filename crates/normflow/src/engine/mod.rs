@@ -13,6 +13,7 @@
 //! backward pass needs and derives its gradients by hand. Benchmark instrumentation (the product
 //! clock and probes) is built only with the `bench` feature.
 
+mod activation;
 mod adam;
 pub(crate) mod affine_lanes;
 mod conv;
@@ -33,6 +34,7 @@ pub(crate) mod spline;
 pub(crate) mod spline_lanes;
 pub(crate) mod threads;
 
+pub(crate) use activation::bias_silu;
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{fastmath, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+use crate::engine::{bias_silu, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,14 +49,6 @@ fn time_features(t: f32, kind: TimeFeatures, frequencies: usize, out: &mut [f32]
 
 /// Rows per block in [`VectorField::velocity`]: 256 rows of a 256-wide layer are 256 KiB.
 const VELOCITY_BLOCK: usize = 256;
-
-/// `silu(a) = a·sigmoid(a)` and its derivative `s + a·s·(1 − s)`, for `a` clamped to where
-/// `exp` is finite.
-#[inline(always)]
-fn silu(a: f32) -> (f32, f32) {
-    let s = 1.0 / (1.0 + fastmath::exp::<false>(-a));
-    (a * s, s + a * s * (1.0 - s))
-}
 
 /// What [`VectorField::velocity_cached`] keeps for the backward and tangent passes: each
 /// layer's input, and each hidden layer's activation derivative.
@@ -174,12 +166,10 @@ impl VectorField {
                 let mut a = Matrix::scratch(rows, fan_out);
                 let dst = if last { &mut out.as_mut_slice()[start * fan_out..end * fan_out] } else { a.as_mut_slice() };
                 matmul_a_bt(dst, h.as_slice(), w, rows, fan_out, fan_in, false);
-                for row in dst.chunks_exact_mut(fan_out) {
-                    if last {
-                        row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                    } else {
-                        row.iter_mut().zip(b).for_each(|(v, b)| *v = silu(*v + b).0);
-                    }
+                if last {
+                    dst.chunks_exact_mut(fan_out).for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+                } else {
+                    bias_silu(dst, b, None);
                 }
                 h = a;
             }
@@ -197,17 +187,15 @@ impl VectorField {
             let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
             let mut a = Matrix::zeros(rows, fan_out);
             matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
-            for row in a.as_mut_slice().chunks_exact_mut(fan_out) {
-                row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-            }
             inputs.push(h);
             if l + 1 == layers {
+                for row in a.as_mut_slice().chunks_exact_mut(fan_out) {
+                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                }
                 return (a, FieldCache { inputs, slopes });
             }
-            let mut slope = Matrix::zeros(rows, fan_out);
-            for (v, d) in a.as_mut_slice().iter_mut().zip(slope.as_mut_slice()) {
-                (*v, *d) = silu(*v);
-            }
+            let mut slope = Matrix::scratch(rows, fan_out);
+            bias_silu(a.as_mut_slice(), b, Some(slope.as_mut_slice()));
             slopes.push(slope);
             h = a;
         }
