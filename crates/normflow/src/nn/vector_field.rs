@@ -24,7 +24,7 @@ pub enum TimeFeatures {
 
 impl TimeFeatures {
     /// What a spec without a `time_features` entry was trained with.
-    pub fn before_harmonics() -> Self {
+    pub(crate) fn before_harmonics() -> Self {
         TimeFeatures::Octaves
     }
 
@@ -44,6 +44,13 @@ fn time_features(t: f32, kind: TimeFeatures, frequencies: usize, out: &mut [f32]
     for k in 0..frequencies {
         let (s, c) = (std::f32::consts::PI * kind.multiple(k) * t).sin_cos();
         (out[1 + 2 * k], out[2 + 2 * k]) = (s, c);
+    }
+}
+
+/// Adds `bias` to each row of `values` (rows `bias.len()` wide): the output layer's bias.
+fn add_bias(values: &mut [f32], bias: &[f32]) {
+    for row in values.chunks_exact_mut(bias.len().max(1)) {
+        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
     }
 }
 
@@ -162,16 +169,16 @@ impl VectorField {
             for l in 0..layers {
                 let (w, b) = self.layer(l);
                 let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
-                let last = l + 1 == layers;
-                let mut a = Matrix::scratch(rows, fan_out);
-                let dst = if last { &mut out.as_mut_slice()[start * fan_out..end * fan_out] } else { a.as_mut_slice() };
-                matmul_a_bt(dst, h.as_slice(), w, rows, fan_out, fan_in, false);
-                if last {
-                    dst.chunks_exact_mut(fan_out).for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
+                if l + 1 == layers {
+                    let dst = &mut out.as_mut_slice()[start * fan_out..end * fan_out];
+                    matmul_a_bt(dst, h.as_slice(), w, rows, fan_out, fan_in, false);
+                    add_bias(dst, b);
                 } else {
-                    bias_silu(dst, b, None);
+                    let mut a = Matrix::scratch(rows, fan_out);
+                    matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
+                    bias_silu(a.as_mut_slice(), b, None);
+                    h = a;
                 }
-                h = a;
             }
         }
         out
@@ -185,13 +192,11 @@ impl VectorField {
         for l in 0..layers {
             let (w, b) = self.layer(l);
             let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
-            let mut a = Matrix::zeros(rows, fan_out);
+            let mut a = Matrix::scratch(rows, fan_out);
             matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
             inputs.push(h);
             if l + 1 == layers {
-                for row in a.as_mut_slice().chunks_exact_mut(fan_out) {
-                    row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-                }
+                add_bias(a.as_mut_slice(), b);
                 return (a, FieldCache { inputs, slopes });
             }
             let mut slope = Matrix::scratch(rows, fan_out);
