@@ -54,6 +54,22 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Whether the server wrote a line starting with `prefix` within five seconds. The log is
+    /// read by another thread, so a line the server wrote before answering may arrive here
+    /// after the answer does.
+    fn logged(&self, prefix: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log.lock().unwrap().iter().any(|l| l.starts_with(prefix)) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Server {
@@ -336,7 +352,7 @@ fn reload_under_load_fails_no_request_and_a_broken_file_keeps_the_old_model() {
     let info = get(&server, "/v1/models/live").json();
     assert!(info["reload_error"].as_str().unwrap().contains("live.safetensors"), "{info}");
     assert_eq!(post(&server, "/v1/models/live/log-prob", json!({ "rows": [[0.3, 0.3]] })).json()["log_prob"], before);
-    assert!(server.log.lock().unwrap().iter().any(|l| l.starts_with("reload of live failed")));
+    assert!(server.logged("reload of live failed"), "{:?}", server.log.lock().unwrap());
 }
 
 #[test]
@@ -373,7 +389,7 @@ fn sigterm_answers_every_accepted_request_then_exits() {
     let status = server.child.wait().unwrap();
     assert!(status.success(), "the server should exit cleanly after draining: {status:?}");
     assert!(TcpStream::connect(&server.addr).is_err(), "a stopped server accepts nothing");
-    assert!(server.log.lock().unwrap().iter().any(|l| l.starts_with("draining")));
+    assert!(server.logged("draining"), "{:?}", server.log.lock().unwrap());
 }
 
 /// Resident memory (kB) and open file descriptors of a process.
