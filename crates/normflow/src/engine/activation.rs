@@ -1,7 +1,13 @@
-//! A hidden layer's bias and SiLU over a block of rows, in place: `v ← silu(v + b)` with
-//! `silu(a) = a·sigmoid(a)`, and optionally its derivative `s + a·s·(1 − s)` (`s = sigmoid(a)`)
-//! for the backward and tangent passes. Compiled per instruction set ([`isa::dispatch`]): the
-//! continuous flows' velocity field runs it on every hidden layer of every ODE evaluation.
+//! A hidden layer's bias and activation over a block of rows, in place, compiled per
+//! instruction set ([`isa::dispatch`]): they run after every product of every network.
+//!
+//! - SiLU: `v ← silu(v + b)` with `silu(a) = a·sigmoid(a)`, and optionally its derivative
+//!   `s + a·s·(1 − s)` (`s = sigmoid(a)`) for the backward and tangent passes (the continuous
+//!   flows' velocity field).
+//! - ReLU: `v ← max(v + b, 0)` (or the bias alone for an output layer), and the ReLU's gate in
+//!   the backward pass: the gradient where the layer's output is positive, zero elsewhere (the
+//!   MLP conditioners of the coupling and autoregressive layers).
+//! - The bias's gradient: the sum of the output gradient's rows.
 
 use super::fastmath;
 use super::isa::{self, Kernel};
@@ -57,6 +63,95 @@ impl Kernel for BiasSilu<'_> {
     }
 }
 
+/// Adds `bias` to each row of `values` (rows `bias.len()` wide), then clips at zero when `relu`.
+///
+/// # Panics
+/// If `values` is not whole rows.
+pub(crate) fn bias_relu(values: &mut [f32], bias: &[f32], relu: bool) {
+    assert_eq!(values.len() % bias.len().max(1), 0, "whole rows of the bias's width");
+    isa::dispatch(BiasRelu { values, bias, relu });
+}
+
+/// [`bias_relu`] as a kernel.
+struct BiasRelu<'a> {
+    values: &'a mut [f32],
+    bias: &'a [f32],
+    relu: bool,
+}
+
+impl Kernel for BiasRelu<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        let BiasRelu { values, bias, relu } = self;
+        let rows = values.chunks_exact_mut(bias.len().max(1));
+        if relu {
+            rows.for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)));
+        } else {
+            rows.for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+        }
+    }
+}
+
+/// The ReLU's backward gate: `gated[i] = grad[i]` where `output[i] > 0`, else 0 (`output` is the
+/// ReLU's output, or its input: both are positive at the same places).
+///
+/// # Panics
+/// If the three lengths differ.
+pub(crate) fn relu_gate(gated: &mut [f32], grad: &[f32], output: &[f32]) {
+    assert!(gated.len() == grad.len() && grad.len() == output.len(), "one gradient per output");
+    isa::dispatch(ReluGate { gated, grad, output });
+}
+
+/// [`relu_gate`] as a kernel.
+struct ReluGate<'a> {
+    gated: &'a mut [f32],
+    grad: &'a [f32],
+    output: &'a [f32],
+}
+
+impl Kernel for ReluGate<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        // A bit select into a separate buffer: written in place, or as a branch, it compiles to
+        // masked loads or stores, which are microcoded and slow on AMD cores.
+        for ((m, &g), &x) in self.gated.iter_mut().zip(self.grad).zip(self.output) {
+            *m = fastmath::pick(x > 0.0, g, 0.0);
+        }
+    }
+}
+
+/// The gradient of a bias added to every row: `grad_bias[j] = Σ_r grad[r, j]` (overwritten; rows
+/// `grad_bias.len()` wide).
+///
+/// # Panics
+/// If `grad` is not whole rows.
+pub(crate) fn bias_grad(grad_bias: &mut [f32], grad: &[f32]) {
+    assert_eq!(grad.len() % grad_bias.len().max(1), 0, "whole rows of the bias's width");
+    isa::dispatch(BiasGrad { grad_bias, grad });
+}
+
+/// [`bias_grad`] as a kernel.
+struct BiasGrad<'a> {
+    grad_bias: &'a mut [f32],
+    grad: &'a [f32],
+}
+
+impl Kernel for BiasGrad<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<const FMA: bool>(self) {
+        self.grad_bias.fill(0.0);
+        for row in self.grad.chunks_exact(self.grad_bias.len().max(1)) {
+            self.grad_bias.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +175,33 @@ mod tests {
                 assert_eq!(v[i], w[i]);
                 assert!((d[i] as f64 - slope).abs() <= 1e-5, "{isa:?} slope at {a}: {} vs {slope}", d[i]);
                 assert!(v[i].is_finite() && d[i].is_finite());
+            }
+        }
+    }
+
+    #[test]
+    fn relu_and_bias_gradient_kernels_match_the_scalar_formula_on_every_instruction_set() {
+        let bias = [0.25f32, -1.5, 3.0, 0.0, -0.125];
+        let input: Vec<f32> = (0..5 * 37).map(|i| ((i * 7919) % 101) as f32 * 0.07 - 3.5).chain([-1e30, 1e30, 0.0, -0.0, 1.5]).collect();
+        let grad: Vec<f32> = (0..input.len()).map(|i| i as f32 - 90.0).collect();
+        for isa in Isa::supported() {
+            let (mut with_relu, mut linear, mut gated) = (input.clone(), input.clone(), vec![f32::NAN; input.len()]);
+            let mut grad_bias = [f32::NAN; 5];
+            isa::with_isa(isa, || {
+                bias_relu(&mut with_relu, &bias, true);
+                bias_relu(&mut linear, &bias, false);
+                relu_gate(&mut gated, &grad, &with_relu);
+                bias_grad(&mut grad_bias, &grad);
+            });
+            for (j, &gb) in grad_bias.iter().enumerate() {
+                let want: f64 = grad.iter().skip(j).step_by(5).map(|&g| g as f64).sum();
+                assert_eq!(gb as f64, want, "{isa:?} bias gradient {j}");
+            }
+            for (i, &x) in input.iter().enumerate() {
+                let a = x + bias[i % bias.len()];
+                assert_eq!(linear[i], a, "{isa:?} row {} column {}", i / bias.len(), i % bias.len());
+                assert_eq!(with_relu[i], a.max(0.0), "{isa:?} relu({a})");
+                assert_eq!(gated[i], if a > 0.0 { grad[i] } else { 0.0 }, "{isa:?} gate at {a}");
             }
         }
     }

@@ -34,7 +34,7 @@ pub(crate) mod spline;
 pub(crate) mod spline_lanes;
 pub(crate) mod threads;
 
-pub(crate) use activation::bias_silu;
+pub(crate) use activation::{bias_grad, bias_relu, bias_silu, relu_gate};
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;

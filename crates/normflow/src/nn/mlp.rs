@@ -2,7 +2,9 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
-use crate::engine::{block_product, fastmath, matmul_a_bt, matmul_ab, matmul_at_b, pool, Block, Matrix, Product, Rng};
+use crate::engine::{
+    bias_grad, bias_relu, block_product, matmul_a_bt, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng,
+};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -51,13 +53,7 @@ fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Til
             }
         }
     }
-    for row in out.as_mut_slice().chunks_exact_mut(fan_out.max(1)) {
-        if relu {
-            row.iter_mut().zip(b).for_each(|(v, b)| *v = (*v + b).max(0.0));
-        } else {
-            row.iter_mut().zip(b).for_each(|(v, b)| *v += b);
-        }
-    }
+    bias_relu(out.as_mut_slice(), b, relu);
     out
 }
 
@@ -197,12 +193,7 @@ impl Mlp {
             let x = &cache.inputs[l];
             let rows = x.rows();
             let (gw, gb) = grads[off..off + fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
-            gb.fill(0.0);
-            for r in 0..rows {
-                for (b, v) in gb.iter_mut().zip(g.row(r)) {
-                    *b += v;
-                }
-            }
+            bias_grad(gb, g.as_slice());
             let mask = self.masks.as_ref().map(|m| &m[l]);
             match mask {
                 Some(mask) => masked_weight_grad(gw, &g, x, mask),
@@ -219,14 +210,11 @@ impl Mlp {
                 None => matmul_ab(gx.as_mut_slice(), g.as_slice(), w, rows, fan_in, fan_out, false),
             }
             if l > 0 {
-                // The ReLU's mask into a second buffer, as bit operations: in place, or written
-                // as a select, it compiles to masked stores or loads, which are microcoded and
-                // slow on AMD cores (8% of a small coupling flow's training step).
-                let mut masked = Matrix::scratch(rows, fan_in);
-                for ((m, gv), xv) in masked.as_mut_slice().iter_mut().zip(gx.as_slice()).zip(x.as_slice()) {
-                    *m = fastmath::pick(*xv > 0.0, *gv, 0.0);
-                }
-                gx = masked;
+                // The ReLU's gate into a second buffer (in place it is slow on AMD cores; see
+                // `relu_gate`).
+                let mut gated = Matrix::scratch(rows, fan_in);
+                relu_gate(gated.as_mut_slice(), gx.as_slice(), x.as_slice());
+                gx = gated;
             }
             g = gx;
         }

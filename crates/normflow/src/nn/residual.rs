@@ -2,7 +2,7 @@
 //! width `H`, `n` residual blocks `h ← h + W₂·relu(W₁·relu(h) + b₁) + b₂`, then `relu` and an
 //! output layer. Deep conditioners train better with the skip connections.
 
-use crate::engine::{matmul_ab, matmul_at_b, pool, Matrix, Rng};
+use crate::engine::{bias_grad, matmul_ab, matmul_at_b, pool, Matrix, Rng};
 
 /// Residual MLP `in → H → (blocks) → out` with hand-written backward.
 ///
@@ -50,10 +50,7 @@ fn linear(p: &[f32], fan_in: usize, fan_out: usize, x: &Matrix) -> Matrix {
 /// Writes the layer's gradients into `g` and returns the input gradient.
 fn linear_backward(p: &[f32], fan_in: usize, fan_out: usize, x: &Matrix, gy: &Matrix, g: &mut [f32]) -> Matrix {
     let (gw, gb) = g[..fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
-    gb.fill(0.0);
-    for r in 0..gy.rows() {
-        gb.iter_mut().zip(gy.row(r)).for_each(|(a, b)| *a += b);
-    }
+    bias_grad(gb, gy.as_slice());
     matmul_at_b(gw, gy.as_slice(), x.as_slice(), fan_out, fan_in, gy.rows(), false);
     let mut gx = Matrix::zeros(gy.rows(), fan_in);
     matmul_ab(gx.as_mut_slice(), gy.as_slice(), &p[..fan_in * fan_out], gy.rows(), fan_in, fan_out, false);

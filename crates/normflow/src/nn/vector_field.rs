@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{bias_silu, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+use crate::engine::{bias_grad, bias_silu, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,10 +219,7 @@ impl VectorField {
             let x = &cache.inputs[l];
             let rows = x.rows();
             let (gw, gb) = grads[off..off + fan_in * fan_out + fan_out].split_at_mut(fan_in * fan_out);
-            gb.fill(0.0);
-            for r in 0..rows {
-                gb.iter_mut().zip(g.row(r)).for_each(|(b, v)| *b += v);
-            }
+            bias_grad(gb, g.as_slice());
             matmul_at_b(gw, g.as_slice(), x.as_slice(), fan_out, fan_in, rows, false);
             if l == 0 {
                 return;
