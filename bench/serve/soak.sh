@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# A soak of `normflow serve`: the demo model, 64 clients of 1 row each for MINUTES minutes
-# (default 10), resident memory and open file descriptors of the server every 30 s, and the
-# load generator's report at the end (every status must be 200).
-# Usage: bash bench/serve/soak.sh [MINUTES]
+# A soak of `normflow serve`: the demo model, 64 clients of ROWS rows each (default 1) for
+# MINUTES minutes (default 10), resident memory and open file descriptors of the server every
+# 30 s, and the load generator's report at the end (every status must be 200).
+# Usage: bash bench/serve/soak.sh [MINUTES] [ROWS]
 set -euo pipefail
 minutes=${1:-10}
+rows=${2:-1}
 nf=${NORMFLOW:-target/release/normflow}
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -13,8 +14,8 @@ trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
 server=$!
 for _ in $(seq 100); do grep -q http:// "$work/serve.log" && break; sleep 0.1; done
 addr=$(grep -o 'http://[0-9.:]*' "$work/serve.log" | head -1)
-echo "# $(date -u); $(lscpu | grep 'Model name' | tr -s ' '); server $addr pid $server; $minutes min at 64 clients x 1 row"
-"$nf" loadtest "$addr/v1/models/model/log-prob" --concurrency 64 --duration "${minutes}m" --json > "$work/report.json" &
+echo "# $(date -u); $(lscpu | grep 'Model name' | tr -s ' '); server $addr pid $server; $minutes min at 64 clients x $rows rows"
+"$nf" loadtest "$addr/v1/models/model/log-prob" --concurrency 64 --duration "${minutes}m" --rows "$rows" --json > "$work/report.json" &
 load=$!
 start=$(date +%s)
 while kill -0 $load 2>/dev/null; do
