@@ -22,6 +22,7 @@ mod direction;
 pub(crate) mod fastmath;
 pub mod isa;
 pub(crate) mod lanes;
+mod linear;
 mod matmul;
 mod matrix;
 pub(crate) mod pool;
@@ -34,7 +35,8 @@ pub(crate) mod spline;
 pub(crate) mod spline_lanes;
 pub(crate) mod threads;
 
-pub(crate) use activation::{bias_grad, bias_relu, bias_relu_from_columns, bias_silu, relu_gate};
+pub(crate) use activation::{bias_grad, bias_relu, bias_silu, relu_gate};
+pub(crate) use linear::linear;
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;
@@ -44,7 +46,7 @@ pub(crate) use conv_group::{gather, group_images, scatter, GroupConv};
 pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;
-pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_a_bt_transposed, matmul_ab, matmul_at_b, Block, Product};
+pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
 pub use pool::{thread_cache_bytes, trim_thread_cache};
 #[cfg(feature = "bench")]

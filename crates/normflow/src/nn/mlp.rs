@@ -2,11 +2,7 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
-use crate::engine::isa::Isa;
-use crate::engine::{
-    bias_grad, bias_relu, bias_relu_from_columns, block_product, matmul_a_bt, matmul_a_bt_transposed, matmul_ab, matmul_at_b, pool,
-    relu_gate, Block, Matrix, Product, Rng,
-};
+use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
 /// linear output.
@@ -45,16 +41,10 @@ fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Til
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), b.len());
     let mut out = Matrix::from_vec(rows, fan_out, pool::scratch(rows * fan_out));
     match tiles {
-        None if fan_out < Isa::detect().lanes() => {
-            // Fewer outputs than one vector's lanes: the product transposed, so that its lanes
-            // run along the rows (see `matmul_a_bt_transposed`).
-            let mut columns = pool::scratch(rows * fan_out);
-            matmul_a_bt_transposed(&mut columns, x.as_slice(), w, rows, fan_out, fan_in);
-            bias_relu_from_columns(out.as_mut_slice(), &columns, b, relu);
-            pool::give(columns);
+        None => {
+            linear(out.as_mut_slice(), x.as_slice(), w, b, rows, fan_in, relu);
             return out;
         }
-        None => matmul_a_bt(out.as_mut_slice(), x.as_slice(), w, rows, fan_out, fan_in, false),
         Some(tiles) => {
             for t in tiles {
                 let (u, i) = (&t.units, &t.inputs);

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{bias_grad, bias_silu, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
+use crate::engine::{bias_grad, bias_silu, linear, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +44,6 @@ fn time_features(t: f32, kind: TimeFeatures, frequencies: usize, out: &mut [f32]
     for k in 0..frequencies {
         let (s, c) = (std::f32::consts::PI * kind.multiple(k) * t).sin_cos();
         (out[1 + 2 * k], out[2 + 2 * k]) = (s, c);
-    }
-}
-
-/// Adds `bias` to each row of `values` (rows `bias.len()` wide): the output layer's bias.
-fn add_bias(values: &mut [f32], bias: &[f32]) {
-    for row in values.chunks_exact_mut(bias.len().max(1)) {
-        row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
     }
 }
 
@@ -170,9 +163,7 @@ impl VectorField {
                 let (w, b) = self.layer(l);
                 let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
                 if l + 1 == layers {
-                    let dst = &mut out.as_mut_slice()[start * fan_out..end * fan_out];
-                    matmul_a_bt(dst, h.as_slice(), w, rows, fan_out, fan_in, false);
-                    add_bias(dst, b);
+                    linear(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), w, b, rows, fan_in, false);
                 } else {
                     let mut a = Matrix::scratch(rows, fan_out);
                     matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
@@ -193,12 +184,13 @@ impl VectorField {
             let (w, b) = self.layer(l);
             let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
             let mut a = Matrix::scratch(rows, fan_out);
-            matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
-            inputs.push(h);
             if l + 1 == layers {
-                add_bias(a.as_mut_slice(), b);
+                linear(a.as_mut_slice(), h.as_slice(), w, b, rows, fan_in, false);
+                inputs.push(h);
                 return (a, FieldCache { inputs, slopes });
             }
+            matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
+            inputs.push(h);
             let mut slope = Matrix::scratch(rows, fan_out);
             bias_silu(a.as_mut_slice(), b, Some(slope.as_mut_slice()));
             slopes.push(slope);
