@@ -94,6 +94,9 @@ pub enum Command {
     /// dimension, sample a grid.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Audio: WAV files to the log-mel spectrograms a vocoder is conditioned on.
+    #[command(subcommand)]
+    Audio(AudioCommand),
     /// Time the common workloads (training step, log-prob, sampling) and print JSON lines.
     #[command(after_help = "Example:\n  normflow bench --flows coupling,maf --sizes S,M,L")]
     Bench(BenchArgs),
@@ -123,6 +126,49 @@ pub enum AnomalyCommand {
     /// Evaluate the detector on labelled rows: AUROC, average precision, precision/recall/F1.
     #[command(after_help = "Example:\n  normflow anomaly eval detector.safetensors test.csv --label-column outlier --json")]
     Eval(AnomalyEvalArgs),
+}
+
+/// The `audio` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AudioCommand {
+    /// A WAV file's log-mel spectrogram, `ln(max(mel, 1e-5))` as librosa computes the mel: one
+    /// row of bands per frame, to .npy or .csv (CSV on stdout without -o).
+    #[command(after_help = "Example:\n  normflow audio mel speech.wav -o speech-mel.npy")]
+    Mel(AudioMelArgs),
+}
+
+/// Flags of `audio mel`.
+#[derive(Args, Debug)]
+pub struct AudioMelArgs {
+    /// A WAV file (integer PCM of 8 to 32 bits or float; several channels are mixed down).
+    pub wav: PathBuf,
+    /// Where to write the frames (.npy or .csv); CSV on stdout when absent.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// Mel bands.
+    #[arg(long, default_value_t = 80)]
+    pub n_mels: usize,
+    /// Samples per frame (the FFT size).
+    #[arg(long, default_value_t = 1024)]
+    pub n_fft: usize,
+    /// Samples from one frame to the next.
+    #[arg(long, default_value_t = 256)]
+    pub hop: usize,
+    /// Hann window length (default: n_fft).
+    #[arg(long)]
+    pub win_length: Option<usize>,
+    /// Lowest band edge in Hz.
+    #[arg(long, default_value_t = 0.0)]
+    pub fmin: f64,
+    /// Highest band edge in Hz (default: half the sample rate, at most 8000).
+    #[arg(long)]
+    pub fmax: Option<f64>,
+    /// Mel of the power spectrum (|STFT|²) instead of the magnitudes.
+    #[arg(long)]
+    pub power: bool,
+    /// The mel values themselves, without the log compression.
+    #[arg(long)]
+    pub linear: bool,
 }
 
 /// The `image` subcommands.

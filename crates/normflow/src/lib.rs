@@ -44,6 +44,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod anomaly;
+pub mod audio;
 pub mod bijection;
 pub mod data;
 pub mod distribution;

@@ -1,6 +1,7 @@
 //! One module per subcommand; `run` dispatches.
 
 mod anomaly;
+mod audio;
 mod bench;
 mod bench_fm;
 mod demo;
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Demo(a) => demo::run(a),
         Command::Anomaly(c) => anomaly::run(c),
         Command::Image(c) => image::run(c),
+        Command::Audio(c) => audio::run(c),
         Command::Bench(a) => bench::run(a),
         Command::Serve(a) => crate::serve::serve(a),
         Command::Loadtest(a) => crate::serve::loadtest(a),

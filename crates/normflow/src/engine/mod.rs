@@ -17,9 +17,11 @@ mod activation;
 mod adam;
 pub(crate) mod affine_lanes;
 mod conv;
+pub(crate) mod conv1d;
 pub(crate) mod conv_group;
 mod direction;
 pub(crate) mod fastmath;
+mod gated;
 pub mod isa;
 pub(crate) mod lanes;
 mod linear;
@@ -36,12 +38,14 @@ pub(crate) mod spline_lanes;
 pub(crate) mod threads;
 
 pub(crate) use activation::{bias_grad, bias_relu, bias_silu, relu_gate};
+pub(crate) use gated::{gated, gated_backward};
 pub(crate) use linear::linear;
 pub(crate) use threads::map_row_ranges;
 
 pub use adam::Adam;
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape};
 pub(crate) use conv::{for_each_image_part, image_parts};
+pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dShape};
 pub(crate) use conv_group::{gather, group_images, scatter, GroupConv};
 pub use direction::Direction;
 #[cfg(feature = "bench")]

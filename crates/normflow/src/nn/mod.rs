@@ -8,6 +8,7 @@ mod made;
 mod mlp;
 mod residual;
 mod vector_field;
+mod wavenet;
 
 pub use checkerboard_net::{checkerboard_order, CheckerboardNet};
 pub use conditioner::{Conditioner, ConditionerCache};
@@ -18,3 +19,4 @@ pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
 pub use residual::{ResidualCache, ResidualMlp};
 pub use vector_field::{FieldCache, TimeFeatures, VectorField};
+pub use wavenet::{WaveNet, WaveNetCache, WaveNetShape};

@@ -1,0 +1,46 @@
+//! `normflow audio`: WAV files to log-mel spectrograms, run as the real binary.
+
+mod common;
+use common::*;
+
+use normflow::audio::{Wav, WavEncoding};
+use normflow::data::read_npy;
+
+#[test]
+fn a_tone_peaks_in_its_band_and_bad_files_are_refused() {
+    let t = TempDir::new("audio-mel");
+    let wav = t.path("tone.wav");
+    // One second of 1 kHz at 16 kHz: the log-mel peaks in the band around 1 kHz in every frame.
+    let tone: Vec<f32> = (0..16000).map(|i| 0.5 * (2.0 * std::f32::consts::PI * 1000.0 * i as f32 / 16000.0).sin()).collect();
+    Wav::write(&wav, 16000, &tone, WavEncoding::Pcm16).unwrap();
+    let out = t.path("mel.npy");
+    ok(&["audio", "mel", s(&wav), "-o", s(&out)]);
+    let mel = read_npy(&out).unwrap();
+    assert_eq!((mel.rows(), mel.cols()), (1 + 16000 / 256, 80));
+    let centre = normflow::audio::hz_to_mel(1000.0);
+    let top = normflow::audio::hz_to_mel(8000.0);
+    let band = (centre / top * 81.0).round() as usize - 1;
+    for f in 4..mel.rows() - 4 {
+        let row = &mel.as_slice()[f * 80..(f + 1) * 80];
+        let peak = row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        assert!(peak.abs_diff(band) <= 1, "frame {f}: peak in band {peak}, 1 kHz is band {band}");
+    }
+    // CSV on stdout, with other settings.
+    let csv = ok(&["audio", "mel", s(&wav), "--n-mels", "40", "--hop", "400", "--linear", "--power"]);
+    assert_eq!(csv.lines().next().unwrap().split(',').count(), 40);
+    assert_eq!(csv.lines().count(), 1 + 1 + 16000 / 400);
+
+    // A truncated file, a text file, a missing file and a bad setting: clear errors naming them.
+    let bytes = std::fs::read(&wav).unwrap();
+    let cut = t.path("cut.wav");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(fails(&["audio", "mel", s(&cut)]).contains("cut.wav: truncated"));
+    let text = t.path("notes.wav");
+    std::fs::write(&text, "not audio").unwrap();
+    assert!(fails(&["audio", "mel", s(&text)]).contains("notes.wav: not a WAV file"));
+    assert!(fails(&["audio", "mel", s(&t.path("missing.wav"))]).contains("missing.wav"));
+    assert!(fails(&["audio", "mel", s(&wav), "--fmax", "9000"]).contains("fmax"));
+    assert!(!t.path("never.npy").exists());
+    fails(&["audio", "mel", s(&cut), "-o", s(&t.path("never.npy"))]);
+    assert!(!t.path("never.npy").exists(), "a failed run writes no output");
+}

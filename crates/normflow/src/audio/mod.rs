@@ -1,0 +1,18 @@
+//! Audio: WAV files, and the mel spectrograms a vocoder is conditioned on.
+//!
+//! ```no_run
+//! use normflow::audio::{MelConfig, MelSpectrogram, Wav};
+//!
+//! let wav = Wav::read("speech.wav".as_ref())?;
+//! let mel = MelSpectrogram::new(MelConfig::vocoder(wav.sample_rate))?;
+//! let log_mel = mel.log_mel(&wav.samples)?; // one row of 80 bands per 256 samples
+//! # Ok::<(), normflow::Error>(())
+//! ```
+
+mod mel;
+mod stft;
+mod wav;
+
+pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
+pub use stft::Stft;
+pub use wav::{Wav, WavEncoding, WavFormat};
