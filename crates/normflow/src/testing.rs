@@ -370,7 +370,7 @@ pub fn spline_options() -> HarnessOptions {
 pub fn registry() -> Vec<Case> {
     use crate::bijection::{
         ActNorm, AffineCoupling, BatchNorm, Bounds, Chain, Conv1x1, Dequantize, ImageShape, Interval, LuLinear, MaskedAutoregressive,
-        OnPrefix, Permutation, SplineShape, Squeeze, Standardize, Transformer,
+        OnPrefix, Permutation, SplineShape, Squeeze, Standardize, Transformer, WaveSpec,
     };
     let sequential = HarnessOptions { forward_gradients: false, ..Default::default() };
     vec![
@@ -538,6 +538,17 @@ pub fn registry() -> Vec<Case> {
                 )
             },
             options: HarnessOptions { param_scale: 0.2, context_dim: 2, ..Default::default() },
+        },
+        Case {
+            name: "WaveGlow coupling (WaveNet conditioned on mel frames)",
+            build: |r| {
+                // 4 channels of 6 steps; 2 mel bands × 3 frames, each frame over 2 steps.
+                let wave = WaveSpec { mel_bands: 2, frames: 3, layers: 2, kernel: 3 };
+                Box::new(
+                    AffineCoupling::with_wavenet(ImageShape { channels: 4, height: 1, width: 6 }, wave, 3, Transformer::Affine, r).unwrap(),
+                )
+            },
+            options: HarnessOptions { param_scale: 0.2, context_dim: 6, ..Default::default() },
         },
         Case {
             name: "residual convolutional coupling",

@@ -14,5 +14,4 @@ mod stft;
 mod wav;
 
 pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
-pub use stft::Stft;
 pub use wav::{Wav, WavEncoding, WavFormat};

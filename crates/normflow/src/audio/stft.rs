@@ -8,7 +8,7 @@ use realfft::{RealFftPlanner, RealToComplex};
 
 /// A planned STFT of one frame size.
 #[derive(Clone)]
-pub struct Stft {
+pub(crate) struct Stft {
     n_fft: usize,
     hop: usize,
     win_length: usize,
@@ -35,23 +35,18 @@ impl Stft {
         Self { n_fft, hop, win_length, window, fft }
     }
 
-    /// Samples per frame.
-    pub fn n_fft(&self) -> usize {
-        self.n_fft
-    }
-
     /// Frequency bins per frame: `n_fft / 2 + 1`.
-    pub fn bins(&self) -> usize {
+    pub(crate) fn bins(&self) -> usize {
         self.n_fft / 2 + 1
     }
 
     /// Frames of a signal of `len` samples (at least one sample).
-    pub fn frames(&self, len: usize) -> usize {
+    pub(crate) fn frames(&self, len: usize) -> usize {
         1 + (len + 2 * (self.n_fft / 2) - self.n_fft) / self.hop
     }
 
     /// `|STFT|^power` of `signal`: one row of [`Stft::bins`] values per frame, row-major.
-    pub fn magnitudes(&self, signal: &[f32], power: f64) -> Vec<f64> {
+    pub(crate) fn magnitudes(&self, signal: &[f32], power: f64) -> Vec<f64> {
         let (pad, bins) = (self.n_fft / 2, self.bins());
         let frames = self.frames(signal.len());
         let mut out = vec![0.0; frames * bins];

@@ -3,10 +3,10 @@
 //! elementwise transformer of the others.
 
 use super::transformer::RecordedPass;
-use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer};
+use super::{check_context, check_width, BijectionSpec, Direction, Tape, Transformer, WaveSpec};
 use crate::engine::lanes::RowLayout;
 use crate::engine::{ImageShape, Matrix, Rng};
-use crate::nn::{CheckerboardNet, Conditioner, ConditionerCache, ConvNet, Mlp, ResidualMlp};
+use crate::nn::{CheckerboardNet, Conditioner, ConditionerCache, ConvNet, Mlp, ResidualMlp, WaveConditioner};
 use crate::{Bijection, Error, Result};
 
 /// Coupling layer `x_A = z_A`, `x_B = τ(z_B; θ(z_A, context))` with an MLP conditioner θ and
@@ -40,6 +40,8 @@ pub struct AffineCoupling {
     image: Option<ImageShape>,
     /// The checkerboard colour that passes through, for a checkerboard-masked coupling.
     checkerboard: Option<usize>,
+    /// The WaveNet conditioner's settings, for a WaveGlow coupling.
+    wave: Option<WaveSpec>,
     net: Conditioner,
 }
 
@@ -65,7 +67,18 @@ impl AffineCoupling {
         sizes.extend_from_slice(hidden);
         sizes.push(transformer.params_per_dim() * (dim - split));
         let net = Conditioner::Mlp(Mlp::new(&sizes, 0.0, None, rng));
-        Ok(Self { dim, split, context_dim, transformer, hidden: hidden.to_vec(), residual_blocks: 0, image: None, checkerboard: None, net })
+        Ok(Self {
+            dim,
+            split,
+            context_dim,
+            transformer,
+            hidden: hidden.to_vec(),
+            residual_blocks: 0,
+            image: None,
+            checkerboard: None,
+            wave: None,
+            net,
+        })
     }
 
     /// Glow's affine coupling on image rows: the first half of the channels (`channels / 2`)
@@ -152,6 +165,7 @@ impl AffineCoupling {
             residual_blocks: blocks,
             image: Some(image),
             checkerboard: None,
+            wave: None,
             net: Conditioner::Conv(ConvNet::residual(input, context_dim, hidden, blocks, out, rng)),
         })
     }
@@ -184,7 +198,50 @@ impl AffineCoupling {
             residual_blocks: blocks,
             image: Some(image),
             checkerboard: Some(parity % 2),
+            wave: None,
             net: Conditioner::Checkerboard(net),
+        })
+    }
+
+    /// WaveGlow's affine coupling on grouped audio: rows of `group × 1 × length` values (the
+    /// segment's samples squeezed into `group` channels, channel-major), the first half of the
+    /// channels passing through and conditioning the rest through a [`crate::nn::WaveNet`] of
+    /// `channels` hidden channels, conditioned on the row's context: `wave.mel_bands ×
+    /// wave.frames` mel values (band-major), each frame repeated over `length / frames` steps.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for fewer than 2 channels, a height other than 1, frames that do
+    /// not divide the length, no hidden channels or layers, or an even kernel.
+    pub fn with_wavenet(image: ImageShape, wave: WaveSpec, channels: usize, transformer: Transformer, rng: &mut Rng) -> Result<Self> {
+        transformer.validate()?;
+        let length = image.width;
+        if image.channels < 2 || image.height != 1 || length == 0 {
+            return Err(Error::config(format!("a WaveGlow coupling needs 2+ channels of one row of samples, got {image:?}")));
+        }
+        if wave.mel_bands > 0 && (wave.frames == 0 || !length.is_multiple_of(wave.frames)) {
+            return Err(Error::config(format!("{} mel frames do not divide the {length} steps of a segment", wave.frames)));
+        }
+        if channels == 0 || wave.layers == 0 || wave.kernel.is_multiple_of(2) {
+            return Err(Error::config(format!(
+                "a WaveNet needs hidden channels, layers and an odd kernel, got {channels}, {}, {}",
+                wave.layers, wave.kernel
+            )));
+        }
+        let kept = image.channels / 2;
+        let out = transformer.params_per_dim() * (image.channels - kept);
+        let context_dim = wave.mel_bands * wave.frames;
+        let net = WaveConditioner::new(kept, out, length, wave.mel_bands, wave.frames, channels, wave.layers, wave.kernel, rng);
+        Ok(Self {
+            dim: image.len(),
+            split: kept * length,
+            context_dim,
+            transformer,
+            hidden: vec![channels],
+            residual_blocks: 0,
+            image: Some(image),
+            checkerboard: None,
+            wave: Some(wave),
+            net: Conditioner::Wave(net),
         })
     }
 
@@ -288,6 +345,7 @@ impl Bijection for AffineCoupling {
             residual_blocks: self.residual_blocks,
             image: self.image,
             checkerboard: self.checkerboard,
+            wave: self.wave,
         }
     }
 }

@@ -46,7 +46,7 @@ pub use lu_linear::LuLinear;
 pub use masked_autoregressive::MaskedAutoregressive;
 pub use permutation::Permutation;
 pub use prefix::OnPrefix;
-pub use spec::BijectionSpec;
+pub use spec::{BijectionSpec, WaveSpec};
 pub use squeeze::Squeeze;
 pub use standardize::Standardize;
 pub use tape::Tape;

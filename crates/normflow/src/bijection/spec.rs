@@ -11,6 +11,19 @@ use crate::engine::Rng;
 use crate::nn::HiddenDegrees;
 use crate::{Bijection, Result};
 
+/// The WaveNet conditioner of a WaveGlow coupling layer (see [`AffineCoupling::with_wavenet`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveSpec {
+    /// Mel bands of the context (0: unconditional).
+    pub mel_bands: usize,
+    /// Mel frames per segment; each covers `length / frames` steps of the grouped signal.
+    pub frames: usize,
+    /// Dilated layers.
+    pub layers: usize,
+    /// Taps of the dilated convolutions.
+    pub kernel: usize,
+}
+
 /// Architecture of a bijection, without weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -48,6 +61,10 @@ pub enum BijectionSpec {
         /// [`crate::nn::CheckerboardNet`]); none for a channel split.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         checkerboard: Option<usize>,
+        /// The WaveNet conditioner of a WaveGlow coupling on grouped audio (`image` is then
+        /// `group × 1 × length`, `hidden[0]` the WaveNet's channels); none otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wave: Option<WaveSpec>,
     },
     /// [`MaskedAutoregressive`].
     MaskedAutoregressive {
@@ -141,6 +158,10 @@ impl BijectionSpec {
         Ok(match self {
             BijectionSpec::Chain { layers } => Box::new(Chain::new(layers.iter().map(|l| l.build()).collect::<Result<_>>()?)?),
             BijectionSpec::Invert { inner } => Box::new(Invert(inner.build()?)),
+            BijectionSpec::Coupling { image: Some(image), hidden, transformer, wave: Some(w), .. } => {
+                let width = *hidden.first().ok_or_else(|| crate::Error::config("a WaveNet conditioner needs a width"))?;
+                Box::new(AffineCoupling::with_wavenet(*image, *w, width, *transformer, &mut rng)?)
+            }
             BijectionSpec::Coupling {
                 image: Some(image),
                 hidden,

@@ -1,10 +1,10 @@
 //! The conditioner networks a coupling layer can use, behind one interface.
 
-use super::{CheckerboardNet, ConvNet, ConvNetCache, Mlp, MlpCache, ResidualCache, ResidualMlp};
+use super::{CheckerboardNet, ConvNet, ConvNetCache, Mlp, MlpCache, ResidualCache, ResidualMlp, WaveConditioner, WaveNetCache};
 use crate::engine::Matrix;
 
-/// A plain MLP, a residual MLP, or a convolutional network on image rows (channel-split or
-/// checkerboard-masked).
+/// A plain MLP, a residual MLP, a convolutional network on image rows (channel-split or
+/// checkerboard-masked), or a WaveNet on grouped audio.
 #[derive(Clone, Debug)]
 pub enum Conditioner {
     /// [`Mlp`].
@@ -15,6 +15,8 @@ pub enum Conditioner {
     Conv(ConvNet),
     /// [`CheckerboardNet`].
     Checkerboard(CheckerboardNet),
+    /// [`WaveConditioner`].
+    Wave(WaveConditioner),
 }
 
 /// The backward cache of a [`Conditioner`].
@@ -26,6 +28,8 @@ pub enum ConditionerCache {
     Residual(ResidualCache),
     /// Of a [`ConvNet`].
     Conv(ConvNetCache),
+    /// Of a [`WaveConditioner`].
+    Wave(WaveNetCache),
 }
 
 impl Conditioner {
@@ -36,6 +40,7 @@ impl Conditioner {
             Conditioner::Residual(m) => m.forward(x),
             Conditioner::Conv(m) => m.forward(x),
             Conditioner::Checkerboard(m) => m.forward(x),
+            Conditioner::Wave(m) => m.forward(x),
         }
     }
 
@@ -58,6 +63,10 @@ impl Conditioner {
                 let (y, c) = m.forward_cached(x);
                 (y, ConditionerCache::Conv(c))
             }
+            Conditioner::Wave(m) => {
+                let (y, c) = m.forward_cached(x);
+                (y, ConditionerCache::Wave(c))
+            }
         }
     }
 
@@ -68,6 +77,7 @@ impl Conditioner {
             (Conditioner::Residual(m), ConditionerCache::Residual(c)) => m.backward(c, grad_out, grads),
             (Conditioner::Conv(m), ConditionerCache::Conv(c)) => m.backward(c, grad_out, grads),
             (Conditioner::Checkerboard(m), ConditionerCache::Conv(c)) => m.backward(c, grad_out, grads),
+            (Conditioner::Wave(m), ConditionerCache::Wave(c)) => m.backward(c, grad_out, grads),
             _ => unreachable!("a conditioner's cache comes from its own forward pass"),
         }
     }
@@ -79,6 +89,7 @@ impl Conditioner {
             Conditioner::Residual(m) => m.params(),
             Conditioner::Conv(m) => m.params(),
             Conditioner::Checkerboard(m) => m.params(),
+            Conditioner::Wave(m) => m.params(),
         }
     }
 
@@ -89,6 +100,7 @@ impl Conditioner {
             Conditioner::Residual(m) => m.params_mut(),
             Conditioner::Conv(m) => m.params_mut(),
             Conditioner::Checkerboard(m) => m.params_mut(),
+            Conditioner::Wave(m) => m.params_mut(),
         }
     }
 }

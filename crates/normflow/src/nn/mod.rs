@@ -8,6 +8,7 @@ mod made;
 mod mlp;
 mod residual;
 mod vector_field;
+mod wave_conditioner;
 mod wavenet;
 
 pub use checkerboard_net::{checkerboard_order, CheckerboardNet};
@@ -19,4 +20,5 @@ pub use made::{made_degrees, made_masks, HiddenDegrees, MadeDegrees};
 pub use mlp::{Mlp, MlpCache};
 pub use residual::{ResidualCache, ResidualMlp};
 pub use vector_field::{FieldCache, TimeFeatures, VectorField};
+pub use wave_conditioner::WaveConditioner;
 pub use wavenet::{WaveNet, WaveNetCache, WaveNetShape};
