@@ -59,6 +59,7 @@ mod maf;
 mod nsf;
 mod realnvp;
 mod realnvp_image;
+mod waveglow;
 
 pub use flow_matching::{Coupling, FlowMatching, FlowMatchingConfig};
 pub use flow_matching_fit::fit_flow_matching;
@@ -68,6 +69,7 @@ pub use maf::{MafConfig, Ordering};
 pub use nsf::NsfConfig;
 pub use realnvp::RealNvpConfig;
 pub use realnvp_image::MultiscaleRealNvpConfig;
+pub use waveglow::WaveGlowConfig;
 image_builders!(MultiscaleRealNvpConfig);
 
 use crate::bijection::{BatchNorm, BijectionSpec, LuLinear, Permutation, Standardize};

@@ -1,0 +1,157 @@
+//! WaveGlow (Prenger et al. 2018, arXiv:1811.00002): a flow over segments of audio conditioned
+//! on their mel spectrogram. The samples of a segment are squeezed into `group` channels, then
+//! each of `flows` steps mixes the channels with an invertible 1×1 convolution and transforms
+//! half of them with an affine coupling whose WaveNet sees the other half and the mel frames.
+//!
+//! A row is one segment of `segment` samples in time order; its context is the segment's mel
+//! frames, `mel_bands × frames` values band-major (frame `f` covers samples `f·hop ..
+//! (f+1)·hop` with `hop = segment / frames`).
+
+use crate::bijection::{AffineCoupling, Chain, Conv1x1, ImageShape, Permutation, Transformer, WaveSpec};
+use crate::distribution::Flow;
+use crate::engine::Rng;
+use crate::{Bijection, Error, Result};
+
+/// A WaveGlow's sizes. Defaults (for a segment of `segment` samples and `frames` mel frames of
+/// `mel_bands` bands): groups of 8 samples, 8 flows, WaveNets of 4 layers × 32 channels with
+/// 3 taps, affine couplings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WaveGlowConfig {
+    /// Samples per row.
+    pub segment: usize,
+    /// Samples per group (channels of the squeezed signal; even).
+    pub group: usize,
+    /// Flow steps (1×1 convolution + coupling).
+    pub flows: usize,
+    /// Hidden channels of each WaveNet.
+    pub channels: usize,
+    /// Dilated layers of each WaveNet (dilations 1, 2, 4, …).
+    pub layers: usize,
+    /// Taps of the dilated convolutions (odd).
+    pub kernel: usize,
+    /// Mel bands of the context (0: unconditional).
+    pub mel_bands: usize,
+    /// Mel frames per segment.
+    pub frames: usize,
+}
+
+impl WaveGlowConfig {
+    /// Defaults for segments of `segment` samples conditioned on `frames` frames of `mel_bands`
+    /// bands.
+    pub fn new(segment: usize, mel_bands: usize, frames: usize) -> Self {
+        Self { segment, group: 8, flows: 8, channels: 32, layers: 4, kernel: 3, mel_bands, frames }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok_sizes = self.group >= 2
+            && self.group.is_multiple_of(2)
+            && self.segment > 0
+            && self.segment.is_multiple_of(self.group)
+            && (1..=64).contains(&self.flows)
+            && (1..=1024).contains(&self.channels)
+            && (1..=16).contains(&self.layers)
+            && self.kernel % 2 == 1;
+        if !ok_sizes {
+            return Err(Error::config(format!(
+                "WaveGlow needs an even group that divides the segment, 1..=64 flows, 1..=1024 channels, 1..=16 layers and an odd kernel, got {self:?}"
+            )));
+        }
+        let steps = self.segment / self.group;
+        if self.mel_bands > 0 && (self.frames == 0 || !steps.is_multiple_of(self.frames)) {
+            return Err(Error::config(format!(
+                "the {} mel frames must divide the segment's {steps} groups of {} samples (a frame every whole number of groups)",
+                self.frames, self.group
+            )));
+        }
+        Ok(())
+    }
+
+    /// The flow's bijection (forward: base → segments).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for sizes out of range.
+    pub fn bijection(&self, rng: &mut Rng) -> Result<Box<dyn Bijection>> {
+        self.validate()?;
+        let steps = self.segment / self.group;
+        let grouped = ImageShape { channels: self.group, height: 1, width: steps };
+        let wave = WaveSpec {
+            mel_bands: self.mel_bands,
+            frames: if self.mel_bands > 0 { self.frames } else { 0 },
+            layers: self.layers,
+            kernel: self.kernel,
+        };
+        let mut layers: Vec<Box<dyn Bijection>> = Vec::with_capacity(2 * self.flows + 1);
+        // Forward order is the generative direction: the last step of the density direction first.
+        for _ in 0..self.flows {
+            layers.push(Box::new(AffineCoupling::with_wavenet(grouped, wave, self.channels, Transformer::Affine, rng)?));
+            layers.push(Box::new(Conv1x1::new(grouped)?));
+        }
+        // Grouped (channel-major) to time order: sample t·group + j is channel j, step t.
+        let perm = (0..self.segment).map(|i| (i % self.group) * steps + i / self.group).collect();
+        layers.push(Box::new(Permutation::new(perm)?));
+        Ok(Box::new(Chain::new(layers)?))
+    }
+
+    /// Builds the flow (every coupling starts as the identity).
+    ///
+    /// # Errors
+    /// As [`WaveGlowConfig::bijection`].
+    pub fn init(&self, rng: &mut Rng) -> Result<Flow> {
+        let mut flow = Flow::new(self.bijection(rng)?);
+        flow.meta.name = "waveglow".into();
+        Ok(flow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Matrix;
+    use crate::train::{fit, FitConfig};
+
+    /// Segments of Gaussian noise whose standard deviation changes from frame to frame, with the
+    /// log-deviation of each frame as a one-band "mel" context: a known conditional density.
+    fn noise(rows: usize, segment: usize, frames: usize, rng: &mut Rng) -> (Matrix, Matrix, f64) {
+        let hop = segment / frames;
+        let (mut x, mut c) = (Matrix::zeros(rows, segment), Matrix::zeros(rows, frames));
+        let mut entropy = 0.0;
+        for r in 0..rows {
+            for f in 0..frames {
+                let log_sd = -1.5 + 2.0 * rng.uniform();
+                c.set(r, f, log_sd as f32);
+                for i in f * hop..(f + 1) * hop {
+                    x.set(r, i, (log_sd.exp() * rng.normal()) as f32);
+                }
+                entropy += hop as f64 * (0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln() + log_sd);
+            }
+        }
+        (x, c, entropy / rows as f64)
+    }
+
+    #[test]
+    fn learns_a_conditional_density_to_near_its_entropy_and_round_trips() {
+        let (segment, frames) = (32, 2);
+        let mut rng = Rng::new(7);
+        let config = WaveGlowConfig { segment, group: 4, flows: 2, channels: 8, layers: 2, kernel: 3, mel_bands: 1, frames };
+        let flow = config.init(&mut rng).unwrap();
+        let (x, c, _) = noise(3000, segment, frames, &mut rng);
+        let (test, test_c, entropy) = noise(1000, segment, frames, &mut rng);
+        let nll = |flow: &Flow| -flow.log_prob(&test, Some(&test_c)).unwrap().iter().map(|&v| f64::from(v)).sum::<f64>() / 1000.0;
+        let before = nll(&flow);
+        let fit_config = FitConfig { lr: 3e-3, max_epochs: 60, ..FitConfig::default() };
+        let (flow, _) = fit(flow, &x, Some(&c), &fit_config, &mut |_| {}).unwrap();
+        let after = nll(&flow);
+        eprintln!("WaveGlow test NLL {before:.3} -> {after:.3} nats per segment; true conditional entropy {entropy:.3}");
+        // Within 0.01 nats per sample of the true conditional entropy (0.32 nats per segment;
+        // measured: 0.05 above it, from 10.7 above before training).
+        assert!(after < before && after - entropy < 0.01 * segment as f64, "NLL {before:.2} -> {after:.2}, entropy {entropy:.2}");
+        let z = flow.encode(&test, Some(&test_c)).unwrap();
+        let back = flow.decode(&z, Some(&test_c)).unwrap();
+        for (a, b) in back.as_slice().iter().zip(test.as_slice()) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let unconditional = WaveGlowConfig { mel_bands: 0, ..config.clone() };
+        assert!(unconditional.init(&mut rng).is_ok());
+        assert!(WaveGlowConfig { frames: 3, ..config }.init(&mut rng).is_err(), "3 frames do not divide 8 groups");
+    }
+}
