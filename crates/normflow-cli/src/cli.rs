@@ -135,6 +135,73 @@ pub enum AudioCommand {
     /// row of bands per frame, to .npy or .csv (CSV on stdout without -o).
     #[command(after_help = "Example:\n  normflow audio mel speech.wav -o speech-mel.npy")]
     Mel(AudioMelArgs),
+    /// Train a WaveGlow vocoder on WAV files (a folder, or files) of one sample rate: segments
+    /// of samples conditioned on their log-mel frames.
+    #[command(after_help = "Example:\n  normflow audio train recordings/ --minutes 60 -o voc.safetensors")]
+    Train(AudioTrainArgs),
+    /// Analysis then synthesis: the log-mel of a WAV file, then a waveform drawn from the
+    /// vocoder given it.
+    #[command(after_help = "Example:\n  normflow audio vocode voc.safetensors speech.wav --temperature 0.6 -o resynth.wav")]
+    Vocode(AudioVocodeArgs),
+}
+
+/// Flags of `audio train`.
+#[derive(Args, Debug)]
+pub struct AudioTrainArgs {
+    /// WAV files, or folders of them (every file of one sample rate).
+    #[arg(required = true)]
+    pub data: Vec<PathBuf>,
+    /// Where to write the model.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Samples per training segment (a multiple of the hop, 256).
+    #[arg(long, default_value_t = 4096)]
+    pub segment: usize,
+    /// Flow steps (1×1 convolution + coupling).
+    #[arg(long, default_value_t = 8)]
+    pub flows: usize,
+    /// Hidden channels of each WaveNet.
+    #[arg(long, default_value_t = 32)]
+    pub channels: usize,
+    /// Dilated layers of each WaveNet.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Training time limit in minutes.
+    #[arg(long)]
+    pub minutes: Option<f64>,
+    /// Epoch limit.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Segments per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No progress on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Flags of `audio vocode`.
+#[derive(Args, Debug)]
+pub struct AudioVocodeArgs {
+    /// The vocoder (from `audio train`).
+    pub model: PathBuf,
+    /// A WAV file at the vocoder's sample rate.
+    pub wav: PathBuf,
+    /// Where to write the synthesised WAV (16-bit PCM).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Temperature of the base draws (WaveGlow synthesises at 0.6).
+    #[arg(long, default_value_t = 0.6)]
+    pub temperature: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Flags of `audio mel`.

@@ -44,3 +44,57 @@ fn a_tone_peaks_in_its_band_and_bad_files_are_refused() {
     fails(&["audio", "mel", s(&cut), "-o", s(&t.path("never.npy"))]);
     assert!(!t.path("never.npy").exists(), "a failed run writes no output");
 }
+
+#[test]
+fn a_small_vocoder_trains_and_resynthesises_and_bad_inputs_are_refused() {
+    let t = TempDir::new("audio-vocoder");
+    let dir = t.path("wavs");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Three short "recordings": tones of different pitch with a little noise.
+    let mut rng = normflow::Rng::new(3);
+    for (k, hz) in [220.0f32, 330.0, 440.0].iter().enumerate() {
+        let x: Vec<f32> =
+            (0..8000).map(|i| 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 16000.0).sin() + 0.01 * rng.normal() as f32).collect();
+        Wav::write(&dir.join(format!("take{k}.wav")), 16000, &x, WavEncoding::Pcm16).unwrap();
+    }
+    let model = t.path("voc.safetensors");
+    let args = [
+        "audio",
+        "train",
+        s(&dir),
+        "--segment",
+        "512",
+        "--flows",
+        "2",
+        "--channels",
+        "8",
+        "--layers",
+        "2",
+        "--epochs",
+        "3",
+        "-q",
+        "-o",
+        s(&model),
+    ];
+    ok(&args);
+    let out = t.path("out.wav");
+    let input = dir.join("take1.wav");
+    ok(&["audio", "vocode", s(&model), s(&input), "-o", s(&out)]);
+    let (original, back) = (Wav::read(&input).unwrap(), Wav::read(&out).unwrap());
+    assert_eq!((back.sample_rate, back.samples.len()), (16000, original.samples.len()));
+    assert!(back.samples.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+    assert!(back.samples.iter().any(|&v| v != 0.0));
+
+    // Another sample rate among the files, an empty folder, a model that is not a vocoder.
+    Wav::write(&dir.join("odd.wav"), 22050, &[0.0; 4000], WavEncoding::Pcm16).unwrap();
+    assert!(fails(&["audio", "train", s(&dir), "-q", "-o", s(&t.path("never.safetensors"))]).contains("one sample rate"));
+    let empty = t.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert!(fails(&["audio", "train", s(&empty), "-o", s(&t.path("never.safetensors"))]).contains("no .wav files"));
+    assert!(!t.path("never.safetensors").exists());
+    let data = t.path("data.csv");
+    write_data(&data, 300, 1);
+    let tabular = t.path("tabular.safetensors");
+    ok(&["train", s(&data), "--epochs", "1", "-q", "-o", s(&tabular)]);
+    assert!(fails(&["audio", "vocode", s(&tabular), s(&input), "-o", s(&out)]).contains("not a vocoder"));
+}

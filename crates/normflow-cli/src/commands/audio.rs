@@ -10,6 +10,8 @@ use crate::output::{check_output, numbered, write_rows};
 pub fn run(command: AudioCommand) -> Result<(), CliError> {
     match command {
         AudioCommand::Mel(a) => mel(a),
+        AudioCommand::Train(a) => super::audio_vocoder::train(a),
+        AudioCommand::Vocode(a) => super::audio_vocoder::vocode(a),
     }
 }
 

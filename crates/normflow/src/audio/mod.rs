@@ -10,8 +10,10 @@
 //! ```
 
 mod mel;
+mod segments;
 mod stft;
 mod wav;
 
 pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
+pub use segments::{frames_per_segment, segment_context, training_segments};
 pub use wav::{Wav, WavEncoding, WavFormat};

@@ -1,0 +1,155 @@
+//! `normflow audio train` and `audio vocode`: a WaveGlow vocoder on WAV files.
+
+use std::path::{Path, PathBuf};
+
+use normflow::audio::{frames_per_segment, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding};
+use normflow::flows::WaveGlowConfig;
+use normflow::train::{fit, FitConfig};
+use normflow::{Flow, Matrix, Rng};
+use serde_json::json;
+
+use super::CliError;
+use crate::cli::{AudioTrainArgs, AudioVocodeArgs};
+use crate::progress::TrainingBar;
+
+/// Where a vocoder keeps its mel settings in the model file.
+const MEL_KEY: &str = "mel";
+
+/// The WAV files named: files as given, folders' `.wav` files in name order.
+fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| normflow::Error::Io { path: p.clone(), source: e })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+                .collect();
+            if found.is_empty() {
+                return Err(CliError::Usage(format!("{}: no .wav files in this folder", p.display())));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok(files)
+}
+
+pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
+    let files = wav_files(&a.data)?;
+    let first = Wav::read(&files[0])?;
+    let config = MelConfig::vocoder(first.sample_rate);
+    let mel = MelSpectrogram::new(config.clone())?;
+    let frames = frames_per_segment(&mel, a.segment)?;
+    let (mut rows, mut contexts) = (Vec::new(), Vec::new());
+    let mut seconds = 0.0;
+    for path in &files {
+        let wav = Wav::read(path)?;
+        if wav.sample_rate != first.sample_rate {
+            return Err(CliError::Usage(format!(
+                "{}: {} Hz, but {} is {} Hz; one vocoder takes one sample rate (resample first)",
+                path.display(),
+                wav.sample_rate,
+                files[0].display(),
+                first.sample_rate
+            )));
+        }
+        seconds += wav.seconds();
+        if wav.samples.len() < a.segment {
+            continue;
+        }
+        let (x, c) = training_segments(&wav.samples, &mel, a.segment).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        rows.extend_from_slice(x.as_slice());
+        contexts.extend_from_slice(c.as_slice());
+    }
+    let count = rows.len() / a.segment;
+    if count < 2 {
+        return Err(CliError::Usage(format!(
+            "{} file(s) hold {count} whole segment(s) of {} samples; need at least 2 (more audio, or a shorter --segment)",
+            files.len(),
+            a.segment
+        )));
+    }
+    let x = Matrix::from_vec(count, a.segment, rows);
+    let context = Matrix::from_vec(count, contexts.len() / count, contexts);
+    let glow =
+        WaveGlowConfig { flows: a.flows, channels: a.channels, layers: a.layers, ..WaveGlowConfig::new(a.segment, config.n_mels, frames) };
+    let mut flow = glow.init(&mut Rng::new(a.seed))?;
+    flow.meta.extra.insert(MEL_KEY.into(), json!(config));
+    let fit_config = FitConfig {
+        lr: a.lr,
+        batch_size: a.batch_size,
+        max_epochs: a.epochs,
+        seed: a.seed,
+        max_seconds: a.minutes.map(|m| m * 60.0),
+        min_gain_z: None,
+        ..FitConfig::default()
+    };
+    let bar = TrainingBar::new(a.quiet);
+    let (flow, history) = fit(flow, &x, Some(&context), &fit_config, &mut |p| bar.update(p))?;
+    bar.finish();
+    flow.save(&a.output)?;
+    let s = &history.summary;
+    if !a.quiet {
+        eprintln!(
+            "trained a WaveGlow ({} params) on {count} segments of {} samples ({seconds:.1} s of audio at {} Hz) for {} steps ({}): best validation NLL {:.4} nats per sample; saved {}",
+            flow.num_params(),
+            a.segment,
+            first.sample_rate,
+            s.steps,
+            s.stopped.replace('_', " "),
+            s.best_val_nll / a.segment as f64,
+            a.output.display()
+        );
+    }
+    Ok(())
+}
+
+/// The mel settings a vocoder was trained with.
+fn vocoder_mel(flow: &Flow, path: &Path) -> Result<MelConfig, CliError> {
+    flow.meta.extra.get(MEL_KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).ok_or_else(|| {
+        CliError::Usage(format!("{}: not a vocoder (no mel settings; train one with `normflow audio train`)", path.display()))
+    })
+}
+
+pub fn vocode(a: AudioVocodeArgs) -> Result<(), CliError> {
+    if !(a.temperature > 0.0 && a.temperature.is_finite()) {
+        return Err(CliError::Usage(format!("--temperature must be positive and finite, got {}", a.temperature)));
+    }
+    let flow = Flow::load(&a.model)?;
+    let config = vocoder_mel(&flow, &a.model)?;
+    let wav = Wav::read(&a.wav)?;
+    if wav.sample_rate != config.sample_rate {
+        return Err(CliError::Usage(format!(
+            "{}: {} Hz, the vocoder was trained at {} Hz",
+            a.wav.display(),
+            wav.sample_rate,
+            config.sample_rate
+        )));
+    }
+    let mel = MelSpectrogram::new(config)?;
+    let log_mel = mel.log_mel(&wav.samples).map_err(|e| CliError::Usage(format!("{}: {e}", a.wav.display())))?;
+    let segment = flow.dim();
+    let frames = frames_per_segment(&mel, segment)?;
+    let count = wav.samples.len().div_ceil(segment);
+    let mut context = Vec::with_capacity(count * frames * log_mel.cols());
+    for k in 0..count {
+        context.extend(segment_context(&log_mel, k * frames, frames));
+    }
+    let context = Matrix::from_vec(count, frames * log_mel.cols(), context);
+    let audio = flow.sample_at_temperature(count, a.temperature, Some(&context), &mut Rng::new(a.seed))?;
+    let mut samples = audio.as_slice()[..wav.samples.len()].to_vec();
+    // A flow can place rare samples far out; a waveform stays within full scale.
+    samples.iter_mut().for_each(|v| *v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
+    Wav::write(&a.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
+    eprintln!(
+        "vocoded {} ({:.2} s, {count} segments) at temperature {} into {}",
+        a.wav.display(),
+        wav.seconds(),
+        a.temperature,
+        a.output.display()
+    );
+    Ok(())
+}
