@@ -67,14 +67,35 @@ fn product(
     }
     // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each
     // wrapper); `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
+    unsafe { call_gemm(out, (1, ldo as isize), accumulate, (a, a_cs, a_rs), (b, b_cs, b_rs), m, n, k) };
+}
+
+/// One `gemm` call, single-threaded, instrumented: `out[m×n] (+)= A · B` with `out` at the
+/// strides `(column, row)`.
+///
+/// # Safety
+/// Every operand must cover its strided extent, and `out` must alias neither operand.
+#[allow(clippy::too_many_arguments)]
+unsafe fn call_gemm(
+    out: &mut [f32],
+    (out_cs, out_rs): (isize, isize),
+    accumulate: bool,
+    a: Strided,
+    b: Strided,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    let ((a, a_cs, a_rs), (b, b_cs, b_rs)) = (a, b);
+    // SAFETY: as the caller promises.
     instrumented(|| unsafe {
         gemm(
             m,
             n,
             k,
             out.as_mut_ptr(),
-            1,
-            ldo as isize,
+            out_cs,
+            out_rs,
             accumulate,
             a.as_ptr(),
             a_cs,
@@ -177,29 +198,7 @@ pub(crate) fn matmul_a_bt_transposed(out_t: &mut [f32], a: &[f32], b: &[f32], m:
     }
     // SAFETY: the asserts above cover every extent; `out_t` is exclusively borrowed, so it
     // aliases neither operand. The result is m×n with column stride m and row stride 1.
-    instrumented(|| unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            out_t.as_mut_ptr(),
-            m as isize,
-            1,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        );
-    });
+    unsafe { call_gemm(out_t, (m as isize, 1), false, (a, 1, k as isize), (b, k as isize, 1), m, n, k) };
 }
 
 /// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`), all dense.
