@@ -56,6 +56,17 @@ impl WaveGlowConfig {
                 "WaveGlow needs an even group that divides the segment, 1..=64 flows, 1..=1024 channels, 1..=16 layers and an odd kernel, got {self:?}"
             )));
         }
+        let (c, layers, bands) = (self.channels as u128, self.layers as u128, self.mel_bands as u128);
+        // Per WaveNet: dilated k-tap C → 2C and 1×1 C → 2C per layer, the mel's 1×1 bands → 2C
+        // per layer, and the small start and end convolutions.
+        let per_flow = layers * (2 * c * c * self.kernel as u128 + 2 * c * c + 2 * c * bands) + 4 * c * self.group as u128;
+        let params = self.flows as u128 * (per_flow + (self.group * self.group) as u128);
+        if params > super::MAX_PARAMS {
+            return Err(Error::config(format!(
+                "this WaveGlow would hold about {params} parameters, over the limit of {}; use fewer flows, layers or channels",
+                super::MAX_PARAMS
+            )));
+        }
         let steps = self.segment / self.group;
         if self.mel_bands > 0 && (self.frames == 0 || !steps.is_multiple_of(self.frames)) {
             return Err(Error::config(format!(
@@ -152,6 +163,8 @@ mod tests {
         }
         let unconditional = WaveGlowConfig { mel_bands: 0, ..config.clone() };
         assert!(unconditional.init(&mut rng).is_ok());
-        assert!(WaveGlowConfig { frames: 3, ..config }.init(&mut rng).is_err(), "3 frames do not divide 8 groups");
+        assert!(WaveGlowConfig { frames: 3, ..config.clone() }.init(&mut rng).is_err(), "3 frames do not divide 8 groups");
+        let huge = WaveGlowConfig { flows: 64, channels: 1024, layers: 16, ..config };
+        assert!(huge.init(&mut rng).unwrap_err().to_string().contains("parameters"), "refused before allocating");
     }
 }
