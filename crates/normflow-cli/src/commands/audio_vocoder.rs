@@ -37,6 +37,7 @@ fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     Ok(files)
 }
 
+/// `audio train`: segments of the WAV files with their log-mel frames, a WaveGlow fitted to them.
 pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     let files = wav_files(&a.data)?;
     let first = Wav::read(&files[0])?;
@@ -114,6 +115,7 @@ fn vocoder_mel(flow: &Flow, path: &Path) -> Result<MelConfig, CliError> {
     })
 }
 
+/// `audio vocode`: the log-mel of a WAV file, then one draw of the vocoder per segment given it.
 pub fn vocode(a: AudioVocodeArgs) -> Result<(), CliError> {
     if !(a.temperature > 0.0 && a.temperature.is_finite()) {
         return Err(CliError::Usage(format!("--temperature must be positive and finite, got {}", a.temperature)));
