@@ -236,7 +236,8 @@ impl WaveNet {
         let dims = (batch, length);
         let per = s.channels * length;
         let g_skip = self.end.backward(p, &cache.skip, grad_out, grads, true, dims);
-        let mut g_conds = vec![0.0; batch * s.layers * 2 * per];
+        // The conditioning's gradient, only when there is a conditioning convolution to train.
+        let mut g_conds = if self.cond.is_some() { vec![0.0; batch * s.layers * 2 * per] } else { Vec::new() };
         // The gradient reaching hᵢ₊₁ from the layers above (zero above the last).
         let mut g_h = vec![0.0; batch * per];
         for i in (0..s.layers).rev() {
@@ -257,7 +258,9 @@ impl WaveNet {
                 let (ga, gb) = g_z[b * 2 * per..][..2 * per].split_at_mut(per);
                 let r = b * per..(b + 1) * per;
                 gated_backward(ga, gb, &g_a[r.clone()], &cache.tanh[i][r.clone()], &cache.sigmoid[i][r]);
-                g_conds[(b * s.layers + i) * 2 * per..][..2 * per].copy_from_slice(&g_z[b * 2 * per..][..2 * per]);
+                if !g_conds.is_empty() {
+                    g_conds[(b * s.layers + i) * 2 * per..][..2 * per].copy_from_slice(&g_z[b * 2 * per..][..2 * per]);
+                }
             }
             let g_hi = self.dilated[i].backward(p, &cache.h[i], &g_z, grads, true, dims);
             // hᵢ₊₁ = hᵢ + …: the residual passes g_h down unchanged.
