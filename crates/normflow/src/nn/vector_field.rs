@@ -146,22 +146,53 @@ impl VectorField {
         out
     }
 
+    /// The first layer at one time `t` shared by all rows: its weight over the state and
+    /// context columns only (`[out, dim + context_dim]`), and its bias plus the product of the
+    /// time columns with the time features, so that a pass at one time neither builds the
+    /// features per row nor multiplies them.
+    fn first_layer_at(&self, t: f32) -> (Vec<f32>, Vec<f32>) {
+        let (w, b) = self.layer(0);
+        let (d, f, fan_in) = (self.dim, 1 + 2 * self.frequencies, self.sizes[0]);
+        let mut features = vec![0.0f32; f];
+        time_features(t, self.time_features, self.frequencies, &mut features);
+        let mut weight = Vec::with_capacity(b.len() * (fan_in - f));
+        let bias = w
+            .chunks_exact(fan_in)
+            .zip(b)
+            .map(|(row, &bias)| {
+                weight.extend_from_slice(&row[..d]);
+                weight.extend_from_slice(&row[d + f..]);
+                bias + row[d..d + f].iter().zip(&features).map(|(a, c)| a * c).sum::<f32>()
+            })
+            .collect();
+        (weight, bias)
+    }
+
     /// `v(x, t)` for each row (`t`: one time per row, or one for all).
     ///
     /// Keeps nothing for a backward pass, and goes through the rows in blocks of
     /// [`VELOCITY_BLOCK`] so that each block's activations stay in the second-level cache (an
-    /// ODE solver calls this a hundred times per sample or encoding).
+    /// ODE solver calls this a hundred times per sample or encoding). With one time for all
+    /// rows (as in an ODE solver) the time enters as the first layer's bias
+    /// ([`VectorField::first_layer_at`]).
     pub fn velocity(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
         let layers = self.sizes.len() - 1;
+        let shared = (t.len() == 1).then(|| self.first_layer_at(t[0]));
         let mut out = Matrix::scratch(x.rows(), self.dim);
         for start in (0..x.rows()).step_by(VELOCITY_BLOCK) {
             let end = (start + VELOCITY_BLOCK).min(x.rows());
-            let times = if t.len() > 1 { &t[start..end] } else { t };
             let ctx = context.map(|c| c.slice_rows(start, end));
-            let mut h = self.inputs(&x.slice_rows(start, end), times, ctx.as_ref());
+            let mut h = match (&shared, &ctx) {
+                (Some(_), None) => x.slice_rows(start, end),
+                (Some(_), Some(c)) => x.slice_rows(start, end).hcat(c),
+                (None, _) => self.inputs(&x.slice_rows(start, end), &t[start..end], ctx.as_ref()),
+            };
             for l in 0..layers {
-                let (w, b) = self.layer(l);
-                let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
+                let (w, b) = match (&shared, l) {
+                    (Some((w, b)), 0) => (w.as_slice(), b.as_slice()),
+                    _ => self.layer(l),
+                };
+                let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
                 if l + 1 == layers {
                     linear(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), w, b, rows, fan_in, false);
                 } else {
@@ -177,12 +208,32 @@ impl VectorField {
 
     /// `v(x, t)` and the cache [`VectorField::backward`] needs.
     pub fn velocity_cached(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, FieldCache) {
+        let (w, b) = self.layer(0);
+        self.pass_cached(self.inputs(x, t, context), w, b)
+    }
+
+    /// The cached pass for the tangent passes: with one time for all rows, through the first
+    /// layer of [`VectorField::first_layer_at`] (its cache then cannot serve
+    /// [`VectorField::backward`], which needs the time columns).
+    fn velocity_cached_for_tangents(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, FieldCache) {
+        if t.len() != 1 {
+            return self.velocity_cached(x, t, context);
+        }
+        let (w, b) = self.first_layer_at(t[0]);
+        let h = match context {
+            Some(c) => x.hcat(c),
+            None => x.clone(),
+        };
+        self.pass_cached(h, &w, &b)
+    }
+
+    /// The layers on input rows `h`, the first layer's weight and bias given.
+    fn pass_cached(&self, mut h: Matrix, first_weight: &[f32], first_bias: &[f32]) -> (Matrix, FieldCache) {
         let layers = self.sizes.len() - 1;
-        let mut h = self.inputs(x, t, context);
         let (mut inputs, mut slopes) = (Vec::with_capacity(layers), Vec::with_capacity(layers - 1));
         for l in 0..layers {
-            let (w, b) = self.layer(l);
-            let (rows, fan_in, fan_out) = (h.rows(), self.sizes[l], self.sizes[l + 1]);
+            let (w, b) = if l == 0 { (first_weight, first_bias) } else { self.layer(l) };
+            let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
             let mut a = Matrix::scratch(rows, fan_out);
             if l + 1 == layers {
                 linear(a.as_mut_slice(), h.as_slice(), w, b, rows, fan_in, false);
@@ -245,7 +296,7 @@ impl VectorField {
 
     /// `v(x, t)` and the exact trace of `∂v/∂x` per row, by `dim` forward-mode tangents per row.
     pub fn velocity_and_trace(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
-        let (v, cache) = self.velocity_cached(x, t, context);
+        let (v, cache) = self.velocity_cached_for_tangents(x, t, context);
         let (d, rows) = (self.dim, x.rows());
         let (w0, b0) = self.layer(0);
         let (fan_in, h) = (self.sizes[0], b0.len());
@@ -265,7 +316,7 @@ impl VectorField {
     /// `v(x, t)` and Hutchinson's estimate `εᵀ(∂v/∂x)ε` of the trace per row, for the given
     /// probes `eps` (`rows × dim`, Rademacher ±1 for the smallest variance).
     pub fn velocity_and_trace_estimate(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>, eps: &Matrix) -> (Matrix, Vec<f32>) {
-        let (v, cache) = self.velocity_cached(x, t, context);
+        let (v, cache) = self.velocity_cached_for_tangents(x, t, context);
         let (d, rows) = (self.dim, x.rows());
         let (w0, b0) = self.layer(0);
         let (fan_in, h) = (self.sizes[0], b0.len());
@@ -328,13 +379,14 @@ mod tests {
 
     #[test]
     fn exact_trace_matches_a_finite_difference_jacobian() {
-        for context_dim in [0, 2] {
+        // One time per row, and one for all (the first layer then folds the time in).
+        for (context_dim, t) in [(0, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (2, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (0, vec![0.35]), (2, vec![0.35])] {
             let f = field(context_dim);
             let x = batch(5, 3, 1);
             let ctx = (context_dim > 0).then(|| batch(5, context_dim, 2));
-            let t = [0.1, 0.3, 0.5, 0.7, 0.9];
             let (v, trace) = f.velocity_and_trace(&x, &t, ctx.as_ref());
-            assert_eq!(v, f.velocity(&x, &t, ctx.as_ref()));
+            let plain = f.velocity(&x, &t, ctx.as_ref());
+            assert!(v.as_slice().iter().zip(plain.as_slice()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
             let h = 1e-3f32;
             for r in 0..5 {
                 let mut fd = 0.0f64;
