@@ -141,8 +141,60 @@ pub enum AudioCommand {
     Train(AudioTrainArgs),
     /// Analysis then synthesis: the log-mel of a WAV file, then a waveform drawn from the
     /// vocoder given it.
-    #[command(after_help = "Example:\n  normflow audio vocode voc.safetensors speech.wav --temperature 0.6 -o resynth.wav")]
+    #[command(
+        after_help = "Example:\n  normflow audio vocode voc.safetensors speech.wav --temperature 0.6 -o resynth.wav --png spectrograms.png"
+    )]
     Vocode(AudioVocodeArgs),
+    /// Synthesis from a log-mel spectrogram (.npy or .csv, one row of bands per frame, as
+    /// `audio mel` writes it): a waveform drawn from the vocoder given the frames.
+    #[command(
+        after_help = "Example:\n  normflow audio mel speech.wav -o mel.npy\n  normflow audio synth voc.safetensors mel.npy -o speech.wav"
+    )]
+    Synth(AudioSynthArgs),
+    /// Score a vocoder on WAV files: NLL per sample, and the log-mel L1, mel-cepstral
+    /// distortion and real-time factor of analysis then synthesis.
+    #[command(after_help = "Example:\n  normflow audio eval voc.safetensors held-out/ --json")]
+    Eval(AudioEvalArgs),
+}
+
+/// Flags of `audio synth`.
+#[derive(Args, Debug)]
+pub struct AudioSynthArgs {
+    /// The vocoder (from `audio train`).
+    pub model: PathBuf,
+    /// Log-mel frames (.npy or .csv) with the vocoder's band count.
+    pub mel: PathBuf,
+    /// Where to write the synthesised WAV (16-bit PCM).
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Temperature of the base draws (WaveGlow synthesises at 0.6).
+    #[arg(long, default_value_t = 0.6)]
+    pub temperature: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also draw the given and the synthesised log-mel side by side into this PNG.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+}
+
+/// Flags of `audio eval`.
+#[derive(Args, Debug)]
+pub struct AudioEvalArgs {
+    /// The vocoder (from `audio train`).
+    pub model: PathBuf,
+    /// WAV files, or folders of them, at the vocoder's sample rate.
+    #[arg(required = true)]
+    pub data: Vec<PathBuf>,
+    /// Temperature of the base draws in synthesis.
+    #[arg(long, default_value_t = 0.6)]
+    pub temperature: f32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// One JSON object (totals and one entry per file) instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `audio train`.
@@ -202,6 +254,9 @@ pub struct AudioVocodeArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also draw the input's and the output's log-mel side by side into this PNG.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
 }
 
 /// Flags of `audio mel`.

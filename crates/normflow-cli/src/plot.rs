@@ -186,3 +186,49 @@ pub fn score_histograms(path: &Path, normal: &[f64], anomalies: &[f64], threshol
         Ok(())
     })
 }
+
+/// Log-mel spectrograms side by side (one panel per `(title, frames)`, frames as rows of bands),
+/// time in seconds across (`hop_seconds` per frame) and mel band up, on one shared colour scale
+/// (brighter: louder); a PNG at `path`.
+pub fn spectrograms(path: &Path, panels: &[(&str, &Matrix)], hop_seconds: f64) -> Result<(), CliError> {
+    let values = || panels.iter().flat_map(|(_, m)| m.as_slice().iter().map(|&v| v as f64)).filter(|v| v.is_finite());
+    let hi = values().fold(f64::NEG_INFINITY, f64::max);
+    // 80 dB below the loudest cell is as dark as it gets (the log floor of silence is lower).
+    let lo = values().fold(f64::INFINITY, f64::min).max(hi - 80.0 / 20.0 * std::f64::consts::LN_10);
+    if !(hi.is_finite() && lo.is_finite()) {
+        return Err(CliError::Usage(format!("{}: no finite spectrogram values to draw", path.display())));
+    }
+    let span = (hi - lo).max(1e-9);
+    let width = 520 * panels.len() as u32;
+    render(path, (width, 420), |root| {
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, panels.len()));
+        for (area, (title, frames)) in areas.iter().zip(panels) {
+            let seconds = (frames.rows().max(1)) as f64 * hop_seconds;
+            let bands = frames.cols();
+            let mut chart = ChartBuilder::on(area)
+                .caption(*title, ("sans-serif", 20))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0.0..seconds, 0.0..bands as f64)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_desc("time (s)")
+                .y_desc("mel band")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .label_style(("sans-serif", 13))
+                .draw()?;
+            let cells = (0..frames.rows()).flat_map(|f| {
+                (0..bands).map(move |b| {
+                    let (t, v) = (f as f64 * hop_seconds, frames.get(f, b) as f64);
+                    let level = if v.is_finite() { ((v - lo) / span).clamp(0.0, 1.0) } else { 0.0 };
+                    Rectangle::new([(t, b as f64), (t + hop_seconds, b as f64 + 1.0)], colour(level).filled())
+                })
+            });
+            chart.draw_series(cells)?;
+        }
+        Ok(())
+    })
+}

@@ -85,6 +85,33 @@ fn a_small_vocoder_trains_and_resynthesises_and_bad_inputs_are_refused() {
     assert!(back.samples.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
     assert!(back.samples.iter().any(|&v| v != 0.0));
 
+    // Spectrograms side by side; synthesis from a mel file; scores on the training files.
+    let png = t.path("spec.png");
+    ok(&["audio", "vocode", s(&model), s(&input), "-o", s(&out), "--png", s(&png)]);
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    let mel = t.path("mel.npy");
+    ok(&["audio", "mel", s(&input), "-o", s(&mel)]);
+    let synth = t.path("synth.wav");
+    ok(&["audio", "synth", s(&model), s(&mel), "-o", s(&synth), "--temperature", "0.5", "--png", s(&t.path("synth.png"))]);
+    let made = Wav::read(&synth).unwrap();
+    // 32 frames of hop 256 are 31 hops of samples; every sample finite and within full scale.
+    assert_eq!((made.sample_rate, made.samples.len()), (16000, (8000 / 256) * 256));
+    assert!(made.samples.iter().all(|v| v.is_finite() && v.abs() <= 1.0) && made.samples.iter().any(|&v| v != 0.0));
+    let narrow = t.path("mel40.npy");
+    ok(&["audio", "mel", s(&input), "--n-mels", "40", "-o", s(&narrow)]);
+    let e = fails(&["audio", "synth", s(&model), s(&narrow), "-o", s(&t.path("never.wav"))]);
+    assert!(e.contains("mel40.npy") && e.contains("40 bands") && e.contains("takes 80"), "{e}");
+    assert!(!t.path("never.wav").exists());
+    let report: serde_json::Value = serde_json::from_str(&ok(&["audio", "eval", s(&model), s(&dir), "--json"])).unwrap();
+    assert_eq!(report["files"], 3);
+    assert_eq!(report["segments"], 3 * (8000 / 512));
+    for key in ["nll_per_sample", "log_mel_l1", "mcd_db", "real_time_factor"] {
+        assert!(report[key].as_f64().is_some_and(f64::is_finite), "{key}: {report}");
+    }
+    assert!(report["log_mel_l1"].as_f64().unwrap() > 0.0 && report["per_file"].as_array().unwrap().len() == 3);
+    let table = ok(&["audio", "eval", s(&model), s(&input)]);
+    assert!(table.contains("take1.wav") && table.contains("all 1 files"), "{table}");
+
     // Another sample rate among the files, an empty folder, a model that is not a vocoder.
     Wav::write(&dir.join("odd.wav"), 22050, &[0.0; 4000], WavEncoding::Pcm16).unwrap();
     assert!(fails(&["audio", "train", s(&dir), "-q", "-o", s(&t.path("never.safetensors"))]).contains("one sample rate"));
@@ -97,4 +124,5 @@ fn a_small_vocoder_trains_and_resynthesises_and_bad_inputs_are_refused() {
     let tabular = t.path("tabular.safetensors");
     ok(&["train", s(&data), "--epochs", "1", "-q", "-o", s(&tabular)]);
     assert!(fails(&["audio", "vocode", s(&tabular), s(&input), "-o", s(&out)]).contains("not a vocoder"));
+    assert!(fails(&["audio", "eval", s(&model), s(&dir.join("odd.wav"))]).contains("odd.wav: 22050 Hz"));
 }

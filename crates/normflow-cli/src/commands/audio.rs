@@ -12,6 +12,8 @@ pub fn run(command: AudioCommand) -> Result<(), CliError> {
         AudioCommand::Mel(a) => mel(a),
         AudioCommand::Train(a) => super::audio_vocoder::train(a),
         AudioCommand::Vocode(a) => super::audio_vocoder::vocode(a),
+        AudioCommand::Synth(a) => super::audio_vocoder::synth(a),
+        AudioCommand::Eval(a) => super::audio_eval::eval(a),
     }
 }
 

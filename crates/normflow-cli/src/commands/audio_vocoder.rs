@@ -3,20 +3,22 @@
 use std::path::{Path, PathBuf};
 
 use normflow::audio::{frames_per_segment, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding};
+use normflow::data::{read_table, CsvOptions};
 use normflow::flows::WaveGlowConfig;
 use normflow::train::{fit, FitConfig};
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
 use super::CliError;
-use crate::cli::{AudioTrainArgs, AudioVocodeArgs};
+use crate::cli::{AudioSynthArgs, AudioTrainArgs, AudioVocodeArgs};
+use crate::plot::spectrograms;
 use crate::progress::TrainingBar;
 
 /// Where a vocoder keeps its mel settings in the model file.
 const MEL_KEY: &str = "mel";
 
 /// The WAV files named: files as given, folders' `.wav` files in name order.
-fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+pub(crate) fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -108,48 +110,116 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The mel settings a vocoder was trained with.
-fn vocoder_mel(flow: &Flow, path: &Path) -> Result<MelConfig, CliError> {
-    flow.meta.extra.get(MEL_KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).ok_or_else(|| {
-        CliError::Usage(format!("{}: not a vocoder (no mel settings; train one with `normflow audio train`)", path.display()))
-    })
+/// A vocoder loaded from its model file, with the mel analysis it was trained on.
+pub(crate) struct Vocoder {
+    flow: Flow,
+    mel: MelSpectrogram,
+    path: PathBuf,
+}
+
+impl Vocoder {
+    /// Loads a model written by `audio train`.
+    pub(crate) fn load(path: &Path) -> Result<Self, CliError> {
+        let flow = Flow::load(path)?;
+        let config: MelConfig = flow.meta.extra.get(MEL_KEY).and_then(|v| serde_json::from_value(v.clone()).ok()).ok_or_else(|| {
+            CliError::Usage(format!("{}: not a vocoder (no mel settings; train one with `normflow audio train`)", path.display()))
+        })?;
+        Ok(Self { flow, mel: MelSpectrogram::new(config)?, path: path.to_path_buf() })
+    }
+
+    /// The model.
+    pub(crate) fn flow(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// The mel analysis of the training data.
+    pub(crate) fn mel(&self) -> &MelSpectrogram {
+        &self.mel
+    }
+
+    /// A WAV file at the vocoder's sample rate.
+    pub(crate) fn read_wav(&self, path: &Path) -> Result<Wav, CliError> {
+        let wav = Wav::read(path)?;
+        let rate = self.mel.config().sample_rate;
+        if wav.sample_rate != rate {
+            return Err(CliError::Usage(format!("{}: {} Hz, the vocoder was trained at {rate} Hz", path.display(), wav.sample_rate)));
+        }
+        Ok(wav)
+    }
+
+    /// The log-mel of a signal read from `path`.
+    pub(crate) fn log_mel(&self, samples: &[f32], path: &Path) -> Result<Matrix, CliError> {
+        self.mel.log_mel(samples).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
+    }
+
+    /// `len` samples drawn given `log_mel` (one row of bands per frame), one draw per segment at
+    /// `temperature`, within full scale.
+    pub(crate) fn synthesize(&self, log_mel: &Matrix, len: usize, temperature: f32, seed: u64) -> Result<Vec<f32>, CliError> {
+        if !(temperature > 0.0 && temperature.is_finite()) {
+            return Err(CliError::Usage(format!("--temperature must be positive and finite, got {temperature}")));
+        }
+        let segment = self.flow.dim();
+        let frames = frames_per_segment(&self.mel, segment)?;
+        let count = len.div_ceil(segment).max(1);
+        let mut context = Vec::with_capacity(count * frames * log_mel.cols());
+        for k in 0..count {
+            context.extend(segment_context(log_mel, k * frames, frames));
+        }
+        let context = Matrix::from_vec(count, frames * log_mel.cols(), context);
+        let audio = self.flow.sample_at_temperature(count, temperature, Some(&context), &mut Rng::new(seed))?;
+        let mut samples = audio.as_slice()[..len].to_vec();
+        // A flow can place rare samples far out; a waveform stays within full scale.
+        samples.iter_mut().for_each(|v| *v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
+        Ok(samples)
+    }
 }
 
 /// `audio vocode`: the log-mel of a WAV file, then one draw of the vocoder per segment given it.
 pub fn vocode(a: AudioVocodeArgs) -> Result<(), CliError> {
-    if !(a.temperature > 0.0 && a.temperature.is_finite()) {
-        return Err(CliError::Usage(format!("--temperature must be positive and finite, got {}", a.temperature)));
+    let vocoder = Vocoder::load(&a.model)?;
+    let wav = vocoder.read_wav(&a.wav)?;
+    let log_mel = vocoder.log_mel(&wav.samples, &a.wav)?;
+    let samples = vocoder.synthesize(&log_mel, wav.samples.len(), a.temperature, a.seed)?;
+    Wav::write(&a.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
+    if let Some(png) = &a.png {
+        let out_mel = vocoder.log_mel(&samples, &a.output)?;
+        let hop_seconds = vocoder.mel.config().hop as f64 / wav.sample_rate as f64;
+        spectrograms(png, &[("input", &log_mel), ("vocoded", &out_mel)], hop_seconds)?;
     }
-    let flow = Flow::load(&a.model)?;
-    let config = vocoder_mel(&flow, &a.model)?;
-    let wav = Wav::read(&a.wav)?;
-    if wav.sample_rate != config.sample_rate {
+    eprintln!("vocoded {} ({:.2} s) at temperature {} into {}", a.wav.display(), wav.seconds(), a.temperature, a.output.display());
+    Ok(())
+}
+
+/// `audio synth`: a waveform from log-mel frames read from a file.
+pub fn synth(a: AudioSynthArgs) -> Result<(), CliError> {
+    let vocoder = Vocoder::load(&a.model)?;
+    let log_mel = read_table(&a.mel, &CsvOptions::default())?.data;
+    let bands = vocoder.mel.config().n_mels;
+    if log_mel.cols() != bands {
         return Err(CliError::Usage(format!(
-            "{}: {} Hz, the vocoder was trained at {} Hz",
-            a.wav.display(),
-            wav.sample_rate,
-            config.sample_rate
+            "{}: {} bands per frame, but {} takes {bands} (its mel settings: `normflow info`)",
+            a.mel.display(),
+            log_mel.cols(),
+            vocoder.path.display()
         )));
     }
-    let mel = MelSpectrogram::new(config)?;
-    let log_mel = mel.log_mel(&wav.samples).map_err(|e| CliError::Usage(format!("{}: {e}", a.wav.display())))?;
-    let segment = flow.dim();
-    let frames = frames_per_segment(&mel, segment)?;
-    let count = wav.samples.len().div_ceil(segment);
-    let mut context = Vec::with_capacity(count * frames * log_mel.cols());
-    for k in 0..count {
-        context.extend(segment_context(&log_mel, k * frames, frames));
+    if log_mel.rows() < 2 {
+        return Err(CliError::Usage(format!("{}: {} frame(s); synthesis needs at least 2", a.mel.display(), log_mel.rows())));
     }
-    let context = Matrix::from_vec(count, frames * log_mel.cols(), context);
-    let audio = flow.sample_at_temperature(count, a.temperature, Some(&context), &mut Rng::new(a.seed))?;
-    let mut samples = audio.as_slice()[..wav.samples.len()].to_vec();
-    // A flow can place rare samples far out; a waveform stays within full scale.
-    samples.iter_mut().for_each(|v| *v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
-    Wav::write(&a.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
+    // `audio mel` centres its frames: a signal of n samples has 1 + n / hop of them.
+    let rate = vocoder.mel.config().sample_rate;
+    let len = (log_mel.rows() - 1) * vocoder.mel.config().hop;
+    let samples = vocoder.synthesize(&log_mel, len, a.temperature, a.seed)?;
+    Wav::write(&a.output, rate, &samples, WavEncoding::Pcm16)?;
+    if let Some(png) = &a.png {
+        let out_mel = vocoder.log_mel(&samples, &a.output)?;
+        spectrograms(png, &[("given", &log_mel), ("synthesised", &out_mel)], vocoder.mel.config().hop as f64 / rate as f64)?;
+    }
     eprintln!(
-        "vocoded {} ({:.2} s, {count} segments) at temperature {} into {}",
-        a.wav.display(),
-        wav.seconds(),
+        "synthesised {:.2} s at {rate} Hz from {} frames of {} at temperature {} into {}",
+        len as f64 / rate as f64,
+        log_mel.rows(),
+        a.mel.display(),
         a.temperature,
         a.output.display()
     );

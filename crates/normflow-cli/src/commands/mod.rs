@@ -2,6 +2,7 @@
 
 mod anomaly;
 mod audio;
+mod audio_eval;
 mod audio_vocoder;
 mod bench;
 mod bench_fm;
