@@ -94,48 +94,6 @@ impl Kernel for BiasRelu<'_> {
     }
 }
 
-/// [`bias_relu`] of a result stored transposed: `out[r, j] = columns[j, r] + bias[j]` (clipped at
-/// zero when `relu`), `out` row-major with rows `bias.len()` wide, `columns` its transpose.
-///
-/// # Panics
-/// If the lengths differ or are not whole rows.
-pub(crate) fn bias_relu_from_columns(out: &mut [f32], columns: &[f32], bias: &[f32], relu: bool) {
-    assert!(out.len() == columns.len() && out.len().is_multiple_of(bias.len().max(1)), "whole rows, one value each");
-    isa::dispatch(BiasReluFromColumns { out, columns, bias, relu });
-}
-
-/// [`bias_relu_from_columns`] as a kernel.
-struct BiasReluFromColumns<'a> {
-    out: &'a mut [f32],
-    columns: &'a [f32],
-    bias: &'a [f32],
-    relu: bool,
-}
-
-impl Kernel for BiasReluFromColumns<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn run<const FMA: bool>(self) {
-        let BiasReluFromColumns { out, columns, bias, relu } = self;
-        let width = bias.len().max(1);
-        let rows = out.len() / width;
-        // Blocks of rows, so that each column's stretch is read whole and the writes stay in
-        // the first-level cache.
-        const BLOCK: usize = 64;
-        for start in (0..rows).step_by(BLOCK) {
-            let end = (start + BLOCK).min(rows);
-            for (j, &b) in bias.iter().enumerate() {
-                let column = &columns[j * rows + start..j * rows + end];
-                for (r, &v) in (start..end).zip(column) {
-                    let a = v + b;
-                    out[r * width + j] = if relu { a.max(0.0) } else { a };
-                }
-            }
-        }
-    }
-}
-
 /// The ReLU's backward gate: `gated[i] = grad[i]` where `output[i] > 0`, else 0 (`output` is the
 /// ReLU's output, or its input: both are positive at the same places).
 ///
@@ -235,15 +193,6 @@ mod tests {
                 relu_gate(&mut gated, &grad, &with_relu);
                 bias_grad(&mut grad_bias, &grad);
             });
-            let rows = input.len() / bias.len();
-            let columns: Vec<f32> = (0..input.len()).map(|i| input[(i % rows) * bias.len() + i / rows]).collect();
-            let (mut from_columns, mut linear_from_columns) = (vec![f32::NAN; input.len()], vec![f32::NAN; input.len()]);
-            isa::with_isa(isa, || {
-                bias_relu_from_columns(&mut from_columns, &columns, &bias, true);
-                bias_relu_from_columns(&mut linear_from_columns, &columns, &bias, false);
-            });
-            assert_eq!(from_columns, with_relu, "{isa:?}");
-            assert_eq!(linear_from_columns, linear, "{isa:?}");
             for (j, &gb) in grad_bias.iter().enumerate() {
                 let want: f64 = grad.iter().skip(j).step_by(5).map(|&g| g as f64).sum();
                 assert_eq!(gb as f64, want, "{isa:?} bias gradient {j}");

@@ -181,26 +181,6 @@ pub(crate) fn matmul_a_bt_strided(out: &mut [f32], a: &[f32], lda: usize, b: &[f
     block_product(Product::ABt, out, n, Block { data: a, ld: lda }, Block { data: b, ld: k }, m, n, k, accumulate);
 }
 
-/// `out_t[n×m] = (a[m×k] · b[n×k]ᵀ)ᵀ`, all dense: [`matmul_a_bt`] written transposed.
-///
-/// `gemm` runs its vector lanes down the columns of a column-major result, so a row-major
-/// `m×n` result runs them along `n`. For a layer with few outputs (`n` below one vector, as the
-/// 8 parameters of a small coupling layer's output) most lanes would idle; written transposed,
-/// the lanes run along the `m` rows of the batch and every lane works.
-pub(crate) fn matmul_a_bt_transposed(out_t: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    assert!(out_t.len() >= m * n && a.len() >= m * k && b.len() >= n * k);
-    if k == 0 {
-        out_t[..m * n].fill(0.0);
-        return;
-    }
-    // SAFETY: the asserts above cover every extent; `out_t` is exclusively borrowed, so it
-    // aliases neither operand. The result is m×n with column stride m and row stride 1.
-    unsafe { call_gemm(out_t, (m as isize, 1), false, (a, 1, k as isize), (b, k as isize, 1), m, n, k) };
-}
-
 /// `out[m×n] = a[m×k] · b[k×n]` (`+=` when `accumulate`), all dense.
 pub(crate) fn matmul_ab(out: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool) {
     block_product(Product::AB, out, n, Block { data: a, ld: k }, Block { data: b, ld: n }, m, n, k, accumulate);
@@ -233,18 +213,6 @@ mod tests {
             }
         }
         t
-    }
-
-    #[test]
-    fn the_transposed_product_is_the_transpose_of_the_product() {
-        let (m, n, k) = (37, 5, 11);
-        let a: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
-        let b: Vec<f32> = (0..n * k).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
-        let mut out = vec![0.0; m * n];
-        matmul_a_bt(&mut out, &a, &b, m, n, k, false);
-        let mut out_t = vec![f32::NAN; m * n];
-        matmul_a_bt_transposed(&mut out_t, &a, &b, m, n, k);
-        assert_eq!(transpose(&out, m, n), out_t);
     }
 
     #[test]
