@@ -106,3 +106,19 @@ fn files_of_a_newer_format_are_refused_by_name_and_version() {
     assert!(message.contains("model-files-newer"), "the message names the file: {message}");
     std::fs::remove_file(&path).ok();
 }
+
+#[test]
+fn model_bytes_round_trip_and_damaged_bytes_are_refused() {
+    let flow = cyclic_maf();
+    let bytes = normflow::io::flow_to_bytes(&flow).unwrap();
+    // The same bytes as the file save_flow writes.
+    let path = temp("bytes");
+    save_flow(&flow, &path).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    std::fs::remove_file(&path).unwrap();
+    let back = normflow::io::flow_from_bytes(&bytes, Path::new("pickled")).unwrap();
+    let x = Matrix::from_vec(3, flow.dim(), (0..3 * flow.dim()).map(|i| (i as f32 * 0.37).sin()).collect());
+    assert_eq!(back.log_prob(&x, None).unwrap(), flow.log_prob(&x, None).unwrap());
+    let e = normflow::io::flow_from_bytes(&bytes[..bytes.len() / 2], Path::new("pickled")).unwrap_err();
+    assert!(matches!(e, Error::BadModel { .. }) && e.to_string().contains("pickled"), "{e}");
+}

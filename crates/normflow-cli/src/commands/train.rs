@@ -56,17 +56,6 @@ fn data_column(sel: &str, header: Option<&[String]>, dim: usize) -> Result<usize
     }
 }
 
-/// Columns whose values are all integers, not all equal (0-based): counts, levels, flags,
-/// pixel intensities. A constant column stays as it is, for the standardisation to refuse.
-fn integer_columns(x: &normflow::Matrix) -> Vec<usize> {
-    (0..x.cols())
-        .filter(|&j| {
-            let first = x.get(0, j);
-            (0..x.rows()).all(|i| x.get(i, j).fract() == 0.0) && (0..x.rows()).any(|i| x.get(i, j) != first)
-        })
-        .collect()
-}
-
 /// Parses `--bounds`: one `lo:hi` or `-` per data column.
 fn parse_bounds(spec: &[String], dim: usize) -> Result<Vec<Option<Interval>>, CliError> {
     if spec.len() != dim {
@@ -126,7 +115,7 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Sm
         Some(cols) => cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?,
         None if a.no_dequantize => Vec::new(),
         None => {
-            let found = integer_columns(&table.data);
+            let found = normflow::data::integer_columns(&table.data);
             if !found.is_empty() && !a.quiet && !a.json {
                 let names: Vec<String> =
                     found.iter().map(|&j| table.columns.as_ref().map_or_else(|| (j + 1).to_string(), |c| c[j].clone())).collect();

@@ -16,6 +16,21 @@ use std::path::Path;
 use crate::engine::Matrix;
 use crate::{Error, Result};
 
+/// Columns whose values are all integers, not all equal (0-based): counts, levels, flags,
+/// pixel intensities, which a continuous density should see dequantised. A constant column is
+/// not listed (standardisation refuses it with its own error).
+pub fn integer_columns(x: &Matrix) -> Vec<usize> {
+    if x.rows() == 0 {
+        return Vec::new();
+    }
+    (0..x.cols())
+        .filter(|&j| {
+            let first = x.get(0, j);
+            (0..x.rows()).all(|i| x.get(i, j).fract() == 0.0) && (0..x.rows()).any(|i| x.get(i, j) != first)
+        })
+        .collect()
+}
+
 /// A table read from a file: the values and, when the file had a header, the column names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
@@ -110,5 +125,18 @@ pub(crate) fn resolve_column(path: &Path, sel: &str, header: Option<&[String]>, 
                 None => format!("no column '{sel}': the file has no header, so give 1-based positions up to {cols}"),
             },
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_columns_are_the_varying_whole_number_ones() {
+        // Counts, a continuous column, a constant integer column, a flag.
+        let x = Matrix::from_vec(3, 4, vec![1.0, 0.5, 7.0, 0.0, 4.0, 1.25, 7.0, 1.0, 2.0, -3.0, 7.0, 0.0]);
+        assert_eq!(integer_columns(&x), vec![0, 3]);
+        assert!(integer_columns(&Matrix::zeros(0, 3)).is_empty());
     }
 }

@@ -54,6 +54,12 @@ pub fn save_flow(flow: &Flow, path: &Path) -> Result<()> {
 /// Saves `flow` with `extras` (tensors whose names start with [`CHECKPOINT_PREFIX`]) and an
 /// extra metadata entry beside the configuration, atomically.
 pub(crate) fn save_flow_with(flow: &Flow, path: &Path, extras: &[(String, &[f32])], extra_meta: Option<(&str, String)>) -> Result<()> {
+    let buffer = serialize_flow(flow, extras, extra_meta).map_err(|message| Error::BadModel { path: path.into(), message })?;
+    write_atomic(path, |w| w.write_all(&buffer).map_err(|e| Error::io(path, e)))
+}
+
+/// The bytes of a model file holding `flow`, `extras` and an extra metadata entry.
+fn serialize_flow(flow: &Flow, extras: &[(String, &[f32])], extra_meta: Option<(&str, String)>) -> std::result::Result<Vec<u8>, String> {
     let config = ModelConfig {
         format: "normflow-model".into(),
         format_version: FORMAT_VERSION,
@@ -76,8 +82,25 @@ pub(crate) fn save_flow_with(flow: &Flow, path: &Path, extras: &[(String, &[f32]
     if let Some((key, value)) = extra_meta {
         meta.insert(key.to_string(), value);
     }
-    let buffer = safetensors::serialize(views, &Some(meta)).map_err(|e| Error::BadModel { path: path.into(), message: e.to_string() })?;
-    write_atomic(path, |w| w.write_all(&buffer).map_err(|e| Error::io(path, e)))
+    safetensors::serialize(views, &Some(meta)).map_err(|e| e.to_string())
+}
+
+/// The bytes of the model file [`save_flow`] would write: for keeping a model in memory, in a
+/// database or in a pickle.
+///
+/// # Errors
+/// [`Error::BadModel`] if the tensors cannot be serialised.
+pub fn flow_to_bytes(flow: &Flow) -> Result<Vec<u8>> {
+    serialize_flow(flow, &[], None).map_err(|message| Error::BadModel { path: "<memory>".into(), message })
+}
+
+/// A flow from the bytes of a model file (see [`flow_to_bytes`]); `origin` names them in
+/// errors.
+///
+/// # Errors
+/// As [`load_flow`].
+pub fn flow_from_bytes(bytes: &[u8], origin: &Path) -> Result<Flow> {
+    Ok(parse_flow(bytes, origin)?.0)
 }
 
 /// Loads a flow saved by [`save_flow`] (a training checkpoint's extra tensors are skipped).
@@ -96,8 +119,13 @@ pub(crate) type FlowWithExtras = (Flow, HashMap<String, Vec<f32>>, HashMap<Strin
 /// Loads a flow and what [`save_flow_with`] stored beside it.
 pub(crate) fn load_flow_with(path: &Path) -> Result<FlowWithExtras> {
     let buffer = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_flow(&buffer, path)
+}
+
+/// [`load_flow_with`] on the bytes of a model file read from `path`.
+fn parse_flow(buffer: &[u8], path: &Path) -> Result<FlowWithExtras> {
     let bad = |message: String| Error::BadModel { path: path.into(), message };
-    let (_, metadata) = SafeTensors::read_metadata(&buffer)
+    let (_, metadata) = SafeTensors::read_metadata(buffer)
         .map_err(|e| bad(format!("unreadable header ({e:?}); the file may be truncated or of another format")))?;
     let entries = metadata.metadata().clone().unwrap_or_default();
     let json = entries.get(METADATA_KEY).ok_or_else(|| bad("a safetensors file without normflow configuration".into()))?;
@@ -115,7 +143,7 @@ pub(crate) fn load_flow_with(path: &Path) -> Result<FlowWithExtras> {
         )));
     }
     let config: ModelConfig = serde_json::from_str(json).map_err(|e| bad(format!("configuration does not parse: {e}")))?;
-    let st = SafeTensors::deserialize(&buffer).map_err(|e| bad(format!("tensor data is damaged ({e:?}); the file may be truncated")))?;
+    let st = SafeTensors::deserialize(buffer).map_err(|e| bad(format!("tensor data is damaged ({e:?}); the file may be truncated")))?;
     let mut tensors = HashMap::new();
     let mut extras = HashMap::new();
     for (name, view) in st.tensors() {
