@@ -32,10 +32,11 @@ pub fn write_blocks(
     match path {
         Some(p) => {
             let format = Format::for_output(p)?;
+            let io = |e| normflow::Error::Io { path: p.into(), source: e };
             write_atomic(p, |w| {
-                let mut table =
-                    TableWriter::new(w, format, rows, cols, Some(header)).map_err(|e| normflow::Error::Io { path: p.into(), source: e })?;
-                fill(&mut table)
+                let mut table = TableWriter::to_file(w, format, rows, cols, Some(header)).map_err(io)?;
+                fill(&mut table)?;
+                Ok(table.finish().map_err(io)?)
             })
         }
         None => {

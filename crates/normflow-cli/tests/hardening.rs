@@ -99,12 +99,12 @@ fn negative_option_values_are_read_as_numbers() {
 fn unknown_output_extensions_are_refused_not_written_as_csv() {
     let t = TempDir::new("ext");
     let (data, model) = trained(&t);
-    for name in ["out.parquet", "out.txt"] {
+    for name in ["out.xlsx", "out.txt"] {
         let out = t.path(name);
         let err = fails(&["log-prob", &model, &data, "-o", s(&out)]);
-        assert!(err.contains(".csv or .npy") && err.contains(name), "{err}");
+        assert!(err.contains(".csv, .npy, .parquet or .arrow") && err.contains(name), "{err}");
         let err = fails(&["sample", &model, "-o", s(&out)]);
-        assert!(err.contains(".csv or .npy"), "{err}");
+        assert!(err.contains(".csv, .npy, .parquet or .arrow"), "{err}");
         assert!(!out.exists());
     }
 }

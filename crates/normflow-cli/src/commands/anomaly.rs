@@ -244,7 +244,7 @@ fn score_stream(a: &AnomalyScoreArgs, flow: &Flow, threshold: &Threshold) -> Res
         Ok(())
     };
     let result = match &a.output {
-        Some(path) => write_atomic(path, write_all),
+        Some(path) => write_atomic(path, |w| write_all(w)),
         None => {
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());

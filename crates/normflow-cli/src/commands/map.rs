@@ -1,14 +1,16 @@
 //! `normflow log-prob`, `encode` and `decode`: one output row per input row.
 
-use normflow::data::read_table;
-use normflow::data::CsvOptions;
-use normflow::Matrix;
+use normflow::data::{read_header, read_table, ColumnarChunks, CsvOptions, Format};
+use normflow::{Flow, Matrix, Rng};
 
 use super::CliError;
 use crate::cli::MapArgs;
-use crate::input::{context_names, read_context, read_for_model, Selection};
+use crate::input::{columns_by_name, context_names, read_context, read_for_model, Selection};
 use crate::ode_flags::load_model_with;
-use crate::output::{check_output, numbered, write_rows};
+use crate::output::{check_output, numbered, write_blocks, write_rows};
+
+/// Rows per block when `log-prob` streams a Parquet or Arrow file.
+const STREAM_ROWS: usize = 65_536;
 
 /// Which map to apply.
 pub enum Mapping {
@@ -26,6 +28,9 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {
+        Mapping::LogProb if Format::of(&a.data).is_columnar() && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) => {
+            return stream_log_prob(&a, &flow);
+        }
         Mapping::LogProb => {
             let (t, c) = read_for_model(&a.data, &flow, select)?;
             let lp = flow.log_prob(&t.data, c.as_ref())?;
@@ -51,4 +56,44 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
         }
     };
     write_rows(a.output.as_deref(), &rows, &header)
+}
+
+/// `log-prob` of a Parquet or Arrow file, one block of rows at a time: memory stays bounded for
+/// any number of rows (the output is CSV, Parquet or Arrow, written as it goes). Columns are
+/// chosen as for a whole file: `--columns`, else the model's names, else all but the context.
+fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
+    let context = context_names(flow, a.context_columns.as_deref())?.unwrap_or_default();
+    let named = match (&a.columns, &flow.meta.columns) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(names)) if !a.by_position => columns_by_name(&a.data, names)?,
+        _ => None,
+    };
+    let data_columns = match named {
+        Some(c) => c,
+        None => read_header(&a.data)?.unwrap_or_default().into_iter().filter(|c| !context.contains(c)).collect(),
+    };
+    if data_columns.len() != flow.dim() {
+        let names = flow.meta.columns.as_ref().map(|c| format!(" ({})", c.join(", "))).unwrap_or_default();
+        return Err(CliError::Usage(format!(
+            "{}: has {} columns, the model expects {}{names}; choose them with --columns",
+            a.data.display(),
+            data_columns.len(),
+            flow.dim()
+        )));
+    }
+    let selected = data_columns.iter().chain(&context).cloned().collect();
+    let mut chunks = ColumnarChunks::open(&a.data, &CsvOptions { columns: Some(selected), ..Default::default() })?;
+    let d = flow.dim();
+    // Integer columns are scored at v + u with one fixed uniform draw, as for a whole file.
+    let mut noise = Rng::new(0);
+    write_blocks(a.output.as_deref(), 0, &["log_prob".to_string()], |table| {
+        while let Some(chunk) = chunks.next_chunk(STREAM_ROWS)? {
+            let x = chunk.slice_cols(0, d);
+            let c = (!context.is_empty()).then(|| chunk.slice_cols(d, chunk.cols()));
+            let x = if flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
+            let lp = flow.log_prob(&x, c.as_ref())?;
+            table.write(&Matrix::from_vec(lp.len(), 1, lp))?;
+        }
+        Ok(())
+    })
 }

@@ -125,7 +125,7 @@ impl Wav {
         let bytes_per = u32::from(bits / 8);
         let data_len = u32::try_from(samples.len()).ok().and_then(|n| n.checked_mul(bytes_per)).filter(|n| *n <= u32::MAX - 36);
         let data_len = data_len.ok_or_else(|| Error::config(format!("{} samples are more than a WAV file can hold", samples.len())))?;
-        write_atomic(path, |w: &mut dyn Write| -> Result<()> {
+        write_atomic(path, |w: &mut (dyn Write + Send)| -> Result<()> {
             let io = |e| Error::io(path, e);
             let mut header = Vec::with_capacity(44);
             header.extend_from_slice(b"RIFF");

@@ -266,11 +266,16 @@ fn quote_field(field: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The column names of a CSV file's header, or `None` when it has none (or is not CSV).
+/// The column names of a CSV file's header (or of a Parquet or Arrow file's schema), or `None`
+/// when it has none (or is NPY).
 ///
 /// # Errors
 /// As [`CsvChunks::open`].
 pub fn read_header(path: &Path) -> Result<Option<Vec<String>>> {
+    #[cfg(feature = "columnar")]
+    if super::Format::of(path).is_columnar() {
+        return super::read_columnar_header(path).map(Some);
+    }
     if super::Format::of(path) != super::Format::Csv {
         return Ok(None);
     }

@@ -1,11 +1,15 @@
 //! Data: CSV and NPY readers and writers (atomic), and seeded 2-D toy generators.
 
+#[cfg(feature = "columnar")]
+mod columnar;
 mod csv;
 mod idx;
 mod npy;
 pub mod toy;
 mod writer;
 
+#[cfg(feature = "columnar")]
+pub use columnar::{read_columnar, read_columnar_header, ColumnarChunks, ColumnarWriter};
 pub use csv::{read_csv, read_header, write_csv, CsvChunks, CsvOptions};
 pub use idx::{read_idx, IdxData};
 pub use npy::{read_npy, read_npy_array, write_npy, NpyArray};
@@ -47,15 +51,27 @@ pub enum Format {
     Csv,
     /// NumPy `.npy`.
     Npy,
+    /// Apache Parquet (`.parquet`, `.pq`): columns by name, read in record batches.
+    Parquet,
+    /// Apache Arrow IPC file (`.arrow`, `.feather`, `.ipc`).
+    Arrow,
 }
 
 impl Format {
-    /// The format of `path`, by its extension (`.npy` → NPY, otherwise CSV).
+    /// The format of `path`, by its extension (`.npy` → NPY, `.parquet`/`.pq` → Parquet,
+    /// `.arrow`/`.feather`/`.ipc` → Arrow IPC, otherwise CSV).
     pub fn of(path: &Path) -> Format {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("npy") => Format::Npy,
+            Some("parquet" | "pq") => Format::Parquet,
+            Some("arrow" | "feather" | "ipc") => Format::Arrow,
             _ => Format::Csv,
         }
+    }
+
+    /// Whether this is a columnar format (Parquet or Arrow IPC).
+    pub fn is_columnar(self) -> bool {
+        matches!(self, Format::Parquet | Format::Arrow)
     }
 
     /// The format to write `path` in: `.npy` → NPY; `.csv` or no extension (`/dev/stdout`, a
@@ -67,9 +83,14 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("npy") => Ok(Format::Npy),
             Some("csv") | None => Ok(Format::Csv),
-            Some(other) => {
-                Err(Error::BadFile { path: path.into(), message: format!("cannot write '.{other}' files; name the output .csv or .npy") })
-            }
+            Some("parquet" | "pq" | "arrow" | "feather" | "ipc") if cfg!(feature = "columnar") => Ok(Format::of(path)),
+            Some(other) => Err(Error::BadFile {
+                path: path.into(),
+                message: format!(
+                    "cannot write '.{other}' files; name the output .csv, .npy{}",
+                    if cfg!(feature = "columnar") { ", .parquet or .arrow" } else { "" }
+                ),
+            }),
         }
     }
 }
@@ -82,6 +103,12 @@ impl Format {
 pub fn read_table(path: &Path, options: &CsvOptions) -> Result<Table> {
     match Format::of(path) {
         Format::Csv => read_csv(path, options),
+        #[cfg(feature = "columnar")]
+        Format::Parquet | Format::Arrow => read_columnar(path, options),
+        #[cfg(not(feature = "columnar"))]
+        Format::Parquet | Format::Arrow => {
+            Err(Error::BadFile { path: path.into(), message: "this build reads no Parquet or Arrow files (feature `columnar`)".into() })
+        }
         Format::Npy => {
             let data = read_npy(path)?;
             let data = match &options.columns {
@@ -105,7 +132,9 @@ pub fn read_table(path: &Path, options: &CsvOptions) -> Result<Table> {
 pub fn write_table(path: &Path, data: &Matrix, header: Option<&[String]>) -> Result<()> {
     let format = Format::for_output(path)?;
     crate::io::write_atomic(path, |w| {
-        TableWriter::new(w, format, data.rows(), data.cols(), header).and_then(|mut t| t.write(data)).map_err(|e| Error::io(path, e))
+        TableWriter::to_file(w, format, data.rows(), data.cols(), header)
+            .and_then(|mut t| t.write(data).and_then(|()| t.finish()))
+            .map_err(|e| Error::io(path, e))
     })
 }
 

@@ -67,14 +67,14 @@ fn resolve(path: &Path) -> Result<Target> {
 /// # Errors
 /// [`Error::Io`] naming `path` if it is a directory, the directory is not writable or the write
 /// fails; any error `write` returns, unchanged (so a caller's own error type passes through).
-pub fn write_atomic<E: From<Error>>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<(), E>) -> Result<(), E> {
+pub fn write_atomic<E: From<Error>>(path: &Path, write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>) -> Result<(), E> {
     match resolve(path)? {
         Target::Through => write_through(path, write),
         Target::Replace { path: target, permissions } => replace(path, &target, permissions, write),
     }
 }
 
-fn write_through<E: From<Error>>(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<(), E>) -> Result<(), E> {
+fn write_through<E: From<Error>>(path: &Path, write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>) -> Result<(), E> {
     let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|e| Error::io(path, e))?;
     let mut w = std::io::BufWriter::new(file);
     write(&mut w)?;
@@ -85,7 +85,7 @@ fn replace<E: From<Error>>(
     path: &Path,
     target: &Path,
     permissions: Option<std::fs::Permissions>,
-    write: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
 ) -> Result<(), E> {
     let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
