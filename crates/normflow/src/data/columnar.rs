@@ -24,6 +24,9 @@ use crate::{Error, Result};
 /// Rows per record batch read from a file (a batch of 64 columns is 16 MiB of f32).
 const READ_BATCH: usize = 65_536;
 
+/// Rows per Parquet row group written (the writer holds one group in memory: 4 MiB per column).
+const ROW_GROUP_ROWS: usize = 1 << 20;
+
 /// A Parquet or Arrow IPC file's numeric columns read in chunks of rows, in bounded memory:
 /// one record batch at a time, only the selected columns decoded. Every numeric Arrow type
 /// (integers, float16/32/64) is read as f32; a null cell, a non-numeric column or a non-finite
@@ -128,7 +131,10 @@ impl ColumnarChunks {
     /// The rows of one record batch as f32, row-major.
     fn convert(&self, batch: &RecordBatch) -> Result<Matrix> {
         let (rows, width) = (batch.num_rows(), self.keep.len());
-        let mut out = vec![0.0f32; rows * width];
+        // From the engine's buffer store, where the matrix's buffer returns when dropped (a
+        // fresh buffer each batch would pile up there, 256 batches deep).
+        let mut matrix = Matrix::zeros(rows, width);
+        let out = matrix.as_mut_slice();
         for (j, &c) in self.keep.iter().enumerate() {
             let column = batch.column(c);
             let name = &self.names[j];
@@ -171,7 +177,7 @@ impl ColumnarChunks {
                 message: format!("column '{}' holds {}, not a finite value within ±{:e}", self.names[j], out[i], crate::MAX_ABS_VALUE),
             });
         }
-        Ok(Matrix::from_vec(rows, width, out))
+        Ok(matrix)
     }
 
     /// The next chunk of at most `max_rows` rows, or `None` at the end of the file.
@@ -237,8 +243,8 @@ pub fn read_columnar(path: &Path, options: &CsvOptions) -> Result<Table> {
     Ok(Table { data: Matrix::from_vec(rows, chunks.width(), values), columns: Some(chunks.names) })
 }
 
-/// A table written as float32 columns in record batches: Parquet (zstd-compressed, row groups
-/// of the writer's default size) or an Arrow IPC file.
+/// A table written as float32 columns in record batches: Parquet (zstd-compressed, row groups of
+/// [`ROW_GROUP_ROWS`]) or an Arrow IPC file.
 pub struct ColumnarWriter<'a> {
     schema: SchemaRef,
     sink: Sink<'a>,
@@ -259,7 +265,10 @@ impl<'a> ColumnarWriter<'a> {
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
         let sink = if format == Format::Parquet {
-            let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
             Sink::Parquet(ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(|e| io(&e))?)
         } else {
             Sink::Ipc(arrow_ipc::writer::FileWriter::try_new(out, &schema).map_err(|e| io(&e))?)
