@@ -94,6 +94,8 @@ fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
             let x = if flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
             let lp = flow.log_prob(&x, c.as_ref())?;
             table.write(&Matrix::from_vec(lp.len(), 1, lp))?;
+            // Buffers coming back from the worker threads would pile up in this thread's store.
+            normflow::engine::trim_thread_cache(64 << 20);
         }
         Ok(())
     })

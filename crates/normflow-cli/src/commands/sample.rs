@@ -19,6 +19,11 @@ const BLOCK_ROWS: usize = 1 << 16;
 /// The most values one run writes: 10¹² (about 10 TB of CSV).
 const MAX_VALUES: u128 = 1_000_000_000_000;
 
+/// Most bytes of recycled buffers this thread keeps between blocks: the blocks' buffers come
+/// back from the worker threads and would otherwise pile up in this thread's store (627 MB when
+/// sampling 10M rows of 9 columns).
+const STORE_BYTES: usize = 64 << 20;
+
 /// Rows per block for rows of `dim` values.
 fn block_rows(dim: usize) -> usize {
     (BLOCK_VALUES / dim.max(1)).clamp(1, BLOCK_ROWS)
@@ -68,6 +73,7 @@ pub fn run(a: SampleArgs) -> Result<(), CliError> {
             write_blocks(a.output.as_deref(), a.num, &header, |table| {
                 for start in (0..a.num).step_by(block) {
                     table.write(&flow.sample_discrete(block.min(a.num - start), None, &mut rng)?)?;
+                    normflow::engine::trim_thread_cache(STORE_BYTES);
                 }
                 Ok(())
             })
@@ -87,6 +93,7 @@ pub fn run(a: SampleArgs) -> Result<(), CliError> {
                     let end = (start + contexts_per_block).min(context.rows());
                     let repeated = context.slice_rows(start, end).repeat_rows(a.per_context);
                     table.write(&flow.sample_discrete(repeated.rows(), Some(&repeated), &mut rng)?)?;
+                    normflow::engine::trim_thread_cache(STORE_BYTES);
                 }
                 Ok(())
             })
