@@ -118,3 +118,31 @@ fn bad_columnar_files_are_clear_errors() {
     let e = fails(&["sample", s(&model), "-n", "5", "-o", s(&t.path("out.txt"))]);
     assert!(e.contains(".parquet"), "{e}");
 }
+
+#[test]
+fn streamed_log_prob_of_a_csv_matches_the_whole_file_read_with_dequantised_columns() {
+    let t = TempDir::new("stream-csv");
+    // 20,000 rows (three blocks): a continuous column and an integer count (dequantised).
+    let mut rng = normflow::Rng::new(8);
+    let mut text = String::from("a,n\n");
+    for _ in 0..20_000 {
+        let a = rng.normal();
+        text.push_str(&format!("{a},{}\n", (a.abs() * 3.0).floor() + (rng.uniform() * 2.0).floor()));
+    }
+    let csv = t.path("data.csv");
+    std::fs::write(&csv, text).unwrap();
+    let model = t.path("m.safetensors");
+    ok(&["train", s(&csv), "--epochs", "2", "-q", "-o", s(&model)]);
+    let (whole, streamed) = (t.path("whole.npy"), t.path("streamed.csv"));
+    ok(&["log-prob", s(&model), s(&csv), "-o", s(&whole)]);
+    ok(&["log-prob", s(&model), s(&csv), "-o", s(&streamed)]);
+    let (w, st) = (column(&whole), column(&streamed));
+    assert_eq!(w.len(), 20_000);
+    assert_eq!(w, st);
+    // A header-only file is an error naming it, and writes nothing.
+    let empty = t.path("empty.csv");
+    std::fs::write(&empty, "a,n\n").unwrap();
+    let e = fails(&["log-prob", s(&model), s(&empty), "-o", s(&t.path("never.csv"))]);
+    assert!(e.contains("empty.csv"), "{e}");
+    assert!(!t.path("never.csv").exists());
+}

@@ -1,6 +1,6 @@
 //! `normflow log-prob`, `encode` and `decode`: one output row per input row.
 
-use normflow::data::{read_header, read_table, ColumnarChunks, CsvOptions, Format};
+use normflow::data::{read_header, read_table, CsvOptions, Format, RowChunks};
 use normflow::{Flow, Matrix, Rng};
 
 use super::CliError;
@@ -9,8 +9,8 @@ use crate::input::{columns_by_name, context_names, read_context, read_for_model,
 use crate::ode_flags::load_model_with;
 use crate::output::{check_output, numbered, write_blocks, write_rows};
 
-/// Rows per block when `log-prob` streams a Parquet or Arrow file: a flow's intermediate values
-/// for a block of 65,536 rows of a 9-column NSF take ~600 MB, for 8,192 rows a tenth of that.
+/// Rows per block when `log-prob` streams a file: a flow's intermediate values for a block of
+/// 65,536 rows of a 9-column NSF take ~600 MB, for 8,192 rows a tenth of that.
 const STREAM_ROWS: usize = 8_192;
 
 /// Which map to apply.
@@ -29,7 +29,7 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {
-        Mapping::LogProb if Format::of(&a.data).is_columnar() && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) => {
+        Mapping::LogProb if Format::of(&a.data) != Format::Npy && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) => {
             return stream_log_prob(&a, &flow);
         }
         Mapping::LogProb => {
@@ -59,9 +59,10 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     write_rows(a.output.as_deref(), &rows, &header)
 }
 
-/// `log-prob` of a Parquet or Arrow file, one block of rows at a time: memory stays bounded for
-/// any number of rows (the output is CSV, Parquet or Arrow, written as it goes). Columns are
-/// chosen as for a whole file: `--columns`, else the model's names, else all but the context.
+/// `log-prob` of a CSV, Parquet or Arrow file, one block of rows at a time: memory stays bounded
+/// for any number of rows (the output, CSV, Parquet or Arrow, is written as it goes). Columns
+/// are chosen as for a whole file: `--columns`, else the model's names, else all but the
+/// context.
 fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
     let context = context_names(flow, a.context_columns.as_deref())?.unwrap_or_default();
     let named = match (&a.columns, &flow.meta.columns) {
@@ -71,7 +72,14 @@ fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
     };
     let data_columns = match named {
         Some(c) => c,
-        None => read_header(&a.data)?.unwrap_or_default().into_iter().filter(|c| !context.contains(c)).collect(),
+        None => {
+            // A file without a header: its columns by 1-based position.
+            let all = match read_header(&a.data)? {
+                Some(h) => h,
+                None => (1..=RowChunks::open(&a.data, &CsvOptions::default())?.width()).map(|k| k.to_string()).collect(),
+            };
+            all.into_iter().filter(|c| !context.contains(c)).collect()
+        }
     };
     if data_columns.len() != flow.dim() {
         let names = flow.meta.columns.as_ref().map(|c| format!(" ({})", c.join(", "))).unwrap_or_default();
@@ -83,19 +91,24 @@ fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
         )));
     }
     let selected = data_columns.iter().chain(&context).cloned().collect();
-    let mut chunks = ColumnarChunks::open(&a.data, &CsvOptions { columns: Some(selected), ..Default::default() })?;
+    let mut chunks = RowChunks::open(&a.data, &CsvOptions { columns: Some(selected), ..Default::default() })?;
     let d = flow.dim();
     // Integer columns are scored at v + u with one fixed uniform draw, as for a whole file.
     let mut noise = Rng::new(0);
+    let mut rows = 0;
     write_blocks(a.output.as_deref(), 0, &["log_prob".to_string()], |table| {
         while let Some(chunk) = chunks.next_chunk(STREAM_ROWS)? {
             let x = chunk.slice_cols(0, d);
             let c = (!context.is_empty()).then(|| chunk.slice_cols(d, chunk.cols()));
             let x = if flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
             let lp = flow.log_prob(&x, c.as_ref())?;
+            rows += lp.len();
             table.write(&Matrix::from_vec(lp.len(), 1, lp))?;
             // Buffers coming back from the worker threads would pile up in this thread's store.
             normflow::engine::trim_thread_cache(64 << 20);
+        }
+        if rows == 0 {
+            return Err(normflow::Error::BadFile { path: a.data.clone(), message: "no data rows".into() }.into());
         }
         Ok(())
     })

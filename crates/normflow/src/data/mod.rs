@@ -95,6 +95,58 @@ impl Format {
     }
 }
 
+/// The rows of a CSV file (plain or gzip) or — feature `columnar` — a Parquet or Arrow IPC
+/// file, read in chunks in bounded memory, with the columns `CsvOptions` selects.
+#[derive(Debug)]
+pub enum RowChunks {
+    /// A CSV file.
+    Csv(CsvChunks),
+    /// A Parquet or Arrow IPC file.
+    #[cfg(feature = "columnar")]
+    Columnar(ColumnarChunks),
+}
+
+impl RowChunks {
+    /// Opens `path` by its extension.
+    ///
+    /// # Errors
+    /// As [`CsvChunks::open`] and `ColumnarChunks::open`; [`Error::BadFile`] for an NPY file
+    /// (read it whole with [`read_table`]) or a columnar file in a build without `columnar`.
+    pub fn open(path: &Path, options: &CsvOptions) -> Result<Self> {
+        match Format::of(path) {
+            Format::Csv => Ok(RowChunks::Csv(CsvChunks::open(path, options)?)),
+            #[cfg(feature = "columnar")]
+            Format::Parquet | Format::Arrow => Ok(RowChunks::Columnar(ColumnarChunks::open(path, options)?)),
+            #[cfg(not(feature = "columnar"))]
+            Format::Parquet | Format::Arrow => {
+                Err(Error::BadFile { path: path.into(), message: "this build reads no Parquet or Arrow files (feature `columnar`)".into() })
+            }
+            Format::Npy => Err(Error::BadFile { path: path.into(), message: "an NPY file is read whole, not in chunks".into() }),
+        }
+    }
+
+    /// Number of selected columns.
+    pub fn width(&self) -> usize {
+        match self {
+            RowChunks::Csv(c) => c.width(),
+            #[cfg(feature = "columnar")]
+            RowChunks::Columnar(c) => c.width(),
+        }
+    }
+
+    /// The next chunk of at most `max_rows` rows, or `None` at the end of the file.
+    ///
+    /// # Errors
+    /// A bad cell, naming the file, row and column.
+    pub fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Matrix>> {
+        match self {
+            RowChunks::Csv(c) => c.next_chunk(max_rows),
+            #[cfg(feature = "columnar")]
+            RowChunks::Columnar(c) => c.next_chunk(max_rows),
+        }
+    }
+}
+
 /// Reads a CSV or NPY file (by extension), selecting columns if asked.
 ///
 /// # Errors
