@@ -4,6 +4,8 @@
 
 use std::ops::Range;
 
+use crate::engine::isa::Isa;
+
 /// A block of a masked weight matrix `[out, in]`.
 ///
 /// In a tiling by units, the tiles partition the units (output rows) and the units of a tile see
@@ -21,11 +23,24 @@ pub(crate) struct Tile {
 /// start and end on whole pairs of 8-wide vectors.
 const STEP: usize = 16;
 /// Cost of one more product call, in multiply-adds per batch row: tiles are only split where
-/// the skipped weights outweigh it. A call costs about 1 µs beyond its arithmetic (measured:
-/// 128×16×16 takes 2.1 µs, 512×16×64 runs at 84 GFLOP/s), about 40k multiply-adds, so 128 per
-/// row for the 256–512-row blocks of a training step or an evaluation. A MADE 64 → 512 → 512 →
-/// 128 then gets 4–32 tiles per layer and does 52–77% of the dense products.
-const CALL_COST: usize = 128;
+/// the skipped weights outweigh it.
+///
+/// With 8-wide vectors (AVX2) a call costs about 1 µs beyond its arithmetic (measured: 128×16×16
+/// takes 2.1 µs, 512×16×64 runs at 84 GFLOP/s), about 40k multiply-adds, so 128 per row for the
+/// 256–512-row blocks of a training step or an evaluation; a MADE 64 → 512 → 512 → 128 then gets
+/// 4–32 tiles per layer and does 52–77% of the dense products. With 16-wide vectors (AVX-512) the
+/// arithmetic is twice as fast and a narrow tile (16 units: one vector) runs `gemm`'s slowest
+/// kernel, so fewer, wider tiles win: on Zen 5 (`bench/results/2026-12-02-made-tiles-avx512-
+/// zen5.txt`) 2048 took the MAF's M training step from 3.7–4.2 to 2.7–2.8 ms and its log-prob
+/// from 38–40 to 28 ms, L from 57 to 40 ms and 273 to 205 ms (512–1024 were close; fully dense
+/// was slower, 36 ms).
+fn call_cost() -> usize {
+    if Isa::detect().lanes() >= 16 {
+        2048
+    } else {
+        128
+    }
+}
 
 /// The tilings of a layer's 0/1 mask `[out, in]`, and where its fixed entries lie.
 #[derive(Clone, Debug)]
@@ -41,13 +56,19 @@ pub(crate) struct LayerMask {
 }
 
 impl LayerMask {
-    /// Tilings for `mask`, `fan_out × fan_in` row-major.
+    /// Tilings for `mask`, `fan_out × fan_in` row-major, for this CPU's products.
     pub(crate) fn new(mask: &[f32], fan_out: usize, fan_in: usize) -> Self {
+        Self::with_call_cost(mask, fan_out, fan_in, call_cost())
+    }
+
+    /// Tilings for `mask` with a given cost per product call (see [`call_cost`]).
+    fn with_call_cost(mask: &[f32], fan_out: usize, fan_in: usize, call_cost: usize) -> Self {
         assert_eq!(mask.len(), fan_out * fan_in, "mask size");
         assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0), "mask entries are 0 or 1");
-        let by_units = plan(mask, fan_out, fan_in);
+        let by_units = plan(mask, fan_out, fan_in, call_cost);
         let transposed: Vec<f32> = (0..fan_in).flat_map(|i| (0..fan_out).map(|o| mask[o * fan_in + i]).collect::<Vec<_>>()).collect();
-        let by_inputs = plan(&transposed, fan_in, fan_out).into_iter().map(|t| Tile { units: t.inputs, inputs: t.units }).collect();
+        let by_inputs =
+            plan(&transposed, fan_in, fan_out, call_cost).into_iter().map(|t| Tile { units: t.inputs, inputs: t.units }).collect();
         let zero_runs = zero_runs(mask);
         Self { by_units, by_inputs, zero_runs }
     }
@@ -92,8 +113,8 @@ pub fn masked_product_macs(mask: &[f32], fan_out: usize, fan_in: usize) -> [usiz
 
 /// Partition of the rows of `mask` (`rows × cols`) into runs, each tagged with the column range
 /// holding all of its rows' free entries, chosen to minimise the multiply-adds plus
-/// [`CALL_COST`] per run (dynamic programming over boundaries at multiples of [`STEP`]).
-fn plan(mask: &[f32], rows: usize, cols: usize) -> Vec<Tile> {
+/// `call_cost` per run (dynamic programming over boundaries at multiples of [`STEP`]).
+fn plan(mask: &[f32], rows: usize, cols: usize, call_cost: usize) -> Vec<Tile> {
     if rows == 0 {
         return Vec::new();
     }
@@ -122,7 +143,7 @@ fn plan(mask: &[f32], rows: usize, cols: usize) -> Vec<Tile> {
         let mut span = (cols, 0);
         for i in (0..j).rev() {
             span = (span.0.min(spans[i].0), span.1.max(spans[i].1));
-            let cost = best[i] + (bounds[j] - bounds[i]) * span.1.saturating_sub(span.0) + CALL_COST;
+            let cost = best[i] + (bounds[j] - bounds[i]) * span.1.saturating_sub(span.0) + call_cost;
             if cost < best[j] {
                 best[j] = cost;
                 last[j] = (i, span);
@@ -176,11 +197,20 @@ mod tests {
         // Unit o sees inputs 0..=o/2: a lower staircase, 256 × 128.
         let (fan_out, fan_in) = (256, 128);
         let mask: Vec<f32> = (0..fan_out * fan_in).map(|k| if k % fan_in <= k / fan_in / 2 { 1.0 } else { 0.0 }).collect();
-        let m = LayerMask::new(&mask, fan_out, fan_in);
-        check(&m, &mask, fan_out, fan_in);
         let area = |tiles: &[Tile]| tiles.iter().map(|t| t.units.len() * t.inputs.len()).sum::<usize>() as f64 / (fan_out * fan_in) as f64;
+        // 8-wide vectors' call cost: many narrow tiles.
+        let m = LayerMask::with_call_cost(&mask, fan_out, fan_in, 128);
+        check(&m, &mask, fan_out, fan_in);
         assert!(m.by_units.len() > 2 && area(&m.by_units) < 0.65, "{:?}", m.by_units);
         assert!(m.by_inputs.len() > 2 && area(&m.by_inputs) < 0.65, "{:?}", m.by_inputs);
+        // 16-wide vectors' call cost: fewer, wider tiles that still skip part of the zeros.
+        let wide = LayerMask::with_call_cost(&mask, fan_out, fan_in, 2048);
+        check(&wide, &mask, fan_out, fan_in);
+        assert!(wide.by_units.len() > 1 && wide.by_units.len() < m.by_units.len(), "{:?}", wide.by_units);
+        assert!(area(&wide.by_units) > area(&m.by_units) && area(&wide.by_units) < 0.8, "{:?}", wide.by_units);
+        // And the CPU's own choice is one of the two.
+        let own = LayerMask::new(&mask, fan_out, fan_in);
+        assert!(own.by_units == m.by_units || own.by_units == wide.by_units);
     }
 
     #[test]
