@@ -33,13 +33,9 @@ pub enum AudioCommand {
     Eval(AudioEvalArgs),
 }
 
-/// Flags of `audio synth`.
+/// What `audio vocode` and `audio synth` share: where the audio goes and how it is drawn.
 #[derive(Args, Debug)]
-pub struct AudioSynthArgs {
-    /// The vocoder (from `audio train`).
-    pub model: PathBuf,
-    /// Log-mel frames (.npy or .csv) with the vocoder's band count.
-    pub mel: PathBuf,
+pub struct SynthesisArgs {
     /// Where to write the synthesised WAV (16-bit PCM).
     #[arg(short = 'o', long)]
     pub output: PathBuf,
@@ -49,9 +45,21 @@ pub struct AudioSynthArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Also draw the given and the synthesised log-mel side by side into this PNG.
+    /// Also draw the input log-mel and the output's side by side into this PNG.
     #[arg(long)]
     pub png: Option<PathBuf>,
+}
+
+/// Flags of `audio synth`.
+#[derive(Args, Debug)]
+pub struct AudioSynthArgs {
+    /// The vocoder (from `audio train`).
+    pub model: PathBuf,
+    /// Log-mel frames (.npy or .csv) with the vocoder's band count.
+    pub mel: PathBuf,
+    /// Output, temperature, seed, spectrogram picture.
+    #[command(flatten)]
+    pub synthesis: SynthesisArgs,
 }
 
 /// Flags of `audio eval`.
@@ -121,18 +129,9 @@ pub struct AudioVocodeArgs {
     pub model: PathBuf,
     /// A WAV file at the vocoder's sample rate.
     pub wav: PathBuf,
-    /// Where to write the synthesised WAV (16-bit PCM).
-    #[arg(short = 'o', long)]
-    pub output: PathBuf,
-    /// Temperature of the base draws (WaveGlow synthesises at 0.6).
-    #[arg(long, default_value_t = 0.6)]
-    pub temperature: f32,
-    /// Seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Also draw the input's and the output's log-mel side by side into this PNG.
-    #[arg(long)]
-    pub png: Option<PathBuf>,
+    /// Output, temperature, seed, spectrogram picture.
+    #[command(flatten)]
+    pub synthesis: SynthesisArgs,
 }
 
 /// Flags of `audio mel`.

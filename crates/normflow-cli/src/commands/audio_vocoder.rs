@@ -179,14 +179,20 @@ pub fn vocode(a: AudioVocodeArgs) -> Result<(), CliError> {
     let vocoder = Vocoder::load(&a.model)?;
     let wav = vocoder.read_wav(&a.wav)?;
     let log_mel = vocoder.log_mel(&wav.samples, &a.wav)?;
-    let samples = vocoder.synthesize(&log_mel, wav.samples.len(), a.temperature, a.seed)?;
-    Wav::write(&a.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
-    if let Some(png) = &a.png {
-        let out_mel = vocoder.log_mel(&samples, &a.output)?;
+    let samples = vocoder.synthesize(&log_mel, wav.samples.len(), a.synthesis.temperature, a.synthesis.seed)?;
+    Wav::write(&a.synthesis.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
+    if let Some(png) = &a.synthesis.png {
+        let out_mel = vocoder.log_mel(&samples, &a.synthesis.output)?;
         let hop_seconds = vocoder.mel.config().hop as f64 / wav.sample_rate as f64;
         spectrograms(png, &[("input", &log_mel), ("vocoded", &out_mel)], hop_seconds)?;
     }
-    eprintln!("vocoded {} ({:.2} s) at temperature {} into {}", a.wav.display(), wav.seconds(), a.temperature, a.output.display());
+    eprintln!(
+        "vocoded {} ({:.2} s) at temperature {} into {}",
+        a.wav.display(),
+        wav.seconds(),
+        a.synthesis.temperature,
+        a.synthesis.output.display()
+    );
     Ok(())
 }
 
@@ -209,10 +215,10 @@ pub fn synth(a: AudioSynthArgs) -> Result<(), CliError> {
     // `audio mel` centres its frames: a signal of n samples has 1 + n / hop of them.
     let rate = vocoder.mel.config().sample_rate;
     let len = (log_mel.rows() - 1) * vocoder.mel.config().hop;
-    let samples = vocoder.synthesize(&log_mel, len, a.temperature, a.seed)?;
-    Wav::write(&a.output, rate, &samples, WavEncoding::Pcm16)?;
-    if let Some(png) = &a.png {
-        let out_mel = vocoder.log_mel(&samples, &a.output)?;
+    let samples = vocoder.synthesize(&log_mel, len, a.synthesis.temperature, a.synthesis.seed)?;
+    Wav::write(&a.synthesis.output, rate, &samples, WavEncoding::Pcm16)?;
+    if let Some(png) = &a.synthesis.png {
+        let out_mel = vocoder.log_mel(&samples, &a.synthesis.output)?;
         spectrograms(png, &[("given", &log_mel), ("synthesised", &out_mel)], vocoder.mel.config().hop as f64 / rate as f64)?;
     }
     eprintln!(
@@ -220,8 +226,8 @@ pub fn synth(a: AudioSynthArgs) -> Result<(), CliError> {
         len as f64 / rate as f64,
         log_mel.rows(),
         a.mel.display(),
-        a.temperature,
-        a.output.display()
+        a.synthesis.temperature,
+        a.synthesis.output.display()
     );
     Ok(())
 }

@@ -66,6 +66,13 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 FLOATS = [np.float32, np.float64]
 
 
+def _store(estimator, arguments):
+    """Keeps the constructor's arguments as they are, as scikit-learn expects of `__init__`."""
+    for name, value in arguments.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
 def _rows(estimator, X, reset):
     """X as a finite 2-D float32/float64 array (kept as it is when it already is one)."""
     if validate_data is not None:
@@ -190,10 +197,7 @@ class RealNVP(_CouplingOptions):
     def __init__(self, layers=6, hidden=(128, 128), lu_linear=False, batch_norm=False, standardize=True, whiten=True,
                  epochs=200, max_steps=None, batch_size=256, lr=5e-4, cosine=False, patience=20, val_frac=0.1,
                  random_state=0, dequantize=None, progress=None):
-        self.layers, self.hidden, self.lu_linear, self.batch_norm = layers, hidden, lu_linear, batch_norm
-        self.standardize, self.whiten, self.epochs, self.max_steps = standardize, whiten, epochs, max_steps
-        self.batch_size, self.lr, self.cosine, self.patience, self.val_frac = batch_size, lr, cosine, patience, val_frac
-        self.random_state, self.dequantize, self.progress = random_state, dequantize, progress
+        _store(self, locals())
 
 
 class MAF(RealNVP):
@@ -214,11 +218,7 @@ class NSF(_CouplingOptions):
                  lu_linear=False, batch_norm=False, standardize=True, whiten=True, epochs=200, max_steps=None,
                  batch_size=256, lr=5e-4, cosine=False, patience=20, val_frac=0.1, random_state=0, dequantize=None,
                  progress=None):
-        self.bins, self.tail_bound, self.residual_blocks, self.autoregressive = bins, tail_bound, residual_blocks, autoregressive
-        self.layers, self.hidden, self.lu_linear, self.batch_norm = layers, hidden, lu_linear, batch_norm
-        self.standardize, self.whiten, self.epochs, self.max_steps = standardize, whiten, epochs, max_steps
-        self.batch_size, self.lr, self.cosine, self.patience, self.val_frac = batch_size, lr, cosine, patience, val_frac
-        self.random_state, self.dequantize, self.progress = random_state, dequantize, progress
+        _store(self, locals())
 
     def fit(self, X, y=None, context=None):
         self._kind = "nsf-ar" if self.autoregressive else "nsf"
@@ -238,8 +238,7 @@ class FlowMatching(_Flow):
 
     def __init__(self, hidden=(64, 64), epochs=200, max_steps=None, batch_size=256, lr=5e-4, val_frac=0.1, ot=False,
                  random_state=0, dequantize=None, progress=None):
-        self.hidden, self.epochs, self.max_steps, self.batch_size, self.lr = hidden, epochs, max_steps, batch_size, lr
-        self.val_frac, self.ot, self.random_state, self.dequantize, self.progress = val_frac, ot, random_state, dequantize, progress
+        _store(self, locals())
 
     def _options(self):
         return dict(hidden=list(self.hidden), epochs=self.epochs, max_steps=self.max_steps, batch_size=self.batch_size,
@@ -261,8 +260,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
     """
 
     def __init__(self, flow="nsf", contamination=0.01, calibration_frac=0.2, flow_params=None, random_state=0):
-        self.flow, self.contamination, self.calibration_frac = flow, contamination, calibration_frac
-        self.flow_params, self.random_state = flow_params, random_state
+        _store(self, locals())
 
     def fit(self, X, y=None, context=None):
         """Fit the flow on the rows not held out, then calibrate the threshold on the rest."""
