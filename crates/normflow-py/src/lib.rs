@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use normflow::anomaly::Threshold;
-use normflow::bijection::Dequantize;
-use normflow::flows::{fit_flow_matching, Coupling, FlowMatchingConfig, MafConfig, NsfConfig, RealNvpConfig};
+use normflow::bijection::{Dequantize, ImageShape};
+use normflow::flows::{
+    fit_flow_matching, Coupling, FlowMatchingConfig, GlowConfig, MafConfig, MultiscaleRealNvpConfig, NsfConfig, RealNvpConfig,
+};
 use normflow::ode::Solver;
 use normflow::train::{fit as fit_flow, FitConfig, FitProgress, LrSchedule};
 use normflow::{Flow, Matrix, Rng};
@@ -22,6 +24,9 @@ use pyo3::types::{PyBytes, PyDict};
 /// Where a model file keeps an anomaly detector's threshold (the CLI's `anomaly` commands read
 /// the same entry).
 const THRESHOLD_KEY: &str = "anomaly_threshold";
+
+/// Where an image model keeps its image shape (the CLI's `image` commands read the same entry).
+const IMAGE_SHAPE_KEY: &str = "image_shape";
 
 /// Relative tolerance of the adaptive solver a continuous flow integrates with (the CLI's).
 const CONTINUOUS_RTOL: f64 = 1e-5;
@@ -159,6 +164,29 @@ impl Model {
         let (z, context) = (z.matrix(), context.map(|c| c.matrix()));
         let x = py.allow_threads(|| self.flow.decode(&z, context.as_ref())).map_err(value_error)?;
         to_numpy(py, x)
+    }
+
+    /// `n` samples at temperature `t` (base draws scaled by `t`; Glow samples images at 0.7).
+    #[pyo3(signature = (n, temperature, seed=0))]
+    fn sample_at_temperature<'py>(&self, py: Python<'py>, n: usize, temperature: f32, seed: u64) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let x = py.allow_threads(|| self.flow.sample_at_temperature(n, temperature, None, &mut Rng::new(seed))).map_err(value_error)?;
+        to_numpy(py, x)
+    }
+
+    /// The rows with the model's integer columns dequantised by one seeded uniform draw (as
+    /// `normflow eval` and `image eval` score them).
+    #[pyo3(signature = (x, seed=0))]
+    fn dequantize<'py>(&self, py: Python<'py>, x: Array<'py>, seed: u64) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let x = x.matrix();
+        let d = py.allow_threads(|| self.flow.dequantize_rows(&x, &mut Rng::new(seed))).map_err(value_error)?;
+        to_numpy(py, d)
+    }
+
+    /// An image model's `(channels, height, width)`, if it is one.
+    #[getter]
+    fn image_shape(&self) -> Option<(usize, usize, usize)> {
+        let s: ImageShape = serde_json::from_value(self.flow.meta.extra.get(IMAGE_SHAPE_KEY)?.clone()).ok()?;
+        Some((s.channels, s.height, s.width))
     }
 
     /// Sets the anomaly threshold at the `quantile` of the scores (negative log-likelihoods)
@@ -382,11 +410,107 @@ fn fit(
     Ok(Model { flow })
 }
 
+/// Fits an image flow (`glow`, or `realnvp`: multiscale RealNVP) to 8-bit images, one row of
+/// `channels·height·width` pixel values (0–255) per image, as `normflow image train` does with
+/// the same options: pixels dequantised with fresh uniform noise each batch, data-initialised
+/// layers, validation bits/dim every `eval_every` steps, the best weights kept.
+#[pyfunction]
+#[pyo3(signature = (kind, x, shape, *, levels=2, steps=4, hidden=64, additive=false, logit=None, residual_blocks=2,
+    epochs=1000, max_steps=None, minutes=None, batch_size=64, lr=1e-3, cosine=false, val_frac=0.02, eval_every=200, seed=0,
+    progress=None))]
+#[allow(clippy::too_many_arguments)]
+fn fit_images(
+    py: Python<'_>,
+    kind: &str,
+    x: Array<'_>,
+    shape: (usize, usize, usize),
+    levels: usize,
+    steps: usize,
+    hidden: usize,
+    additive: bool,
+    logit: Option<f32>,
+    residual_blocks: usize,
+    epochs: usize,
+    max_steps: Option<usize>,
+    minutes: Option<f64>,
+    batch_size: usize,
+    lr: f32,
+    cosine: bool,
+    val_frac: f64,
+    eval_every: usize,
+    seed: u64,
+    progress: Option<PyObject>,
+) -> PyResult<Model> {
+    let shape = ImageShape { channels: shape.0, height: shape.1, width: shape.2 };
+    let x = x.matrix();
+    if x.cols() != shape.len() || x.rows() == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{} images of {} values, but the shape {shape:?} has {} values per image",
+            x.rows(),
+            x.cols(),
+            shape.len()
+        )));
+    }
+    if let Some(v) = x.as_slice().iter().find(|v| !(0.0..=255.0).contains(*v) || v.fract() != 0.0) {
+        return Err(PyValueError::new_err(format!("pixel value {v}: images hold integers 0..=255")));
+    }
+    if minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
+        return Err(PyValueError::new_err("minutes must be positive"));
+    }
+    let rng = &mut Rng::new(seed);
+    let flow = match kind {
+        "glow" => GlowConfig::new(shape)
+            .with_levels(levels)
+            .with_steps(steps)
+            .with_hidden(hidden)
+            .with_additive(additive)
+            .with_logit(logit)
+            .init(rng),
+        "realnvp" => MultiscaleRealNvpConfig::new(shape)
+            .with_levels(levels)
+            .with_steps(steps)
+            .with_hidden(hidden)
+            .with_additive(additive)
+            .with_logit(logit)
+            .with_residual_blocks(residual_blocks)
+            .init(rng),
+        other => return Err(PyValueError::new_err(format!("unknown image flow '{other}' (glow or realnvp)"))),
+    }
+    .map_err(value_error)?;
+    let name = flow.meta.name.clone();
+    let dequantize = Dequantize::new(shape.len(), (0..shape.len()).collect()).map_err(value_error)?;
+    let mut flow = flow.with_data_layer(Box::new(dequantize)).map_err(value_error)?;
+    flow.meta.name = name;
+    flow.meta.extra.insert(IMAGE_SHAPE_KEY.into(), serde_json::to_value(shape).expect("a shape serialises"));
+    let config = FitConfig {
+        lr,
+        batch_size,
+        val_frac,
+        max_epochs: epochs,
+        max_steps,
+        eval_every: Some(eval_every.max(1)),
+        seed,
+        min_gain_z: None,
+        init_rows: Some(2048),
+        max_seconds: minutes.map(|m| m * 60.0),
+        schedule: if cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
+        stop_on_divergence: true,
+        ..FitConfig::default()
+    };
+    let mut reporter = ProgressCallback { callback: progress, last: None, error: None };
+    let flow = py.allow_threads(|| fit_flow(flow, &x, None, &config, &mut |p| reporter.report(p))).map_err(value_error)?.0;
+    if let Some(e) = reporter.error {
+        return Err(e);
+    }
+    Ok(Model { flow })
+}
+
 /// The compiled core of the `normflow` package.
 #[pymodule]
 fn _normflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(fit_images, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

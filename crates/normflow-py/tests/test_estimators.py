@@ -202,3 +202,33 @@ def test_flow_matching_from_python():
     flow = normflow.FlowMatching(hidden=(64, 64), max_steps=600, lr=2e-3).fit(X)
     lp = flow.score_samples(X[:100])
     assert np.all(np.isfinite(lp)) and flow.sample(10, random_state=0).shape == (10, 3)
+
+
+def test_glow_on_small_images_and_the_cli_reads_its_model(tmp_path):
+    # 4x4 grayscale "images": a bright square on a dark background at a random place, plus noise.
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 40, size=(600, 4, 4))
+    for k in range(len(X)):
+        r, c = rng.integers(0, 3, size=2)
+        X[k, r:r + 2, c:c + 2] += 200
+    X = X.astype(np.uint8)
+    glow = normflow.Glow(levels=1, steps=2, hidden=8, max_steps=150, eval_every=50)
+    before = glow.set_params(max_steps=1).fit(X).bits_per_dim(X)
+    glow.set_params(max_steps=150).fit(X)
+    after = glow.bits_per_dim(X)
+    assert after < before - 0.3 and after < 8.0, (before, after)
+    s = glow.sample(16, temperature=1.0, random_state=1)
+    assert s.shape == (16, 1, 4, 4) and s.dtype == np.uint8
+    with pytest.raises(ValueError, match="shape"):
+        glow.score_samples(X[:, :3, :3])
+    with pytest.raises(ValueError, match="0..=255"):
+        normflow.Glow(max_steps=2).fit(X.astype(np.float32) + 0.5)
+    # The CLI evaluates the saved model to the same bits/dim.
+    model, data = tmp_path / "glow.safetensors", tmp_path / "images.npy"
+    glow.save(model)
+    np.save(data, X)
+    import json
+    report = json.loads(cli("image", "eval", str(model), str(data), "--json"))
+    assert abs(report["bits_per_dim"] - after) < 1e-5, (report, after)
+    back = pickle.loads(pickle.dumps(glow))
+    assert np.array_equal(back.score_samples(X[:20]), glow.score_samples(X[:20]))

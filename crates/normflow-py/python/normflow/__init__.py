@@ -9,11 +9,11 @@
     >>> flow.save("nsf.safetensors")                   # the CLI's model files: `normflow log-prob nsf.safetensors …`
 
 Estimators: `RealNVP`, `MAF`, `NSF` (``autoregressive=True`` for NSF-AR), `FlowMatching` and
-`AnomalyDetector`. Every fit, score and sample runs in the Rust library with the interpreter
+`AnomalyDetector` on tables; `Glow` and `ImageRealNVP` on 8-bit images. Every fit, score and sample runs in the Rust library with the interpreter
 lock released.
 """
 
-from ._estimators import MAF, NSF, AnomalyDetector, FlowMatching, RealNVP, load
+from ._estimators import MAF, NSF, AnomalyDetector, FlowMatching, Glow, ImageRealNVP, RealNVP, load
 from ._normflow import Model, __version__
 
-__all__ = ["RealNVP", "MAF", "NSF", "FlowMatching", "AnomalyDetector", "Model", "load", "__version__"]
+__all__ = ["RealNVP", "MAF", "NSF", "FlowMatching", "AnomalyDetector", "Glow", "ImageRealNVP", "Model", "load", "__version__"]
