@@ -232,3 +232,14 @@ def test_glow_on_small_images_and_the_cli_reads_its_model(tmp_path):
     assert abs(report["bits_per_dim"] - after) < 1e-5, (report, after)
     back = pickle.loads(pickle.dumps(glow))
     assert np.array_equal(back.score_samples(X[:20]), glow.score_samples(X[:20]))
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch):
+    with open(os.path.join(REPO, "README.md")) as f:
+        text = f.read()
+    section = text[text.index("## Python"):]
+    code = section[section.index("```python") + len("```python"):]
+    code = code[:code.index("```")]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    assert (tmp_path / "nsf.safetensors").exists()
