@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use normflow::audio::{frames_per_segment, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding};
+use normflow::audio::{frames_per_segment, overlap_add, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding};
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::WaveGlowConfig;
 use normflow::train::{fit, FitConfig};
@@ -152,22 +152,26 @@ impl Vocoder {
         self.mel.log_mel(samples).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))
     }
 
-    /// `len` samples drawn given `log_mel` (one row of bands per frame), one draw per segment at
-    /// `temperature`, within full scale.
+    /// `len` samples drawn given `log_mel` (one row of bands per frame): segments at half-segment
+    /// hops, each drawn at `temperature` given its own frames, cross-faded into one signal
+    /// ([`overlap_add`]: independent draws meet without clicks at the seams), within full scale.
     pub(crate) fn synthesize(&self, log_mel: &Matrix, len: usize, temperature: f32, seed: u64) -> Result<Vec<f32>, CliError> {
         if !(temperature > 0.0 && temperature.is_finite()) {
             return Err(CliError::Usage(format!("--temperature must be positive and finite, got {temperature}")));
         }
         let segment = self.flow.dim();
         let frames = frames_per_segment(&self.mel, segment)?;
-        let count = len.div_ceil(segment).max(1);
+        let mel_hop = self.mel.config().hop;
+        // Half a segment when that is whole frames (it is for every segment of an even number of them).
+        let hop = if frames % 2 == 0 { segment / 2 } else { segment };
+        let count = len.saturating_sub(segment).div_ceil(hop) + 1;
         let mut context = Vec::with_capacity(count * frames * log_mel.cols());
         for k in 0..count {
-            context.extend(segment_context(log_mel, k * frames, frames));
+            context.extend(segment_context(log_mel, k * hop / mel_hop, frames));
         }
         let context = Matrix::from_vec(count, frames * log_mel.cols(), context);
         let audio = self.flow.sample_at_temperature(count, temperature, Some(&context), &mut Rng::new(seed))?;
-        let mut samples = audio.as_slice()[..len].to_vec();
+        let mut samples = overlap_add(&audio, hop, len);
         // A flow can place rare samples far out; a waveform stays within full scale.
         samples.iter_mut().for_each(|v| *v = if v.is_finite() { v.clamp(-1.0, 1.0) } else { 0.0 });
         Ok(samples)

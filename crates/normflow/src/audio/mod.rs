@@ -17,5 +17,5 @@ mod wav;
 
 pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
 pub use metrics::{log_mel_l1, mel_cepstral_distortion, CEPSTRA};
-pub use segments::{frames_per_segment, segment_context, training_segments};
+pub use segments::{frames_per_segment, overlap_add, segment_context, training_segments};
 pub use wav::{Wav, WavEncoding, WavFormat};

@@ -51,6 +51,28 @@ pub fn training_segments(samples: &[f32], mel: &MelSpectrogram, segment: usize) 
     Ok((rows, Matrix::from_vec(count, frames * log_mel.cols(), context)))
 }
 
+/// A signal of `len` samples from overlapping segments (one row each, segment `k` starting at
+/// sample `k · hop`), cross-faded: each sample is the average of the segments covering it,
+/// weighted by a sin² window over each segment (`sin²(π (t + ½) / segment)`, positive at every
+/// sample), so that independently drawn segments meet without a click at their seams.
+///
+/// # Panics
+/// If the segments do not cover `len` samples (`(rows − 1) · hop + cols < len`) or `hop` is 0.
+pub fn overlap_add(segments: &Matrix, hop: usize, len: usize) -> Vec<f32> {
+    let (count, width) = (segments.rows(), segments.cols());
+    assert!(hop > 0 && count > 0 && (count - 1) * hop + width >= len, "segments must cover the signal");
+    let window: Vec<f64> = (0..width).map(|t| (std::f64::consts::PI * (t as f64 + 0.5) / width as f64).sin().powi(2)).collect();
+    let (mut sum, mut weight) = (vec![0.0f64; len], vec![0.0f64; len]);
+    for k in 0..count {
+        let start = k * hop;
+        for (t, (&v, &w)) in segments.row(k).iter().zip(&window).enumerate().take(len.saturating_sub(start)) {
+            sum[start + t] += w * v as f64;
+            weight[start + t] += w;
+        }
+    }
+    sum.iter().zip(&weight).map(|(s, w)| (s / w) as f32).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +96,22 @@ mod tests {
         // Past the end: the log floor.
         let tail = segment_context(&mel.log_mel(&signal).unwrap(), 16, 8);
         assert!(tail.iter().skip(1).step_by(8).all(|&v| v == LOG_FLOOR.ln() as f32));
+    }
+
+    #[test]
+    fn overlapping_segments_cross_fade_back_into_one_signal() {
+        // Segments cut from one signal at half-segment hops: the signal comes back exactly.
+        let signal: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.05).sin() + 0.1 * (i as f32 * 0.7).cos()).collect();
+        let (width, hop) = (256, 128);
+        let count = (signal.len() - width).div_ceil(hop) + 1;
+        let rows: Vec<f32> =
+            (0..count).flat_map(|k| (0..width).map(move |t| k * hop + t)).map(|i| signal.get(i).copied().unwrap_or(0.0)).collect();
+        let back = overlap_add(&Matrix::from_vec(count, width, rows), hop, signal.len());
+        assert!(back.iter().zip(&signal).all(|(a, b)| (a - b).abs() < 1e-5));
+        // Two constant segments: the seam is a smooth blend, no step.
+        let two = Matrix::from_vec(2, 4, vec![0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
+        let blend = overlap_add(&two, 2, 6);
+        assert_eq!((blend[0], blend[1], blend[4], blend[5]), (0.0, 0.0, 1.0, 1.0));
+        assert!(blend[2] > 0.0 && blend[2] < blend[3] && blend[3] < 1.0, "{blend:?}");
     }
 }
