@@ -67,7 +67,7 @@ pub struct AudioSynthArgs {
 pub struct AudioEvalArgs {
     /// The vocoder (from `audio train`).
     pub model: PathBuf,
-    /// WAV files, or folders of them, at the vocoder's sample rate.
+    /// WAV files, or folders of them (resampled to the vocoder's rate when theirs differs).
     #[arg(required = true)]
     pub data: Vec<PathBuf>,
     /// Temperature of the base draws in synthesis.
@@ -84,9 +84,12 @@ pub struct AudioEvalArgs {
 /// Flags of `audio train`.
 #[derive(Args, Debug)]
 pub struct AudioTrainArgs {
-    /// WAV files, or folders of them (every file of one sample rate).
+    /// WAV files, or folders of them (files at another rate than the vocoder's are resampled).
     #[arg(required = true)]
     pub data: Vec<PathBuf>,
+    /// The vocoder's sample rate (default: the first file's).
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
     /// Where to write the model.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
@@ -127,7 +130,7 @@ pub struct AudioTrainArgs {
 pub struct AudioVocodeArgs {
     /// The vocoder (from `audio train`).
     pub model: PathBuf,
-    /// A WAV file at the vocoder's sample rate.
+    /// A WAV file (resampled to the vocoder's rate and back when theirs differs).
     pub wav: PathBuf,
     /// Output, temperature, seed, spectrogram picture.
     #[command(flatten)]

@@ -22,7 +22,8 @@ struct FileScores {
     synthesis_seconds: f64,
 }
 
-/// `audio eval`: per file, the NLL of its whole segments, then its log-mel resynthesised and
+/// `audio eval`: per file (resampled to the vocoder's rate when needed), the NLL of its whole
+/// segments, then its log-mel resynthesised and
 /// analysed again: log-mel L1 and mel-cepstral distortion against the input (on the float
 /// samples, before any 16-bit rounding) and the real-time factor of the synthesis.
 pub fn eval(a: AudioEvalArgs) -> Result<(), CliError> {
@@ -30,7 +31,7 @@ pub fn eval(a: AudioEvalArgs) -> Result<(), CliError> {
     let segment = vocoder.flow().dim();
     let mut scores = Vec::new();
     for path in wav_files(&a.data)? {
-        let wav = vocoder.read_wav(&path)?;
+        let (wav, _) = vocoder.read_wav(&path)?;
         let nll = if wav.samples.len() >= segment {
             let (x, context) = training_segments(&wav.samples, vocoder.mel(), segment)?;
             let lp = vocoder.flow().log_prob(&x, Some(&context)).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use normflow::audio::{frames_per_segment, overlap_add, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding};
+use normflow::audio::{
+    frames_per_segment, overlap_add, resample, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding,
+};
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::WaveGlowConfig;
 use normflow::train::{fit, FitConfig};
@@ -42,28 +44,29 @@ pub(crate) fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 /// `audio train`: segments of the WAV files with their log-mel frames, a WaveGlow fitted to them.
 pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     let files = wav_files(&a.data)?;
-    let first = Wav::read(&files[0])?;
-    let config = MelConfig::vocoder(first.sample_rate);
+    let rate = match a.sample_rate {
+        Some(0) => return Err(CliError::Usage("--sample-rate must be positive".into())),
+        Some(r) => r,
+        None => Wav::read(&files[0])?.sample_rate,
+    };
+    let config = MelConfig::vocoder(rate);
     let mel = MelSpectrogram::new(config.clone())?;
     let frames = frames_per_segment(&mel, a.segment)?;
     let (mut rows, mut contexts) = (Vec::new(), Vec::new());
-    let mut seconds = 0.0;
+    let (mut seconds, mut resampled) = (0.0, 0);
     for path in &files {
         let wav = Wav::read(path)?;
-        if wav.sample_rate != first.sample_rate {
-            return Err(CliError::Usage(format!(
-                "{}: {} Hz, but {} is {} Hz; one vocoder takes one sample rate (resample first)",
-                path.display(),
-                wav.sample_rate,
-                files[0].display(),
-                first.sample_rate
-            )));
-        }
         seconds += wav.seconds();
-        if wav.samples.len() < a.segment {
+        let samples = if wav.sample_rate == rate {
+            wav.samples
+        } else {
+            resampled += 1;
+            resample(&wav.samples, wav.sample_rate, rate).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+        };
+        if samples.len() < a.segment {
             continue;
         }
-        let (x, c) = training_segments(&wav.samples, &mel, a.segment).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        let (x, c) = training_segments(&samples, &mel, a.segment).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
         rows.extend_from_slice(x.as_slice());
         contexts.extend_from_slice(c.as_slice());
     }
@@ -97,10 +100,9 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     let s = &history.summary;
     if !a.quiet {
         eprintln!(
-            "trained a WaveGlow ({} params) on {count} segments of {} samples ({seconds:.1} s of audio at {} Hz) for {} steps ({}): best validation NLL {:.4} nats per sample; saved {}",
+            "trained a WaveGlow ({} params) on {count} segments of {} samples ({seconds:.1} s of audio at {rate} Hz, {resampled} file(s) resampled to it) for {} steps ({}): best validation NLL {:.4} nats per sample; saved {}",
             flow.num_params(),
             a.segment,
-            first.sample_rate,
             s.steps,
             s.stopped.replace('_', " "),
             s.best_val_nll / a.segment as f64,
@@ -137,14 +139,20 @@ impl Vocoder {
         &self.mel
     }
 
-    /// A WAV file at the vocoder's sample rate.
-    pub(crate) fn read_wav(&self, path: &Path) -> Result<Wav, CliError> {
-        let wav = Wav::read(path)?;
-        let rate = self.mel.config().sample_rate;
-        if wav.sample_rate != rate {
-            return Err(CliError::Usage(format!("{}: {} Hz, the vocoder was trained at {rate} Hz", path.display(), wav.sample_rate)));
+    /// The vocoder's sample rate.
+    pub(crate) fn rate(&self) -> u32 {
+        self.mel.config().sample_rate
+    }
+
+    /// A WAV file, resampled to the vocoder's rate when it has another, and its own rate.
+    pub(crate) fn read_wav(&self, path: &Path) -> Result<(Wav, u32), CliError> {
+        let mut wav = Wav::read(path)?;
+        let (own, rate) = (wav.sample_rate, self.rate());
+        if own != rate {
+            wav.samples = resample(&wav.samples, own, rate).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+            wav.sample_rate = rate;
         }
-        Ok(wav)
+        Ok((wav, own))
     }
 
     /// The log-mel of a signal read from `path`.
@@ -181,19 +189,28 @@ impl Vocoder {
 /// `audio vocode`: the log-mel of a WAV file, then one draw of the vocoder per segment given it.
 pub fn vocode(a: AudioVocodeArgs) -> Result<(), CliError> {
     let vocoder = Vocoder::load(&a.model)?;
-    let wav = vocoder.read_wav(&a.wav)?;
+    let (wav, own_rate) = vocoder.read_wav(&a.wav)?;
     let log_mel = vocoder.log_mel(&wav.samples, &a.wav)?;
     let samples = vocoder.synthesize(&log_mel, wav.samples.len(), a.synthesis.temperature, a.synthesis.seed)?;
-    Wav::write(&a.synthesis.output, wav.sample_rate, &samples, WavEncoding::Pcm16)?;
     if let Some(png) = &a.synthesis.png {
         let out_mel = vocoder.log_mel(&samples, &a.synthesis.output)?;
         let hop_seconds = vocoder.mel.config().hop as f64 / wav.sample_rate as f64;
         spectrograms(png, &[("input", &log_mel), ("vocoded", &out_mel)], hop_seconds)?;
     }
+    // The output at the input file's own rate (resampled back when the vocoder's differs).
+    let out = if own_rate == wav.sample_rate {
+        samples
+    } else {
+        let mut back = resample(&samples, wav.sample_rate, own_rate)?;
+        back.iter_mut().for_each(|v| *v = v.clamp(-1.0, 1.0));
+        back
+    };
+    Wav::write(&a.synthesis.output, own_rate, &out, WavEncoding::Pcm16)?;
     eprintln!(
-        "vocoded {} ({:.2} s) at temperature {} into {}",
+        "vocoded {} ({:.2} s{}) at temperature {} into {}",
         a.wav.display(),
         wav.seconds(),
+        if own_rate == wav.sample_rate { String::new() } else { format!(", resampled {own_rate} -> {} -> {own_rate} Hz", wav.sample_rate) },
         a.synthesis.temperature,
         a.synthesis.output.display()
     );

@@ -11,11 +11,13 @@
 
 mod mel;
 mod metrics;
+mod resample;
 mod segments;
 mod stft;
 mod wav;
 
 pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
 pub use metrics::{log_mel_l1, mel_cepstral_distortion, CEPSTRA};
+pub use resample::resample;
 pub use segments::{frames_per_segment, overlap_add, segment_context, training_segments};
 pub use wav::{Wav, WavEncoding, WavFormat};
