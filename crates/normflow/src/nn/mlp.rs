@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn tiled_masked_products_match_plain_loops() {
         let mut rng = Rng::new(3);
-        let (d, hidden) = (24, [192, 160]);
+        // Large enough that the planner splits the products at the cost per call of 16-wide vectors too.
+        let (d, hidden) = (64, [512, 448]);
         for (order, layout) in [
             ((0..d).collect::<Vec<_>>(), HiddenDegrees::Sorted),
             ((0..d).rev().collect(), HiddenDegrees::Sorted),
