@@ -120,7 +120,7 @@ fn bad_columnar_files_are_clear_errors() {
 }
 
 #[test]
-fn streamed_log_prob_of_a_csv_matches_the_whole_file_read_with_dequantised_columns() {
+fn streamed_log_prob_and_encode_of_a_csv_match_the_whole_file_read_with_dequantised_columns() {
     let t = TempDir::new("stream-csv");
     // 20,000 rows (three blocks): a continuous column and an integer count (dequantised).
     let mut rng = normflow::Rng::new(8);
@@ -139,6 +139,13 @@ fn streamed_log_prob_of_a_csv_matches_the_whole_file_read_with_dequantised_colum
     let (w, st) = (column(&whole), column(&streamed));
     assert_eq!(w.len(), 20_000);
     assert_eq!(w, st);
+    // encode streams the same way: the latent rows of the whole-file read.
+    let (whole_z, streamed_z) = (t.path("z.npy"), t.path("z.parquet"));
+    ok(&["encode", s(&model), s(&csv), "-o", s(&whole_z)]);
+    ok(&["encode", s(&model), s(&csv), "-o", s(&streamed_z)]);
+    let (wz, sz) = (column(&whole_z), column(&streamed_z));
+    assert_eq!(wz.len(), 40_000);
+    assert_eq!(wz, sz);
     // A header-only file is an error naming it, and writes nothing.
     let empty = t.path("empty.csv");
     std::fs::write(&empty, "a,n\n").unwrap();

@@ -29,8 +29,10 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {
-        Mapping::LogProb if Format::of(&a.data) != Format::Npy && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) => {
-            return stream_log_prob(&a, &flow);
+        Mapping::LogProb | Mapping::Encode
+            if Format::of(&a.data) != Format::Npy && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) =>
+        {
+            return stream_map(&a, &flow, &mapping);
         }
         Mapping::LogProb => {
             let (t, c) = read_for_model(&a.data, &flow, select)?;
@@ -59,11 +61,11 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     write_rows(a.output.as_deref(), &rows, &header)
 }
 
-/// `log-prob` of a CSV, Parquet or Arrow file, one block of rows at a time: memory stays bounded
-/// for any number of rows (the output, CSV, Parquet or Arrow, is written as it goes). Columns
-/// are chosen as for a whole file: `--columns`, else the model's names, else all but the
-/// context.
-fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
+/// `log-prob` or `encode` of a CSV, Parquet or Arrow file, one block of rows at a time: memory
+/// stays bounded for any number of rows (the output, CSV, Parquet or Arrow, is written as it
+/// goes). Columns are chosen as for a whole file: `--columns`, else the model's names, else all
+/// but the context.
+fn stream_map(a: &MapArgs, flow: &Flow, mapping: &Mapping) -> Result<(), CliError> {
     let context = context_names(flow, a.context_columns.as_deref())?.unwrap_or_default();
     let named = match (&a.columns, &flow.meta.columns) {
         (Some(c), _) => Some(c.clone()),
@@ -96,14 +98,24 @@ fn stream_log_prob(a: &MapArgs, flow: &Flow) -> Result<(), CliError> {
     // Integer columns are scored at v + u with one fixed uniform draw, as for a whole file.
     let mut noise = Rng::new(0);
     let mut rows = 0;
-    write_blocks(a.output.as_deref(), 0, &["log_prob".to_string()], |table| {
+    let header = match mapping {
+        Mapping::Encode => numbered("z", d),
+        _ => vec!["log_prob".to_string()],
+    };
+    write_blocks(a.output.as_deref(), 0, &header, |table| {
         while let Some(chunk) = chunks.next_chunk(STREAM_ROWS)? {
             let x = chunk.slice_cols(0, d);
             let c = (!context.is_empty()).then(|| chunk.slice_cols(d, chunk.cols()));
             let x = if flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
-            let lp = flow.log_prob(&x, c.as_ref())?;
-            rows += lp.len();
-            table.write(&Matrix::from_vec(lp.len(), 1, lp))?;
+            let out = match mapping {
+                Mapping::Encode => flow.encode(&x, c.as_ref())?,
+                _ => {
+                    let lp = flow.log_prob(&x, c.as_ref())?;
+                    Matrix::from_vec(lp.len(), 1, lp)
+                }
+            };
+            rows += out.rows();
+            table.write(&out)?;
             // Buffers coming back from the worker threads would pile up in this thread's store.
             normflow::engine::trim_thread_cache(64 << 20);
         }
