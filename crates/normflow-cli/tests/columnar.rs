@@ -120,7 +120,7 @@ fn bad_columnar_files_are_clear_errors() {
 }
 
 #[test]
-fn streamed_log_prob_and_encode_of_a_csv_match_the_whole_file_read_with_dequantised_columns() {
+fn streamed_log_prob_encode_and_decode_match_the_whole_file_read_with_dequantised_columns() {
     let t = TempDir::new("stream-csv");
     // 20,000 rows (three blocks): a continuous column and an integer count (dequantised).
     let mut rng = normflow::Rng::new(8);
@@ -146,6 +146,14 @@ fn streamed_log_prob_and_encode_of_a_csv_match_the_whole_file_read_with_dequanti
     let (wz, sz) = (column(&whole_z), column(&streamed_z));
     assert_eq!(wz.len(), 40_000);
     assert_eq!(wz, sz);
+    // And decode: the whole NPY file against the streamed Parquet one, and back near the rows.
+    let (whole_x, streamed_x) = (t.path("x.npy"), t.path("x.csv"));
+    ok(&["decode", s(&model), s(&whole_z), "-o", s(&whole_x)]);
+    ok(&["decode", s(&model), s(&streamed_z), "-o", s(&streamed_x)]);
+    let (wx, sx) = (column(&whole_x), column(&streamed_x));
+    assert_eq!(wx, sx);
+    let data = column(&csv);
+    assert!(wx.iter().zip(&data).all(|(a, b)| (a - b).abs() < 1.01), "decoded rows are the (dequantised) data rows");
     // A header-only file is an error naming it, and writes nothing.
     let empty = t.path("empty.csv");
     std::fs::write(&empty, "a,n\n").unwrap();

@@ -29,10 +29,8 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     let data_names = flow.meta.columns.clone().unwrap_or_else(|| numbered("x", flow.dim()));
     let select = Selection { columns: a.columns.as_deref(), context_columns: a.context_columns.as_deref(), by_position: a.by_position };
     let (rows, header) = match mapping {
-        Mapping::LogProb | Mapping::Encode
-            if Format::of(&a.data) != Format::Npy && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) =>
-        {
-            return stream_map(&a, &flow, &mapping);
+        _ if Format::of(&a.data) != Format::Npy && a.output.as_deref().is_none_or(|p| Format::of(p) != Format::Npy) => {
+            return stream_map(&a, &flow, &mapping, &data_names);
         }
         Mapping::LogProb => {
             let (t, c) = read_for_model(&a.data, &flow, select)?;
@@ -61,13 +59,16 @@ pub fn run(a: MapArgs, mapping: Mapping) -> Result<(), CliError> {
     write_rows(a.output.as_deref(), &rows, &header)
 }
 
-/// `log-prob` or `encode` of a CSV, Parquet or Arrow file, one block of rows at a time: memory
-/// stays bounded for any number of rows (the output, CSV, Parquet or Arrow, is written as it
-/// goes). Columns are chosen as for a whole file: `--columns`, else the model's names, else all
-/// but the context.
-fn stream_map(a: &MapArgs, flow: &Flow, mapping: &Mapping) -> Result<(), CliError> {
+/// `log-prob`, `encode` or `decode` of a CSV, Parquet or Arrow file, one block of rows at a
+/// time: memory stays bounded for any number of rows (the output, CSV, Parquet or Arrow, is
+/// written as it goes). Columns are chosen as for a whole file: `--columns`, else (but for
+/// latent codes) the model's names, else all but the context.
+fn stream_map(a: &MapArgs, flow: &Flow, mapping: &Mapping, data_names: &[String]) -> Result<(), CliError> {
+    let decode = matches!(mapping, Mapping::Decode);
     let context = context_names(flow, a.context_columns.as_deref())?.unwrap_or_default();
-    let named = match (&a.columns, &flow.meta.columns) {
+    // Latent codes have no names of the model's: decoding takes `--columns` or every column.
+    let model_names = if decode { None } else { flow.meta.columns.as_ref() };
+    let named = match (&a.columns, model_names) {
         (Some(c), _) => Some(c.clone()),
         (None, Some(names)) if !a.by_position => columns_by_name(&a.data, names)?,
         _ => None,
@@ -84,9 +85,10 @@ fn stream_map(a: &MapArgs, flow: &Flow, mapping: &Mapping) -> Result<(), CliErro
         }
     };
     if data_columns.len() != flow.dim() {
-        let names = flow.meta.columns.as_ref().map(|c| format!(" ({})", c.join(", "))).unwrap_or_default();
+        let names = model_names.map(|c| format!(" ({})", c.join(", "))).unwrap_or_default();
+        let what = if decode { "the model's latent space has" } else { "the model expects" };
         return Err(CliError::Usage(format!(
-            "{}: has {} columns, the model expects {}{names}; choose them with --columns",
+            "{}: has {} columns, {what} {}{names}; choose them with --columns",
             a.data.display(),
             data_columns.len(),
             flow.dim()
@@ -100,16 +102,18 @@ fn stream_map(a: &MapArgs, flow: &Flow, mapping: &Mapping) -> Result<(), CliErro
     let mut rows = 0;
     let header = match mapping {
         Mapping::Encode => numbered("z", d),
-        _ => vec!["log_prob".to_string()],
+        Mapping::Decode => data_names.to_vec(),
+        Mapping::LogProb => vec!["log_prob".to_string()],
     };
     write_blocks(a.output.as_deref(), 0, &header, |table| {
         while let Some(chunk) = chunks.next_chunk(STREAM_ROWS)? {
             let x = chunk.slice_cols(0, d);
             let c = (!context.is_empty()).then(|| chunk.slice_cols(d, chunk.cols()));
-            let x = if flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
+            let x = if decode || flow.dequantized_columns().is_empty() { x } else { flow.dequantize_rows(&x, &mut noise)? };
             let out = match mapping {
                 Mapping::Encode => flow.encode(&x, c.as_ref())?,
-                _ => {
+                Mapping::Decode => flow.decode(&x, c.as_ref())?,
+                Mapping::LogProb => {
                     let lp = flow.log_prob(&x, c.as_ref())?;
                     Matrix::from_vec(lp.len(), 1, lp)
                 }
