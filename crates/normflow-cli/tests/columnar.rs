@@ -114,6 +114,8 @@ fn bad_columnar_files_are_clear_errors() {
     assert!(!t.path("never.parquet").exists(), "a failed run writes no output");
     let e = fails(&["train", s(&good), "--columns", "a,zzz", "-o", s(&t.path("never.safetensors"))]);
     assert!(e.contains("zzz"), "{e}");
+    let e = fails(&["train", s(&good), "--columns", "a,a", "-o", s(&t.path("never.safetensors"))]);
+    assert!(e.contains("good.parquet") && e.contains("selected twice"), "{e}");
     // Parquet needs a file: not stdout.
     let e = fails(&["sample", s(&model), "-n", "5", "-o", s(&t.path("out.txt"))]);
     assert!(e.contains(".parquet"), "{e}");

@@ -65,6 +65,10 @@ fn selection(path: &Path, schema: &Schema, options: &CsvOptions) -> Result<Vec<u
             (0..names.len()).filter(|i| !drop.contains(i)).collect()
         }
     };
+    let twice: Vec<&str> = (0..keep.len()).filter(|&k| keep[..k].contains(&keep[k])).map(|k| names[keep[k]].as_str()).collect();
+    if !twice.is_empty() {
+        return Err(bad(path, format!("column selected twice: {}", twice.join(", "))));
+    }
     for &i in &keep {
         let field = schema.field(i);
         if !is_numeric(field.data_type()) {
