@@ -102,7 +102,25 @@ def _seed(random_state):
     raise ValueError(f"random_state must be None, an int or a numpy random generator, got {random_state!r}")
 
 
-class _Flow(DensityMixin, TransformerMixin, BaseEstimator):
+class _PicklesModel:
+    """Pickles the fitted `model_` as its model file's bytes (the compiled model has no pickle
+    support of its own); attributes named in `_not_pickled` are left out."""
+
+    _not_pickled = ()
+
+    def __getstate__(self):
+        state = {k: v for k, v in self.__dict__.items() if k not in self._not_pickled}
+        if "model_" in state:
+            state["model_"] = state["model_"].to_bytes()
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("model_"), bytes):
+            state["model_"] = _normflow.Model.from_bytes(state["model_"])
+        self.__dict__.update(state)
+
+
+class _Flow(_PicklesModel, DensityMixin, TransformerMixin, BaseEstimator):
     """What every flow estimator shares: fit, densities, samples, latent codes, model files."""
 
     _kind = None
@@ -153,17 +171,6 @@ class _Flow(DensityMixin, TransformerMixin, BaseEstimator):
         """Write the model file (the same format the CLI reads and writes)."""
         check_is_fitted(self, "model_")
         self.model_.save(str(path))
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if "model_" in state:
-            state["model_"] = state["model_"].to_bytes()
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("model_"), bytes):
-            state["model_"] = _normflow.Model.from_bytes(state["model_"])
-        self.__dict__.update(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -261,7 +268,7 @@ def _images(X):
     return rows, tuple(int(v) for v in X.shape[1:])
 
 
-class Glow(BaseEstimator):
+class Glow(_PicklesModel, BaseEstimator):
     """Glow on 8-bit images (``normflow image train``, same options and defaults):
     ``levels`` levels of ``steps`` steps (ActNorm, invertible 1x1 convolution, affine coupling
     with a ``hidden``-channel 3x3 -> 1x1 -> 3x3 network; ``additive`` couplings instead),
@@ -324,9 +331,6 @@ class Glow(BaseEstimator):
         check_is_fitted(self, "model_")
         self.model_.save(str(path))
 
-    __getstate__ = _Flow.__getstate__
-    __setstate__ = _Flow.__setstate__
-
 
 class ImageRealNVP(Glow):
     """Multiscale RealNVP on 8-bit images (``image train --flow realnvp``): checkerboard and
@@ -346,7 +350,7 @@ class ImageRealNVP(Glow):
 FLOWS = {"realnvp": RealNVP, "maf": MAF, "nsf": NSF, "fm": FlowMatching}
 
 
-class AnomalyDetector(OutlierMixin, BaseEstimator):
+class AnomalyDetector(_PicklesModel, OutlierMixin, BaseEstimator):
     """Anomaly detection by density, like `IsolationForest`: a flow fitted to normal rows, a
     threshold at the ``1 - contamination`` quantile of the negative log-likelihoods of
     ``calibration_frac`` of the rows held out from the fit.
@@ -404,17 +408,7 @@ class AnomalyDetector(OutlierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         self.model_.save(str(path))
 
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        if "model_" in state:
-            state["model_"] = state["model_"].to_bytes()
-            state.pop("estimator_", None)
-        return state
-
-    def __setstate__(self, state):
-        if isinstance(state.get("model_"), bytes):
-            state["model_"] = _normflow.Model.from_bytes(state["model_"])
-        self.__dict__.update(state)
+    _not_pickled = ("estimator_",)  # the flow estimator's model is `model_` itself
 
 
 def load(path):
