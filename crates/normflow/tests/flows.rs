@@ -447,3 +447,30 @@ fn multiscale_realnvp_learns_images_and_saves_and_loads_exactly() {
     let samples = flow.sample_at_temperature(32, 1.2, None, &mut Rng::new(3)).unwrap();
     assert!(samples.as_slice().iter().all(|v| v.is_finite()), "finite samples");
 }
+
+#[test]
+fn many_rows_in_parallel_blocks_give_the_rows_of_small_calls() {
+    // 1,700 rows: several 512-row blocks over the threads, the last one short. Each map must
+    // give every row what a call with that row's block alone gives.
+    let x = toy::generate("8gaussians", 1700, 4).unwrap();
+    let flow = RealNvpConfig::new(2).with_layers(3).init(&mut Rng::new(3)).unwrap();
+    let (flow, _) = fit(flow, &x, None, &FitConfig { max_epochs: 2, ..Default::default() }, &mut |_| {}).unwrap();
+    let (lp, z, back) = (flow.log_prob(&x, None).unwrap(), flow.encode(&x, None).unwrap(), flow.decode(&x, None).unwrap());
+    let (xs, lps) = flow.sample_and_log_prob(1700, None, &mut Rng::new(5)).unwrap();
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+    assert!(z.as_slice().iter().zip(x.as_slice()).any(|(a, b)| (a - b).abs() > 0.1), "the flow must not start as the identity");
+    for start in (0..1700).step_by(100) {
+        let part = x.slice_rows(start, start + 100);
+        let (lp_p, z_p, back_p) = (flow.log_prob(&part, None).unwrap(), flow.encode(&part, None).unwrap(), flow.decode(&part, None).unwrap());
+        let samples_lp = flow.log_prob(&xs.slice_rows(start, start + 100), None).unwrap();
+        for r in 0..100 {
+            let i = start + r;
+            assert!(close(lp[i], lp_p[r]), "log-prob of row {i}: {} vs {}", lp[i], lp_p[r]);
+            assert!(close(lps[i], samples_lp[r]), "sample_and_log_prob of row {i}: {} vs {}", lps[i], samples_lp[r]);
+            for c in 0..2 {
+                assert!(close(z.get(i, c), z_p.get(r, c)), "encode of row {i}");
+                assert!(close(back.get(i, c), back_p.get(r, c)), "decode of row {i}");
+            }
+        }
+    }
+}

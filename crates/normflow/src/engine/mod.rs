@@ -40,7 +40,7 @@ pub(crate) mod threads;
 pub(crate) use activation::{bias_grad, bias_relu, bias_silu, relu_gate};
 pub(crate) use gated::{gated, gated_backward};
 pub(crate) use linear::linear;
-pub(crate) use threads::map_row_ranges;
+pub(crate) use threads::{map_row_ranges, map_row_ranges_into};
 
 pub use adam::Adam;
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape};

@@ -68,6 +68,30 @@ pub(crate) fn map_row_ranges<T: Send>(rows: usize, min_rows: usize, f: impl Fn(s
     run_parallel(split_rows(rows, worker_count(rows, min_rows)).into_iter().map(|range| move || f(range)).collect())
 }
 
+/// [`map_row_ranges`] for work that writes `cols` values per row into `out` (when given):
+/// each range's `f` receives that range's rows of `out`, so the parts fill one output buffer
+/// in place instead of returning pieces to be concatenated.
+pub(crate) fn map_row_ranges_into<T: Send>(
+    rows: usize,
+    min_rows: usize,
+    cols: usize,
+    out: Option<&mut [f32]>,
+    f: impl Fn(std::ops::Range<usize>, Option<&mut [f32]>) -> T + Sync,
+) -> Vec<T> {
+    let ranges = split_rows(rows, worker_count(rows, min_rows));
+    let mut rest = out;
+    let mut slots = Vec::with_capacity(ranges.len());
+    for range in &ranges {
+        slots.push(rest.take().map(|o| {
+            let (mine, others) = o.split_at_mut(range.len() * cols);
+            rest = Some(others);
+            mine
+        }));
+    }
+    let f = &f;
+    run_parallel(ranges.into_iter().zip(slots).map(|(range, slot)| move || f(range, slot)).collect())
+}
+
 /// Runs `jobs` in parallel (see [`for_each_part`]) and returns their results in order.
 pub(crate) fn run_parallel<T: Send, F: FnOnce() -> T + Send>(jobs: Vec<F>) -> Vec<T> {
     let slots: Vec<Mutex<(Option<F>, Option<T>)>> = jobs.into_iter().map(|f| Mutex::new((Some(f), None))).collect();
