@@ -15,7 +15,7 @@ use normflow::flows::{
 };
 use normflow::ode::Solver;
 use normflow::train::{fit as fit_flow, FitConfig, FitProgress, LrSchedule};
-use normflow::{Flow, Matrix, Rng};
+use normflow::{Flow, Matrix, MatrixRef, Rng};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -45,20 +45,53 @@ impl Array<'_> {
     /// The rows as the engine's matrix: one pass over the array (a copy of contiguous f32
     /// rows, a conversion of f64 ones), in row order whatever the array's strides.
     fn matrix(&self) -> Matrix {
+        match self.rows() {
+            Rows::Borrowed(v) => v.to_matrix(),
+            Rows::Owned(m) => m,
+        }
+    }
+
+    /// The rows for a pass that reads them in place: C-contiguous float32 rows are borrowed
+    /// from numpy as they are (no copy); any other layout or float64 is converted once.
+    fn rows(&self) -> Rows<'_> {
         match self {
             Array::F32(a) => {
                 let [rows, cols] = [a.shape()[0], a.shape()[1]];
                 match a.as_slice() {
-                    Ok(s) => Matrix::from_vec(rows, cols, s.to_vec()),
-                    Err(_) => Matrix::from_vec(rows, cols, a.as_array().iter().copied().collect()),
+                    Ok(s) => Rows::Borrowed(MatrixRef::new(s, rows, cols)),
+                    Err(_) => Rows::Owned(Matrix::from_vec(rows, cols, a.as_array().iter().copied().collect())),
                 }
             }
             Array::F64(a) => {
                 let [rows, cols] = [a.shape()[0], a.shape()[1]];
-                Matrix::from_vec(rows, cols, a.as_array().iter().map(|&v| v as f32).collect())
+                Rows::Owned(Matrix::from_vec(rows, cols, a.as_array().iter().map(|&v| v as f32).collect()))
             }
         }
     }
+}
+
+/// Rows of an [`Array`]: numpy's own memory, or a converted copy.
+enum Rows<'a> {
+    Borrowed(MatrixRef<'a>),
+    Owned(Matrix),
+}
+
+impl Rows<'_> {
+    fn view(&self) -> MatrixRef<'_> {
+        match self {
+            Rows::Borrowed(v) => *v,
+            Rows::Owned(m) => m.view(),
+        }
+    }
+}
+
+/// Runs `f` on the rows of `x` and of the optional `context`, read in place where the layout
+/// allows (see [`Array::rows`]). numpy's memory is read while the interpreter lock is released,
+/// as numpy's own functions do: the caller must not write to the arrays from another thread
+/// during the call.
+fn with_rows<T>(x: &Array<'_>, context: &Option<Array<'_>>, f: impl FnOnce(MatrixRef<'_>, Option<MatrixRef<'_>>) -> T) -> T {
+    let (x, context) = (x.rows(), context.as_ref().map(Array::rows));
+    f(x.view(), context.as_ref().map(Rows::view))
 }
 
 fn value_error(e: normflow::Error) -> PyErr {
@@ -137,8 +170,7 @@ impl Model {
     /// Log-density of each row (nats), float64.
     #[pyo3(signature = (x, context=None))]
     fn log_prob<'py>(&self, py: Python<'py>, x: Array<'py>, context: Option<Array<'py>>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let (x, context) = (x.matrix(), context.map(|c| c.matrix()));
-        let lp = py.allow_threads(|| self.flow.log_prob(&x, context.as_ref())).map_err(value_error)?;
+        let lp = with_rows(&x, &context, |x, c| py.allow_threads(|| self.flow.log_prob_view(x, c))).map_err(value_error)?;
         Ok(lp.into_iter().map(f64::from).collect::<Vec<_>>().into_pyarray(py))
     }
 
@@ -153,16 +185,14 @@ impl Model {
     /// Latent codes of data rows.
     #[pyo3(signature = (x, context=None))]
     fn encode<'py>(&self, py: Python<'py>, x: Array<'py>, context: Option<Array<'py>>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let (x, context) = (x.matrix(), context.map(|c| c.matrix()));
-        let z = py.allow_threads(|| self.flow.encode(&x, context.as_ref())).map_err(value_error)?;
+        let z = with_rows(&x, &context, |x, c| py.allow_threads(|| self.flow.encode_view(x, c))).map_err(value_error)?;
         to_numpy(py, z)
     }
 
     /// Data rows of latent codes.
     #[pyo3(signature = (z, context=None))]
     fn decode<'py>(&self, py: Python<'py>, z: Array<'py>, context: Option<Array<'py>>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let (z, context) = (z.matrix(), context.map(|c| c.matrix()));
-        let x = py.allow_threads(|| self.flow.decode(&z, context.as_ref())).map_err(value_error)?;
+        let x = with_rows(&z, &context, |z, c| py.allow_threads(|| self.flow.decode_view(z, c))).map_err(value_error)?;
         to_numpy(py, x)
     }
 
@@ -194,8 +224,7 @@ impl Model {
     /// returns it.
     #[pyo3(signature = (x, quantile, context=None))]
     fn calibrate_threshold(&mut self, py: Python<'_>, x: Array<'_>, quantile: f64, context: Option<Array<'_>>) -> PyResult<f64> {
-        let (x, context) = (x.matrix(), context.map(|c| c.matrix()));
-        let lp = py.allow_threads(|| self.flow.log_prob(&x, context.as_ref())).map_err(value_error)?;
+        let lp = with_rows(&x, &context, |x, c| py.allow_threads(|| self.flow.log_prob_view(x, c))).map_err(value_error)?;
         let scores: Vec<f32> = lp.iter().map(|v| -v).collect();
         let threshold = Threshold::calibrate(&scores, quantile).map_err(value_error)?;
         let value = threshold.threshold;

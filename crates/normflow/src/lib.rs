@@ -59,7 +59,7 @@ pub mod train;
 
 pub use bijection::Bijection;
 pub use distribution::{Flow, StandardNormal, MAX_ABS_VALUE};
-pub use engine::{Matrix, Rng};
+pub use engine::{Matrix, MatrixRef, Rng};
 pub use error::{Error, Result};
 
 /// The README's library example, compiled as a doctest so it cannot rot.

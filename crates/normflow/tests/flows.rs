@@ -4,7 +4,7 @@
 use normflow::data::toy;
 use normflow::flows::{MafConfig, RealNvpConfig};
 use normflow::train::{fit, FitConfig};
-use normflow::{Error, Flow, Matrix, Rng};
+use normflow::{Error, Flow, Matrix, MatrixRef, Rng};
 
 const RHO: f64 = 0.8;
 
@@ -457,11 +457,21 @@ fn many_rows_in_parallel_blocks_give_the_rows_of_small_calls() {
     let (flow, _) = fit(flow, &x, None, &FitConfig { max_epochs: 2, ..Default::default() }, &mut |_| {}).unwrap();
     let (lp, z, back) = (flow.log_prob(&x, None).unwrap(), flow.encode(&x, None).unwrap(), flow.decode(&x, None).unwrap());
     let (xs, lps) = flow.sample_and_log_prob(1700, None, &mut Rng::new(5)).unwrap();
+    // A borrowed view of the same rows gives the same numbers.
+    let view = MatrixRef::new(x.as_slice(), x.rows(), x.cols());
+    assert_eq!(flow.log_prob_view(view, None).unwrap(), lp);
+    assert_eq!(flow.encode_view(view, None).unwrap(), z);
+    assert_eq!(flow.decode_view(view, None).unwrap(), back);
+    let mut bad = x.clone();
+    bad.set(1234, 1, f32::NAN);
+    let err = flow.log_prob_view(MatrixRef::new(bad.as_slice(), 1700, 2), None).unwrap_err().to_string();
+    assert!(err.contains("row 1235") && err.contains("column 2"), "{err}");
     let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
     assert!(z.as_slice().iter().zip(x.as_slice()).any(|(a, b)| (a - b).abs() > 0.1), "the flow must not start as the identity");
     for start in (0..1700).step_by(100) {
         let part = x.slice_rows(start, start + 100);
-        let (lp_p, z_p, back_p) = (flow.log_prob(&part, None).unwrap(), flow.encode(&part, None).unwrap(), flow.decode(&part, None).unwrap());
+        let (lp_p, z_p, back_p) =
+            (flow.log_prob(&part, None).unwrap(), flow.encode(&part, None).unwrap(), flow.decode(&part, None).unwrap());
         let samples_lp = flow.log_prob(&xs.slice_rows(start, start + 100), None).unwrap();
         for r in 0..100 {
             let i = start + r;

@@ -199,13 +199,18 @@ pub(crate) fn check_width(what: &str, input: &Matrix, dim: usize) -> Result<()> 
 
 /// Checks that a conditional layer got a context of the right shape (none when `context_dim` is 0).
 pub(crate) fn check_context(context: Option<&Matrix>, context_dim: usize, rows: usize) -> Result<()> {
-    match (context, context_dim) {
+    check_context_shape(context.map(|c| (c.rows(), c.cols())), context_dim, rows)
+}
+
+/// [`check_context`] for a context given by its shape `(rows, columns)`.
+pub(crate) fn check_context_shape(shape: Option<(usize, usize)>, context_dim: usize, rows: usize) -> Result<()> {
+    match (shape, context_dim) {
         (None, 0) => Ok(()),
-        (Some(c), 0) if c.cols() == 0 => Ok(()),
+        (Some((_, 0)), 0) => Ok(()),
         (Some(_), 0) => Err(crate::Error::ContextMismatch("this flow is unconditional but a context was given".into())),
         (None, k) => Err(crate::Error::ContextMismatch(format!("this flow needs a context of {k} columns"))),
-        (Some(c), k) if c.cols() != k => Err(crate::Error::ContextMismatch(format!("context has {} columns, expected {k}", c.cols()))),
-        (Some(c), _) if c.rows() != rows => Err(crate::Error::ContextMismatch(format!("context has {} rows, data has {rows}", c.rows()))),
+        (Some((_, cols)), k) if cols != k => Err(crate::Error::ContextMismatch(format!("context has {cols} columns, expected {k}"))),
+        (Some((r, _)), _) if r != rows => Err(crate::Error::ContextMismatch(format!("context has {r} rows, data has {rows}"))),
         _ => Ok(()),
     }
 }

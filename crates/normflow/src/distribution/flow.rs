@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::StandardNormal;
-use crate::bijection::{check_context, Direction, Tape};
-use crate::engine::{map_row_ranges_into, pool, Matrix, Rng};
+use crate::bijection::{check_context, check_context_shape, Direction, Tape};
+use crate::engine::{map_row_ranges_into, pool, Matrix, MatrixRef, Rng};
 use crate::train::TrainingSummary;
 use crate::{Bijection, Error, Result};
 
@@ -47,6 +47,18 @@ fn shift_rows(e: Error, offset: usize) -> Error {
         Error::ValueTooLarge { what, row, column, value, limit } => Error::ValueTooLarge { what, row: row + offset, column, value, limit },
         other => other,
     }
+}
+
+/// A NaN, infinite or too large value in `m` as the error naming its row and column.
+fn check_values(what: &str, m: MatrixRef<'_>) -> Result<()> {
+    if let Some((row, column)) = m.first_non_finite() {
+        return Err(Error::NonFiniteInput { what: what.into(), row: row + 1, column: column + 1 });
+    }
+    if let Some((row, column)) = m.first_beyond(MAX_ABS_VALUE) {
+        let value = m.as_slice()[row * m.cols() + column];
+        return Err(Error::ValueTooLarge { what: what.into(), row: row + 1, column: column + 1, value, limit: MAX_ABS_VALUE });
+    }
+    Ok(())
 }
 
 /// The largest magnitude a data, latent or context value may have: the base density squares
@@ -146,27 +158,16 @@ impl Flow {
     }
 
     fn check_input(&self, what: &str, x: &Matrix, context: Option<&Matrix>) -> Result<()> {
+        self.check_view(what, x.view(), context.map(Matrix::view))
+    }
+
+    fn check_view(&self, what: &str, x: MatrixRef<'_>, context: Option<MatrixRef<'_>>) -> Result<()> {
         if x.cols() != self.dim() {
             return Err(Error::DimensionMismatch { what: what.into(), expected: self.dim(), got: x.cols() });
         }
-        if let Some((row, column)) = x.first_non_finite() {
-            return Err(Error::NonFiniteInput { what: what.into(), row: row + 1, column: column + 1 });
-        }
-        if let Some((row, column)) = x.first_beyond(MAX_ABS_VALUE) {
-            let value = x.get(row, column);
-            return Err(Error::ValueTooLarge { what: what.into(), row: row + 1, column: column + 1, value, limit: MAX_ABS_VALUE });
-        }
-        check_context(context, self.context_dim(), x.rows())?;
-        if let Some(c) = context {
-            if let Some((row, column)) = c.first_non_finite() {
-                return Err(Error::NonFiniteInput { what: "context".into(), row: row + 1, column: column + 1 });
-            }
-            if let Some((row, column)) = c.first_beyond(MAX_ABS_VALUE) {
-                let value = c.get(row, column);
-                return Err(Error::ValueTooLarge { what: "context".into(), row: row + 1, column: column + 1, value, limit: MAX_ABS_VALUE });
-            }
-        }
-        Ok(())
+        check_values(what, x)?;
+        check_context_shape(context.map(|c| (c.rows(), c.cols())), self.context_dim(), x.rows())?;
+        context.map_or(Ok(()), |c| check_values("context", c))
     }
 
     /// Runs `f` on blocks of at most `EVAL_BLOCK` rows, spread over threads, and returns the
@@ -176,8 +177,8 @@ impl Flow {
     /// of per-thread pieces (a tenth of a small flow's log-prob went to them).
     fn par_rows<T: Send>(
         &self,
-        x: &Matrix,
-        context: Option<&Matrix>,
+        x: MatrixRef<'_>,
+        context: Option<MatrixRef<'_>>,
         out: Option<&mut [f32]>,
         f: impl Fn(&Matrix, Option<&Matrix>) -> Result<(Matrix, Vec<T>)> + Sync,
     ) -> Result<Vec<T>> {
@@ -187,12 +188,8 @@ impl Flow {
             let mut vals = Vec::with_capacity(range.len());
             for start in range.clone().step_by(EVAL_BLOCK) {
                 let end = (start + EVAL_BLOCK).min(range.end);
-                let (m, v) = if start == 0 && end == x.rows() {
-                    f(x, context)
-                } else {
-                    f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref())
-                }
-                .map_err(|e| shift_rows(e, start))?;
+                let (m, v) =
+                    f(&x.slice_rows(start, end), context.map(|c| c.slice_rows(start, end)).as_ref()).map_err(|e| shift_rows(e, start))?;
                 if let Some(o) = slot.as_deref_mut() {
                     o[(start - range.start) * dim..(end - range.start) * dim].copy_from_slice(m.as_slice());
                 }
@@ -208,10 +205,7 @@ impl Flow {
     }
 
     /// The transform's map alone (no log-det) of checked rows, in parallel blocks.
-    fn map_rows(&self, x: &Matrix, context: Option<&Matrix>, direction: Direction) -> Result<Matrix> {
-        if x.rows() <= EVAL_BLOCK {
-            return self.transform.apply(x, context, direction);
-        }
+    fn map_rows(&self, x: MatrixRef<'_>, context: Option<MatrixRef<'_>>, direction: Direction) -> Result<Matrix> {
         let mut out = vec![0.0; x.rows() * self.dim()];
         self.par_rows(x, context, Some(&mut out), |xs, cs| Ok((self.transform.apply(xs, cs, direction)?, Vec::<f32>::new())))?;
         Ok(Matrix::from_vec(x.rows(), self.dim(), out))
@@ -219,7 +213,13 @@ impl Flow {
 
     /// `log p(x)` per row.
     pub fn log_prob(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Vec<f32>> {
-        self.check_input("data", x, context)?;
+        self.log_prob_view(x.view(), context.map(Matrix::view))
+    }
+
+    /// [`Flow::log_prob`] of rows read in place (a borrowed buffer, such as a numpy array's):
+    /// no copy of the whole input is made.
+    pub fn log_prob_view(&self, x: MatrixRef<'_>, context: Option<MatrixRef<'_>>) -> Result<Vec<f32>> {
+        self.check_view("data", x, context)?;
         self.par_rows(x, context, None, |xs, cs| {
             let (z, ld) = self.transform.inverse_and_log_det(xs, cs)?;
             let lp = self.base.log_prob(&z).iter().zip(&ld).map(|(a, b)| a + b).collect();
@@ -229,13 +229,23 @@ impl Flow {
 
     /// Latent codes `z = f⁻¹(x)`.
     pub fn encode(&self, x: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
-        self.check_input("data", x, context)?;
+        self.encode_view(x.view(), context.map(Matrix::view))
+    }
+
+    /// [`Flow::encode`] of rows read in place.
+    pub fn encode_view(&self, x: MatrixRef<'_>, context: Option<MatrixRef<'_>>) -> Result<Matrix> {
+        self.check_view("data", x, context)?;
         self.map_rows(x, context, Direction::Inverse)
     }
 
     /// Data rows `x = f(z)` from latent codes.
     pub fn decode(&self, z: &Matrix, context: Option<&Matrix>) -> Result<Matrix> {
-        self.check_input("latents", z, context)?;
+        self.decode_view(z.view(), context.map(Matrix::view))
+    }
+
+    /// [`Flow::decode`] of latent rows read in place.
+    pub fn decode_view(&self, z: MatrixRef<'_>, context: Option<MatrixRef<'_>>) -> Result<Matrix> {
+        self.check_view("latents", z, context)?;
         self.map_rows(z, context, Direction::Forward)
     }
 
@@ -266,7 +276,7 @@ impl Flow {
         let z = self.base.sample(n, rng);
         let base_lp = self.base.log_prob(&z);
         let mut x = vec![0.0; n * self.dim()];
-        let ld = self.par_rows(&z, context, Some(&mut x), |zs, cs| self.transform.forward_and_log_det(zs, cs))?;
+        let ld = self.par_rows(z.view(), context.map(Matrix::view), Some(&mut x), |zs, cs| self.transform.forward_and_log_det(zs, cs))?;
         Ok((Matrix::from_vec(n, self.dim(), x), base_lp.iter().zip(&ld).map(|(a, b)| a - b).collect()))
     }
 
@@ -285,7 +295,7 @@ impl Flow {
         if t != 1.0 {
             z.as_mut_slice().iter_mut().for_each(|v| *v *= t);
         }
-        self.map_rows(&z, context, Direction::Forward)
+        self.map_rows(z.view(), context.map(Matrix::view), Direction::Forward)
     }
 
     /// Sum over rows of `−log p(x)`, writing its gradient with respect to the parameters into

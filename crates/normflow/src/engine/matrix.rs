@@ -1,6 +1,6 @@
 //! A dense row-major `f32` matrix: the one tensor type of the engine.
 
-use super::pool;
+use super::{pool, MatrixRef};
 
 /// A dense, row-major `rows × cols` matrix of `f32`.
 ///
@@ -98,7 +98,7 @@ impl Matrix {
 
     /// Rows `start..end` as a new matrix.
     pub fn slice_rows(&self, start: usize, end: usize) -> Matrix {
-        Matrix::from_vec(end - start, self.cols, pool::copied(&self.data[start * self.cols..end * self.cols]))
+        self.view().slice_rows(start, end)
     }
 
     /// Each row `k` times in a row: rows `i·k .. (i+1)·k` of the result are row `i` (e.g. one
@@ -165,16 +165,17 @@ impl Matrix {
 
     /// Position `(row, col)` of the first NaN or infinite element, if any.
     pub fn first_non_finite(&self) -> Option<(usize, usize)> {
-        self.first_where(|v| !v.is_finite())
+        self.view().first_non_finite()
     }
 
     /// `(row, column)` (0-based) of the first value whose magnitude exceeds `limit`, if any.
     pub fn first_beyond(&self, limit: f32) -> Option<(usize, usize)> {
-        self.first_where(|v| v.abs() > limit)
+        self.view().first_beyond(limit)
     }
 
-    fn first_where(&self, test: impl Fn(f32) -> bool) -> Option<(usize, usize)> {
-        self.data.iter().position(|&v| test(v)).map(|p| (p / self.cols.max(1), p % self.cols.max(1)))
+    /// The matrix as a borrowed view.
+    pub fn view(&self) -> MatrixRef<'_> {
+        MatrixRef::new(&self.data, self.rows, self.cols)
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) mod lanes;
 mod linear;
 mod matmul;
 mod matrix;
+mod matrix_ref;
 pub(crate) mod pool;
 #[cfg(feature = "bench")]
 mod probe;
@@ -52,6 +53,7 @@ pub use direction::Direction;
 pub use matmul::inside_product_kernel;
 pub(crate) use matmul::{block_product, matmul_a_bt, matmul_a_bt_strided, matmul_ab, matmul_at_b, Block, Product};
 pub use matrix::Matrix;
+pub use matrix_ref::MatrixRef;
 pub use pool::{thread_cache_bytes, trim_thread_cache};
 #[cfg(feature = "bench")]
 pub use probe::{conv_layer_seconds, multiply_add_peak_gflops, product_gflops};
