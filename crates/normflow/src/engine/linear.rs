@@ -3,6 +3,7 @@
 
 use super::activation::bias_relu;
 use super::matmul::matmul_a_bt;
+use super::small_linear;
 
 /// `out = x · Wᵀ + b` for `rows` rows of `x` (`fan_in` wide), the weight `[fan_out, fan_in]` with
 /// `fan_out = b.len()`, clipped at zero when `relu`; `out` (`rows × fan_out`) is overwritten.
@@ -12,6 +13,9 @@ use super::matmul::matmul_a_bt;
 /// `bench/results/2026-12-02-ab-narrow-outputs-quiet-zen5.txt`.)
 pub(crate) fn linear(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], rows: usize, fan_in: usize, relu: bool) {
     let fan_out = b.len();
+    if small_linear::fits(fan_in, fan_out) {
+        return small_linear::small_linear(out, x, w, b, rows, fan_in, relu);
+    }
     matmul_a_bt(out, x, w, rows, fan_out, fan_in, false);
     bias_relu(&mut out[..rows * fan_out], b, relu);
 }

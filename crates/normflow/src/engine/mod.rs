@@ -34,6 +34,7 @@ mod probe;
 #[cfg(feature = "bench")]
 mod product_clock;
 mod rng;
+pub(crate) mod small_linear;
 pub(crate) mod spline;
 pub(crate) mod spline_lanes;
 pub(crate) mod threads;

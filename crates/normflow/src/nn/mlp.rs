@@ -2,6 +2,9 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
+use std::sync::OnceLock;
+
+use crate::engine::small_linear::{self, Panel};
 use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
@@ -11,11 +14,14 @@ use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matm
 /// bias `[out]`. A mask, when present, fixes some weights at zero (MADE's autoregressive masks):
 /// masked weights start at zero and their gradients are zeroed, so they stay zero. The products
 /// of a masked layer skip the blocks of weights its mask fixes at zero (see `layer_mask`).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Mlp {
     sizes: Vec<usize>,
     params: Vec<f32>,
     masks: Option<Vec<LayerMask>>,
+    /// Each layer's weight in the register tiles' layout (for unmasked layers the tiles take),
+    /// built on the first forward pass after the parameters last changed.
+    panels: OnceLock<Vec<Option<Panel>>>,
 }
 
 /// What [`Mlp::forward_cached`] keeps for the backward pass: the input of every layer.
@@ -84,6 +90,13 @@ fn masked_input_grad(gx: &mut Matrix, g: &Matrix, w: &[f32], mask: &LayerMask) {
     }
 }
 
+impl Clone for Mlp {
+    /// A copy of the network; its panels are built again on its first pass.
+    fn clone(&self) -> Self {
+        Self { sizes: self.sizes.clone(), params: self.params.clone(), masks: self.masks.clone(), panels: OnceLock::new() }
+    }
+}
+
 impl Mlp {
     /// A network with PyTorch-style uniform initialisation `U(±1/√fan_in)`; the last layer is
     /// scaled by `last_scale` (0 makes the network output exactly zero, so a flow layer starts as
@@ -109,7 +122,7 @@ impl Mlp {
             assert_eq!(m.len(), layers, "one mask per layer");
             m.into_iter().zip(sizes.windows(2)).map(|(m, w)| LayerMask::new(&m, w[1], w[0])).collect()
         });
-        let mut mlp = Self { sizes: sizes.to_vec(), params, masks };
+        let mut mlp = Self { sizes: sizes.to_vec(), params, masks, panels: OnceLock::new() };
         mlp.apply_masks();
         mlp
     }
@@ -126,11 +139,13 @@ impl Mlp {
 
     /// The flat parameter vector, mutable. Call [`Mlp::apply_masks`] after writing to it.
     pub fn params_mut(&mut self) -> &mut [f32] {
+        self.panels = OnceLock::new();
         &mut self.params
     }
 
     /// Zeroes masked weights (after loading or editing parameters).
     pub fn apply_masks(&mut self) {
+        self.panels = OnceLock::new();
         if let Some(masks) = &self.masks {
             let mut off = 0;
             for (w, mask) in self.sizes.windows(2).zip(masks) {
@@ -151,20 +166,46 @@ impl Mlp {
         (off, self.sizes[l], self.sizes[l + 1])
     }
 
-    fn linear(&self, l: usize, x: &Matrix, relu: bool) -> Matrix {
+    /// Layer `l` on rows `x`; `reuse` takes the layer's kept panel (passes between parameter
+    /// changes), otherwise a panel is made for this call from the thread's buffers (a training
+    /// step, whose parameters change every step).
+    fn linear(&self, l: usize, x: &Matrix, relu: bool, reuse: bool) -> Matrix {
+        if reuse {
+            if let Some(panel) = &self.panels()[l] {
+                let mut out = Matrix::scratch(x.rows(), self.sizes[l + 1]);
+                panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
+                return out;
+            }
+        }
         let (off, fan_in, fan_out) = self.layer(l);
         let (w, b) = self.params[off..].split_at(fan_in * fan_out);
         let tiles = self.masks.as_ref().map(|m| m[l].by_units.as_slice());
         dense_tiled(x, w, &b[..fan_out], relu, tiles)
     }
 
+    /// The layers' panels for the register-tiled product (`None` for masked layers and shapes it
+    /// does not take), built once per parameter change.
+    fn panels(&self) -> &[Option<Panel>] {
+        self.panels.get_or_init(|| {
+            (0..self.sizes.len() - 1)
+                .map(|l| {
+                    let (off, fan_in, fan_out) = self.layer(l);
+                    (self.masks.is_none() && small_linear::fits(fan_in, fan_out)).then(|| {
+                        let (w, b) = self.params[off..].split_at(fan_in * fan_out);
+                        Panel::new(w, &b[..fan_out], fan_in)
+                    })
+                })
+                .collect()
+        })
+    }
+
     /// The network's output for a batch `[rows, sizes[0]]`.
     pub fn forward(&self, x: &Matrix) -> Matrix {
         debug_assert_eq!(x.cols(), self.sizes[0]);
         let layers = self.sizes.len() - 1;
-        let mut h = self.linear(0, x, layers > 1);
+        let mut h = self.linear(0, x, layers > 1, true);
         for l in 1..layers {
-            h = self.linear(l, &h, l + 1 < layers);
+            h = self.linear(l, &h, l + 1 < layers, true);
         }
         h
     }
@@ -176,7 +217,7 @@ impl Mlp {
         let mut inputs = pool::matrix_list();
         let mut h = x.clone();
         for l in 0..layers {
-            let out = self.linear(l, &h, l + 1 < layers);
+            let out = self.linear(l, &h, l + 1 < layers, false);
             inputs.push(h);
             h = out;
         }
@@ -313,6 +354,39 @@ mod tests {
             close(mlp.forward(&x).as_slice(), &want_out, "uncached output");
             close(&grads, &want_grads, "parameter gradient");
             close(gx.as_slice(), &want_gx, "input gradient");
+        }
+    }
+
+    #[test]
+    fn the_tiled_layers_follow_parameter_changes() {
+        // Unmasked layers narrow enough for the register tiles keep their weights in panels
+        // built on the first pass; a change of the parameters must be seen by the next pass.
+        let mut mlp = Mlp::new(&[5, 24, 7], 1.0, None, &mut Rng::new(1));
+        let x = Matrix::from_vec(9, 5, (0..45).map(|i| (i % 7) as f32 * 0.3 - 0.9).collect());
+        let naive = |mlp: &Mlp| {
+            let (mut h, sizes) = (x.as_slice().to_vec(), mlp.sizes().to_vec());
+            for l in 0..2 {
+                let (w, b) = mlp.layer_params(l);
+                let (fi, fo) = (sizes[l], sizes[l + 1]);
+                h = (0..9 * fo)
+                    .map(|k| {
+                        let v = b[k % fo] + (0..fi).map(|i| w[(k % fo) * fi + i] * h[(k / fo) * fi + i]).sum::<f32>();
+                        if l == 0 {
+                            v.max(0.0)
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+            }
+            h
+        };
+        for round in 0..3 {
+            let out = mlp.forward(&x);
+            for (a, b) in out.as_slice().iter().zip(naive(&mlp)) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "round {round}: {a} vs {b}");
+            }
+            mlp.params_mut().iter_mut().for_each(|p| *p = -*p * 1.5 + 0.01);
         }
     }
 }

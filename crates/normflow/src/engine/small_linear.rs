@@ -1,0 +1,316 @@
+//! A register-tiled linear layer for narrow layers (at most 64 outputs, at most 256 inputs):
+//! `out = x · Wᵀ + b`, then ReLU when asked, in one pass that keeps a tile of rows × outputs in
+//! vector registers across all inputs and adds the bias and clips before the single store.
+//!
+//! `gemm` packs both operands of every call and leaves the bias and activation to a second pass
+//! over the output; for the small conditioners of tabular flows (8 to 64 units, 512-row blocks)
+//! those costs are as large as the multiply-adds. Here the weight is transposed once per call
+//! into a zero-padded `[fan_in, chunk]` panel (at most 64 KB, in L1/L2 for the whole call), the
+//! rows are read where they lie, and each tile of `R` rows × `C` outputs runs all inputs with
+//! its accumulators in registers (`R · C / lanes` of them: 24 on AVX-512, 12 on AVX2).
+
+use super::isa::{self, Isa};
+use super::pool;
+
+/// Most outputs the register-tiled layer takes.
+pub(crate) const MAX_OUTPUTS: usize = 64;
+/// Most inputs the register-tiled layer takes (its weight panel stays in the L2 cache).
+pub(crate) const MAX_INPUTS: usize = 256;
+
+/// Whether [`small_linear`] takes a layer of this shape.
+pub(crate) fn fits(fan_in: usize, fan_out: usize) -> bool {
+    fan_in <= MAX_INPUTS && fan_out <= MAX_OUTPUTS && fan_out > 0
+}
+
+/// `out = x · Wᵀ + b` for `rows` rows of `x` (`fan_in` wide), the weight `[fan_out, fan_in]`,
+/// `fan_out = b.len()`, clipped at zero when `relu`; `out` (`rows × fan_out`) is overwritten.
+///
+/// # Panics
+/// If the shape does not [`fits`], or a slice is shorter than the shape says.
+pub(crate) fn small_linear(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], rows: usize, fan_in: usize, relu: bool) {
+    Panel::new(w, b, fan_in).apply(out, x, rows, relu);
+}
+
+/// A layer's weight transposed into the register tiles' layout, `panel[k · stride + j] =
+/// W[j, k]` with rows zero-padded to a multiple of 64 (every tile width divides it), and its
+/// bias padded alike. A network whose weights do not change between calls (inference) keeps
+/// its panels instead of transposing each call.
+#[derive(Debug)]
+pub(crate) struct Panel {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    fan_in: usize,
+    fan_out: usize,
+    stride: usize,
+}
+
+impl Panel {
+    /// The panel of weight `w` (`[fan_out, fan_in]`, `fan_out = b.len()`) and bias `b`.
+    ///
+    /// # Panics
+    /// If the shape does not [`fits`] or `w` is too short.
+    pub(crate) fn new(w: &[f32], b: &[f32], fan_in: usize) -> Self {
+        let fan_out = b.len();
+        assert!(fits(fan_in, fan_out), "small_linear takes at most {MAX_INPUTS} inputs and 1..={MAX_OUTPUTS} outputs");
+        assert!(w.len() >= fan_out * fan_in, "weight shorter than its shape");
+        let stride = fan_out.div_ceil(MAX_OUTPUTS) * MAX_OUTPUTS;
+        let mut weight = pool::zeroed(fan_in * stride);
+        for (k, row) in weight.chunks_exact_mut(stride).enumerate() {
+            for (j, v) in row[..fan_out].iter_mut().enumerate() {
+                *v = w[j * fan_in + k];
+            }
+        }
+        let mut bias = pool::zeroed(stride);
+        bias[..fan_out].copy_from_slice(b);
+        Self { weight, bias, fan_in, fan_out, stride }
+    }
+
+    /// `out = x · Wᵀ + b` for `rows` rows of `x`, clipped at zero when `relu`; `out`
+    /// (`rows × fan_out`) is overwritten.
+    ///
+    /// # Panics
+    /// If a slice is shorter than the shape says.
+    pub(crate) fn apply(&self, out: &mut [f32], x: &[f32], rows: usize, relu: bool) {
+        let (fan_in, fan_out) = (self.fan_in, self.fan_out);
+        assert!(x.len() >= rows * fan_in && out.len() >= rows * fan_out, "rows shorter than their shape");
+        let isa = isa::active();
+        // The tile's width in outputs: the fewest vectors (1, 2 or 4 of AVX-512's 16 lanes; 1
+        // or 2 of AVX2's 8) that cover the layer, or the widest tile for wider layers.
+        let lanes = isa.lanes();
+        let widest = if isa == Isa::Avx512 { 4 * lanes } else { 2 * lanes };
+        let chunk = [lanes, 2 * lanes, widest].into_iter().find(|&c| c >= fan_out).unwrap_or(widest);
+        let l = Layer { x, panel: &self.weight, bias: &self.bias, rows, fan_in, fan_out, stride: self.stride, relu };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `active` names only instruction sets the CPU has; `chunk` divides the stride.
+            Isa::Avx512 => unsafe { x86::run_avx512(&l, out, chunk) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Isa::Avx2Fma => unsafe { x86::run_avx2(&l, out, chunk) },
+            _ => portable(&l, out),
+        }
+    }
+}
+
+impl Drop for Panel {
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.weight));
+        pool::give(std::mem::take(&mut self.bias));
+    }
+}
+
+/// One call's operands: rows `x`, the padded transposed weight panel and bias.
+struct Layer<'a> {
+    x: &'a [f32],
+    panel: &'a [f32],
+    bias: &'a [f32],
+    rows: usize,
+    fan_in: usize,
+    fan_out: usize,
+    /// Values from one input's panel row to the next.
+    stride: usize,
+    relu: bool,
+}
+
+/// The layer one row and output at a time (CPUs without AVX2; the dispatch test's reference).
+fn portable(l: &Layer, out: &mut [f32]) {
+    for r in 0..l.rows {
+        let row = &l.x[r * l.fan_in..][..l.fan_in];
+        for j in 0..l.fan_out {
+            let s = row.iter().enumerate().fold(l.bias[j], |s, (k, &v)| v.mul_add(l.panel[k * l.stride + j], s));
+            out[r * l.fan_out + j] = if l.relu { s.max(0.0) } else { s };
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    //! The register tiles, written with the vector types of each instruction set.
+    use super::Layer;
+    use std::arch::x86_64::*;
+
+    /// A vector register type and the operations a tile needs.
+    trait Lanes: Copy {
+        const N: usize;
+        unsafe fn load(p: *const f32) -> Self;
+        unsafe fn splat(v: f32) -> Self;
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+        unsafe fn relu(a: Self) -> Self;
+        unsafe fn store(self, p: *mut f32);
+        /// Stores the first `n < N` lanes.
+        unsafe fn store_first(self, p: *mut f32, n: usize);
+    }
+
+    impl Lanes for __m512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm512_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            _mm512_max_ps(a, _mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, n: usize) {
+            unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, self) }
+        }
+    }
+
+    impl Lanes for __m256 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm256_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            _mm256_max_ps(a, _mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self) }
+        }
+        #[inline(always)]
+        unsafe fn store_first(self, p: *mut f32, n: usize) {
+            // Through a stack copy: AVX2's masked store is microcoded and slow on AMD cores.
+            let mut buf = [0.0f32; 8];
+            unsafe {
+                _mm256_storeu_ps(buf.as_mut_ptr(), self);
+                for (i, &v) in buf.iter().enumerate().take(n) {
+                    p.add(i).write(v);
+                }
+            }
+        }
+    }
+
+    /// Rows `r0 .. r0 + R` × outputs `c0 .. c0 + V·N` (those below `fan_out` stored): the
+    /// accumulators stay in registers over all inputs, the bias starts them, ReLU ends them.
+    ///
+    /// # Safety
+    /// The CPU has `L`'s instruction set; `r0 + R ≤ rows` and `c0 + V·N ≤ stride`.
+    #[inline(always)]
+    unsafe fn tile<L: Lanes, const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
+        unsafe {
+            let bias: [L; V] = std::array::from_fn(|v| L::load(l.bias.as_ptr().add(c0 + v * L::N)));
+            let mut acc = [bias; R];
+            let x = l.x.as_ptr().add(r0 * l.fan_in);
+            let mut w = l.panel.as_ptr().add(c0);
+            for k in 0..l.fan_in {
+                let wk: [L; V] = std::array::from_fn(|v| L::load(w.add(v * L::N)));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = L::splat(*x.add(r * l.fan_in + k));
+                    for v in 0..V {
+                        a[v] = L::fma(xv, wk[v], a[v]);
+                    }
+                }
+                w = w.add(l.stride);
+            }
+            let width = (V * L::N).min(l.fan_out - c0);
+            for (r, a) in acc.iter().enumerate() {
+                let dst = out.as_mut_ptr().add((r0 + r) * l.fan_out + c0);
+                for (v, &a) in a.iter().enumerate() {
+                    let s = if l.relu { L::relu(a) } else { a };
+                    let lanes = width.saturating_sub(v * L::N).min(L::N);
+                    if lanes == L::N {
+                        s.store(dst.add(v * L::N));
+                    } else if lanes > 0 {
+                        s.store_first(dst.add(v * L::N), lanes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// All tiles of the layer: `R` rows at a time, the leftover rows one by one.
+    ///
+    /// # Safety
+    /// The CPU has `L`'s instruction set; `chunk = V·N` divides `stride`; `out` holds the rows.
+    #[inline(always)]
+    unsafe fn tiles<L: Lanes, const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
+        let full = l.rows / R * R;
+        for c0 in (0..l.fan_out).step_by(V * L::N) {
+            for r0 in (0..full).step_by(R) {
+                unsafe { tile::<L, R, V>(l, out, r0, c0) };
+            }
+            for r0 in full..l.rows {
+                unsafe { tile::<L, 1, V>(l, out, r0, c0) };
+            }
+        }
+    }
+
+    /// The layer on AVX-512: tiles of 12 rows × 16 or 32 outputs, or 6 rows × 64.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn run_avx512(l: &Layer, out: &mut [f32], chunk: usize) {
+        unsafe {
+            match chunk {
+                16 => tiles::<__m512, 12, 1>(l, out),
+                32 => tiles::<__m512, 12, 2>(l, out),
+                _ => tiles::<__m512, 6, 4>(l, out),
+            }
+        }
+    }
+
+    /// The layer on AVX2: tiles of 6 rows × 16 outputs, or 12 rows × 8 for narrow layers.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_avx2(l: &Layer, out: &mut [f32], chunk: usize) {
+        unsafe {
+            if chunk == 8 {
+                tiles::<__m256, 12, 1>(l, out)
+            } else {
+                tiles::<__m256, 6, 2>(l, out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_matches_the_formula() {
+        for isa in Isa::supported() {
+            for (rows, fan_in, fan_out) in [(1, 1, 1), (13, 4, 8), (37, 9, 16), (50, 64, 64), (23, 3, 21), (7, 256, 40), (512, 64, 17)] {
+                let x: Vec<f32> = (0..rows * fan_in).map(|i| ((i * 37) % 23) as f32 * 0.25 - 2.5).collect();
+                let w: Vec<f32> = (0..fan_out * fan_in).map(|i| ((i * 11) % 13) as f32 * 0.125 - 0.75).collect();
+                let b: Vec<f32> = (0..fan_out).map(|j| j as f32 * 0.5 - 4.0).collect();
+                for relu in [false, true] {
+                    let mut out = vec![f32::NAN; rows * fan_out];
+                    isa::with_isa(isa, || small_linear(&mut out, &x, &w, &b, rows, fan_in, relu));
+                    for r in 0..rows {
+                        for j in 0..fan_out {
+                            let a = (0..fan_in).map(|i| x[r * fan_in + i] as f64 * w[j * fan_in + i] as f64).sum::<f64>() + b[j] as f64;
+                            let want = if relu { a.max(0.0) } else { a };
+                            let got = out[r * fan_out + j] as f64;
+                            assert!(
+                                (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                                "{isa:?} {rows}x{fan_in}->{fan_out} row {r} out {j}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
