@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::OnceLock;
+
+use crate::engine::small_linear::{self, Panel};
 use crate::engine::{bias_grad, bias_silu, linear, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
@@ -59,7 +62,7 @@ pub struct FieldCache {
 }
 
 /// A velocity field over `dim` values with `context_dim` context values.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct VectorField {
     dim: usize,
     context_dim: usize,
@@ -69,6 +72,26 @@ pub struct VectorField {
     sizes: Vec<usize>,
     /// Per layer: the weight `[out, in]` (row-major), then the bias `[out]`.
     params: Vec<f32>,
+    /// The output layer's weight in the register tiles' layout, when they take its shape; built
+    /// on first use after the parameters last changed (an ODE solve evaluates the field hundreds
+    /// of times on blocks of 256 rows, and transposing the weight each time cost half as much
+    /// as the layer's product).
+    output_panel: OnceLock<Option<Panel>>,
+}
+
+impl Clone for VectorField {
+    /// A copy of the field; its panel is built again on first use.
+    fn clone(&self) -> Self {
+        Self {
+            dim: self.dim,
+            context_dim: self.context_dim,
+            frequencies: self.frequencies,
+            time_features: self.time_features,
+            sizes: self.sizes.clone(),
+            params: self.params.clone(),
+            output_panel: OnceLock::new(),
+        }
+    }
 }
 
 impl VectorField {
@@ -85,7 +108,7 @@ impl VectorField {
             params.extend((0..w[0] * w[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32));
             params.extend(std::iter::repeat_n(0.0, w[1]));
         }
-        Self { dim, context_dim, frequencies, time_features, sizes, params }
+        Self { dim, context_dim, frequencies, time_features, sizes, params, output_panel: OnceLock::new() }
     }
 
     /// Layer `l`'s weight `[out, in]` and bias.
@@ -127,7 +150,21 @@ impl VectorField {
 
     /// The network's parameters, mutable.
     pub fn params_mut(&mut self) -> &mut [f32] {
+        self.output_panel = OnceLock::new();
         &mut self.params
+    }
+
+    /// The output layer (no activation) on `rows` rows `h` into `out`: through the kept panel
+    /// when the register tiles take the layer's shape.
+    fn output_layer(&self, out: &mut [f32], h: &[f32], rows: usize) {
+        let last = self.sizes.len() - 2;
+        let (w, b) = self.layer(last);
+        let panel =
+            self.output_panel.get_or_init(|| small_linear::fits(self.sizes[last], b.len()).then(|| Panel::new(w, b, self.sizes[last])));
+        match panel {
+            Some(p) => p.apply(out, h, rows, false),
+            None => linear(out, h, w, b, rows, self.sizes[last], false),
+        }
     }
 
     /// The network's input rows: each state row, the time features of its time, its context.
@@ -193,7 +230,9 @@ impl VectorField {
                     _ => self.layer(l),
                 };
                 let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
-                if l + 1 == layers {
+                if l + 1 == layers && !(l == 0 && shared.is_some()) {
+                    self.output_layer(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), rows);
+                } else if l + 1 == layers {
                     linear(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), w, b, rows, fan_in, false);
                 } else {
                     let mut a = Matrix::scratch(rows, fan_out);
@@ -209,7 +248,7 @@ impl VectorField {
     /// `v(x, t)` and the cache [`VectorField::backward`] needs.
     pub fn velocity_cached(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, FieldCache) {
         let (w, b) = self.layer(0);
-        self.pass_cached(self.inputs(x, t, context), w, b)
+        self.pass_cached(self.inputs(x, t, context), w, b, false)
     }
 
     /// The cached pass for the tangent passes: with one time for all rows, through the first
@@ -224,11 +263,16 @@ impl VectorField {
             Some(c) => x.hcat(c),
             None => x.clone(),
         };
-        self.pass_cached(h, &w, &b)
+        self.pass_cached(h, &w, &b, true)
     }
 
     /// The layers on input rows `h`, the first layer's weight and bias given.
-    fn pass_cached(&self, mut h: Matrix, first_weight: &[f32], first_bias: &[f32]) -> (Matrix, FieldCache) {
+    ///
+    /// `reuse`: the output layer goes through the kept panel (passes between parameter changes,
+    /// such as the trace passes of a log-density); a training pass, whose parameters change
+    /// every step, transposes the layer's weight itself instead of making every thread wait for
+    /// one of them to rebuild the panel.
+    fn pass_cached(&self, mut h: Matrix, first_weight: &[f32], first_bias: &[f32], reuse: bool) -> (Matrix, FieldCache) {
         let layers = self.sizes.len() - 1;
         let (mut inputs, mut slopes) = (Vec::with_capacity(layers), Vec::with_capacity(layers - 1));
         for l in 0..layers {
@@ -236,7 +280,11 @@ impl VectorField {
             let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
             let mut a = Matrix::scratch(rows, fan_out);
             if l + 1 == layers {
-                linear(a.as_mut_slice(), h.as_slice(), w, b, rows, fan_in, false);
+                if reuse && l > 0 {
+                    self.output_layer(a.as_mut_slice(), h.as_slice(), rows);
+                } else {
+                    linear(a.as_mut_slice(), h.as_slice(), w, b, rows, fan_in, false);
+                }
                 inputs.push(h);
                 return (a, FieldCache { inputs, slopes });
             }
@@ -445,5 +493,22 @@ mod tests {
         let se = (var / rows as f64).sqrt();
         assert!(var > 0.0, "the estimates vary");
         assert!((mean - exact[0] as f64).abs() < 3.0 * se, "mean {mean} ± {se} vs exact {}", exact[0]);
+    }
+
+    #[test]
+    fn the_kept_output_panel_follows_parameter_changes() {
+        // `velocity` (one shared time: the ODE solvers' pass) goes through the kept panel of the
+        // output layer; `velocity_cached` (training) through a fresh one. After each change of
+        // the parameters both must agree.
+        let mut f = field(0);
+        let x = Matrix::from_vec(7, 3, (0..21).map(|i| (i % 5) as f32 * 0.4 - 0.8).collect());
+        for round in 0..3 {
+            let kept = f.velocity(&x, &[0.3], None);
+            let fresh = f.velocity_cached(&x, &[0.3; 7], None).0;
+            for (a, b) in kept.as_slice().iter().zip(fresh.as_slice()) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "round {round}: {a} vs {b}");
+            }
+            f.params_mut().iter_mut().for_each(|p| *p = -*p * 1.3 + 0.02);
+        }
     }
 }
