@@ -71,12 +71,15 @@ fn each_instruction_set_computes_what_the_portable_code_does() {
             for isa in Isa::supported() {
                 let got = isa::with_isa(isa, || pass_results(&b, &x));
                 for (which, (g, w)) in got.iter().zip(&want).enumerate() {
-                    // Fused multiply-adds round once where the portable code rounds twice; the
-                    // spline's inverse gradients amplify that through cancellations, so the
-                    // tolerance scales with the largest entry of each result.
+                    // Fused multiply-adds round once where the portable code rounds twice, and
+                    // on AVX-512 the conditioners' narrow layers sum their inputs in order in
+                    // register tiles where the portable path's `gemm` sums them in blocks; the
+                    // spline's inverse gradients amplify both through cancellations (1.6e-4 of
+                    // the largest entry seen), so the tolerance scales with the largest entry of
+                    // each result. A wrong kernel is off by far more.
                     let scale = w.iter().fold(1.0f32, |m, v| m.max(v.abs()));
                     for (i, (&g, &w)) in g.iter().zip(w).enumerate() {
-                        let tol = 1e-4 * scale;
+                        let tol = 5e-4 * scale;
                         assert!((g - w).abs() <= tol, "{isa:?} {transformer:?} split {split}: result {which}[{i}] {g} vs portable {w}");
                     }
                 }

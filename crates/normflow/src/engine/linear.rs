@@ -13,7 +13,7 @@ use super::small_linear;
 /// `bench/results/2026-12-02-ab-narrow-outputs-quiet-zen5.txt`.)
 pub(crate) fn linear(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], rows: usize, fan_in: usize, relu: bool) {
     let fan_out = b.len();
-    if small_linear::fits(fan_in, fan_out) {
+    if small_linear::active() && small_linear::fits(fan_in, fan_out) {
         return small_linear::small_linear(out, x, w, b, rows, fan_in, relu);
     }
     matmul_a_bt(out, x, w, rows, fan_out, fan_in, false);

@@ -7,7 +7,12 @@
 //! those costs are as large as the multiply-adds. Here the weight is transposed once per call
 //! into a zero-padded `[fan_in, chunk]` panel (at most 64 KB, in L1/L2 for the whole call), the
 //! rows are read where they lie, and each tile of `R` rows × `C` outputs runs all inputs with
-//! its accumulators in registers (`R · C / lanes` of them: 24 on AVX-512, 12 on AVX2).
+//! its 24 accumulators in AVX-512 registers.
+//!
+//! AVX-512 only: on the AVX2 path tiles of 6 rows × 16 outputs ran coupling S log-prob in 8.6 ms
+//! against 7.2 ms through `gemm` (one core, `NORMFLOW_ISA=avx2`, where `gemm` still picks its
+//! own AVX-512 kernels, so not a verdict on AVX2-only machines either way); AVX2 machines keep
+//! the `gemm` path they had.
 
 use super::isa::{self, Isa};
 use super::pool;
@@ -17,9 +22,15 @@ pub(crate) const MAX_OUTPUTS: usize = 64;
 /// Most inputs the register-tiled layer takes (its weight panel stays in the L2 cache).
 pub(crate) const MAX_INPUTS: usize = 256;
 
-/// Whether [`small_linear`] takes a layer of this shape.
+/// Whether the register tiles take a layer of this shape.
 pub(crate) fn fits(fan_in: usize, fan_out: usize) -> bool {
     fan_in <= MAX_INPUTS && fan_out <= MAX_OUTPUTS && fan_out > 0
+}
+
+/// Whether the register tiles run on this thread's instruction set (AVX-512); elsewhere the
+/// layers go through `gemm`.
+pub(crate) fn active() -> bool {
+    isa::active() == Isa::Avx512
 }
 
 /// `out = x · Wᵀ + b` for `rows` rows of `x` (`fan_in` wide), the weight `[fan_out, fan_in]`,
@@ -73,22 +84,16 @@ impl Panel {
     pub(crate) fn apply(&self, out: &mut [f32], x: &[f32], rows: usize, relu: bool) {
         let (fan_in, fan_out) = (self.fan_in, self.fan_out);
         assert!(x.len() >= rows * fan_in && out.len() >= rows * fan_out, "rows shorter than their shape");
-        let isa = isa::active();
-        // The tile's width in outputs: the fewest vectors (1, 2 or 4 of AVX-512's 16 lanes; 1
-        // or 2 of AVX2's 8) that cover the layer, or the widest tile for wider layers.
-        let lanes = isa.lanes();
-        let widest = if isa == Isa::Avx512 { 4 * lanes } else { 2 * lanes };
-        let chunk = [lanes, 2 * lanes, widest].into_iter().find(|&c| c >= fan_out).unwrap_or(widest);
+        // The tile's width in outputs: the fewest 16-lane vectors (1, 2 or 4) that cover the
+        // layer, or four for wider layers.
+        let chunk = [16, 32, 64].into_iter().find(|&c| c >= fan_out).unwrap_or(64);
         let l = Layer { x, panel: &self.weight, bias: &self.bias, rows, fan_in, fan_out, stride: self.stride, relu };
-        match isa {
-            #[cfg(target_arch = "x86_64")]
+        #[cfg(target_arch = "x86_64")]
+        if active() {
             // SAFETY: `active` names only instruction sets the CPU has; `chunk` divides the stride.
-            Isa::Avx512 => unsafe { x86::run_avx512(&l, out, chunk) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: as above.
-            Isa::Avx2Fma => unsafe { x86::run_avx2(&l, out, chunk) },
-            _ => portable(&l, out),
+            return unsafe { x86::run_avx512(&l, out, chunk) };
         }
+        portable(&l, out);
     }
 }
 
@@ -112,7 +117,7 @@ struct Layer<'a> {
     relu: bool,
 }
 
-/// The layer one row and output at a time (CPUs without AVX2; the dispatch test's reference).
+/// The layer one row and output at a time: for a call on a thread capped below AVX-512.
 fn portable(l: &Layer, out: &mut [f32]) {
     for r in 0..l.rows {
         let row = &l.x[r * l.fan_in..][..l.fan_in];
@@ -166,41 +171,6 @@ mod x86 {
         #[inline(always)]
         unsafe fn store_first(self, p: *mut f32, n: usize) {
             unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, self) }
-        }
-    }
-
-    impl Lanes for __m256 {
-        const N: usize = 8;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { _mm256_loadu_ps(p) }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            _mm256_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm256_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn relu(a: Self) -> Self {
-            _mm256_max_ps(a, _mm256_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm256_storeu_ps(p, self) }
-        }
-        #[inline(always)]
-        unsafe fn store_first(self, p: *mut f32, n: usize) {
-            // Through a stack copy: AVX2's masked store is microcoded and slow on AMD cores.
-            let mut buf = [0.0f32; 8];
-            unsafe {
-                _mm256_storeu_ps(buf.as_mut_ptr(), self);
-                for (i, &v) in buf.iter().enumerate().take(n) {
-                    p.add(i).write(v);
-                }
-            }
         }
     }
 
@@ -267,18 +237,6 @@ mod x86 {
                 16 => tiles::<__m512, 12, 1>(l, out),
                 32 => tiles::<__m512, 12, 2>(l, out),
                 _ => tiles::<__m512, 6, 4>(l, out),
-            }
-        }
-    }
-
-    /// The layer on AVX2: tiles of 6 rows × 16 outputs, or 12 rows × 8 for narrow layers.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn run_avx2(l: &Layer, out: &mut [f32], chunk: usize) {
-        unsafe {
-            if chunk == 8 {
-                tiles::<__m256, 12, 1>(l, out)
-            } else {
-                tiles::<__m256, 6, 2>(l, out)
             }
         }
     }

@@ -170,7 +170,7 @@ impl Mlp {
     /// changes), otherwise a panel is made for this call from the thread's buffers (a training
     /// step, whose parameters change every step).
     fn linear(&self, l: usize, x: &Matrix, relu: bool, reuse: bool) -> Matrix {
-        if reuse {
+        if reuse && small_linear::active() {
             if let Some(panel) = &self.panels()[l] {
                 let mut out = Matrix::scratch(x.rows(), self.sizes[l + 1]);
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);

@@ -159,12 +159,14 @@ impl VectorField {
     fn output_layer(&self, out: &mut [f32], h: &[f32], rows: usize) {
         let last = self.sizes.len() - 2;
         let (w, b) = self.layer(last);
-        let panel =
-            self.output_panel.get_or_init(|| small_linear::fits(self.sizes[last], b.len()).then(|| Panel::new(w, b, self.sizes[last])));
-        match panel {
-            Some(p) => p.apply(out, h, rows, false),
-            None => linear(out, h, w, b, rows, self.sizes[last], false),
+        if small_linear::active() {
+            let panel =
+                self.output_panel.get_or_init(|| small_linear::fits(self.sizes[last], b.len()).then(|| Panel::new(w, b, self.sizes[last])));
+            if let Some(p) = panel {
+                return p.apply(out, h, rows, false);
+            }
         }
+        linear(out, h, w, b, rows, self.sizes[last], false);
     }
 
     /// The network's input rows: each state row, the time features of its time, its context.
