@@ -24,7 +24,7 @@ pub fn inside_product_kernel() -> bool {
 /// Runs one product kernel call, marked for the allocation audit and timed by the product clock
 /// (`bench` feature).
 #[cfg(feature = "bench")]
-fn instrumented(kernel: impl FnOnce()) {
+pub(crate) fn instrumented(kernel: impl FnOnce()) {
     IN_KERNEL.with(|k| k.set(true));
     let started = super::product_clock::start();
     kernel();
@@ -35,7 +35,7 @@ fn instrumented(kernel: impl FnOnce()) {
 /// Runs one product kernel call (no instrumentation without the `bench` feature).
 #[cfg(not(feature = "bench"))]
 #[inline(always)]
-fn instrumented(kernel: impl FnOnce()) {
+pub(crate) fn instrumented(kernel: impl FnOnce()) {
     kernel();
 }
 

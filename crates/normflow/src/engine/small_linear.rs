@@ -15,6 +15,7 @@
 //! the `gemm` path they had.
 
 use super::isa::{self, Isa};
+use super::matmul::instrumented;
 use super::pool;
 
 /// Most outputs the register-tiled layer takes.
@@ -90,8 +91,9 @@ impl Panel {
         let l = Layer { x, panel: &self.weight, bias: &self.bias, rows, fan_in, fan_out, stride: self.stride, relu };
         #[cfg(target_arch = "x86_64")]
         if active() {
+            // Timed by the product clock like `gemm`'s calls: these tiles are the layer's product.
             // SAFETY: `active` names only instruction sets the CPU has; `chunk` divides the stride.
-            return unsafe { x86::run_avx512(&l, out, chunk) };
+            return instrumented(|| unsafe { x86::run_avx512(&l, out, chunk) });
         }
         portable(&l, out);
     }
