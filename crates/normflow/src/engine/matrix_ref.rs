@@ -9,6 +9,15 @@ use super::{pool, Matrix};
 /// [`crate::Flow::decode_view`] read such rows in place: each thread copies only the block of
 /// at most 512 rows it is working on into its own recycled buffer, so scoring a large array
 /// needs no second copy of it.
+///
+/// # Example
+/// ```
+/// use normflow::{flows::RealNvpConfig, MatrixRef, Rng};
+/// let flow = RealNvpConfig::new(2).init(&mut Rng::new(0)).unwrap();
+/// let rows = vec![0.5f32, -1.0, 0.25, 2.0]; // two rows of two values, owned by the caller
+/// let log_p = flow.log_prob_view(MatrixRef::new(&rows, 2, 2), None).unwrap();
+/// assert_eq!(log_p.len(), 2);
+/// ```
 #[derive(Clone, Copy, Debug)]
 pub struct MatrixRef<'a> {
     rows: usize,
