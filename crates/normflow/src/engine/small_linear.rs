@@ -15,6 +15,8 @@
 //! own AVX-512 kernels, so not a verdict on AVX2-only machines either way); AVX2 machines keep
 //! the `gemm` path they had.
 
+use std::sync::OnceLock;
+
 use super::isa::{self, Isa};
 use super::matmul::instrumented;
 use super::pool;
@@ -100,6 +102,33 @@ impl Panel {
     }
 }
 
+/// A layer's [`Panel`] kept between parameter changes: built on first use, dropped by
+/// [`KeptPanel::clear`] (call it whenever the weights change); a clone starts empty.
+#[derive(Debug, Default)]
+pub(crate) struct KeptPanel(OnceLock<Option<Panel>>);
+
+impl Clone for KeptPanel {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl KeptPanel {
+    /// Forgets the panel (the weights changed).
+    pub(crate) fn clear(&mut self) {
+        self.0 = OnceLock::new();
+    }
+
+    /// The panel of weight `w` (`[b.len(), fan_in]`) and bias `b`, built on first use, when the
+    /// register tiles take the shape and run on this thread (`None` otherwise: use `gemm`).
+    pub(crate) fn get(&self, w: &[f32], b: &[f32], fan_in: usize) -> Option<&Panel> {
+        if !active() {
+            return None;
+        }
+        self.0.get_or_init(|| fits(fan_in, b.len()).then(|| Panel::new(w, b, fan_in))).as_ref()
+    }
+}
+
 impl Drop for Panel {
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.weight));
@@ -133,82 +162,45 @@ fn portable(l: &Layer, out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The register tiles, written with the vector types of each instruction set.
+    //! The register tiles, in AVX-512 vectors of 16 lanes.
     use super::Layer;
     use std::arch::x86_64::*;
 
-    /// A vector register type and the operations a tile needs.
-    trait Lanes: Copy {
-        const N: usize;
-        unsafe fn load(p: *const f32) -> Self;
-        unsafe fn splat(v: f32) -> Self;
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
-        unsafe fn relu(a: Self) -> Self;
-        unsafe fn store(self, p: *mut f32);
-        /// Stores the first `n < N` lanes.
-        unsafe fn store_first(self, p: *mut f32, n: usize);
-    }
+    /// Lanes of one vector.
+    const N: usize = 16;
 
-    impl Lanes for __m512 {
-        const N: usize = 16;
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> Self {
-            unsafe { _mm512_loadu_ps(p) }
-        }
-        #[inline(always)]
-        unsafe fn splat(v: f32) -> Self {
-            _mm512_set1_ps(v)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            _mm512_fmadd_ps(a, b, c)
-        }
-        #[inline(always)]
-        unsafe fn relu(a: Self) -> Self {
-            _mm512_max_ps(a, _mm512_setzero_ps())
-        }
-        #[inline(always)]
-        unsafe fn store(self, p: *mut f32) {
-            unsafe { _mm512_storeu_ps(p, self) }
-        }
-        #[inline(always)]
-        unsafe fn store_first(self, p: *mut f32, n: usize) {
-            unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, self) }
-        }
-    }
-
-    /// Rows `r0 .. r0 + R` × outputs `c0 .. c0 + V·N` (those below `fan_out` stored): the
+    /// Rows `r0 .. r0 + R` × outputs `c0 .. c0 + V·16` (those below `fan_out` stored): the
     /// accumulators stay in registers over all inputs, the bias starts them, ReLU ends them.
     ///
     /// # Safety
-    /// The CPU has `L`'s instruction set; `r0 + R ≤ rows` and `c0 + V·N ≤ stride`.
+    /// The CPU has AVX-512F; `r0 + R ≤ rows` and `c0 + V·16 ≤ stride`.
     #[inline(always)]
-    unsafe fn tile<L: Lanes, const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
+    unsafe fn tile<const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
         unsafe {
-            let bias: [L; V] = std::array::from_fn(|v| L::load(l.bias.as_ptr().add(c0 + v * L::N)));
+            let bias: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(l.bias.as_ptr().add(c0 + v * N)));
             let mut acc = [bias; R];
             let x = l.x.as_ptr().add(r0 * l.fan_in);
             let mut w = l.panel.as_ptr().add(c0);
             for k in 0..l.fan_in {
-                let wk: [L; V] = std::array::from_fn(|v| L::load(w.add(v * L::N)));
+                let wk: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(w.add(v * N)));
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let xv = L::splat(*x.add(r * l.fan_in + k));
+                    let xv = _mm512_set1_ps(*x.add(r * l.fan_in + k));
                     for v in 0..V {
-                        a[v] = L::fma(xv, wk[v], a[v]);
+                        a[v] = _mm512_fmadd_ps(xv, wk[v], a[v]);
                     }
                 }
                 w = w.add(l.stride);
             }
-            let width = (V * L::N).min(l.fan_out - c0);
+            let width = (V * N).min(l.fan_out - c0);
             for (r, a) in acc.iter().enumerate() {
                 let dst = out.as_mut_ptr().add((r0 + r) * l.fan_out + c0);
                 for (v, &a) in a.iter().enumerate() {
-                    let s = if l.relu { L::relu(a) } else { a };
-                    let lanes = width.saturating_sub(v * L::N).min(L::N);
-                    if lanes == L::N {
-                        s.store(dst.add(v * L::N));
+                    let s = if l.relu { _mm512_max_ps(a, _mm512_setzero_ps()) } else { a };
+                    let lanes = width.saturating_sub(v * N).min(N);
+                    if lanes == N {
+                        _mm512_storeu_ps(dst.add(v * N), s);
                     } else if lanes > 0 {
-                        s.store_first(dst.add(v * L::N), lanes);
+                        _mm512_mask_storeu_ps(dst.add(v * N), ((1u32 << lanes) - 1) as u16, s);
                     }
                 }
             }
@@ -218,16 +210,16 @@ mod x86 {
     /// All tiles of the layer: `R` rows at a time, the leftover rows one by one.
     ///
     /// # Safety
-    /// The CPU has `L`'s instruction set; `chunk = V·N` divides `stride`; `out` holds the rows.
+    /// The CPU has AVX-512F; `V·16` divides `stride`; `out` holds the rows.
     #[inline(always)]
-    unsafe fn tiles<L: Lanes, const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
+    unsafe fn tiles<const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
         let full = l.rows / R * R;
-        for c0 in (0..l.fan_out).step_by(V * L::N) {
+        for c0 in (0..l.fan_out).step_by(V * N) {
             for r0 in (0..full).step_by(R) {
-                unsafe { tile::<L, R, V>(l, out, r0, c0) };
+                unsafe { tile::<R, V>(l, out, r0, c0) };
             }
             for r0 in full..l.rows {
-                unsafe { tile::<L, 1, V>(l, out, r0, c0) };
+                unsafe { tile::<1, V>(l, out, r0, c0) };
             }
         }
     }
@@ -237,9 +229,9 @@ mod x86 {
     pub(super) unsafe fn run_avx512(l: &Layer, out: &mut [f32], chunk: usize) {
         unsafe {
             match chunk {
-                16 => tiles::<__m512, 12, 1>(l, out),
-                32 => tiles::<__m512, 12, 2>(l, out),
-                _ => tiles::<__m512, 6, 4>(l, out),
+                16 => tiles::<12, 1>(l, out),
+                32 => tiles::<12, 2>(l, out),
+                _ => tiles::<6, 4>(l, out),
             }
         }
     }

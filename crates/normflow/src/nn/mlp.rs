@@ -2,9 +2,7 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
-use std::sync::OnceLock;
-
-use crate::engine::small_linear::{self, Panel};
+use crate::engine::small_linear::KeptPanel;
 use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
@@ -14,14 +12,14 @@ use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matm
 /// bias `[out]`. A mask, when present, fixes some weights at zero (MADE's autoregressive masks):
 /// masked weights start at zero and their gradients are zeroed, so they stay zero. The products
 /// of a masked layer skip the blocks of weights its mask fixes at zero (see `layer_mask`).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Mlp {
     sizes: Vec<usize>,
     params: Vec<f32>,
     masks: Option<Vec<LayerMask>>,
-    /// Each layer's weight in the register tiles' layout (for unmasked layers the tiles take),
-    /// built on the first forward pass after the parameters last changed.
-    panels: OnceLock<Vec<Option<Panel>>>,
+    /// Each layer's weight in the register tiles' layout (unmasked layers the tiles take), kept
+    /// between parameter changes.
+    panels: Vec<KeptPanel>,
 }
 
 /// What [`Mlp::forward_cached`] keeps for the backward pass: the input of every layer.
@@ -90,13 +88,6 @@ fn masked_input_grad(gx: &mut Matrix, g: &Matrix, w: &[f32], mask: &LayerMask) {
     }
 }
 
-impl Clone for Mlp {
-    /// A copy of the network; its panels are built again on its first pass.
-    fn clone(&self) -> Self {
-        Self { sizes: self.sizes.clone(), params: self.params.clone(), masks: self.masks.clone(), panels: OnceLock::new() }
-    }
-}
-
 impl Mlp {
     /// A network with PyTorch-style uniform initialisation `U(±1/√fan_in)`; the last layer is
     /// scaled by `last_scale` (0 makes the network output exactly zero, so a flow layer starts as
@@ -122,7 +113,7 @@ impl Mlp {
             assert_eq!(m.len(), layers, "one mask per layer");
             m.into_iter().zip(sizes.windows(2)).map(|(m, w)| LayerMask::new(&m, w[1], w[0])).collect()
         });
-        let mut mlp = Self { sizes: sizes.to_vec(), params, masks, panels: OnceLock::new() };
+        let mut mlp = Self { sizes: sizes.to_vec(), params, masks, panels: vec![KeptPanel::default(); layers] };
         mlp.apply_masks();
         mlp
     }
@@ -139,13 +130,13 @@ impl Mlp {
 
     /// The flat parameter vector, mutable. Call [`Mlp::apply_masks`] after writing to it.
     pub fn params_mut(&mut self) -> &mut [f32] {
-        self.panels = OnceLock::new();
+        self.panels.iter_mut().for_each(KeptPanel::clear);
         &mut self.params
     }
 
     /// Zeroes masked weights (after loading or editing parameters).
     pub fn apply_masks(&mut self) {
-        self.panels = OnceLock::new();
+        self.panels.iter_mut().for_each(KeptPanel::clear);
         if let Some(masks) = &self.masks {
             let mut off = 0;
             for (w, mask) in self.sizes.windows(2).zip(masks) {
@@ -170,33 +161,18 @@ impl Mlp {
     /// changes), otherwise a panel is made for this call from the thread's buffers (a training
     /// step, whose parameters change every step).
     fn linear(&self, l: usize, x: &Matrix, relu: bool, reuse: bool) -> Matrix {
-        if reuse && small_linear::active() {
-            if let Some(panel) = &self.panels()[l] {
-                let mut out = Matrix::scratch(x.rows(), self.sizes[l + 1]);
+        let (off, fan_in, fan_out) = self.layer(l);
+        let (w, b) = self.params[off..].split_at(fan_in * fan_out);
+        let b = &b[..fan_out];
+        if reuse && self.masks.is_none() {
+            if let Some(panel) = self.panels[l].get(w, b, fan_in) {
+                let mut out = Matrix::scratch(x.rows(), fan_out);
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
                 return out;
             }
         }
-        let (off, fan_in, fan_out) = self.layer(l);
-        let (w, b) = self.params[off..].split_at(fan_in * fan_out);
         let tiles = self.masks.as_ref().map(|m| m[l].by_units.as_slice());
-        dense_tiled(x, w, &b[..fan_out], relu, tiles)
-    }
-
-    /// The layers' panels for the register-tiled product (`None` for masked layers and shapes it
-    /// does not take), built once per parameter change.
-    fn panels(&self) -> &[Option<Panel>] {
-        self.panels.get_or_init(|| {
-            (0..self.sizes.len() - 1)
-                .map(|l| {
-                    let (off, fan_in, fan_out) = self.layer(l);
-                    (self.masks.is_none() && small_linear::fits(fan_in, fan_out)).then(|| {
-                        let (w, b) = self.params[off..].split_at(fan_in * fan_out);
-                        Panel::new(w, &b[..fan_out], fan_in)
-                    })
-                })
-                .collect()
-        })
+        dense_tiled(x, w, b, relu, tiles)
     }
 
     /// The network's output for a batch `[rows, sizes[0]]`.

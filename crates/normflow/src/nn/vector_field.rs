@@ -6,9 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use std::sync::OnceLock;
-
-use crate::engine::small_linear::{self, Panel};
+use crate::engine::small_linear::KeptPanel;
 use crate::engine::{bias_grad, bias_silu, linear, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
@@ -62,7 +60,7 @@ pub struct FieldCache {
 }
 
 /// A velocity field over `dim` values with `context_dim` context values.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VectorField {
     dim: usize,
     context_dim: usize,
@@ -76,22 +74,7 @@ pub struct VectorField {
     /// on first use after the parameters last changed (an ODE solve evaluates the field hundreds
     /// of times on blocks of 256 rows, and transposing the weight each time cost half as much
     /// as the layer's product).
-    output_panel: OnceLock<Option<Panel>>,
-}
-
-impl Clone for VectorField {
-    /// A copy of the field; its panel is built again on first use.
-    fn clone(&self) -> Self {
-        Self {
-            dim: self.dim,
-            context_dim: self.context_dim,
-            frequencies: self.frequencies,
-            time_features: self.time_features,
-            sizes: self.sizes.clone(),
-            params: self.params.clone(),
-            output_panel: OnceLock::new(),
-        }
-    }
+    output_panel: KeptPanel,
 }
 
 impl VectorField {
@@ -108,7 +91,7 @@ impl VectorField {
             params.extend((0..w[0] * w[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32));
             params.extend(std::iter::repeat_n(0.0, w[1]));
         }
-        Self { dim, context_dim, frequencies, time_features, sizes, params, output_panel: OnceLock::new() }
+        Self { dim, context_dim, frequencies, time_features, sizes, params, output_panel: KeptPanel::default() }
     }
 
     /// Layer `l`'s weight `[out, in]` and bias.
@@ -150,7 +133,7 @@ impl VectorField {
 
     /// The network's parameters, mutable.
     pub fn params_mut(&mut self) -> &mut [f32] {
-        self.output_panel = OnceLock::new();
+        self.output_panel.clear();
         &mut self.params
     }
 
@@ -159,14 +142,10 @@ impl VectorField {
     fn output_layer(&self, out: &mut [f32], h: &[f32], rows: usize) {
         let last = self.sizes.len() - 2;
         let (w, b) = self.layer(last);
-        if small_linear::active() {
-            let panel =
-                self.output_panel.get_or_init(|| small_linear::fits(self.sizes[last], b.len()).then(|| Panel::new(w, b, self.sizes[last])));
-            if let Some(p) = panel {
-                return p.apply(out, h, rows, false);
-            }
+        match self.output_panel.get(w, b, self.sizes[last]) {
+            Some(p) => p.apply(out, h, rows, false),
+            None => linear(out, h, w, b, rows, self.sizes[last], false),
         }
-        linear(out, h, w, b, rows, self.sizes[last], false);
     }
 
     /// The network's input rows: each state row, the time features of its time, its context.
@@ -232,10 +211,14 @@ impl VectorField {
                     _ => self.layer(l),
                 };
                 let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
-                if l + 1 == layers && !(l == 0 && shared.is_some()) {
-                    self.output_layer(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), rows);
-                } else if l + 1 == layers {
-                    linear(&mut out.as_mut_slice()[start * fan_out..end * fan_out], h.as_slice(), w, b, rows, fan_in, false);
+                if l + 1 == layers {
+                    let dst = &mut out.as_mut_slice()[start * fan_out..end * fan_out];
+                    // A one-layer field's only layer may carry the time in its bias: not the kept one.
+                    if l == 0 && shared.is_some() {
+                        linear(dst, h.as_slice(), w, b, rows, fan_in, false);
+                    } else {
+                        self.output_layer(dst, h.as_slice(), rows);
+                    }
                 } else {
                     let mut a = Matrix::scratch(rows, fan_out);
                     matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
