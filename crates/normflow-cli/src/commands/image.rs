@@ -173,14 +173,17 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     let steps_here = s.steps - first_step.unwrap_or(0).min(s.steps);
     let (bpd, rate) =
         (bits_per_dim(s.best_val_nll, shape.len()), (steps_here * config.batch_size) as f64 / started.elapsed().as_secs_f64());
+    // The optimisation steps alone (all parts of a resumed run), without evaluations and setup.
+    let step_rate = (s.steps * config.batch_size) as f64 / s.step_seconds.max(f64::MIN_POSITIVE);
     if a.json {
         print_json(&json!({
             "model": a.output, "flow": flow.meta.name, "image": shape, "params": flow.num_params(), "steps": s.steps,
-            "stopped": s.stopped, "best_val_bits_per_dim": bpd, "images_per_second": rate, "seconds": s.seconds,
+            "stopped": s.stopped, "best_val_bits_per_dim": bpd, "images_per_second": rate,
+            "step_images_per_second": step_rate, "seconds": s.seconds, "step_seconds": s.step_seconds,
         }))
     } else {
         eprintln!(
-            "trained {} ({} params) on {} images for {} steps ({}, {rate:.0} images/s): best validation {bpd:.4} bits/dim; saved {}",
+            "trained {} ({} params) on {} images for {} steps ({}, {rate:.0} images/s, {step_rate:.0} in the steps alone): best validation {bpd:.4} bits/dim; saved {}",
             flow.meta.name,
             flow.num_params(),
             s.train_rows,

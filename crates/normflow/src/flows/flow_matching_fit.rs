@@ -73,6 +73,7 @@ pub fn fit_flow_matching(
     let mut model = FlowMatching::new(x.cols(), context.map_or(0, |c| c.cols()), config)?;
     let mut recent = Vec::with_capacity(config.steps);
     let epoch_rows = idx.len();
+    let steps_clock = Instant::now();
     model.fit_prepared(&x_train, c_train.as_ref(), config, &mut prepare, &mut |step, loss| {
         recent.push(loss as f64);
         let window = &recent[recent.len().saturating_sub(100)..];
@@ -85,6 +86,7 @@ pub fn fit_flow_matching(
             seconds: clock.elapsed().as_secs_f64(),
         });
     })?;
+    let step_seconds = steps_clock.elapsed().as_secs_f64();
     let layers: Vec<Box<dyn Bijection>> = vec![Box::new(ContinuousFlow::new(model, solver)), Box::new(standardize)];
     let mut flow = Flow::new(Box::new(Chain::new(layers)?));
     if let Some(b) = bounds {
@@ -111,6 +113,7 @@ pub fn fit_flow_matching(
         final_train_nll: train_nll,
         stopped: "max_steps".into(),
         seconds: clock.elapsed().as_secs_f64(),
+        step_seconds,
         lr: config.lr,
         batch_size: config.batch_size,
         seed: config.seed,

@@ -44,6 +44,10 @@ pub(super) struct RunState {
     pub seed: u64,
     pub rows: usize,
     pub val_rows: usize,
+    /// Seconds inside optimisation steps so far, over every resumed part of the run (0 in
+    /// checkpoints written before it was recorded).
+    #[serde(default)]
+    pub step_seconds: f64,
 }
 
 /// What a checkpoint holds besides its flow: the current weights, Adam's moments and the run

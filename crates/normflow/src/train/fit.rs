@@ -147,6 +147,12 @@ pub struct TrainingSummary {
     pub stopped: String,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Seconds inside the optimisation steps (batch preparation, gradient and update), without
+    /// the evaluations, initialisation and checkpoints that `seconds` also counts: the time a
+    /// training rate (`steps · batch_size / step_seconds`) compares with another library's.
+    /// 0 in models saved before it was recorded.
+    #[serde(default)]
+    pub step_seconds: f64,
     /// Learning rate.
     pub lr: f32,
     /// Batch size.
@@ -280,6 +286,7 @@ fn run(
 ) -> Result<(Flow, History)> {
     let clock = Instant::now();
     let seconds_before = resumed.as_ref().map_or(0.0, |r| r.state.seconds);
+    let resumed_step_seconds = resumed.as_ref().map_or(0.0, |r| r.state.step_seconds);
     let elapsed = || seconds_before + clock.elapsed().as_secs_f64();
     if config.batch_size == 0 {
         return Err(Error::config("the batch size must be positive"));
@@ -391,19 +398,22 @@ fn run(
     let mut stopped = "max_epochs";
     let mut last_val = history.val_nll.last().copied();
     let mut last_checkpoint = Instant::now();
-    let run_state = |step: usize, epoch: usize, best: &(f64, Vec<f32>, usize), history: &History, trainer: &Trainer| RunState {
-        step,
-        epoch,
-        seconds: elapsed(),
-        best_val: best.0,
-        best_step: best.2,
-        adam_steps: trainer.adam().state().2,
-        val_nll: history.val_nll.clone(),
-        train_nll: history.train_nll.clone(),
-        seed: config.seed,
-        rows: x.rows(),
-        val_rows: n_val,
-    };
+    let mut step_seconds = resumed_step_seconds;
+    let run_state =
+        |step: usize, epoch: usize, best: &(f64, Vec<f32>, usize), history: &History, trainer: &Trainer, step_seconds: f64| RunState {
+            step,
+            epoch,
+            seconds: elapsed(),
+            best_val: best.0,
+            best_step: best.2,
+            adam_steps: trainer.adam().state().2,
+            val_nll: history.val_nll.clone(),
+            train_nll: history.train_nll.clone(),
+            seed: config.seed,
+            rows: x.rows(),
+            val_rows: n_val,
+            step_seconds,
+        };
     'outer: while step < budget {
         epoch += 1;
         rng.shuffle(&mut order);
@@ -419,6 +429,7 @@ fn run(
                 let frac = schedule_fraction(step, budget, elapsed(), config.max_seconds);
                 trainer.set_lr((config.lr as f64 * 0.5 * (1.0 + (std::f64::consts::PI * frac).cos())) as f32);
             }
+            let step_started = Instant::now();
             let xb = x_train.select_rows(chunk);
             let xb = if dequantized { flow.dequantize_rows(&xb, &mut noise_rng)? } else { xb };
             let xb = match &smoothing {
@@ -440,6 +451,7 @@ fn run(
                 }
                 other => other?,
             };
+            step_seconds += step_started.elapsed().as_secs_f64();
             window.0 += loss;
             window.1 += 1;
             if step % eval_every == 0 || step == budget {
@@ -464,7 +476,7 @@ fn run(
             let running = if window.1 > 0 { window.0 / window.1 as f64 } else { *history.train_nll.last().unwrap_or(&loss) };
             progress(&FitProgress { step, total_steps: budget, epoch, train_nll: running, val_nll: last_val, seconds: elapsed() });
             if let Some(c) = config.checkpoint.as_ref().filter(|c| last_checkpoint.elapsed().as_secs_f64() >= c.every_seconds) {
-                write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
+                write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer, step_seconds))?;
                 last_checkpoint = Instant::now();
             }
         }
@@ -480,7 +492,7 @@ fn run(
         }
     }
     if let Some(c) = &config.checkpoint {
-        write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer))?;
+        write_checkpoint(c, &mut flow, &best.1, &trainer, &run_state(step, epoch, &best, &history, &trainer, step_seconds))?;
     }
     if stopped == "max_epochs" && config.max_steps.is_some_and(|s| step >= s) {
         stopped = "max_steps";
@@ -507,6 +519,7 @@ fn run(
         final_train_nll: history.train_nll.last().copied().unwrap_or(best.0),
         stopped: stopped.into(),
         seconds: elapsed(),
+        step_seconds,
         lr: config.lr,
         batch_size: batch,
         seed: config.seed,
