@@ -605,5 +605,10 @@ pub fn registry() -> Vec<Case> {
             build: |_| Box::new(Conv1x1::new(ImageShape { channels: 3, height: 2, width: 2 }).unwrap()),
             options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },
         },
+        Case {
+            name: "1x1 convolution started as a random rotation",
+            build: |r| Box::new(Conv1x1::rotation(ImageShape { channels: 4, height: 2, width: 2 }, r).unwrap()),
+            options: HarnessOptions { extremes: vec![1e4, -1e4, 0.0, 50.0], ..Default::default() },
+        },
     ]
 }

@@ -3,12 +3,13 @@
 //! its log-determinant is free: `H·W · log|det W|`.
 
 use super::{BijectionSpec, Direction, ImageShape, LuLinear, Tape};
-use crate::engine::Matrix;
+use crate::engine::{Matrix, Rng};
 use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
 /// `x[:, p] = W z[:, p]` for every pixel `p` of `C×H×W` image rows, with `W = P L U` an
-/// [`LuLinear`] map of the channels (starting as the reversal of the channel order).
+/// [`LuLinear`] map of the channels, starting as a random rotation ([`Conv1x1::rotation`], Glow's
+/// choice) or as the reversal of the channel order ([`Conv1x1::new`]).
 #[derive(Clone, Debug)]
 pub struct Conv1x1 {
     shape: ImageShape,
@@ -46,6 +47,11 @@ fn from_pixels(m: &Matrix, shape: ImageShape) -> Matrix {
     out
 }
 
+/// The channel order reversed: the permutation of [`Conv1x1::new`].
+fn reversal(channels: usize) -> Vec<usize> {
+    (0..channels).rev().collect()
+}
+
 /// Per-pixel log-dets summed into one per image.
 fn per_image(ld: &[f32], pixels: usize) -> Vec<f32> {
     ld.chunks(pixels.max(1)).map(|c| c.iter().sum()).collect()
@@ -57,10 +63,32 @@ impl Conv1x1 {
     /// # Errors
     /// [`Error::InvalidConfig`] for an empty shape.
     pub fn new(shape: ImageShape) -> Result<Self> {
+        Self::with_perm(shape, reversal(shape.channels))
+    }
+
+    /// The 1×1 convolution of images of `shape`, starting as a random rotation of the channels
+    /// (Glow's initialisation: every coupling after it sees a mix of all channels from the first
+    /// step, where a fixed reversal hands each coupling the same two halves in turn).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an empty shape.
+    pub fn rotation(shape: ImageShape, rng: &mut Rng) -> Result<Self> {
         if shape.is_empty() {
             return Err(Error::config("a 1×1 convolution needs non-empty images"));
         }
-        Ok(Self { shape, lu: LuLinear::new((0..shape.channels).rev().collect())? })
+        Ok(Self { shape, lu: LuLinear::rotation(shape.channels, rng)? })
+    }
+
+    /// The layer of a model file: `perm` is the LU factors' pivot order (the reversal when the
+    /// file names none).
+    pub(crate) fn with_perm(shape: ImageShape, perm: Vec<usize>) -> Result<Self> {
+        if shape.is_empty() {
+            return Err(Error::config("a 1×1 convolution needs non-empty images"));
+        }
+        if perm.len() != shape.channels {
+            return Err(Error::config("a 1×1 convolution's permutation needs one entry per channel"));
+        }
+        Ok(Self { shape, lu: LuLinear::new(perm)? })
     }
 
     fn check(&self, input: &Matrix) -> Result<()> {
@@ -111,7 +139,10 @@ impl Bijection for Conv1x1 {
     }
 
     fn spec(&self) -> BijectionSpec {
-        BijectionSpec::Conv1x1 { shape: self.shape }
+        let perm = self.lu.perm();
+        // Files of reversal-started layers stay as they were written before rotations.
+        let perm = (perm != reversal(self.shape.channels).as_slice()).then(|| perm.to_vec());
+        BijectionSpec::Conv1x1 { shape: self.shape, perm }
     }
 
     fn tensors(&self, prefix: &str, out: &mut Vec<(String, Vec<f32>)>) {

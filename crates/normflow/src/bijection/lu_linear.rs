@@ -73,6 +73,49 @@ fn invert_lower(l: &[f32], d: usize) -> Buf {
     inv
 }
 
+/// A random `d × d` orthogonal matrix (row-major, f64): Gram-Schmidt on the columns of a
+/// Gaussian matrix, twice for accuracy.
+fn random_orthogonal(d: usize, rng: &mut crate::engine::Rng) -> Vec<f64> {
+    let mut cols: Vec<Vec<f64>> = (0..d).map(|_| (0..d).map(|_| rng.normal()).collect()).collect();
+    for j in 0..d {
+        let (done, rest) = cols.split_at_mut(j);
+        let c = &mut rest[0];
+        for _ in 0..2 {
+            for q in done.iter() {
+                let dot: f64 = q.iter().zip(c.iter()).map(|(a, b)| a * b).sum();
+                c.iter_mut().zip(q).for_each(|(v, q)| *v -= dot * q);
+            }
+        }
+        let norm = c.iter().map(|v| v * v).sum::<f64>().sqrt();
+        c.iter_mut().for_each(|v| *v /= norm);
+    }
+    (0..d * d).map(|p| cols[p % d][p / d]).collect()
+}
+
+/// LU decomposition with partial pivoting of `a` (`d × d`, row-major): returns `piv` and the
+/// packed factors (`L` strictly below the diagonal, unit diagonal implied; `U` on and above),
+/// with row `i` of `L·U` equal to row `piv[i]` of `a`.
+fn pivoted_lu(mut a: Vec<f64>, d: usize) -> (Vec<usize>, Vec<f64>) {
+    let mut piv: Vec<usize> = (0..d).collect();
+    for k in 0..d {
+        let p = (k..d).max_by(|&i, &j| a[i * d + k].abs().total_cmp(&a[j * d + k].abs())).unwrap_or(k);
+        if p != k {
+            for j in 0..d {
+                a.swap(k * d + j, p * d + j);
+            }
+            piv.swap(k, p);
+        }
+        for i in k + 1..d {
+            let f = a[i * d + k] / a[k * d + k];
+            a[i * d + k] = f;
+            for j in k + 1..d {
+                a[i * d + j] -= f * a[k * d + j];
+            }
+        }
+    }
+    (piv, a)
+}
+
 impl LuLinear {
     /// An identity-initialised layer with row permutation `perm` (`x_j` takes row `perm[j]` of
     /// `L U z`).
@@ -102,6 +145,51 @@ impl LuLinear {
     /// [`Error::InvalidConfig`] for `dim` 0.
     pub fn whitening(dim: usize) -> Result<Self> {
         Ok(Self { whitens: true, ..Self::new((0..dim).collect())? })
+    }
+
+    /// A layer that starts as a random rotation `W = Q` (Glow's initialisation: `Q` orthogonal,
+    /// from the QR decomposition of a Gaussian matrix), stored as its pivoted LU factors. The
+    /// column signs of `Q` are chosen so that `U`'s diagonal is positive, as the parametrisation
+    /// `exp(s)` needs; `log|det W| = 0` at the start.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for `dim` 0.
+    pub fn rotation(dim: usize, rng: &mut crate::engine::Rng) -> Result<Self> {
+        let d = dim;
+        if d == 0 {
+            return Err(Error::config("LU-linear needs at least one dimension"));
+        }
+        let q = random_orthogonal(d, rng);
+        let (piv, lu) = pivoted_lu(q, d);
+        // Row j of W = Q·D is row perm[j] of L·U·D, and row i of L·U is row piv[i] of Q.
+        let mut perm = vec![0; d];
+        for (i, &p) in piv.iter().enumerate() {
+            perm[p] = i;
+        }
+        let mut layer = Self::new(perm)?;
+        let t = layer.tri();
+        let (mut pl, mut pu) = (0, t);
+        for i in 0..d {
+            for j in 0..d {
+                // D flips column j by the sign of U's diagonal entry in that column.
+                let v = lu[i * d + j] * if j >= i { lu[j * d + j].signum() } else { 1.0 };
+                if j < i {
+                    layer.params[pl] = v as f32;
+                    pl += 1;
+                } else if j > i {
+                    layer.params[pu] = v as f32;
+                    pu += 1;
+                } else {
+                    layer.params[2 * t + i] = v.abs().ln() as f32;
+                }
+            }
+        }
+        Ok(layer)
+    }
+
+    /// The row permutation `P` (`x_j` takes row `perm[j]` of `L U z`).
+    pub(crate) fn perm(&self) -> &[usize] {
+        &self.perm
     }
 
     fn tri(&self) -> usize {
@@ -308,4 +396,33 @@ fn column_sums(m: &Matrix, sign: f32) -> Buf {
     }
     sums.iter_mut().for_each(|s| *s *= sign);
     sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Rng;
+
+    #[test]
+    fn a_rotation_starts_orthogonal_with_zero_log_det_and_differs_by_seed() {
+        for d in [1, 2, 4, 8, 16] {
+            let layer = LuLinear::rotation(d, &mut Rng::new(3)).unwrap();
+            let w = layer.mats().w;
+            for i in 0..d {
+                for j in 0..d {
+                    let dot: f32 = (0..d).map(|k| w[i * d + k] * w[j * d + k]).sum();
+                    let want = if i == j { 1.0 } else { 0.0 };
+                    assert!((dot - want).abs() < 1e-5, "d {d}: (W Wᵀ)[{i}, {j}] = {dot}");
+                }
+            }
+            let z = Matrix::from_vec(1, d, (0..d).map(|i| i as f32 - 1.5).collect());
+            let (_, ld) = layer.transform(&z, None, Direction::Forward).unwrap();
+            assert!(ld[0].abs() < 1e-5, "d {d}: log-det {}", ld[0]);
+            if d > 1 {
+                let other = LuLinear::rotation(d, &mut Rng::new(4)).unwrap().mats().w;
+                assert!(w.iter().zip(other.iter()).any(|(a, b)| (a - b).abs() > 1e-3), "d {d}: seeds give the same rotation");
+                assert!((0..d).any(|i| (w[i * d + i] - 1.0).abs() > 1e-3), "d {d}: the identity is not a random rotation");
+            }
+        }
+    }
 }

@@ -104,6 +104,9 @@ pub enum BijectionSpec {
     Conv1x1 {
         /// Image shape.
         shape: ImageShape,
+        /// The LU factors' pivot order (absent: the reversal of the channels).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        perm: Option<Vec<usize>>,
     },
     /// [`Squeeze`].
     Squeeze {
@@ -207,7 +210,8 @@ impl BijectionSpec {
             BijectionSpec::Permutation { perm } => Box::new(Permutation::new(perm.clone())?),
             BijectionSpec::ActNorm { channels, pixels } => Box::new(ActNorm::per_channel(*channels, *pixels)),
             BijectionSpec::Squeeze { shape } => Box::new(Squeeze::new(*shape)?),
-            BijectionSpec::Conv1x1 { shape } => Box::new(Conv1x1::new(*shape)?),
+            BijectionSpec::Conv1x1 { shape, perm: None } => Box::new(Conv1x1::new(*shape)?),
+            BijectionSpec::Conv1x1 { shape, perm: Some(perm) } => Box::new(Conv1x1::with_perm(*shape, perm.clone())?),
             BijectionSpec::OnPrefix { dim, inner } => Box::new(OnPrefix::new(*dim, inner.build()?)?),
             BijectionSpec::Standardize { dim } => Box::new(Standardize::new(*dim)),
             BijectionSpec::Continuous(spec) => Box::new(super::ContinuousFlow::from_spec(spec)?),

@@ -114,7 +114,7 @@ impl GlowConfig {
         for _ in 0..self.steps {
             // Density direction: ActNorm, then 1×1 convolution, then coupling.
             layers.push(Box::new(AffineCoupling::with_conv_context(squeezed, self.context_dim, self.hidden, transformer, rng)?));
-            layers.push(Box::new(Conv1x1::new(squeezed)?));
+            layers.push(Box::new(Conv1x1::rotation(squeezed, rng)?));
             layers.push(Box::new(ActNorm::per_channel(squeezed.channels, squeezed.pixels())));
         }
         layers.push(Box::new(Squeeze::new(image)?));
