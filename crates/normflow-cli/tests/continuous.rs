@@ -94,6 +94,13 @@ fn solver_flags_are_checked_and_a_continuous_flow_scores_anomalies() {
     assert!(fails(&["sample", s(&fm), "--steps", "0"]).contains("at least 1"));
     let bad = t.path("bad.safetensors");
     assert!(run_fails(train(&["--flow", "nsf", "--ot"], &bad)).contains("--ot"));
+    let skewed = t.path("skewed.safetensors");
+    run_ok(train(&["--flow", "fm", "--time-sampling", "logit-normal:1.2,1"], &skewed));
+    assert!(ok(&["eval", s(&skewed), s(&data), "--json"]).contains("nll"));
+    assert!(run_fails(train(&["--flow", "maf", "--time-sampling", "logit-normal"], &bad)).contains("continuous flows"));
+    for spec in ["logit-normal:0,-1", "logit-normal:1", "beta", "logit-normal:a,b"] {
+        assert!(run_fails(train(&["--flow", "fm", "--time-sampling", spec], &bad)).contains("logit-normal:MEAN,STD"), "{spec}");
+    }
     assert!(run_fails(train(&["--flow", "maf", "--solver", "rk4"], &bad)).contains("continuous flows"));
     let outside = run_fails(train(&["--flow", "fm", "--bounds", "0:0.1,-"], &bad));
     assert!(outside.contains("row") && outside.contains("column 1"), "{outside}");

@@ -3,7 +3,7 @@
 use normflow::bijection::{Bounds, Dequantize, Interval};
 use normflow::data::Table;
 use normflow::data::{read_table, CsvOptions};
-use normflow::flows::{fit_flow_matching, Coupling, FlowMatchingConfig, MafConfig, NsfConfig, RealNvpConfig};
+use normflow::flows::{fit_flow_matching, Coupling, FlowMatchingConfig, MafConfig, NsfConfig, RealNvpConfig, TimeSampling};
 use normflow::ode::Solver;
 use normflow::train::{fit, scott_factor, FitConfig, History, LrSchedule};
 use normflow::{Flow, Rng};
@@ -111,6 +111,9 @@ pub(crate) fn fit_rows(a: &TrainArgs, rows: &TrainingRows, default_smoothing: Sm
     if a.ot && a.flow != FlowKind::Fm {
         return Err(CliError::Usage("--ot is for continuous flows (--flow fm)".into()));
     }
+    if a.time_sampling != TimeSampling::Uniform && a.flow != FlowKind::Fm {
+        return Err(CliError::Usage("--time-sampling is for continuous flows (--flow fm)".into()));
+    }
     let dequantized = match &a.dequantize {
         Some(cols) => cols.iter().map(|c| data_column(c, table.columns.as_deref(), dim)).collect::<Result<Vec<_>, _>>()?,
         None if a.no_dequantize => Vec::new(),
@@ -205,6 +208,7 @@ fn fit_continuous(a: &TrainArgs, rows: &TrainingRows, dequantized: Vec<usize>, b
         lr: a.lr,
         seed: a.seed,
         coupling: if a.ot { Coupling::MinibatchOt } else { Coupling::Independent },
+        time_sampling: a.time_sampling,
         val_frac: a.val_frac,
         dequantize: dequantized,
         bounds,

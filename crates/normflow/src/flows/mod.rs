@@ -61,7 +61,7 @@ mod realnvp;
 mod realnvp_image;
 mod waveglow;
 
-pub use flow_matching::{Coupling, FlowMatching, FlowMatchingConfig};
+pub use flow_matching::{Coupling, FlowMatching, FlowMatchingConfig, TimeSampling};
 pub use flow_matching_fit::fit_flow_matching;
 pub use glow::GlowConfig;
 image_builders!(GlowConfig);
