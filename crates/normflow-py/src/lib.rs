@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use normflow::anomaly::Threshold;
 use normflow::bijection::{Dequantize, ImageShape};
 use normflow::flows::{
-    fit_flow_matching, Coupling, FlowMatchingConfig, GlowConfig, MafConfig, MultiscaleRealNvpConfig, NsfConfig, RealNvpConfig,
+    fit_flow_matching, Coupling, FlowMatchingConfig, GlowConfig, MafConfig, MultiscaleRealNvpConfig, NsfConfig, RealNvpConfig, TimeSampling,
 };
 use normflow::ode::Solver;
 use normflow::train::{fit as fit_flow, FitConfig, FitProgress, LrSchedule};
@@ -262,6 +262,7 @@ struct Options {
     seed: u64,
     dequantize: Option<Vec<usize>>,
     ot: bool,
+    time_sampling: TimeSampling,
 }
 
 /// The untrained flow of `kind` for `dim` columns.
@@ -334,7 +335,7 @@ impl ProgressCallback {
 #[pyfunction]
 #[pyo3(signature = (kind, x, context=None, *, layers=6, hidden=vec![128, 128], bins=8, tail_bound=5.0, residual_blocks=0,
     lu_linear=false, batch_norm=false, standardize=true, whiten=true, epochs=200, max_steps=None, batch_size=256, lr=5e-4,
-    cosine=false, patience=20, val_frac=0.1, seed=0, dequantize=None, ot=false, progress=None))]
+    cosine=false, patience=20, val_frac=0.1, seed=0, dequantize=None, ot=false, time_sampling=None, progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn fit(
     py: Python<'_>,
@@ -360,8 +361,13 @@ fn fit(
     seed: u64,
     dequantize: Option<Vec<usize>>,
     ot: bool,
+    time_sampling: Option<(f32, f32)>,
     progress: Option<PyObject>,
 ) -> PyResult<Model> {
+    if time_sampling.is_some() && kind != "fm" {
+        return Err(PyValueError::new_err("time_sampling (logit-normal training times) is for continuous flows (fm)"));
+    }
+    let time_sampling = time_sampling.map_or(TimeSampling::Uniform, |(mean, std)| TimeSampling::LogitNormal { mean, std });
     let o = Options {
         layers,
         hidden,
@@ -382,6 +388,7 @@ fn fit(
         seed,
         dequantize,
         ot,
+        time_sampling,
     };
     let (x, context) = (x.matrix(), context.map(|c| c.matrix()));
     if x.rows() == 0 || x.cols() == 0 {
@@ -402,6 +409,7 @@ fn fit(
             lr: o.lr,
             seed: o.seed,
             coupling: if o.ot { Coupling::MinibatchOt } else { Coupling::Independent },
+            time_sampling: o.time_sampling,
             val_frac: o.val_frac,
             dequantize: dequantized,
             ..FlowMatchingConfig::default()

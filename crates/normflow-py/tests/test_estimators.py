@@ -226,6 +226,12 @@ def test_flow_matching_from_python():
     flow = normflow.FlowMatching(hidden=(64, 64), max_steps=600, lr=2e-3).fit(X)
     lp = flow.score_samples(X[:100])
     assert np.all(np.isfinite(lp)) and flow.sample(10, random_state=0).shape == (10, 3)
+    skewed = normflow.FlowMatching(hidden=(64, 64), max_steps=600, lr=2e-3, time_sampling=(1.2, 1.0)).fit(X)
+    lp_skewed = skewed.score_samples(X[:100])
+    assert np.all(np.isfinite(lp_skewed)) and not np.allclose(lp, lp_skewed)
+    assert abs(lp.mean() - lp_skewed.mean()) < 0.3, (lp.mean(), lp_skewed.mean())
+    with pytest.raises(ValueError, match="standard deviation"):
+        normflow.FlowMatching(max_steps=10, time_sampling=(0.0, -1.0)).fit(X)
 
 
 def test_glow_on_small_images_and_the_cli_reads_its_model(tmp_path):
