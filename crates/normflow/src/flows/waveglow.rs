@@ -95,7 +95,7 @@ impl WaveGlowConfig {
         // Forward order is the generative direction: the last step of the density direction first.
         for _ in 0..self.flows {
             layers.push(Box::new(AffineCoupling::with_wavenet(grouped, wave, self.channels, Transformer::Affine, rng)?));
-            layers.push(Box::new(Conv1x1::rotation(grouped, rng)?));
+            layers.push(Box::new(Conv1x1::new(grouped)?));
         }
         // Grouped (channel-major) to time order: sample t·group + j is channel j, step t.
         let perm = (0..self.segment).map(|i| (i % self.group) * steps + i / self.group).collect();
