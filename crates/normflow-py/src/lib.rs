@@ -367,7 +367,8 @@ fn fit(
     if time_sampling.is_some() && kind != "fm" {
         return Err(PyValueError::new_err("time_sampling (logit-normal training times) is for continuous flows (fm)"));
     }
-    let time_sampling = time_sampling.map_or(TimeSampling::Uniform, |(mean, std)| TimeSampling::LogitNormal { mean, std });
+    let time_sampling =
+        time_sampling.map(|(mean, std)| TimeSampling::logit_normal(mean, std)).transpose().map_err(value_error)?.unwrap_or_default();
     let o = Options {
         layers,
         hidden,

@@ -265,11 +265,7 @@ fn parse_time_sampling(s: &str) -> Result<TimeSampling, String> {
         Some(("logit-normal", params)) => {
             let (mean, std) = params.split_once(',').ok_or_else(bad)?;
             let (mean, std) = (mean.trim().parse::<f32>().map_err(|_| bad())?, std.trim().parse::<f32>().map_err(|_| bad())?);
-            if mean.is_finite() && std.is_finite() && std > 0.0 {
-                Ok(TimeSampling::LogitNormal { mean, std })
-            } else {
-                Err(bad())
-            }
+            TimeSampling::logit_normal(mean, std).map_err(|_| bad())
         }
         _ => Err(bad()),
     }

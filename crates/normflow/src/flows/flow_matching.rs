@@ -99,6 +99,17 @@ pub enum TimeSampling {
 }
 
 impl TimeSampling {
+    /// Logit-normal times, checked.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a non-finite mean or a standard deviation that is not a
+    /// positive number.
+    pub fn logit_normal(mean: f32, std: f32) -> Result<Self> {
+        let sampling = Self::LogitNormal { mean, std };
+        sampling.check()?;
+        Ok(sampling)
+    }
+
     /// One draw of `t`.
     pub fn draw(&self, rng: &mut Rng) -> f32 {
         match *self {
@@ -448,7 +459,8 @@ mod tests {
 
     #[test]
     fn logit_normal_times_have_their_moments_keep_the_best_field_and_refuse_a_bad_spread() {
-        let sampling = TimeSampling::LogitNormal { mean: 1.2, std: 1.0 };
+        let sampling = TimeSampling::logit_normal(1.2, 1.0).unwrap();
+        assert!(TimeSampling::logit_normal(0.0, 0.0).is_err() && TimeSampling::logit_normal(f32::INFINITY, 1.0).is_err());
         let mut rng = Rng::new(7);
         let logits: Vec<f64> = (0..20_000)
             .map(|_| {
