@@ -7,6 +7,7 @@ mod layer_mask;
 mod made;
 mod mlp;
 mod residual;
+mod trace_kernel;
 mod vector_field;
 mod wave_conditioner;
 mod wavenet;

@@ -2,10 +2,12 @@
 //! (smooth, so that adaptive ODE solvers meet no kinks) on the state, sinusoidal features of
 //! the time and the context, with a hand-derived backward pass, and the trace of its Jacobian
 //! `tr(∂v/∂x)` exact by forward-mode passes (one tangent per state dimension, pushed through
-//! the layers as one product) or estimated by Hutchinson's `εᵀ(∂v/∂x)ε` with Rademacher probes.
+//! the layers as one product; for one or two hidden layers from the slopes alone, see
+//! [`super::trace_kernel`]) or estimated by Hutchinson's `εᵀ(∂v/∂x)ε` with Rademacher probes.
 
 use serde::{Deserialize, Serialize};
 
+use super::trace_kernel::{KeptTraceKernel, TraceKernel};
 use crate::engine::small_linear::KeptPanel;
 use crate::engine::{bias_grad, bias_silu, linear, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
@@ -75,6 +77,9 @@ pub struct VectorField {
     /// of times on blocks of 256 rows, and transposing the weight each time cost half as much
     /// as the layer's product).
     output_panel: KeptPanel,
+    /// The weights' part of the exact trace, for one or two hidden layers; built on first use
+    /// after the parameters last changed.
+    trace_kernel: KeptTraceKernel,
 }
 
 impl VectorField {
@@ -91,7 +96,16 @@ impl VectorField {
             params.extend((0..w[0] * w[1]).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound) as f32));
             params.extend(std::iter::repeat_n(0.0, w[1]));
         }
-        Self { dim, context_dim, frequencies, time_features, sizes, params, output_panel: KeptPanel::default() }
+        Self {
+            dim,
+            context_dim,
+            frequencies,
+            time_features,
+            sizes,
+            params,
+            output_panel: KeptPanel::default(),
+            trace_kernel: KeptTraceKernel::default(),
+        }
     }
 
     /// Layer `l`'s weight `[out, in]` and bias.
@@ -134,6 +148,7 @@ impl VectorField {
     /// The network's parameters, mutable.
     pub fn params_mut(&mut self) -> &mut [f32] {
         self.output_panel.clear();
+        self.trace_kernel.clear();
         &mut self.params
     }
 
@@ -327,10 +342,28 @@ impl VectorField {
         tangents
     }
 
-    /// `v(x, t)` and the exact trace of `∂v/∂x` per row, by `dim` forward-mode tangents per row.
+    /// `v(x, t)` and the exact trace of `∂v/∂x` per row: from the hidden slopes and a fixed
+    /// kernel for one or two hidden layers ([`super::trace_kernel`]), by `dim` forward-mode
+    /// tangents per row otherwise.
     pub fn velocity_and_trace(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
         let (v, cache) = self.velocity_cached_for_tangents(x, t, context);
-        let (d, rows) = (self.dim, x.rows());
+        let trace = match self.trace_kernel.get(|| self.build_trace_kernel()) {
+            Some(kernel) => kernel.trace(&cache.slopes),
+            None => self.trace_by_tangents(&cache, x.rows()),
+        };
+        (v, trace)
+    }
+
+    /// The trace kernel of the current weights (`None` for depths it does not cover).
+    fn build_trace_kernel(&self) -> Option<TraceKernel> {
+        let layers: Vec<_> = (0..self.sizes.len() - 1).map(|l| (self.layer(l).0, self.sizes[l], self.sizes[l + 1])).collect();
+        TraceKernel::new(&layers, self.dim)
+    }
+
+    /// The exact trace per row of the cached pass's `rows` rows, by `dim` forward-mode tangents
+    /// per row pushed through the layers as one product.
+    fn trace_by_tangents(&self, cache: &FieldCache, rows: usize) -> Vec<f32> {
+        let d = self.dim;
         let (w0, b0) = self.layer(0);
         let (fan_in, h) = (self.sizes[0], b0.len());
         // Tangent e_i of the input: the first layer's output moves by column i of W₀.
@@ -341,9 +374,8 @@ impl VectorField {
                 row.iter_mut().enumerate().for_each(|(o, v)| *v = w0[o * fan_in + i]);
             }
         }
-        let out = self.push_tangents(&cache, tangents, d);
-        let trace = (0..rows).map(|r| (0..d).map(|i| out.get(r * d + i, i)).sum()).collect();
-        (v, trace)
+        let out = self.push_tangents(cache, tangents, d);
+        (0..rows).map(|r| (0..d).map(|i| out.get(r * d + i, i)).sum()).collect()
     }
 
     /// `v(x, t)` and Hutchinson's estimate `εᵀ(∂v/∂x)ε` of the trace per row, for the given
@@ -371,13 +403,18 @@ mod tests {
     use super::*;
 
     fn field(context_dim: usize) -> VectorField {
+        field_with(context_dim, &[16, 16])
+    }
+
+    fn field_with(context_dim: usize, hidden: &[usize]) -> VectorField {
         let mut rng = Rng::new(3);
-        let mut f = VectorField::new(3, context_dim, &[16, 16], 2, TimeFeatures::default(), &mut rng);
+        let mut f = VectorField::new(3, context_dim, hidden, 2, TimeFeatures::default(), &mut rng);
         // Larger weights than the initial ones (the last layer's start small), so that the
         // Jacobian is far from zero and the activations far from linear.
         let n = f.params().len();
+        let last = hidden.last().map_or(3 + 5 + context_dim, |&h| h);
         f.params_mut().iter_mut().for_each(|p| *p *= 3.0);
-        for p in &mut f.params_mut()[n - 3 * 16 - 3..] {
+        for p in &mut f.params_mut()[n - 3 * last - 3..] {
             *p *= 10.0;
         }
         f
@@ -412,27 +449,53 @@ mod tests {
 
     #[test]
     fn exact_trace_matches_a_finite_difference_jacobian() {
-        // One time per row, and one for all (the first layer then folds the time in).
-        for (context_dim, t) in [(0, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (2, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (0, vec![0.35]), (2, vec![0.35])] {
-            let f = field(context_dim);
-            let x = batch(5, 3, 1);
-            let ctx = (context_dim > 0).then(|| batch(5, context_dim, 2));
-            let (v, trace) = f.velocity_and_trace(&x, &t, ctx.as_ref());
-            let plain = f.velocity(&x, &t, ctx.as_ref());
-            assert!(v.as_slice().iter().zip(plain.as_slice()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
-            let h = 1e-3f32;
-            for r in 0..5 {
-                let mut fd = 0.0f64;
-                for i in 0..3 {
-                    let (mut up, mut down) = (x.clone(), x.clone());
-                    up.row_mut(r)[i] += h;
-                    down.row_mut(r)[i] -= h;
-                    let (vu, vd) = (f.velocity(&up, &t, ctx.as_ref()), f.velocity(&down, &t, ctx.as_ref()));
-                    fd += (vu.get(r, i) as f64 - vd.get(r, i) as f64) / (2.0 * h as f64);
+        // One time per row, and one for all (the first layer then folds the time in); one and
+        // two hidden layers (the trace kernel) and three (the tangents).
+        let cases = [(0, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (2, vec![0.1, 0.3, 0.5, 0.7, 0.9]), (0, vec![0.35]), (2, vec![0.35])];
+        for hidden in [&[16, 16][..], &[16], &[16, 12, 16]] {
+            for (context_dim, t) in &cases {
+                let (context_dim, t) = (*context_dim, t.as_slice());
+                let f = field_with(context_dim, hidden);
+                let x = batch(5, 3, 1);
+                let ctx = (context_dim > 0).then(|| batch(5, context_dim, 2));
+                let (v, trace) = f.velocity_and_trace(&x, t, ctx.as_ref());
+                let plain = f.velocity(&x, t, ctx.as_ref());
+                assert!(v.as_slice().iter().zip(plain.as_slice()).all(|(a, b)| (a - b).abs() <= 1e-5 * (1.0 + b.abs())));
+                let h = 1e-3f32;
+                for r in 0..5 {
+                    let mut fd = 0.0f64;
+                    for i in 0..3 {
+                        let (mut up, mut down) = (x.clone(), x.clone());
+                        up.row_mut(r)[i] += h;
+                        down.row_mut(r)[i] -= h;
+                        let (vu, vd) = (f.velocity(&up, t, ctx.as_ref()), f.velocity(&down, t, ctx.as_ref()));
+                        fd += (vu.get(r, i) as f64 - vd.get(r, i) as f64) / (2.0 * h as f64);
+                    }
+                    let got = trace[r] as f64;
+                    assert!((got - fd).abs() < 1e-3 * (1.0 + fd.abs()), "{hidden:?} row {r}: exact {got} vs finite differences {fd}");
                 }
-                assert!((trace[r] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()), "row {r}: exact {} vs finite differences {fd}", trace[r]);
+                assert!(trace.iter().any(|t| t.abs() > 0.1), "a trace far from zero: {trace:?}");
             }
-            assert!(trace.iter().any(|t| t.abs() > 0.1), "a trace far from zero: {trace:?}");
+        }
+    }
+
+    #[test]
+    fn the_trace_kernel_agrees_with_the_tangents_and_follows_parameter_changes() {
+        assert!(field_with(0, &[16, 12, 16]).build_trace_kernel().is_none(), "three hidden layers take the tangents");
+        for hidden in [&[16, 16][..], &[16], &[24, 8]] {
+            let mut f = field_with(2, hidden);
+            let (x, ctx) = (batch(40, 3, 11), batch(40, 2, 12));
+            assert!(f.build_trace_kernel().is_some(), "{hidden:?} has a kernel");
+            for round in 0..2 {
+                let (_, cache) = f.velocity_cached_for_tangents(&x, &[0.6], Some(&ctx));
+                let tangents = f.trace_by_tangents(&cache, 40);
+                let (_, kernel) = f.velocity_and_trace(&x, &[0.6], Some(&ctx));
+                for (a, b) in kernel.iter().zip(&tangents) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{hidden:?} round {round}: kernel {a} vs tangents {b}");
+                }
+                // The kept kernel must be rebuilt after the parameters change.
+                f.params_mut().iter_mut().for_each(|p| *p = -*p * 0.8 + 0.01);
+            }
         }
     }
 
