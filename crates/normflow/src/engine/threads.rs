@@ -248,8 +248,12 @@ struct Worker {
     phase: AtomicU8,
 }
 
-/// How long a thread spins waiting for a worker's state to change before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
+/// How long a thread spins waiting for a worker's state to change before it sleeps. At 50 µs
+/// some processes settled into sleeping at every fork (the serial part of a small training
+/// step outlasts the spin) and ran 2–2.5× slower than others: coupling S training steps of
+/// 0.34 or 0.69 ms, flow-matching S steps of 0.09 or 0.23 ms, by the luck of the start.
+/// 300 µs kept every run fast (`bench/results/2026-12-03-worker-spin-ab-xeon.txt`).
+const SPIN: Duration = Duration::from_micros(300);
 
 impl Worker {
     /// Sets the state and wakes whoever sleeps waiting for it.
