@@ -8,8 +8,11 @@
 //! A solver that meets a non-finite state, or an adaptive one that needs more steps than its
 //! cap, stops with an error instead of returning NaN.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 
+use crate::engine::threads::{for_each_chunk_mut, for_each_part, part_range, worker_count};
 use crate::{Error, Result};
 
 /// How to integrate.
@@ -112,15 +115,49 @@ const DP_A: [&[f64]; 7] = [
 ];
 const DP_B4: [f64; 7] = [5179.0 / 57600.0, 0.0, 7571.0 / 16695.0, 393.0 / 640.0, -92097.0 / 339200.0, 187.0 / 2100.0, 1.0 / 40.0];
 
-/// `out = y + h · Σ coef[j] · k[j]` (stages with a zero coefficient skipped).
+/// Values per thread below which the solver's own passes over the state stay on one thread.
+const MIN_VALUES_PER_THREAD: usize = 16_384;
+
+/// `out = y + h · Σ coef[j] · k[j]` (stages with a zero coefficient skipped), large states
+/// split over the workers (between the right-hand side's parallel passes, a serial pass over a
+/// batch's state left the other cores waiting for a fifth of an evaluation's time).
 fn combine(out: &mut [f32], y: &[f32], h: f64, coef: &[f64], k: &[Vec<f32>]) {
-    out.copy_from_slice(y);
-    for (c, kj) in coef.iter().zip(k) {
-        if *c != 0.0 {
-            let w = (h * c) as f32;
-            out.iter_mut().zip(kj).for_each(|(o, v)| *o += w * v);
+    let parts = worker_count(out.len(), MIN_VALUES_PER_THREAD);
+    for_each_chunk_mut(out, parts, &|p, out| {
+        let range = part_range(y.len(), parts, p);
+        out.copy_from_slice(&y[range.clone()]);
+        for (c, kj) in coef.iter().zip(k) {
+            if *c != 0.0 {
+                let w = (h * c) as f32;
+                out.iter_mut().zip(&kj[range.clone()]).for_each(|(o, v)| *o += w * v);
+            }
         }
-    }
+    });
+}
+
+/// `dst = src`, large states split over the workers like [`combine`].
+fn copy(dst: &mut [f32], src: &[f32]) {
+    let parts = worker_count(dst.len(), MIN_VALUES_PER_THREAD);
+    for_each_chunk_mut(dst, parts, &|p, dst| dst.copy_from_slice(&src[part_range(src.len(), parts, p)]));
+}
+
+/// The largest `|y5 − y4| / (atol + rtol·max(|y0|, |y5|))` over the state (NaN when any is),
+/// split over the workers like [`combine`].
+fn error_ratio(y5: &[f32], y4: &[f32], y0: &[f32], rtol: f64, atol: f64) -> f64 {
+    let parts = worker_count(y0.len(), MIN_VALUES_PER_THREAD);
+    let worst: Vec<AtomicU64> = (0..parts).map(|_| AtomicU64::new(0)).collect();
+    for_each_part(parts, &|p| {
+        let range = part_range(y0.len(), parts, p);
+        let mut err = 0.0f64;
+        for ((&a, &b), &y) in y5[range.clone()].iter().zip(&y4[range.clone()]).zip(&y0[range]) {
+            let scale = atol + rtol * (y as f64).abs().max((a as f64).abs());
+            // NaN is kept (f64::max would drop it), to be reported by the caller.
+            let ratio = ((a as f64 - b as f64) / scale).abs();
+            err = if ratio.is_nan() || ratio > err { ratio } else { err };
+        }
+        worst[p].store(err.to_bits(), Ordering::Relaxed);
+    });
+    worst.iter().map(|w| f64::from_bits(w.load(Ordering::Relaxed))).fold(0.0, |acc, e| if e.is_nan() || e > acc { e } else { acc })
 }
 
 /// The error when the state stops being finite at time `t`.
@@ -195,22 +232,16 @@ fn dopri5(f: &mut RightHandSide<'_>, y: &mut [f32], t0: f64, t1: f64, rtol: f64,
             report.evaluations += 1;
         }
         // The last stage was evaluated at the fifth-order solution: `stage` holds it.
-        y5.copy_from_slice(&stage);
+        std::mem::swap(&mut y5, &mut stage);
         combine(&mut stage, y, h, &DP_B4, &k);
-        let mut err = 0.0f64;
-        for ((&a, &b), &y0) in y5.iter().zip(&stage).zip(y.iter()) {
-            let scale = atol + rtol * (y0 as f64).abs().max((a as f64).abs());
-            // NaN is kept (f64::max would drop it), to be reported below.
-            let ratio = ((a as f64 - b as f64) / scale).abs();
-            err = if ratio.is_nan() || ratio > err { ratio } else { err };
-        }
+        let err = error_ratio(&y5, &stage, y, rtol, atol);
         if !err.is_finite() {
             check_finite(&y5, t + h)?;
             return Err(Error::Integration(format!("the error estimate became non-finite at t = {t:.4}")));
         }
         if err <= 1.0 {
             t += h;
-            y.copy_from_slice(&y5);
+            copy(y, &y5);
             k.swap(0, 6);
             report.steps += 1;
         } else {
