@@ -6,6 +6,9 @@
 //! instantaneous change of variables `d log p/dt = −tr(∂v/∂x)`, integrated beside the state.
 
 use super::assignment::assign;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::engine::threads::{for_each_chunk_mut, part_range, worker_count};
 use crate::engine::{map_row_ranges, Adam, Matrix, Rng};
 use crate::nn::{TimeFeatures, VectorField};
 use crate::ode::{self, Report, Solver};
@@ -137,6 +140,9 @@ pub struct FlowMatching {
 
 /// Rows per worker below which a pass stays on fewer threads.
 const MIN_ROWS_PER_THREAD: usize = 64;
+
+/// Parameters per thread below which the gradients are summed on one thread.
+const MIN_PARAMS_PER_THREAD: usize = 8_192;
 
 impl FlowMatching {
     /// An untrained model over `dim` values with `context_dim` context values.
@@ -273,7 +279,7 @@ impl FlowMatching {
                 x1 = pair_by_transport(&x0, &x1);
             }
             let (loss, grads) = self.loss_and_gradient(&x1, &x0, &t, ctx.as_ref());
-            if !loss.is_finite() || grads.iter().any(|g| !g.is_finite()) {
+            if !loss.is_finite() {
                 return Err(Error::NonFiniteLoss { step: step + 1 });
             }
             adam.lr = config.lr * 0.5 * (1.0 + (std::f32::consts::PI * step as f32 / config.steps as f32).cos());
@@ -286,7 +292,8 @@ impl FlowMatching {
     }
 
     /// The flow-matching loss `mean over rows of |v(x_t, t) − u_t|²` for data rows `x1`, noise
-    /// `x0` and times `t`, and its gradient, the rows split over the workers.
+    /// `x0` and times `t`, and its gradient, the rows split over the workers; the loss is NaN
+    /// when any gradient is not finite.
     fn loss_and_gradient(&self, x1: &Matrix, x0: &[f32], t: &[f32], context: Option<&Matrix>) -> (f32, Vec<f32>) {
         let (d, rows) = (self.dim(), x1.rows());
         let keep = 1.0 - self.sigma_min;
@@ -317,13 +324,24 @@ impl FlowMatching {
             self.field.backward(&cache, Matrix::from_vec(m, d, grad), &mut grads);
             (loss, grads)
         });
-        let mut total = 0.0f64;
-        let mut grads = vec![0.0f32; self.field.params().len()];
-        for (loss, g) in parts {
-            total += loss;
-            grads.iter_mut().zip(&g).for_each(|(a, b)| *a += b);
-        }
-        ((total / rows as f64) as f32, grads)
+        let total: f64 = parts.iter().map(|(loss, _)| loss).sum();
+        let n = self.field.params().len();
+        let mut grads = vec![0.0f32; n];
+        // The parts' gradients summed, and checked, over the cores (a serial pass over the
+        // parameters left the other cores waiting for a twentieth of an M-size step).
+        let chunks = worker_count(n, MIN_PARAMS_PER_THREAD);
+        let finite: Vec<AtomicBool> = (0..chunks).map(|_| AtomicBool::new(true)).collect();
+        for_each_chunk_mut(&mut grads, chunks, &|c, out| {
+            let range = part_range(n, chunks, c);
+            for (_, g) in &parts {
+                out.iter_mut().zip(&g[range.clone()]).for_each(|(a, b)| *a += b);
+            }
+            finite[c].store(out.iter().all(|g| g.is_finite()), Ordering::Relaxed);
+        });
+        let loss = (total / rows as f64) as f32;
+        // A non-finite gradient shows as a non-finite loss to the caller.
+        let all_finite = finite.iter().all(|f| f.load(Ordering::Relaxed));
+        (if all_finite { loss } else { f32::NAN }, grads)
     }
 
     /// Integrates the rows of `x` from `t0` to `t1`, with the trace's integral beside them when
