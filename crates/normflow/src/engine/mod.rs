@@ -23,6 +23,7 @@ mod direction;
 pub(crate) mod fastmath;
 mod gated;
 pub mod isa;
+pub(crate) mod kept;
 pub(crate) mod lanes;
 mod linear;
 mod matmul;

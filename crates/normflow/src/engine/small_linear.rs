@@ -15,9 +15,8 @@
 //! own AVX-512 kernels, so not a verdict on AVX2-only machines either way); AVX2 machines keep
 //! the `gemm` path they had.
 
-use std::sync::OnceLock;
-
 use super::isa::{self, Isa};
+use super::kept::Kept;
 use super::matmul::instrumented;
 use super::pool;
 
@@ -102,30 +101,17 @@ impl Panel {
     }
 }
 
-/// A layer's [`Panel`] kept between parameter changes: built on first use, dropped by
-/// [`KeptPanel::clear`] (call it whenever the weights change); a clone starts empty.
-#[derive(Debug, Default)]
-pub(crate) struct KeptPanel(OnceLock<Option<Panel>>);
+/// A layer's [`Panel`] kept between parameter changes (see [`Kept`]).
+pub(crate) type KeptPanel = Kept<Panel>;
 
-impl Clone for KeptPanel {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl KeptPanel {
-    /// Forgets the panel (the weights changed).
-    pub(crate) fn clear(&mut self) {
-        self.0 = OnceLock::new();
-    }
-
+impl Kept<Panel> {
     /// The panel of weight `w` (`[b.len(), fan_in]`) and bias `b`, built on first use, when the
     /// register tiles take the shape and run on this thread (`None` otherwise: use `gemm`).
     pub(crate) fn get(&self, w: &[f32], b: &[f32], fan_in: usize) -> Option<&Panel> {
         if !active() {
             return None;
         }
-        self.0.get_or_init(|| fits(fan_in, b.len()).then(|| Panel::new(w, b, fan_in))).as_ref()
+        self.get_or_build(|| fits(fan_in, b.len()).then(|| Panel::new(w, b, fan_in)))
     }
 }
 

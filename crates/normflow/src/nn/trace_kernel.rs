@@ -14,33 +14,12 @@
 //! middle layer's size become one at `d = 32`. With one hidden layer the same shift gives
 //! `tr(W₁ S₁ X) = Σₖ s₁ₖ · (X W₁)[k,k]`, a dot product per row.
 
-use std::sync::OnceLock;
-
+use crate::engine::kept::Kept;
 use crate::engine::{matmul_a_bt, Matrix};
 
-/// A field's [`TraceKernel`], built on first use after its weights last changed (an ODE solve
-/// evaluates the trace a hundred times between changes); [`KeptTraceKernel::clear`] forgets it,
-/// and a clone starts empty.
-#[derive(Debug, Default)]
-pub(crate) struct KeptTraceKernel(OnceLock<Option<TraceKernel>>);
-
-impl Clone for KeptTraceKernel {
-    fn clone(&self) -> Self {
-        Self::default()
-    }
-}
-
-impl KeptTraceKernel {
-    /// Forgets the kernel (the weights changed).
-    pub(crate) fn clear(&mut self) {
-        self.0 = OnceLock::new();
-    }
-
-    /// The kernel, built by `build` on first use.
-    pub(crate) fn get(&self, build: impl FnOnce() -> Option<TraceKernel>) -> Option<&TraceKernel> {
-        self.0.get_or_init(build).as_ref()
-    }
-}
+/// A field's [`TraceKernel`], kept between parameter changes (an ODE solve evaluates the
+/// trace a hundred times between them; see [`Kept`]).
+pub(crate) type KeptTraceKernel = Kept<TraceKernel>;
 
 /// The fixed part of the trace for a field's current weights.
 #[derive(Debug)]

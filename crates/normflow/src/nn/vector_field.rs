@@ -347,7 +347,7 @@ impl VectorField {
     /// tangents per row otherwise.
     pub fn velocity_and_trace(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
         let (v, cache) = self.velocity_cached_for_tangents(x, t, context);
-        let trace = match self.trace_kernel.get(|| self.build_trace_kernel()) {
+        let trace = match self.trace_kernel.get_or_build(|| self.build_trace_kernel()) {
             Some(kernel) => kernel.trace(&cache.slopes),
             None => self.trace_by_tangents(&cache, x.rows()),
         };
