@@ -342,9 +342,10 @@ impl VectorField {
         tangents
     }
 
-    /// `v(x, t)` and the exact trace of `∂v/∂x` per row: from the hidden slopes and a fixed
-    /// kernel for one or two hidden layers ([`super::trace_kernel`]), by `dim` forward-mode
-    /// tangents per row otherwise.
+    /// `v(x, t)` and the exact trace of `∂v/∂x` per row. For one or two hidden layers, from the
+    /// hidden slopes `s₁, s₂` and a matrix `K` of the weights alone: `tr(W₂S₂W₁S₁X) = s₂ᵀKs₁`
+    /// with `K[j,k] = W₁[j,k]·(XW₂)[k,j]` (`X` the state's columns of the first weight), one
+    /// product per evaluation; deeper fields push `dim` forward-mode tangents per row.
     pub fn velocity_and_trace(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> (Matrix, Vec<f32>) {
         let (v, cache) = self.velocity_cached_for_tangents(x, t, context);
         let trace = match self.trace_kernel.get_or_build(|| self.build_trace_kernel()) {
