@@ -2,8 +2,9 @@
 //! a state of `f32` values (a batch of rows, integrated together): Euler, midpoint and
 //! classical Runge–Kutta with fixed steps, and Dormand–Prince 5(4) with adaptive steps
 //! (Dormand & Prince 1980; the error control of Hairer, Nørsett & Wanner, *Solving Ordinary
-//! Differential Equations I*, §II.4). Engine-independent: the right-hand side does the
-//! computing.
+//! Differential Equations I*, §II.4). The right-hand side does the
+//! computing; the solvers' own passes over a large state (stage sums, error norm, copies) use
+//! the worker pool.
 //!
 //! A solver that meets a non-finite state, or an adaptive one that needs more steps than its
 //! cap, stops with an error instead of returning NaN.
