@@ -14,6 +14,7 @@
 //! middle layer's size become one at `d = 32`. With one hidden layer the same shift gives
 //! `tr(W₁ S₁ X) = Σₖ s₁ₖ · (X W₁)[k,k]`, a dot product per row.
 
+use crate::engine::fastmath;
 use crate::engine::kept::Kept;
 use crate::engine::{matmul_a_bt, Matrix};
 
@@ -36,30 +37,20 @@ impl TraceKernel {
     /// two hidden layers (those take the tangents).
     pub(crate) fn new(layers: &[(&[f32], usize, usize)], dim: usize) -> Option<Self> {
         let (w0, fan_in, h1) = layers[0];
-        // (X Wₒ)[k, j] for the output weight `wo` ([dim, width]), in f64: row k of X is the
-        // first `dim` values of row k of W₀.
-        let state_through = |wo: &[f32], width: usize, k: usize, out: &mut [f64]| {
-            out.iter_mut().for_each(|v| *v = 0.0);
-            for (i, &x) in w0[k * fan_in..k * fan_in + dim].iter().enumerate() {
-                out.iter_mut().zip(&wo[i * width..(i + 1) * width]).for_each(|(v, &w)| *v += x as f64 * w as f64);
-            }
-        };
         match *layers {
-            [_, (wo, _, _)] => {
-                let mut row = vec![0.0f64; h1];
-                let diag = (0..h1)
-                    .map(|k| {
-                        state_through(wo, h1, k, &mut row);
-                        row[k] as f32
-                    })
-                    .collect();
-                Some(TraceKernel::Diagonal(diag))
-            }
+            // diag(X W₁)[k] = Σᵢ W₀[k, i] · W₁[i, k].
+            [_, (wo, _, _)] => Some(TraceKernel::Diagonal(
+                (0..h1).map(|k| (0..dim).map(|i| w0[k * fan_in + i] as f64 * wo[i * h1 + k] as f64).sum::<f64>() as f32).collect(),
+            )),
             [_, (w1, _, h2), (wo, _, _)] => {
                 let mut kernel = vec![0.0f32; h2 * h1];
                 let mut row = vec![0.0f64; h2];
                 for k in 0..h1 {
-                    state_through(wo, h2, k, &mut row);
+                    // Row k of X W₂, in f64: row k of X is the first `dim` values of row k of W₀.
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                    for (i, &x) in w0[k * fan_in..k * fan_in + dim].iter().enumerate() {
+                        row.iter_mut().zip(&wo[i * h2..(i + 1) * h2]).for_each(|(v, &w)| *v += x as f64 * w as f64);
+                    }
                     for (j, &a) in row.iter().enumerate() {
                         kernel[j * h1 + k] = (w1[j * h1 + k] as f64 * a) as f32;
                     }
@@ -73,18 +64,18 @@ impl TraceKernel {
     /// The trace per row from the hidden layers' slopes (`slopes[l]`: rows × width of layer l).
     pub(crate) fn trace(&self, slopes: &[Matrix]) -> Vec<f32> {
         match self {
-            TraceKernel::Diagonal(diag) => slopes[0].as_slice().chunks_exact(diag.len()).map(|s| dot(s, diag)).collect(),
+            TraceKernel::Diagonal(diag) => slopes[0].as_slice().chunks_exact(diag.len()).map(|s| fastmath::dot(s, diag)).collect(),
             TraceKernel::Bilinear { kernel, inner, outer } => {
                 let rows = slopes[0].rows();
                 let mut through = Matrix::scratch(rows, *outer);
                 matmul_a_bt(through.as_mut_slice(), slopes[0].as_slice(), kernel, rows, *outer, *inner, false);
-                through.as_slice().chunks_exact(*outer).zip(slopes[1].as_slice().chunks_exact(*outer)).map(|(a, s)| dot(a, s)).collect()
+                through
+                    .as_slice()
+                    .chunks_exact(*outer)
+                    .zip(slopes[1].as_slice().chunks_exact(*outer))
+                    .map(|(a, s)| fastmath::dot(a, s))
+                    .collect()
             }
         }
     }
-}
-
-/// `Σ aᵢ bᵢ`, accumulated in f64.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32
 }
