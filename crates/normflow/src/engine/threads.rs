@@ -158,6 +158,29 @@ pub(crate) fn for_each_chunk_mut(data: &mut [f32], parts: usize, f: &(dyn Fn(usi
     for_each_chunks_mut([data], parts, &|p, [chunk]| f(p, chunk));
 }
 
+/// Sums the `sources` (each as long as `out`) into `out`, split into `parts` chunks summed in
+/// parallel, then runs `finish(p, chunk_p)` on each summed chunk on the thread that summed it
+/// (a check or a norm without another pass): the reduction of per-thread gradient buffers.
+pub(crate) fn sum_parts_into(out: &mut [f32], sources: &[&[f32]], parts: usize, finish: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+    let len = out.len();
+    assert!(sources.iter().all(|s| s.len() == len), "sources as long as the output");
+    for_each_chunk_mut(out, parts, &|p, g| {
+        let range = part_range(len, parts, p);
+        match sources {
+            [] => g.fill(0.0),
+            [first] => g.copy_from_slice(&first[range]),
+            [first, second, rest @ ..] => {
+                // The first two in one pass instead of a copy and an add.
+                g.iter_mut().zip(&first[range.clone()]).zip(&second[range.clone()]).for_each(|((a, b), c)| *a = b + c);
+                for other in rest {
+                    g.iter_mut().zip(&other[range.clone()]).for_each(|(a, b)| *a += b);
+                }
+            }
+        }
+        finish(p, g);
+    });
+}
+
 /// [`for_each_chunk_mut`] over `N` slices of one length at once: part `p` gets chunk `p` of
 /// each.
 pub(crate) fn for_each_chunks_mut<const N: usize>(data: [&mut [f32]; N], parts: usize, f: &(dyn Fn(usize, [&mut [f32]; N]) + Sync)) {
@@ -351,6 +374,27 @@ impl Pool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn sum_parts_into_adds_every_source_and_finishes_every_chunk() {
+        let len = 1000;
+        let sources: Vec<Vec<f32>> = (0..3).map(|s| (0..len).map(|i| (i * (s + 1)) as f32).collect()).collect();
+        for count in 0..=3 {
+            let refs: Vec<&[f32]> = sources[..count].iter().map(|v| v.as_slice()).collect();
+            for parts in [1, 2, 3] {
+                let mut out = vec![f32::NAN; len];
+                let seen = Mutex::new(Vec::new());
+                sum_parts_into(&mut out, &refs, parts, &|p, g| lock(&seen).push((p, g.len())));
+                for (i, v) in out.iter().enumerate() {
+                    let want: f32 = (0..count).map(|s| (i * (s + 1)) as f32).sum();
+                    assert_eq!(*v, want, "{count} sources, {parts} parts, value {i}");
+                }
+                let mut seen = seen.into_inner().unwrap();
+                seen.sort();
+                assert_eq!(seen, (0..parts).map(|p| (p, part_range(len, parts, p).len())).collect::<Vec<_>>());
+            }
+        }
+    }
 
     #[test]
     fn a_part_of_a_parallel_run_does_not_split_again() {

@@ -8,7 +8,7 @@
 use super::assignment::assign;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::engine::threads::{for_each_chunk_mut, part_range, worker_count};
+use crate::engine::threads::{sum_parts_into, worker_count};
 use crate::engine::{map_row_ranges, Adam, Matrix, Rng};
 use crate::nn::{TimeFeatures, VectorField};
 use crate::ode::{self, Report, Solver};
@@ -331,13 +331,8 @@ impl FlowMatching {
         // parameters left the other cores waiting for a twentieth of an M-size step).
         let chunks = worker_count(n, MIN_PARAMS_PER_THREAD);
         let finite: Vec<AtomicBool> = (0..chunks).map(|_| AtomicBool::new(true)).collect();
-        for_each_chunk_mut(&mut grads, chunks, &|c, out| {
-            let range = part_range(n, chunks, c);
-            for (_, g) in &parts {
-                out.iter_mut().zip(&g[range.clone()]).for_each(|(a, b)| *a += b);
-            }
-            finite[c].store(out.iter().all(|g| g.is_finite()), Ordering::Relaxed);
-        });
+        let sources: Vec<&[f32]> = parts.iter().map(|(_, g)| g.as_slice()).collect();
+        sum_parts_into(&mut grads, &sources, chunks, &|c, g| finite[c].store(g.iter().all(|v| v.is_finite()), Ordering::Relaxed));
         let loss = (total / rows as f64) as f32;
         // A non-finite gradient shows as a non-finite loss to the caller.
         let all_finite = finite.iter().all(|f| f.load(Ordering::Relaxed));

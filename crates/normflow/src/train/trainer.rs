@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bijection::Tape;
 use crate::engine::fastmath::LANES;
-use crate::engine::threads::{for_each_chunk_mut, for_each_mut, part_range, worker_count};
+use crate::engine::threads::{for_each_mut, part_range, sum_parts_into, worker_count};
 use crate::engine::{Adam, Matrix};
 use crate::{Error, Flow, Result};
 
@@ -115,21 +115,10 @@ impl Trainer {
         // Reduce the buffers into `grads`, scale to the mean, and take the squared norm, each
         // thread over its own chunk of the parameters.
         let scale = 1.0 / rows as f32;
-        let (sources, norms) = (&self.parts[..parts], &self.chunk_norms);
-        for_each_chunk_mut(&mut self.grads, parts, &|c, g| {
-            let range = part_range(n, parts, c);
-            let first = &sources[0].grads[range.clone()];
-            match &sources[1..] {
-                [] => g.copy_from_slice(first),
-                [second, rest @ ..] => {
-                    // The first two in one pass instead of a copy and an add.
-                    g.iter_mut().zip(first).zip(&second.grads[range.clone()]).for_each(|((a, b), c)| *a = b + c);
-                    for other in rest {
-                        g.iter_mut().zip(&other.grads[range.clone()]).for_each(|(a, b)| *a += b);
-                    }
-                }
-            }
-            norms[c].store(scale_and_square_sum(g, scale).to_bits(), Ordering::Relaxed);
+        let sources: Vec<&[f32]> = self.parts[..parts].iter().map(|p| p.grads.as_slice()).collect();
+        let norms = &self.chunk_norms;
+        sum_parts_into(&mut self.grads, &sources, parts, &|c, g| {
+            norms[c].store(scale_and_square_sum(g, scale).to_bits(), Ordering::Relaxed)
         });
         let sq: f64 = self.chunk_norms[..parts].iter().map(|b| f64::from_bits(b.load(Ordering::Relaxed))).sum();
         Ok((total / rows as f64, sq.sqrt()))
