@@ -158,22 +158,30 @@ pub(crate) fn for_each_chunk_mut(data: &mut [f32], parts: usize, f: &(dyn Fn(usi
     for_each_chunks_mut([data], parts, &|p, [chunk]| f(p, chunk));
 }
 
-/// Sums the `sources` (each as long as `out`) into `out`, split into `parts` chunks summed in
-/// parallel, then runs `finish(p, chunk_p)` on each summed chunk on the thread that summed it
-/// (a check or a norm without another pass): the reduction of per-thread gradient buffers.
-pub(crate) fn sum_parts_into(out: &mut [f32], sources: &[&[f32]], parts: usize, finish: &(dyn Fn(usize, &mut [f32]) + Sync)) {
+/// Sums the values `values(s)` of the `sources` (each as long as `out`) into `out`, split into
+/// `parts` chunks summed in parallel, then runs `finish(p, chunk_p)` on each summed chunk on the
+/// thread that summed it (a check or a norm without another pass): the reduction of per-thread
+/// gradient buffers. Allocation-free.
+pub(crate) fn sum_parts_into<S: Sync>(
+    out: &mut [f32],
+    sources: &[S],
+    values: &(dyn Fn(&S) -> &[f32] + Sync),
+    parts: usize,
+    finish: &(dyn Fn(usize, &mut [f32]) + Sync),
+) {
     let len = out.len();
-    assert!(sources.iter().all(|s| s.len() == len), "sources as long as the output");
+    assert!(sources.iter().all(|s| values(s).len() == len), "sources as long as the output");
     for_each_chunk_mut(out, parts, &|p, g| {
         let range = part_range(len, parts, p);
         match sources {
             [] => g.fill(0.0),
-            [first] => g.copy_from_slice(&first[range]),
+            [first] => g.copy_from_slice(&values(first)[range]),
             [first, second, rest @ ..] => {
                 // The first two in one pass instead of a copy and an add.
-                g.iter_mut().zip(&first[range.clone()]).zip(&second[range.clone()]).for_each(|((a, b), c)| *a = b + c);
+                let (first, second) = (&values(first)[range.clone()], &values(second)[range.clone()]);
+                g.iter_mut().zip(first).zip(second).for_each(|((a, b), c)| *a = b + c);
                 for other in rest {
-                    g.iter_mut().zip(&other[range.clone()]).for_each(|(a, b)| *a += b);
+                    g.iter_mut().zip(&values(other)[range.clone()]).for_each(|(a, b)| *a += b);
                 }
             }
         }
@@ -380,11 +388,10 @@ mod tests {
         let len = 1000;
         let sources: Vec<Vec<f32>> = (0..3).map(|s| (0..len).map(|i| (i * (s + 1)) as f32).collect()).collect();
         for count in 0..=3 {
-            let refs: Vec<&[f32]> = sources[..count].iter().map(|v| v.as_slice()).collect();
             for parts in [1, 2, 3] {
                 let mut out = vec![f32::NAN; len];
                 let seen = Mutex::new(Vec::new());
-                sum_parts_into(&mut out, &refs, parts, &|p, g| lock(&seen).push((p, g.len())));
+                sum_parts_into(&mut out, &sources[..count], &|v| v.as_slice(), parts, &|p, g| lock(&seen).push((p, g.len())));
                 for (i, v) in out.iter().enumerate() {
                     let want: f32 = (0..count).map(|s| (i * (s + 1)) as f32).sum();
                     assert_eq!(*v, want, "{count} sources, {parts} parts, value {i}");

@@ -331,8 +331,9 @@ impl FlowMatching {
         // parameters left the other cores waiting for a twentieth of an M-size step).
         let chunks = worker_count(n, MIN_PARAMS_PER_THREAD);
         let finite: Vec<AtomicBool> = (0..chunks).map(|_| AtomicBool::new(true)).collect();
-        let sources: Vec<&[f32]> = parts.iter().map(|(_, g)| g.as_slice()).collect();
-        sum_parts_into(&mut grads, &sources, chunks, &|c, g| finite[c].store(g.iter().all(|v| v.is_finite()), Ordering::Relaxed));
+        sum_parts_into(&mut grads, &parts, &|(_, g)| g.as_slice(), chunks, &|c, g| {
+            finite[c].store(g.iter().all(|v| v.is_finite()), Ordering::Relaxed)
+        });
         let loss = (total / rows as f64) as f32;
         // A non-finite gradient shows as a non-finite loss to the caller.
         let all_finite = finite.iter().all(|f| f.load(Ordering::Relaxed));

@@ -115,9 +115,8 @@ impl Trainer {
         // Reduce the buffers into `grads`, scale to the mean, and take the squared norm, each
         // thread over its own chunk of the parameters.
         let scale = 1.0 / rows as f32;
-        let sources: Vec<&[f32]> = self.parts[..parts].iter().map(|p| p.grads.as_slice()).collect();
-        let norms = &self.chunk_norms;
-        sum_parts_into(&mut self.grads, &sources, parts, &|c, g| {
+        let (sources, norms) = (&self.parts[..parts], &self.chunk_norms);
+        sum_parts_into(&mut self.grads, sources, &|p| p.grads.as_slice(), parts, &|c, g| {
             norms[c].store(scale_and_square_sum(g, scale).to_bits(), Ordering::Relaxed)
         });
         let sq: f64 = self.chunk_norms[..parts].iter().map(|b| f64::from_bits(b.load(Ordering::Relaxed))).sum();
