@@ -152,6 +152,14 @@ const CONV_SHAPES: [(usize, usize, usize, usize); 6] =
 fn conv_probe() -> Result<(), CliError> {
     use normflow::engine::{conv2d_backward, conv2d_forward, Conv2dShape};
     let mut rng = Rng::new(0);
+    // A quarter second of the first shape, unmeasured: the first passes of a process ran at a
+    // third of the rate for tens of milliseconds (the workers and clocks waking up).
+    let (c_in, c_out, side, kernel) = CONV_SHAPES[0];
+    let warm = Conv2dShape { batch: 64, in_channels: c_in, out_channels: c_out, height: side, width: side, kernel };
+    let started = Instant::now();
+    while started.elapsed().as_secs_f64() < 0.25 {
+        normflow::engine::conv_layer_seconds(warm, 1);
+    }
     for &(in_channels, out_channels, side, kernel) in &CONV_SHAPES {
         let s = Conv2dShape { batch: 64, in_channels, out_channels, height: side, width: side, kernel };
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
@@ -172,7 +180,7 @@ fn conv_probe() -> Result<(), CliError> {
         let flop = 2.0 * s.forward_macs() as f64;
         // The layer as a network runs it (group layout, forward with its ReLU), without the
         // batch functions' conversion from and to image rows.
-        let (layer_forward, layer_backward) = normflow::engine::conv_layer_seconds(s, 5);
+        let (layer_forward, layer_backward) = normflow::engine::conv_layer_seconds(s, 15);
         print_json(&json!({
             "impl": "normflow", "probe": "conv2d", "batch": s.batch, "in_channels": in_channels, "out_channels": out_channels,
             "height": side, "width": side, "kernel": kernel,

@@ -9,8 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::conv_group::{gather, group_images, scatter, GroupConv};
-use super::pool;
+use super::conv_group::{gather, group_images, groups, scatter, GroupConv};
+use super::pool::{self, LineBuf};
 
 /// The shape of the images a row holds: `channels × height × width` values, row-major.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,17 +144,14 @@ pub fn conv2d_forward(s: Conv2dShape, input: &[f32], weight: &[f32], bias: &[f32
     for_each_image_part(&image_parts(s.batch), vec![out], &[s.output_len()], &|_, range, mut regions| {
         let out = &mut regions[0];
         let input = &input[range.start * s.input_len()..range.end * s.input_len()];
-        let mut x = pool::scratch(s.in_channels * group * pixels);
-        let mut y = pool::scratch(s.out_channels * group * pixels);
-        let mut work = pool::scratch(conv.work_len(group));
-        for first in (0..range.len()).step_by(group) {
-            let n = group.min(range.len() - first);
+        let mut x = LineBuf::scratch(s.in_channels * group * pixels);
+        let mut y = LineBuf::scratch(s.out_channels * group * pixels);
+        let mut work = LineBuf::scratch(conv.work_len(group));
+        for images in groups(range.len(), pixels) {
+            let (first, n) = (images.start, images.len());
             gather(&input[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
             conv.forward(n, &x, &mut y, &mut work, false);
             scatter(&y, n, s.out_channels, pixels, &mut out[first * s.output_len()..], false);
-        }
-        for v in [x, y, work] {
-            pool::give(v);
         }
     });
 }
@@ -180,21 +177,18 @@ pub fn conv2d_backward(s: Conv2dShape, input: &[f32], weight: &[f32], grad_out: 
         let gi_all = &mut regions[0];
         let x_all = &input[range.start * s.input_len()..range.end * s.input_len()];
         let g_all = &grad_out[range.start * s.output_len()..range.end * s.output_len()];
-        let mut x = pool::scratch(s.in_channels * group * pixels);
-        let mut g = pool::scratch(s.out_channels * group * pixels);
-        let mut gx = pool::scratch(s.in_channels * group * pixels);
-        let mut work = pool::scratch(conv.work_len(group));
+        let mut x = LineBuf::scratch(s.in_channels * group * pixels);
+        let mut g = LineBuf::scratch(s.out_channels * group * pixels);
+        let mut gx = LineBuf::scratch(s.in_channels * group * pixels);
+        let mut work = LineBuf::scratch(conv.work_len(group));
         let mut gw = pool::zeroed(conv.weight_grad_len());
         let mut gb = pool::zeroed(s.out_channels);
-        for first in (0..range.len()).step_by(group) {
-            let n = group.min(range.len() - first);
+        for images in groups(range.len(), pixels) {
+            let (first, n) = (images.start, images.len());
             gather(&x_all[first * s.input_len()..], n, s.in_channels, pixels, &mut x);
             gather(&g_all[first * s.output_len()..], n, s.out_channels, pixels, &mut g);
             conv.backward(n, &x, &g, &mut gx, &mut gw, &mut gb, &mut work);
             scatter(&gx, n, s.in_channels, pixels, &mut gi_all[first * s.input_len()..], false);
-        }
-        for v in [x, g, gx, work] {
-            pool::give(v);
         }
         *partial[p].lock().unwrap_or_else(|e| e.into_inner()) = (gw, gb);
     });
@@ -215,6 +209,7 @@ pub fn conv2d_backward(s: Conv2dShape, input: &[f32], weight: &[f32], grad_out: 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::isa::{self, Isa};
     use crate::engine::Rng;
 
     fn random(n: usize, rng: &mut Rng) -> Vec<f32> {
@@ -262,6 +257,10 @@ mod tests {
             Conv2dShape { batch: 5, in_channels: 2, out_channels: 3, height: 24, width: 24, kernel: 3 },
             Conv2dShape { batch: 5, in_channels: 3, out_channels: 2, height: 24, width: 24, kernel: 3 },
             Conv2dShape { batch: 5, in_channels: 3, out_channels: 2, height: 24, width: 24, kernel: 1 },
+            // 14×14 images: groups of four (784 pixels, whole 16-lane vectors) and a short last
+            // group (196 pixels, a masked tail) through the tiled products, both plans.
+            Conv2dShape { batch: 9, in_channels: 2, out_channels: 20, height: 14, width: 14, kernel: 3 },
+            Conv2dShape { batch: 5, in_channels: 20, out_channels: 3, height: 14, width: 14, kernel: 3 },
         ]
     }
 
@@ -270,10 +269,12 @@ mod tests {
         let mut rng = Rng::new(1);
         for s in shapes() {
             let (x, w, b) = (random(s.batch * s.input_len(), &mut rng), random(s.weight_len(), &mut rng), random(s.out_channels, &mut rng));
-            let mut out = vec![0.0; s.batch * s.output_len()];
-            conv2d_forward(s, &x, &w, &b, &mut out);
-            for (a, e) in out.iter().zip(naive(&s, &x, &w, &b)) {
-                assert!((*a as f64 - e).abs() < 1e-4 * (1.0 + e.abs()), "{s:?}: {a} vs {e}");
+            for isa in Isa::supported() {
+                let mut out = vec![0.0; s.batch * s.output_len()];
+                isa::with_isa(isa, || conv2d_forward(s, &x, &w, &b, &mut out));
+                for (a, e) in out.iter().zip(naive(&s, &x, &w, &b)) {
+                    assert!((*a as f64 - e).abs() < 1e-4 * (1.0 + e.abs()), "{isa:?} {s:?}: {a} vs {e}");
+                }
             }
         }
     }
@@ -286,20 +287,22 @@ mod tests {
             // Loss L = Σ g ⊙ conv(x): its gradient with respect to the output is g.
             let g = random(s.batch * s.output_len(), &mut rng);
             let loss = |x: &[f32], w: &[f32], b: &[f32]| -> f64 { naive(&s, x, w, b).iter().zip(&g).map(|(o, gi)| o * *gi as f64).sum() };
-            let (gx, gw, gb) = conv2d_backward(s, &x, &w, &g);
             let eps = 1e-2f32;
-            let check = |name: &str, analytic: &[f32], values: &[f32], perturb: &dyn Fn(&[f32]) -> f64| {
-                for i in (0..values.len()).step_by((values.len() / 7).max(1)) {
-                    let (mut up, mut down) = (values.to_vec(), values.to_vec());
-                    up[i] += eps;
-                    down[i] -= eps;
-                    let fd = (perturb(&up) - perturb(&down)) / (2.0 * eps as f64);
-                    assert!((analytic[i] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()), "{s:?} {name}[{i}]: {} vs {fd}", analytic[i]);
-                }
-            };
-            check("input", &gx, &x, &|v| loss(v, &w, &b));
-            check("weight", &gw, &w, &|v| loss(&x, v, &b));
-            check("bias", &gb, &b, &|v| loss(&x, &w, v));
+            for isa in Isa::supported() {
+                let (gx, gw, gb) = isa::with_isa(isa, || conv2d_backward(s, &x, &w, &g));
+                let check = |name: &str, analytic: &[f32], values: &[f32], perturb: &dyn Fn(&[f32]) -> f64| {
+                    for i in (0..values.len()).step_by((values.len() / 7).max(1)) {
+                        let (mut up, mut down) = (values.to_vec(), values.to_vec());
+                        up[i] += eps;
+                        down[i] -= eps;
+                        let fd = (perturb(&up) - perturb(&down)) / (2.0 * eps as f64);
+                        assert!((analytic[i] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()), "{isa:?} {s:?} {name}[{i}]: {} vs {fd}", analytic[i]);
+                    }
+                };
+                check("input", &gx, &x, &|v| loss(v, &w, &b));
+                check("weight", &gw, &w, &|v| loss(&x, v, &b));
+                check("bias", &gb, &b, &|v| loss(&x, &w, v));
+            }
         }
     }
 

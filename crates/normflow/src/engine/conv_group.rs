@@ -11,15 +11,48 @@
 use super::conv::Conv2dShape;
 use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
 use super::pool;
+use super::tile_product::{self, Strided};
 
 /// Pixels per product: images are taken in groups whose pixels add up to about this many, so
 /// that a small image (7×7, 14×14) still gives the product a wide matrix.
 const GROUP_PIXELS: usize = 1024;
 
-/// Images per group for images of `pixels` pixels (at least one).
-pub(crate) fn group_images(pixels: usize) -> usize {
-    GROUP_PIXELS.div_ceil(pixels.max(1)).max(1)
+/// `f32` lanes of the widest vectors: a group's channel rows are kept a multiple of this long.
+const LANES: usize = 16;
+
+/// The fewest images whose pixels add up to a whole number of [`LANES`]-wide vectors (4 of
+/// 14×14, 16 of 7×7, 1 of 28×28).
+fn aligned_images(pixels: usize) -> usize {
+    let gcd = |mut a: usize, mut b: usize| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    LANES / gcd(LANES, pixels.max(1))
 }
+
+/// Images per group for images of `pixels` pixels: a multiple of [`aligned_images`] near
+/// [`GROUP_PIXELS`] pixels, so that every channel row of a full group starts where the one
+/// before it does relative to a 64-byte line, and vector loads split no more lines than the
+/// first row's (4 images of 14×14, 16 of 7×7: 784 pixels; the tiled products ran 20% faster
+/// on such rows than on 980-pixel ones).
+pub(crate) fn group_images(pixels: usize) -> usize {
+    let a = aligned_images(pixels);
+    ((GROUP_PIXELS as f64 / (pixels.max(1) * a) as f64).round() as usize).max(1) * a
+}
+
+/// `0..images` cut into groups of [`group_images`] images, the last one shorter when they do
+/// not divide.
+pub(crate) fn groups(images: usize, pixels: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let group = group_images(pixels);
+    (0..images).step_by(group).map(move |first| first..(first + group).min(images))
+}
+
+/// Most weights an output-side weight gradient takes through the tiled reduction rather than
+/// `gemm`: 36 × 256 (3×3, 256 → 4 channels) ran at 129 against 107 GFLOP/s there, 144 × 256
+/// (256 → 16) at 129 against 152 (one core, line-aligned groups of 784 pixels).
+const MOST_TILED_WEIGHTS: usize = 36 * 256;
 
 /// How a convolution maps onto matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -213,6 +246,12 @@ impl<'a> GroupConv<'a> {
         let y = &mut y[..s.out_channels * cols];
         match self.plan {
             Plan::Pointwise => matmul_ab(y, self.weight, x, s.out_channels, cols, s.in_channels, false),
+            Plan::InputSide if tile_product::active() => {
+                // The bias and ReLU inside the product's tiles: nothing left to do after.
+                im2col(s, x, images, work);
+                let w = Strided::rows(self.weight, patch_len(s));
+                return tile_product::broadcast_product(y, w, work, s.out_channels, cols, patch_len(s), Some(self.bias), relu);
+            }
             Plan::InputSide => {
                 im2col(s, x, images, work);
                 matmul_ab(y, self.weight, work, s.out_channels, cols, patch_len(s), false);
@@ -253,8 +292,12 @@ impl<'a> GroupConv<'a> {
         let s = &self.s;
         let (pixels, cols) = (self.pixels(), images * self.pixels());
         let gx = &mut gx[..s.in_channels * cols];
-        for (row, b) in g.chunks(cols).take(s.out_channels).zip(gb.iter_mut()) {
-            *b += super::fastmath::sum(row);
+        // The input-side tiles sum the bias gradient with the weight gradient's loads.
+        let tiled = self.plan == Plan::InputSide && tile_product::active();
+        if !tiled {
+            for (row, b) in g.chunks(cols).take(s.out_channels).zip(gb.iter_mut()) {
+                *b += super::fastmath::sum(row);
+            }
         }
         match self.plan {
             Plan::Pointwise => {
@@ -265,8 +308,14 @@ impl<'a> GroupConv<'a> {
             Plan::InputSide => {
                 let (col, grad_col) = work.split_at_mut(patch_len(s) * cols);
                 im2col(s, x, images, col);
-                matmul_a_bt(gw, g, col, s.out_channels, patch_len(s), cols, true);
-                matmul_at_b(grad_col, self.weight, g, patch_len(s), cols, s.out_channels, false);
+                if tiled {
+                    tile_product::reduce_product(gw, g, col, s.out_channels, patch_len(s), cols, Some(gb));
+                    let wt = Strided::transposed(self.weight, patch_len(s));
+                    tile_product::broadcast_product(grad_col, wt, g, patch_len(s), cols, s.out_channels, None, false);
+                } else {
+                    matmul_a_bt(gw, g, col, s.out_channels, patch_len(s), cols, true);
+                    matmul_at_b(grad_col, self.weight, g, patch_len(s), cols, s.out_channels, false);
+                }
                 gx.fill(0.0);
                 col2im_add(s, grad_col, images, gx);
             }
@@ -290,7 +339,11 @@ impl<'a> GroupConv<'a> {
                 }
                 let w = self.stacked.as_deref().expect("stacked for this plan");
                 matmul_at_b(gx, w, work, s.in_channels, cols, rows, false);
-                matmul_a_bt(gw, work, x, rows, s.in_channels, cols, true);
+                if tile_product::active() && rows * s.in_channels <= MOST_TILED_WEIGHTS {
+                    tile_product::reduce_product(gw, work, x, rows, s.in_channels, cols, None);
+                } else {
+                    matmul_a_bt(gw, work, x, rows, s.in_channels, cols, true);
+                }
             }
         }
     }

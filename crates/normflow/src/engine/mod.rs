@@ -39,6 +39,7 @@ pub(crate) mod small_linear;
 pub(crate) mod spline;
 pub(crate) mod spline_lanes;
 pub(crate) mod threads;
+pub(crate) mod tile_product;
 
 pub(crate) use activation::{bias_grad, bias_relu, bias_silu, relu_gate};
 pub(crate) use gated::{gated, gated_backward};
@@ -49,7 +50,7 @@ pub use adam::Adam;
 pub use conv::{conv2d_backward, conv2d_forward, Conv2dShape, ImageShape};
 pub(crate) use conv::{for_each_image_part, image_parts};
 pub use conv1d::{conv1d_backward, conv1d_forward, Conv1dShape};
-pub(crate) use conv_group::{gather, group_images, scatter, GroupConv};
+pub(crate) use conv_group::{gather, group_images, groups, scatter, GroupConv};
 pub use direction::Direction;
 #[cfg(feature = "bench")]
 pub use matmul::inside_product_kernel;

@@ -2,12 +2,13 @@
 //! matrix products, and the rate of fused multiply-adds with no memory traffic at all, which no
 //! implementation of a product on this machine can exceed.
 
+use super::conv::image_parts;
 use super::conv::Conv2dShape;
-use super::conv_group::{group_images, GroupConv};
+use super::conv_group::{group_images, groups, GroupConv};
 use super::isa::Isa;
 use super::matmul::matmul_ab;
-use super::pool;
-use super::threads::map_row_ranges;
+use super::pool::{self, LineBuf};
+use super::threads::for_each_part;
 
 /// Throughput in GFLOP/s of `threads` concurrent `m×k · k×n` products with the engine's own
 /// settings (single-threaded products, one per thread, as the training step runs them): the
@@ -26,32 +27,42 @@ pub fn product_gflops(m: usize, n: usize, k: usize, threads: usize) -> f64 {
 }
 
 /// Seconds of one forward and one backward pass (each the best of `reps`) of the convolution
-/// `s` as the image networks run their layers: the batch already in group layout (channel-major
-/// over groups of images, see `conv_group`), its groups spread over the worker threads, each
-/// with its own scratch. Unlike [`super::conv2d_forward`] and [`super::conv2d_backward`], no
-/// conversion from or to image rows is timed: a network converts only at its ends.
+/// `s` as the image networks run their layers: the batch split into one part per worker, each
+/// part in groups of images already in group layout (channel-major over the group, see
+/// `conv_group`), each worker with its own scratch. Unlike [`super::conv2d_forward`] and
+/// [`super::conv2d_backward`], no conversion from or to image rows is timed: a network converts
+/// only at its ends.
 pub fn conv_layer_seconds(s: Conv2dShape, reps: usize) -> (f64, f64) {
     let (pixels, group) = (s.pixels(), group_images(s.pixels()));
-    let groups = s.batch.div_ceil(group);
-    let images = |g: usize| group.min(s.batch - g * group);
     let fill = |n: usize, seed: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7919 + seed) % 1000) as f32 / 500.0 - 1.0).collect() };
     let (weight, bias) = (fill(s.weight_len(), 1).iter().map(|v| 0.1 * v).collect::<Vec<_>>(), fill(s.out_channels, 2));
     let conv = GroupConv::new(s, &weight, &bias);
-    let xs: Vec<Vec<f32>> = (0..groups).map(|g| fill(s.in_channels * images(g) * pixels, g)).collect();
-    let gs: Vec<Vec<f32>> = (0..groups).map(|g| fill(s.out_channels * images(g) * pixels, g + 7)).collect();
+    let parts = image_parts(s.batch);
+    // Each part's groups: (images, input, output gradient), line-aligned as a network's.
+    let data: Vec<Vec<(usize, LineBuf, LineBuf)>> = parts
+        .iter()
+        .map(|part| {
+            groups(part.len(), pixels)
+                .map(|g| {
+                    let x = LineBuf::copied(&fill(s.in_channels * g.len() * pixels, part.start + g.start));
+                    (g.len(), x, LineBuf::copied(&fill(s.out_channels * g.len() * pixels, g.start + 7)))
+                })
+                .collect()
+        })
+        .collect();
     let pass = |backward: bool| {
-        map_row_ranges(groups, 1, |range| {
-            let mut y = pool::scratch(s.out_channels.max(s.in_channels) * group * pixels);
-            let mut work = pool::scratch(conv.work_len(group));
+        for_each_part(parts.len(), &|p| {
+            let mut y = LineBuf::scratch(s.out_channels.max(s.in_channels) * group * pixels);
+            let mut work = LineBuf::scratch(conv.work_len(group));
             let (mut gw, mut gb) = (pool::zeroed(conv.weight_grad_len()), pool::zeroed(s.out_channels));
-            for g in range {
+            for (images, x, g) in &data[p] {
                 if backward {
-                    conv.backward(images(g), &xs[g], &gs[g], &mut y, &mut gw, &mut gb, &mut work);
+                    conv.backward(*images, x, g, &mut y, &mut gw, &mut gb, &mut work);
                 } else {
-                    conv.forward(images(g), &xs[g], &mut y, &mut work, true);
+                    conv.forward(*images, x, &mut y, &mut work, true);
                 }
             }
-            for v in [y, work, gw, gb] {
+            for v in [gw, gb] {
                 pool::give(v);
             }
         });

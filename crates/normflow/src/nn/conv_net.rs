@@ -5,6 +5,7 @@
 //! `h ← ReLU(h + conv3×3(ReLU(conv3×3(h))))`, then the output 3×3 convolution. Either way the
 //! last convolution starts at zero, so that a new coupling is the identity.
 
+use crate::engine::pool::LineBuf;
 use crate::engine::{self, fastmath, group_images, pool, Conv2dShape, GroupConv, ImageShape, Matrix, Rng};
 
 /// The three convolutions' shapes and where their weights and biases sit in the flat
@@ -55,7 +56,7 @@ pub struct ConvNet {
 /// groups follow from it).
 #[derive(Debug)]
 pub struct ConvNetCache {
-    inputs: Vec<Vec<f32>>,
+    inputs: Vec<LineBuf>,
     rows: usize,
     parts: Vec<std::ops::Range<usize>>,
 }
@@ -69,12 +70,6 @@ struct GroupPasses<'a> {
     widest: usize,
     /// Scratch values the hungriest layer needs per group.
     work_len: usize,
-}
-
-impl Drop for ConvNetCache {
-    fn drop(&mut self) {
-        std::mem::take(&mut self.inputs).into_iter().for_each(pool::give);
-    }
 }
 
 impl ConvNet {
@@ -166,22 +161,22 @@ impl ConvNet {
     /// The output for a batch and each convolution's input (in group layout), split over the
     /// workers as `parts`. Every layer of a group of images runs while the group is in cache,
     /// and only the network's input and output change layout.
-    fn run(&self, x: &Matrix, parts: &[std::ops::Range<usize>]) -> (Matrix, Vec<Vec<f32>>) {
+    fn run(&self, x: &Matrix, parts: &[std::ops::Range<usize>]) -> (Matrix, Vec<LineBuf>) {
         let (rows, p) = (x.rows(), self.image.pixels());
         let last = self.layers.len() - 1;
         let out_channels = self.layers[last].out_channels;
         let planes = self.input_planes(x);
         let GroupPasses { convs, group, widest, work_len } = self.group_passes();
-        let mut inputs: Vec<Vec<f32>> = self.layers.iter().map(|l| pool::scratch(rows * l.in_channels * p)).collect();
+        let mut inputs: Vec<LineBuf> = self.layers.iter().map(|l| LineBuf::scratch(rows * l.in_channels * p)).collect();
         let mut out = pool::scratch(rows * out_channels * p);
         let per_image: Vec<usize> = self.layers.iter().map(|l| l.in_channels * p).chain([out_channels * p]).collect();
-        let buffers: Vec<&mut [f32]> = inputs.iter_mut().map(|v| v.as_mut_slice()).chain([out.as_mut_slice()]).collect();
+        let buffers: Vec<&mut [f32]> = inputs.iter_mut().map(|v| &mut **v).chain([out.as_mut_slice()]).collect();
         engine::for_each_image_part(parts, buffers, &per_image, &|_, range, mut regions| {
             let planes = &planes[range.start * per_image[0]..range.end * per_image[0]];
-            let mut work = pool::scratch(work_len);
-            let mut y = pool::scratch(widest * group * p);
-            for first in (0..range.len()).step_by(group) {
-                let n = group.min(range.len() - first);
+            let mut work = LineBuf::scratch(work_len);
+            let mut y = LineBuf::scratch(widest * group * p);
+            for images in engine::groups(range.len(), p) {
+                let (first, n) = (images.start, images.len());
                 // Layer k's input for this group: `regions[k]` from image `first` on.
                 let at = |k: usize| first * per_image[k]..(first + n) * per_image[k];
                 engine::gather(&planes[at(0)], n, self.layers[0].in_channels, p, &mut regions[0][at(0)]);
@@ -204,8 +199,6 @@ impl ConvNet {
                 convs[last].forward(n, &regions[last][at(last)], &mut y, &mut work, false);
                 engine::scatter(&y, n, out_channels, p, &mut regions[last + 1][at(last + 1)], false);
             }
-            pool::give(work);
-            pool::give(y);
         });
         drop(convs);
         pool::give(planes);
@@ -214,9 +207,7 @@ impl ConvNet {
 
     /// Output for a batch of image rows.
     pub fn forward(&self, x: &Matrix) -> Matrix {
-        let (out, inputs) = self.run(x, &engine::image_parts(x.rows()));
-        inputs.into_iter().for_each(pool::give);
-        out
+        self.run(x, &engine::image_parts(x.rows())).0
     }
 
     /// Output and backward cache.
@@ -239,10 +230,10 @@ impl ConvNet {
         let partial: Vec<std::sync::Mutex<Vec<f32>>> = cache.parts.iter().map(|_| std::sync::Mutex::new(Vec::new())).collect();
         engine::for_each_image_part(&cache.parts, vec![g_in.as_mut_slice()], &per_image[..1], &|part, range, mut regions| {
             let mut part_grads = pool::zeroed(self.params.len());
-            let mut work = pool::scratch(work_len);
-            let [mut g, mut g_next, mut g_side] = [(); 3].map(|_| pool::scratch(widest * group * p));
-            for first in (0..range.len()).step_by(group) {
-                let n = group.min(range.len() - first);
+            let mut work = LineBuf::scratch(work_len);
+            let [mut g, mut g_next, mut g_side] = [(); 3].map(|_| LineBuf::scratch(widest * group * p));
+            for images in engine::groups(range.len(), p) {
+                let (first, n) = (images.start, images.len());
                 let at = |k: usize| (range.start + first) * per_image[k]..(range.start + first + n) * per_image[k];
                 let input = |k: usize| &cache.inputs[k][at(k)];
                 // The gradient with respect to layer k's input, through conv k.
@@ -275,9 +266,6 @@ impl ConvNet {
                 }
                 let gi = first * per_image[0]..(first + n) * per_image[0];
                 engine::scatter(&g, n, self.layers[0].in_channels, p, &mut regions[0][gi], false);
-            }
-            for v in [work, g, g_next, g_side] {
-                pool::give(v);
             }
             *partial[part].lock().unwrap_or_else(|e| e.into_inner()) = part_grads;
         });
