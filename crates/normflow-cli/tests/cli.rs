@@ -509,7 +509,7 @@ fn bench_conv_probe_reports_the_convolution_rate_at_glow_shapes() {
     let out = ok(&["bench", "--conv-probe", "--flows", "coupling", "--sizes", "S", "--steps", "1", "--reps", "1"]);
     let convs: Vec<serde_json::Value> =
         out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).filter(|l| l["probe"] == "conv2d").collect();
-    assert_eq!(convs.len(), 6, "{out}");
+    assert_eq!(convs.len(), 12, "{out}");
     for c in &convs {
         assert!(c["forward_gflops"].as_f64().unwrap() > 0.1 && c["backward_gflops"].as_f64().unwrap() > 0.1, "{c}");
     }

@@ -143,10 +143,23 @@ fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
     Ok(-lp.iter().map(|&v| v as f64).sum::<f64>() / lp.len() as f64)
 }
 
-/// The convolutions of a Glow step on MNIST (issue 15's model: squeezed 14×14×4 and 7×7×16
-/// images, 256 hidden channels, batch 64): the coupling network's 3×3 → 1×1 → 3×3.
-const CONV_SHAPES: [(usize, usize, usize, usize); 6] =
-    [(2, 256, 14, 3), (256, 256, 14, 1), (256, 4, 14, 3), (8, 256, 7, 3), (256, 256, 7, 1), (256, 16, 7, 3)];
+/// The convolutions of a Glow step on MNIST (squeezed 14×14×4 and 7×7×16 images, batch 64):
+/// the coupling network's 3×3 → 1×1 → 3×3 with 256 hidden channels (issue 15's comparison
+/// model) and with 64 (the default, and the model of the README's runs).
+const CONV_SHAPES: [(usize, usize, usize, usize); 12] = [
+    (2, 256, 14, 3),
+    (256, 256, 14, 1),
+    (256, 4, 14, 3),
+    (8, 256, 7, 3),
+    (256, 256, 7, 1),
+    (256, 16, 7, 3),
+    (2, 64, 14, 3),
+    (64, 64, 14, 1),
+    (64, 4, 14, 3),
+    (8, 64, 7, 3),
+    (64, 64, 7, 1),
+    (64, 16, 7, 3),
+];
 
 /// Prints the rate of the convolution kernel, forward and backward, at the image flows' shapes.
 fn conv_probe() -> Result<(), CliError> {

@@ -261,6 +261,9 @@ mod tests {
             // group (196 pixels, a masked tail) through the tiled products, both plans.
             Conv2dShape { batch: 9, in_channels: 2, out_channels: 20, height: 14, width: 14, kernel: 3 },
             Conv2dShape { batch: 5, in_channels: 20, out_channels: 3, height: 14, width: 14, kernel: 3 },
+            // Images smaller than the kernel: shifts past the whole group row.
+            Conv2dShape { batch: 1, in_channels: 2, out_channels: 3, height: 1, width: 1, kernel: 5 },
+            Conv2dShape { batch: 1, in_channels: 3, out_channels: 2, height: 1, width: 2, kernel: 5 },
         ]
     }
 
@@ -296,7 +299,11 @@ mod tests {
                         up[i] += eps;
                         down[i] -= eps;
                         let fd = (perturb(&up) - perturb(&down)) / (2.0 * eps as f64);
-                        assert!((analytic[i] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()), "{isa:?} {s:?} {name}[{i}]: {} vs {fd}", analytic[i]);
+                        assert!(
+                            (analytic[i] as f64 - fd).abs() < 1e-3 * (1.0 + fd.abs()),
+                            "{isa:?} {s:?} {name}[{i}]: {} vs {fd}",
+                            analytic[i]
+                        );
                     }
                 };
                 check("input", &gx, &x, &|v| loss(v, &w, &b));

@@ -49,10 +49,11 @@ pub(crate) fn groups(images: usize, pixels: usize) -> impl Iterator<Item = std::
     (0..images).step_by(group).map(move |first| first..(first + group).min(images))
 }
 
-/// Most weights an output-side weight gradient takes through the tiled reduction rather than
-/// `gemm`: 36 × 256 (3×3, 256 → 4 channels) ran at 129 against 107 GFLOP/s there, 144 × 256
-/// (256 → 16) at 129 against 152 (one core, line-aligned groups of 784 pixels).
-const MOST_TILED_WEIGHTS: usize = 36 * 256;
+/// Most rows (kernel offsets × output channels) of an output-side weight gradient that the
+/// tiled reduction takes rather than `gemm`: 36 rows (3×3 to 4 channels) ran at 127–129
+/// against 103–107 GFLOP/s there, 144 rows (to 16 channels) at 127–129 against 149–152 (one
+/// core, line-aligned groups of 784 pixels, 64 or 256 input channels).
+const MOST_TILED_ROWS: usize = 64;
 
 /// How a convolution maps onto matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,15 +105,43 @@ pub(crate) fn scatter(src: &[f32], images: usize, channels: usize, pixels: usize
     }
 }
 
-/// For every pixel `(y, x)` of an `h × w` plane whose shift `(y + dy, x + dx)` lies inside,
-/// `dst[y, x] += src[y + dy, x + dx]`: a shifted copy with zero padding, row segment by segment.
-fn add_shifted(dst: &mut [f32], src: &[f32], h: usize, w: usize, (dy, dx): (isize, isize)) {
-    let (ys, xs) = (valid(h, dy), valid(w, dx));
-    for y in ys {
-        let sy = (y as isize + dy) as usize;
-        let (d, s) = (&mut dst[y * w..][xs.clone()], &src[sy * w + (xs.start as isize + dx) as usize..][..xs.len()]);
+/// `dst[p] = src[p + shift]` (or `+=` with `add`) along a whole group row, flat: every `p`
+/// with `p + shift` inside the row; a copy zeroes the `p` without one. Across the edges of the
+/// images this reads neighbouring rows and images: [`zero_outside`] clears those positions.
+/// One pass over the group instead of one per image row segment (7 values long at 7×7).
+fn flat_shift(dst: &mut [f32], src: &[f32], shift: isize, add: bool) {
+    let n = dst.len();
+    let lo = (-shift).clamp(0, n as isize) as usize;
+    let hi = (n as isize - shift).clamp(lo as isize, n as isize) as usize;
+    // An empty range (a shift past the whole row) leaves `lo + shift` unusable as an index.
+    let from = if lo < hi { (lo as isize + shift) as usize } else { 0 };
+    let (d, s) = (&mut dst[lo..hi], &src[from..][..hi - lo]);
+    if add {
         d.iter_mut().zip(s).for_each(|(a, b)| *a += b);
+    } else {
+        d.copy_from_slice(s);
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
     }
+}
+
+/// Zeroes every pixel `(y, x)` of each of the `images` consecutive `h × w` planes in `buf`
+/// whose shift `(y + dy, x + dx)` falls outside its image (the zero padding of a convolution).
+fn zero_outside(buf: &mut [f32], images: usize, h: usize, w: usize, (dy, dx): (isize, isize)) {
+    let (ys, xs) = (valid(h, dy), valid(w, dx));
+    for plane in buf.chunks_exact_mut(h * w).take(images) {
+        plane[..ys.start * w].fill(0.0);
+        plane[ys.end * w..].fill(0.0);
+        for row in plane[ys.start * w..ys.end * w].chunks_exact_mut(w) {
+            row[..xs.start].fill(0.0);
+            row[xs.end..].fill(0.0);
+        }
+    }
+}
+
+/// The flat distance of a shift by `(dy, dx)` in a plane `w` pixels wide.
+fn flat(w: usize, (dy, dx): (isize, isize)) -> isize {
+    dy * w as isize + dx
 }
 
 /// The positions `p` in `0..n` with `p + shift` also in `0..n`.
@@ -136,29 +165,27 @@ fn patch_len(s: &Conv2dShape) -> usize {
 /// im2col of a group: row `(c, offset)` of `col` (`images · pixels` columns) holds channel `c`
 /// of each image shifted by the kernel offset, zero outside the image.
 fn im2col(s: &Conv2dShape, x: &[f32], images: usize, col: &mut [f32]) {
-    let (h, w, p) = (s.height, s.width, s.height * s.width);
-    let cols = images * p;
-    col[..patch_len(s) * cols].fill(0.0);
+    let (h, w) = (s.height, s.width);
+    let cols = images * h * w;
     for c in 0..s.in_channels {
         for (k, off) in offsets(s).enumerate() {
             let row = &mut col[(c * s.kernel * s.kernel + k) * cols..][..cols];
-            for i in 0..images {
-                add_shifted(&mut row[i * p..][..p], &x[c * cols + i * p..][..p], h, w, off);
-            }
+            flat_shift(row, &x[c * cols..][..cols], flat(w, off), false);
+            zero_outside(row, images, h, w, off);
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds each row of `col` back onto the pixels it was read from.
-fn col2im_add(s: &Conv2dShape, col: &[f32], images: usize, x: &mut [f32]) {
-    let (h, w, p) = (s.height, s.width, s.height * s.width);
-    let cols = images * p;
+/// The adjoint of [`im2col`]: adds each row of `col` back onto the pixels it was read from
+/// (`col` is clobbered: its padding positions are zeroed first).
+fn col2im_add(s: &Conv2dShape, col: &mut [f32], images: usize, x: &mut [f32]) {
+    let (h, w) = (s.height, s.width);
+    let cols = images * h * w;
     for c in 0..s.in_channels {
-        for (k, (dy, dx)) in offsets(s).enumerate() {
-            let row = &col[(c * s.kernel * s.kernel + k) * cols..][..cols];
-            for i in 0..images {
-                add_shifted(&mut x[c * cols + i * p..][..p], &row[i * p..][..p], h, w, (-dy, -dx));
-            }
+        for (k, off) in offsets(s).enumerate() {
+            let row = &mut col[(c * s.kernel * s.kernel + k) * cols..][..cols];
+            zero_outside(row, images, h, w, off);
+            flat_shift(&mut x[c * cols..][..cols], row, -flat(w, off), true);
         }
     }
 }
@@ -242,7 +269,7 @@ impl<'a> GroupConv<'a> {
     /// `out × cols`, `cols = images · pixels`), then `y = max(y, 0)` when `relu`.
     pub fn forward(&self, images: usize, x: &[f32], y: &mut [f32], work: &mut [f32], relu: bool) {
         let s = &self.s;
-        let (pixels, cols) = (self.pixels(), images * self.pixels());
+        let cols = images * self.pixels();
         let y = &mut y[..s.out_channels * cols];
         match self.plan {
             Plan::Pointwise => matmul_ab(y, self.weight, x, s.out_channels, cols, s.in_channels, false),
@@ -261,13 +288,13 @@ impl<'a> GroupConv<'a> {
                 let rows = s.kernel * s.kernel * s.out_channels;
                 matmul_ab(work, w, x, rows, cols, s.in_channels, false);
                 y.fill(0.0);
-                for (k, off) in offsets(s).enumerate() {
+                for (k, (dy, dx)) in offsets(s).enumerate() {
                     for o in 0..s.out_channels {
-                        let z = &work[(k * s.out_channels + o) * cols..][..cols];
-                        let dst = &mut y[o * cols..][..cols];
-                        for i in 0..images {
-                            add_shifted(&mut dst[i * pixels..][..pixels], &z[i * pixels..][..pixels], s.height, s.width, off);
-                        }
+                        // y[p] += Z_k[p + shift] where p's shift lies inside its image: the Z_k
+                        // a flat shift would carry onto other pixels are zeroed first.
+                        let z = &mut work[(k * s.out_channels + o) * cols..][..cols];
+                        zero_outside(z, images, s.height, s.width, (-dy, -dx));
+                        flat_shift(&mut y[o * cols..][..cols], z, flat(s.width, (dy, dx)), true);
                     }
                 }
             }
@@ -290,7 +317,7 @@ impl<'a> GroupConv<'a> {
     #[allow(clippy::too_many_arguments)]
     pub fn backward(&self, images: usize, x: &[f32], g: &[f32], gx: &mut [f32], gw: &mut [f32], gb: &mut [f32], work: &mut [f32]) {
         let s = &self.s;
-        let (pixels, cols) = (self.pixels(), images * self.pixels());
+        let cols = images * self.pixels();
         let gx = &mut gx[..s.in_channels * cols];
         // The input-side tiles sum the bias gradient with the weight gradient's loads.
         let tiled = self.plan == Plan::InputSide && tile_product::active();
@@ -322,24 +349,16 @@ impl<'a> GroupConv<'a> {
             Plan::OutputSide => {
                 // out = Σ_k shift_k(W_k x): ∂Z_k = shift_k⁻¹(g), ∂x = W_stackᵀ ∂Z, ∂W_stack += ∂Z xᵀ.
                 let rows = s.kernel * s.kernel * s.out_channels;
-                work[..rows * cols].fill(0.0);
                 for (k, (dy, dx)) in offsets(s).enumerate() {
                     for o in 0..s.out_channels {
                         let dz = &mut work[(k * s.out_channels + o) * cols..][..cols];
-                        for i in 0..images {
-                            add_shifted(
-                                &mut dz[i * pixels..][..pixels],
-                                &g[o * cols + i * pixels..][..pixels],
-                                s.height,
-                                s.width,
-                                (-dy, -dx),
-                            );
-                        }
+                        flat_shift(dz, &g[o * cols..][..cols], -flat(s.width, (dy, dx)), false);
+                        zero_outside(dz, images, s.height, s.width, (-dy, -dx));
                     }
                 }
                 let w = self.stacked.as_deref().expect("stacked for this plan");
                 matmul_at_b(gx, w, work, s.in_channels, cols, rows, false);
-                if tile_product::active() && rows * s.in_channels <= MOST_TILED_WEIGHTS {
+                if tile_product::active() && rows <= MOST_TILED_ROWS {
                     tile_product::reduce_product(gw, work, x, rows, s.in_channels, cols, None);
                 } else {
                     matmul_a_bt(gw, work, x, rows, s.in_channels, cols, true);

@@ -9,7 +9,7 @@
 //!   dimension (`A`'s entries broadcast, `A` by strides, so a transposed weight costs nothing),
 //!   the bias starting the accumulators and the ReLU applied before the single store;
 //! - [`reduce_product`]: `out += A·Bᵀ` for two wide matrices (a weight gradient: output
-//!   gradient × im2col rows), each tile of 4 × 6 outputs accumulated in 24 vector registers
+//!   gradient × im2col rows), each tile of 24 outputs accumulated in 24 vector registers
 //!   along the rows and summed across lanes once at the end, with the row sums of `A` (the
 //!   bias gradient) from the same loads when asked.
 //!
@@ -236,6 +236,8 @@ mod x86 {
         unsafe {
             if p.k > 96 && p.m.is_multiple_of(9) {
                 broadcast_tiles::<9, 3>(p, out)
+            } else if !p.m.is_multiple_of(6) && p.m.is_multiple_of(8) {
+                broadcast_tiles::<8, 3>(p, out)
             } else {
                 broadcast_tiles::<6, 4>(p, out)
             }
@@ -293,39 +295,70 @@ mod x86 {
         }
     }
 
-    /// A reduce product on AVX-512: tiles of 4 × 6 outputs, edge outputs one at a time; the
-    /// row sums (when asked) ride along the first tile of each row, or the first edge output
-    /// of rows that no full tile covers.
+    /// Every output of a reduce product in tiles of `RM × RK`, the edges in strips of
+    /// `RM × 1` and `1 × RK` and a corner of single outputs; the row sums (when asked) ride
+    /// along the first tile or strip of each row.
     ///
     /// # Safety
     /// AVX-512F and the shapes checked by the caller.
-    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    pub(super) unsafe fn reduce_avx512(p: &Reduce, out: &mut [f32], row_sums: Option<&mut [f32]>) {
-        const RM: usize = 4;
-        const RK: usize = 6;
+    #[inline(always)]
+    unsafe fn reduce_tiles<const RM: usize, const RK: usize>(p: &Reduce, out: &mut [f32], row_sums: Option<&mut [f32]>) {
         let (full_m, full_k) = (p.m / RM * RM, p.k / RK * RK);
-        let sums_wanted = row_sums.is_some();
+        let wanted = row_sums.is_some();
         let sums = row_sums.unwrap_or_default();
         unsafe {
             for i0 in (0..full_m).step_by(RM) {
                 for j0 in (0..full_k).step_by(RK) {
-                    if sums_wanted && j0 == 0 {
+                    if wanted && j0 == 0 {
                         reduce_tile::<RM, RK, true>(p, out, i0, j0, sums);
                     } else {
                         reduce_tile::<RM, RK, false>(p, out, i0, j0, sums);
                     }
                 }
+                for j in full_k..p.k {
+                    if wanted && j == 0 {
+                        reduce_tile::<RM, 1, true>(p, out, i0, j, sums);
+                    } else {
+                        reduce_tile::<RM, 1, false>(p, out, i0, j, sums);
+                    }
+                }
             }
-            for i in 0..p.m {
-                // Rows with full tiles have their sums when there was a full tile at all.
-                let (js, summed) = if i < full_m && full_k > 0 { (full_k, true) } else { (0, false) };
-                for j in js..p.k {
-                    if sums_wanted && !summed && j == 0 {
+            for i in full_m..p.m {
+                for j0 in (0..full_k).step_by(RK) {
+                    if wanted && j0 == 0 {
+                        reduce_tile::<1, RK, true>(p, out, i, j0, sums);
+                    } else {
+                        reduce_tile::<1, RK, false>(p, out, i, j0, sums);
+                    }
+                }
+                for j in full_k..p.k {
+                    if wanted && j == 0 {
                         reduce_tile::<1, 1, true>(p, out, i, j, sums);
                     } else {
                         reduce_tile::<1, 1, false>(p, out, i, j, sums);
                     }
                 }
+            }
+        }
+    }
+
+    /// A reduce product on AVX-512: tiles of 24 outputs (4 × 6, 6 × 4 or 3 × 8, whichever
+    /// divides the shape, so that few outputs fall to the slower edge strips).
+    ///
+    /// # Safety
+    /// AVX-512F and the shapes checked by the caller.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    pub(super) unsafe fn reduce_avx512(p: &Reduce, out: &mut [f32], row_sums: Option<&mut [f32]>) {
+        let fits = |rm: usize, rk: usize| p.m.is_multiple_of(rm) && p.k.is_multiple_of(rk);
+        unsafe {
+            if fits(4, 6) {
+                reduce_tiles::<4, 6>(p, out, row_sums)
+            } else if fits(6, 4) {
+                reduce_tiles::<6, 4>(p, out, row_sums)
+            } else if fits(3, 8) {
+                reduce_tiles::<3, 8>(p, out, row_sums)
+            } else {
+                reduce_tiles::<4, 6>(p, out, row_sums)
             }
         }
     }
@@ -373,7 +406,9 @@ mod tests {
     #[test]
     fn reduce_product_adds_the_formula_on_every_path() {
         for isa in Isa::supported() {
-            for (m, k, n) in [(1, 1, 1), (4, 6, 16), (9, 13, 33), (256, 18, 1000), (36, 256, 70), (5, 7, 15)] {
+            for (m, k, n) in
+                [(1, 1, 1), (4, 6, 16), (9, 13, 33), (256, 18, 1000), (36, 256, 70), (5, 7, 15), (6, 8, 20), (9, 16, 17), (7, 12, 40)]
+            {
                 let (a, b) = (values(m * n, 4), values(k * n, 5));
                 let start = values(m * k, 6);
                 let mut out = start.clone();
