@@ -55,6 +55,9 @@ pub(crate) fn groups(images: usize, pixels: usize) -> impl Iterator<Item = std::
 /// core, line-aligned groups of 784 pixels, 64 or 256 input channels).
 const MOST_TILED_ROWS: usize = 64;
 
+/// Most input channels of a 1×1 layer that the tiled products take rather than `gemm`.
+const MOST_TILED_POINTWISE: usize = 64;
+
 /// How a convolution maps onto matrix products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Plan {
@@ -248,6 +251,18 @@ impl<'a> GroupConv<'a> {
         self.s.height * self.s.width
     }
 
+    /// Whether the passes go through the register-tiled products (with the bias, ReLU and
+    /// bias gradient inside them) rather than `gemm`: on AVX-512, for the input-side plan, and
+    /// for 1×1 layers of at most [`MOST_TILED_POINTWISE`] input channels.
+    fn tiled(&self) -> bool {
+        tile_product::active()
+            && match self.plan {
+                Plan::InputSide => true,
+                Plan::Pointwise => self.s.in_channels <= MOST_TILED_POINTWISE,
+                Plan::OutputSide => false,
+            }
+    }
+
     /// Scratch values [`GroupConv::forward`] and [`GroupConv::backward`] need for a group of
     /// `images` images.
     pub fn work_len(&self, images: usize) -> usize {
@@ -272,8 +287,12 @@ impl<'a> GroupConv<'a> {
         let cols = images * self.pixels();
         let y = &mut y[..s.out_channels * cols];
         match self.plan {
+            Plan::Pointwise if self.tiled() => {
+                let w = Strided::rows(self.weight, s.in_channels);
+                return tile_product::broadcast_product(y, w, x, s.out_channels, cols, s.in_channels, Some(self.bias), relu);
+            }
             Plan::Pointwise => matmul_ab(y, self.weight, x, s.out_channels, cols, s.in_channels, false),
-            Plan::InputSide if tile_product::active() => {
+            Plan::InputSide if self.tiled() => {
                 // The bias and ReLU inside the product's tiles: nothing left to do after.
                 im2col(s, x, images, work);
                 let w = Strided::rows(self.weight, patch_len(s));
@@ -319,14 +338,19 @@ impl<'a> GroupConv<'a> {
         let s = &self.s;
         let cols = images * self.pixels();
         let gx = &mut gx[..s.in_channels * cols];
-        // The input-side tiles sum the bias gradient with the weight gradient's loads.
-        let tiled = self.plan == Plan::InputSide && tile_product::active();
+        // The tiles sum the bias gradient with the weight gradient's loads.
+        let tiled = self.tiled();
         if !tiled {
             for (row, b) in g.chunks(cols).take(s.out_channels).zip(gb.iter_mut()) {
                 *b += super::fastmath::sum(row);
             }
         }
         match self.plan {
+            Plan::Pointwise if tiled => {
+                tile_product::reduce_product(gw, g, x, s.out_channels, s.in_channels, cols, Some(gb));
+                let wt = Strided::transposed(self.weight, s.in_channels);
+                tile_product::broadcast_product(gx, wt, g, s.in_channels, cols, s.out_channels, None, false);
+            }
             Plan::Pointwise => {
                 // out = W x: ∂x = Wᵀ g, ∂W += g xᵀ.
                 matmul_at_b(gx, self.weight, g, s.in_channels, cols, s.out_channels, false);
