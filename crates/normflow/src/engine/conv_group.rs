@@ -7,6 +7,10 @@
 //!
 //! A k×k convolution goes through im2col when it widens the channels, and through a
 //! stacked-weight product with shifted sums (no im2col) when it narrows them (see [`Plan`]).
+//! On AVX-512 the narrow products (im2col's few rows, 1×1 layers of up to 64 channels, the
+//! narrowing weight gradients) run through `tile_product`'s register tiles instead of `gemm`,
+//! and groups hold whole 16-lane vectors per channel row in line-aligned buffers
+//! ([`group_images`], `pool::LineBuf`).
 
 use super::conv::Conv2dShape;
 use super::matmul::{matmul_a_bt, matmul_ab, matmul_at_b};
