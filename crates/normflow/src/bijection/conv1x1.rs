@@ -3,7 +3,7 @@
 //! its log-determinant is free: `H·W · log|det W|`.
 
 use super::{BijectionSpec, Direction, ImageShape, LuLinear, Tape};
-use crate::engine::{Matrix, Rng};
+use crate::engine::{map_row_ranges_into, Matrix, Rng};
 use crate::io::TensorSource;
 use crate::{Bijection, Error, Result};
 
@@ -16,18 +16,28 @@ pub struct Conv1x1 {
     lu: LuLinear,
 }
 
-/// Image rows (`C×P` each) as one row per pixel (`C` values), image by image.
+/// Images per worker at the least when the layout changes below run in parallel.
+const MIN_IMAGES_PER_THREAD: usize = 4;
+
+/// Image rows (`C×P` each) as one row per pixel (`C` values), image by image, the images
+/// split over the workers.
 fn to_pixels(x: &Matrix, shape: ImageShape) -> Matrix {
     let (c, p) = (shape.channels, shape.pixels());
     let mut out = Matrix::zeros(x.rows() * p, c);
-    for n in 0..x.rows() {
-        let image = x.row(n);
-        for ch in 0..c {
-            for px in 0..p {
-                out.set(n * p + px, ch, image[ch * p + px]);
+    if c * p == 0 {
+        return out;
+    }
+    map_row_ranges_into(x.rows(), MIN_IMAGES_PER_THREAD, c * p, Some(out.as_mut_slice()), |range, slot| {
+        let slot = slot.expect("an output was given");
+        for (n, block) in range.zip(slot.chunks_exact_mut(c * p)) {
+            let image = x.row(n);
+            for (ch, plane) in image.chunks_exact(p).enumerate() {
+                for (px, &v) in plane.iter().enumerate() {
+                    block[px * c + ch] = v;
+                }
             }
         }
-    }
+    });
     out
 }
 
@@ -36,14 +46,21 @@ fn from_pixels(m: &Matrix, shape: ImageShape) -> Matrix {
     let (c, p) = (shape.channels, shape.pixels());
     let images = m.rows() / p.max(1);
     let mut out = Matrix::zeros(images, c * p);
-    for n in 0..images {
-        let image = out.row_mut(n);
-        for px in 0..p {
-            for (ch, &v) in m.row(n * p + px).iter().enumerate() {
-                image[ch * p + px] = v;
+    if c * p == 0 {
+        return out;
+    }
+    let src = m.as_slice();
+    map_row_ranges_into(images, MIN_IMAGES_PER_THREAD, c * p, Some(out.as_mut_slice()), |range, slot| {
+        let slot = slot.expect("an output was given");
+        for (n, image) in range.zip(slot.chunks_exact_mut(c * p)) {
+            let pixels = &src[n * c * p..(n + 1) * c * p];
+            for (px, values) in pixels.chunks_exact(c).enumerate() {
+                for (ch, &v) in values.iter().enumerate() {
+                    image[ch * p + px] = v;
+                }
             }
         }
-    }
+    });
     out
 }
 
@@ -151,5 +168,27 @@ impl Bijection for Conv1x1 {
 
     fn load_tensors(&mut self, prefix: &str, src: &mut TensorSource) -> Result<()> {
         self.lu.load_tensors(prefix, src)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_rows_hold_each_pixels_channels_and_come_back_exactly() {
+        // Enough images that the layout changes split over the workers.
+        let shape = ImageShape { channels: 3, height: 4, width: 5 };
+        let x = Matrix::from_vec(13, shape.len(), (0..13 * shape.len()).map(|i| i as f32 * 0.5 - 7.0).collect());
+        let pixels = to_pixels(&x, shape);
+        assert_eq!((pixels.rows(), pixels.cols()), (13 * 20, 3));
+        for n in 0..13 {
+            for ch in 0..3 {
+                for px in 0..20 {
+                    assert_eq!(pixels.row(n * 20 + px)[ch], x.row(n)[ch * 20 + px], "image {n} channel {ch} pixel {px}");
+                }
+            }
+        }
+        assert_eq!(from_pixels(&pixels, shape).as_slice(), x.as_slice());
     }
 }
