@@ -144,22 +144,12 @@ fn mean_nll(flow: &Flow, x: &Matrix) -> Result<f64, CliError> {
 }
 
 /// The convolutions of a Glow step on MNIST (squeezed 14×14×4 and 7×7×16 images, batch 64):
-/// the coupling network's 3×3 → 1×1 → 3×3 with 256 hidden channels (issue 15's comparison
-/// model) and with 64 (the default, and the model of the README's runs).
-const CONV_SHAPES: [(usize, usize, usize, usize); 12] = [
-    (2, 256, 14, 3),
-    (256, 256, 14, 1),
-    (256, 4, 14, 3),
-    (8, 256, 7, 3),
-    (256, 256, 7, 1),
-    (256, 16, 7, 3),
-    (2, 64, 14, 3),
-    (64, 64, 14, 1),
-    (64, 4, 14, 3),
-    (8, 64, 7, 3),
-    (64, 64, 7, 1),
-    (64, 16, 7, 3),
-];
+/// the coupling network's 3×3 → 1×1 → 3×3 as `(in, out, side, kernel)`, with 256 hidden
+/// channels (issue 15's comparison model) and with 64 (the default, and the model of the
+/// README's runs).
+fn conv_shapes() -> Vec<(usize, usize, usize, usize)> {
+    [256, 64].into_iter().flat_map(|h| [(2, h, 14, 3), (h, h, 14, 1), (h, 4, 14, 3), (8, h, 7, 3), (h, h, 7, 1), (h, 16, 7, 3)]).collect()
+}
 
 /// Prints the rate of the convolution kernel, forward and backward, at the image flows' shapes.
 fn conv_probe() -> Result<(), CliError> {
@@ -167,13 +157,14 @@ fn conv_probe() -> Result<(), CliError> {
     let mut rng = Rng::new(0);
     // A quarter second of the first shape, unmeasured: the first passes of a process ran at a
     // third of the rate for tens of milliseconds (the workers and clocks waking up).
-    let (c_in, c_out, side, kernel) = CONV_SHAPES[0];
+    let shapes = conv_shapes();
+    let (c_in, c_out, side, kernel) = shapes[0];
     let warm = Conv2dShape { batch: 64, in_channels: c_in, out_channels: c_out, height: side, width: side, kernel };
     let started = Instant::now();
     while started.elapsed().as_secs_f64() < 0.25 {
         normflow::engine::conv_layer_seconds(warm, 1);
     }
-    for &(in_channels, out_channels, side, kernel) in &CONV_SHAPES {
+    for &(in_channels, out_channels, side, kernel) in &shapes {
         let s = Conv2dShape { batch: 64, in_channels, out_channels, height: side, width: side, kernel };
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32).collect() };
         let (x, w, b, g) = (draw(s.batch * s.input_len()), draw(s.weight_len()), draw(out_channels), draw(s.batch * s.output_len()));
