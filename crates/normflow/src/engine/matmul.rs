@@ -65,6 +65,11 @@ fn product(
         }
         return;
     }
+    let mut split = false;
+    instrumented(|| split = super::split_product::try_product(out, ldo, (a, a_cs, a_rs), (b, b_cs, b_rs), m, n, k, accumulate));
+    if split {
+        return;
+    }
     // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each
     // wrapper); `out` is a distinct, exclusively borrowed buffer, so it aliases neither operand.
     unsafe { call_gemm(out, (1, ldo as isize), accumulate, (a, a_cs, a_rs), (b, b_cs, b_rs), m, n, k) };

@@ -39,6 +39,7 @@ mod rng;
 pub(crate) mod small_linear;
 pub(crate) mod spline;
 pub(crate) mod spline_lanes;
+mod split_product;
 pub(crate) mod threads;
 pub(crate) mod tile_product;
 
@@ -66,3 +67,4 @@ pub use product_clock::time_in_products;
 pub(crate) use rng::fill_normal_blocks;
 pub use rng::Rng;
 pub use spline::SplineShape;
+pub use split_product::{product_precision, set_product_precision, split_products_available, with_product_precision, ProductPrecision};

@@ -115,12 +115,12 @@ pub(crate) fn for_each_part(parts: usize, f: &(dyn Fn(usize) + Sync)) {
         }
         return;
     }
-    // Every part runs with the caller's instruction set (a thread's cap, `isa::with_isa`,
-    // reaches the work it hands out).
-    let isa = super::isa::active();
+    // Every part runs with the caller's instruction set and product precision (a thread's
+    // `isa::with_isa` or `with_product_precision` reaches the work it hands out).
+    let (isa, precision) = (super::isa::active(), super::split_product::product_precision());
     let marked = |p: usize| {
         let _mark = PartMark::new();
-        super::isa::with_isa(isa, || f(p));
+        super::isa::with_isa(isa, || super::split_product::with_product_precision(precision, || f(p)));
     };
     let f: &(dyn Fn(usize) + Sync) = &marked;
     let pool = pool();

@@ -1,0 +1,527 @@
+//! Matrix products on AMX tiles with each `f32` operand split into two `bf16` parts, opt-in.
+//!
+//! Intel's AMX multiplies 16×32 by 32×16 tiles of `bf16` into 16×16 `f32` accumulators (the
+//! instruction `TDPBF16PS`) an order of magnitude faster than AVX-512 multiplies `f32`. One
+//! `bf16` keeps 8 bits of an `f32`'s 24, too few for a likelihood; two keep 16. Writing each
+//! operand as `x = h + m` (`h` the `bf16` nearest `x`, `m` the one nearest `x − h`), the product
+//! `A·B ≈ h_A·h_B + h_A·m_B + m_A·h_B` drops only `m_A·m_B` (below `2⁻¹⁶` of `|A|·|B|`) and the
+//! rounding of `m` (below `2⁻¹⁷`), and sums in `f32`. Measured on 256³ products
+//! (`bench/probes/amx_bf16x3.c`): error `1.5e-6` of `Σ|aᵢbᵢ|` against `2.2e-7` for a plain `f32`
+//! loop and `7.5e-4` for one `bf16` product. The same trade is PyTorch's `"high"`
+//! float32-matmul precision and JAX's `bfloat16_3x`.
+//!
+//! It is off unless asked for: [`set_product_precision`] for the process (or
+//! `NORMFLOW_PRODUCTS=bf16x3` in the environment), [`with_product_precision`] for one call and
+//! the work it hands to the worker pool. Where the CPU lacks AMX, or a product is too small for
+//! tiles, products stay `f32`.
+//!
+//! Layout: each operand is packed per part into 16×16 tiles of dwords, a dword holding two
+//! `bf16` adjacent along the inner dimension (the pairing `TDPBF16PS` multiplies), every tile
+//! 1 KB and contiguous, tiles in the order the product walks them. Products run in blocks of
+//! 32×32 outputs (four accumulator tiles, two tiles of each operand), the three part products
+//! summed in the accumulators, then added to or copied into the output.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
+
+/// How the engine computes its `f32` matrix products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProductPrecision {
+    /// `f32` multiplies and sums (the `gemm` crate or the engine's own kernels): the default.
+    F32,
+    /// Each operand split into two `bf16` parts, three tile products summed in `f32` on AMX
+    /// (error about 7× a plain `f32` sum's: see the module docs); `f32` where AMX is missing.
+    Bf16x3,
+}
+
+impl ProductPrecision {
+    /// The name `NORMFLOW_PRODUCTS` and the command-line flags take.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProductPrecision::F32 => "f32",
+            ProductPrecision::Bf16x3 => "bf16x3",
+        }
+    }
+
+    /// The precision called `name` (`f32` or `bf16x3`), if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [ProductPrecision::F32, ProductPrecision::Bf16x3].into_iter().find(|p| p.name() == name.trim())
+    }
+}
+
+/// The process's setting: 0 not read yet, then 1 + the index of the precision.
+static PROCESS: AtomicU8 = AtomicU8::new(0);
+
+fn encode(p: ProductPrecision) -> u8 {
+    match p {
+        ProductPrecision::F32 => 1,
+        ProductPrecision::Bf16x3 => 2,
+    }
+}
+
+/// Sets the precision of every later product in the process (unless a thread overrides it with
+/// [`with_product_precision`]).
+pub fn set_product_precision(p: ProductPrecision) {
+    PROCESS.store(encode(p), Ordering::Relaxed);
+}
+
+thread_local! {
+    /// This thread's override, set by [`with_product_precision`].
+    static THREAD: Cell<Option<ProductPrecision>> = const { Cell::new(None) };
+}
+
+/// The precision products called on this thread run with: the thread's override, else the
+/// process's setting (first read from `NORMFLOW_PRODUCTS`, `f32` when unset or unknown).
+pub fn product_precision() -> ProductPrecision {
+    if let Some(p) = THREAD.with(Cell::get) {
+        return p;
+    }
+    match PROCESS.load(Ordering::Relaxed) {
+        1 => ProductPrecision::F32,
+        2 => ProductPrecision::Bf16x3,
+        _ => {
+            let p = std::env::var("NORMFLOW_PRODUCTS").ok().and_then(|v| ProductPrecision::from_name(&v)).unwrap_or(ProductPrecision::F32);
+            let _ = PROCESS.compare_exchange(0, encode(p), Ordering::Relaxed, Ordering::Relaxed);
+            p
+        }
+    }
+}
+
+/// Runs `f` with products at precision `p`, on this thread and in the work it hands to the
+/// worker pool.
+pub fn with_product_precision<R>(p: ProductPrecision, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<ProductPrecision>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD.with(|t| t.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD.with(|t| t.replace(Some(p))));
+    f()
+}
+
+/// Whether this CPU and operating system run AMX `bf16` tiles (asks Linux for the tile state
+/// once per process).
+pub fn split_products_available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(amx::enable)
+}
+
+/// Smallest inner dimension worth tiles: the inner dimension is padded to 32.
+const MIN_INNER: usize = 32;
+/// Smallest output side worth tiles: blocks are 32×32.
+const MIN_SIDE: usize = 32;
+
+/// `out[m×n] (+)= A · B` at split-`bf16` precision when that is the precision asked for, AMX is
+/// there and the shape is worth tiles; `false` (and nothing written) otherwise. `A` is `m×k`
+/// and `B` `k×n`, each given as (buffer, column stride, row stride); `out` rows are `ldo` apart.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn try_product(
+    out: &mut [f32],
+    ldo: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) -> bool {
+    if product_precision() != ProductPrecision::Bf16x3 || k < MIN_INNER || m < MIN_SIDE || n < MIN_SIDE || !split_products_available() {
+        return false;
+    }
+    let strides = [a.1, a.2, b.1, b.2];
+    if strides.iter().any(|&s| s < 0) {
+        return false;
+    }
+    let [a_cs, a_rs, b_cs, b_rs] = strides.map(|s| s as usize);
+    // A's outer index is its row, B's its column.
+    let a = Operand { data: a.0, outer_step: a_rs, inner_step: a_cs, outer: m, inner: k };
+    let b = Operand { data: b.0, outer_step: b_cs, inner_step: b_rs, outer: n, inner: k };
+    amx::product(out, ldo, &a, &b, accumulate);
+    true
+}
+
+/// One factor of a product seen as `outer × inner`: element `(o, i)` at
+/// `data[o·outer_step + i·inner_step]`.
+struct Operand<'a> {
+    data: &'a [f32],
+    outer_step: usize,
+    inner_step: usize,
+    outer: usize,
+    inner: usize,
+}
+
+/// Dwords per 16×16 tile.
+const TILE: usize = 256;
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod amx {
+    use super::{Operand, TILE};
+    use crate::engine::pool;
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+
+    /// Asks Linux for the AMX tile state for this process; whether the CPU has AMX with `bf16`
+    /// and the request was granted.
+    pub(super) fn enable() -> bool {
+        // CPUID leaf 7: EDX bit 24 AMX-TILE, bit 22 AMX-BF16; the packing needs AVX-512.
+        let leaf7 = std::arch::x86_64::__cpuid_count(7, 0);
+        if leaf7.edx & (1 << 24) == 0 || leaf7.edx & (1 << 22) == 0 || crate::engine::isa::Isa::detect() != crate::engine::isa::Isa::Avx512
+        {
+            return false;
+        }
+        const ARCH_PRCTL: i64 = 158;
+        const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+        const XFEATURE_XTILEDATA: i64 = 18;
+        let ret: i64;
+        // SAFETY: the arch_prctl system call with ARCH_REQ_XCOMP_PERM only asks the kernel to
+        // let this process use the tile state; it reads no memory. The syscall instruction
+        // clobbers rcx and r11, declared here.
+        unsafe {
+            asm!("syscall", inlateout("rax") ARCH_PRCTL => ret, in("rdi") ARCH_REQ_XCOMP_PERM, in("rsi") XFEATURE_XTILEDATA,
+                 lateout("rcx") _, lateout("r11") _, options(nostack));
+        }
+        ret == 0
+    }
+
+    /// Up to 16 values of `op` from `start`, `step` apart (`count` of them, zeros after).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn load16(op: &Operand, start: usize, step: usize, count: usize) -> __m512 {
+        if count == 0 {
+            return _mm512_setzero_ps();
+        }
+        if step == 1 {
+            let _ = &op.data[start..start + count];
+            // SAFETY: the lanes read are inside `data` (checked just above); masked-off
+            // lanes are not read.
+            return unsafe { _mm512_maskz_loadu_ps(((1u32 << count) - 1) as u16, op.data.as_ptr().add(start)) };
+        }
+        let mut v = [0.0f32; 16];
+        for (t, slot) in v.iter_mut().enumerate().take(count) {
+            *slot = op.data[start + t * step];
+        }
+        // SAFETY: reads the 16 values of `v`.
+        unsafe { _mm512_loadu_ps(v.as_ptr()) }
+    }
+
+    /// Each value rounded to the nearest `bf16` (`h`), and what it leaves rounded likewise
+    /// (`m`), both kept in the high half of each 32-bit lane, the low half zero.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn split(x: __m512) -> (__m512i, __m512i) {
+        #[inline]
+        #[target_feature(enable = "avx512f")]
+        fn round(bits: __m512i) -> __m512i {
+            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+            let up = _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+            _mm512_and_si512(up, _mm512_set1_epi32(0xffff_0000u32 as i32))
+        }
+        let h = round(_mm512_castps_si512(x));
+        let rest = _mm512_sub_ps(x, _mm512_castsi512_ps(h));
+        (h, round(_mm512_castps_si512(rest)))
+    }
+
+    /// Transposes a 16×16 matrix of dwords held one row per register.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transpose(r: &mut [__m512i; 16]) {
+        // Pairs of rows interleaved by dword, then by quad-word: register 4i+j then holds, in
+        // each 128-bit lane L, rows 4i…4i+3 of column 4L+j.
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_si512(); 16];
+        for i in 0..4 {
+            u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+            u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+        }
+        // Column 4L+j gathers lane L of registers j, 4+j, 8+j, 12+j.
+        for j in 0..4 {
+            let v0 = _mm512_shuffle_i32x4::<0x44>(u[j], u[4 + j]);
+            let v1 = _mm512_shuffle_i32x4::<0xee>(u[j], u[4 + j]);
+            let w0 = _mm512_shuffle_i32x4::<0x44>(u[8 + j], u[12 + j]);
+            let w1 = _mm512_shuffle_i32x4::<0xee>(u[8 + j], u[12 + j]);
+            r[j] = _mm512_shuffle_i32x4::<0x88>(v0, w0);
+            r[4 + j] = _mm512_shuffle_i32x4::<0xdd>(v0, w0);
+            r[8 + j] = _mm512_shuffle_i32x4::<0x88>(v1, w1);
+            r[12 + j] = _mm512_shuffle_i32x4::<0xdd>(v1, w1);
+        }
+    }
+
+    /// Packs `op` into `tiles` (both parts: the `h` tiles, then the `m` tiles, each in order of
+    /// outer block then inner block), each tile `[outer][pair]` for the left factor (`left`)
+    /// and `[pair][outer]` for the right one; zeros past the operand's edges (`outer_blocks` may
+    /// exceed its own).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F and BW (every CPU with AMX has).
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn pack(op: &Operand, tiles: &mut [u32], outer_blocks: usize, inner_blocks: usize, left: bool) {
+        let part = outer_blocks * inner_blocks * TILE;
+        let (hs, ms) = tiles[..2 * part].split_at_mut(part);
+        // Read along whichever stride is unit: rows of the tile by outer index when the inner
+        // one is contiguous (or neither is), else by pair; transpose when that is not the
+        // orientation the factor needs.
+        let by_outer = op.inner_step == 1 || op.outer_step != 1;
+        // The high (odd) words of two registers, in order: bf16 values in a row.
+        let odd_words = _mm512_set_epi16(
+            63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
+        );
+        let (mut h, mut m) = ([_mm512_setzero_si512(); 16], [_mm512_setzero_si512(); 16]);
+        for ob in 0..outer_blocks {
+            let (o0, outers) = (ob * 16, op.outer.saturating_sub(ob * 16).min(16));
+            for ib in 0..inner_blocks {
+                let (i0, inners) = (ib * 32, op.inner.saturating_sub(ib * 32).min(32));
+                for r in 0..16 {
+                    let (x0, x1) = if by_outer {
+                        // Row r: outer o0 + r, 32 inner values.
+                        let (count, start) = (if r < outers { inners } else { 0 }, (o0 + r) * op.outer_step + i0 * op.inner_step);
+                        // SAFETY: AVX-512 F is enabled here; load16 stays inside the data.
+                        unsafe {
+                            (
+                                load16(op, start, op.inner_step, count.min(16)),
+                                load16(op, start + 16 * op.inner_step, op.inner_step, count.saturating_sub(16)),
+                            )
+                        }
+                    } else {
+                        // Row r: pair r, two inner rows of 16 outer values.
+                        let count = |i: usize| if i < inners { outers } else { 0 };
+                        let start = |i: usize| o0 * op.outer_step + (i0 + i) * op.inner_step;
+                        // SAFETY: as above.
+                        unsafe {
+                            (
+                                load16(op, start(2 * r), op.outer_step, count(2 * r)),
+                                load16(op, start(2 * r + 1), op.outer_step, count(2 * r + 1)),
+                            )
+                        }
+                    };
+                    let ((h0, m0), (h1, m1)) = (split(x0), split(x1));
+                    if by_outer {
+                        h[r] = _mm512_permutex2var_epi16(h0, odd_words, h1);
+                        m[r] = _mm512_permutex2var_epi16(m0, odd_words, m1);
+                    } else {
+                        h[r] = _mm512_or_si512(_mm512_srli_epi32::<16>(h0), h1);
+                        m[r] = _mm512_or_si512(_mm512_srli_epi32::<16>(m0), m1);
+                    }
+                }
+                if by_outer != left {
+                    transpose(&mut h);
+                    transpose(&mut m);
+                }
+                let at = (ob * inner_blocks + ib) * TILE;
+                let (th, tm) = (&mut hs[at..at + TILE], &mut ms[at..at + TILE]);
+                for r in 0..16 {
+                    // SAFETY: each store writes 16 dwords inside the tile's 256 (sliced above).
+                    unsafe {
+                        _mm512_storeu_si512(th.as_mut_ptr().add(16 * r).cast(), h[r]);
+                        _mm512_storeu_si512(tm.as_mut_ptr().add(16 * r).cast(), m[r]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tile configuration: palette 1, tiles 0–7 of 16 rows × 64 bytes.
+    #[repr(C, align(64))]
+    struct TileConfig([u8; 64]);
+
+    impl TileConfig {
+        fn full() -> Self {
+            let mut c = [0u8; 64];
+            c[0] = 1;
+            for t in 0..8 {
+                c[16 + 2 * t] = 64;
+                c[48 + t] = 16;
+            }
+            TileConfig(c)
+        }
+    }
+
+    /// `out[m×n] (+)= A·B`, `A` the left operand (`m = a.outer`), `B` the right (`n = b.outer`).
+    pub(super) fn product(out: &mut [f32], ldo: usize, a: &Operand, b: &Operand, accumulate: bool) {
+        let (m, n, k) = (a.outer, b.outer, a.inner);
+        // Outputs in blocks of 32 (two tiles); the inner dimension in blocks of 32.
+        let (row_blocks, col_blocks, inner_blocks) = (m.div_ceil(32), n.div_ceil(32), k.div_ceil(32));
+        let a_len = 2 * (2 * row_blocks) * inner_blocks * TILE;
+        let b_len = 2 * (2 * col_blocks) * inner_blocks * TILE;
+        let mut packed = pool::LineBuf::scratch(a_len + b_len);
+        // SAFETY: u32 and f32 have one size and alignment; every bit pattern is valid for both.
+        let words: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u32>(), a_len + b_len) };
+        let (a_tiles, b_tiles) = words.split_at_mut(a_len);
+        // SAFETY: AMX came with AVX-512 on every CPU that has it.
+        unsafe {
+            pack(a, a_tiles, 2 * row_blocks, inner_blocks, true);
+            pack(b, b_tiles, 2 * col_blocks, inner_blocks, false);
+        }
+        let (a_part, b_part) = (a_len / 2, b_len / 2);
+        let (a_ptr, b_ptr) = (a_tiles.as_ptr(), b_tiles.as_ptr());
+        let mut block = [0.0f32; 32 * 32];
+        let config = TileConfig::full();
+        // SAFETY: the CPU has AMX (checked by `enable` before any caller gets here) and the
+        // configuration is valid; every tile load below reads 16 rows of 64 bytes inside the
+        // packed buffers (tile offsets stay below the part lengths), every store writes 16 rows
+        // of 64 bytes inside `block` (128 bytes per row, two tiles side by side).
+        unsafe {
+            asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
+            for rb in 0..row_blocks {
+                let a0 = a_ptr.add(2 * rb * inner_blocks * TILE);
+                let a1 = a0.add(inner_blocks * TILE);
+                for cb in 0..col_blocks {
+                    let b0 = b_ptr.add(2 * cb * inner_blocks * TILE);
+                    let b1 = b0.add(inner_blocks * TILE);
+                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+                    // h·h, h·m and m·h, each over the whole inner dimension.
+                    for (ap, bp) in [(0, 0), (0, b_part), (a_part, 0)] {
+                        for ib in 0..inner_blocks {
+                            let at = ib * TILE;
+                            asm!(
+                                "tileloadd tmm4, [{a0} + {s}*1]",
+                                "tileloadd tmm6, [{b0} + {s}*1]",
+                                "tdpbf16ps tmm0, tmm4, tmm6",
+                                "tileloadd tmm7, [{b1} + {s}*1]",
+                                "tdpbf16ps tmm1, tmm4, tmm7",
+                                "tileloadd tmm5, [{a1} + {s}*1]",
+                                "tdpbf16ps tmm2, tmm5, tmm6",
+                                "tdpbf16ps tmm3, tmm5, tmm7",
+                                a0 = in(reg) a0.add(ap + at), a1 = in(reg) a1.add(ap + at),
+                                b0 = in(reg) b0.add(bp + at), b1 = in(reg) b1.add(bp + at),
+                                s = in(reg) 64usize, options(nostack, readonly),
+                            );
+                        }
+                    }
+                    let c = block.as_mut_ptr();
+                    asm!(
+                        "tilestored [{c0} + {s}*1], tmm0",
+                        "tilestored [{c1} + {s}*1], tmm1",
+                        "tilestored [{c2} + {s}*1], tmm2",
+                        "tilestored [{c3} + {s}*1], tmm3",
+                        c0 = in(reg) c, c1 = in(reg) c.add(16), c2 = in(reg) c.add(16 * 32), c3 = in(reg) c.add(16 * 32 + 16),
+                        s = in(reg) 128usize, options(nostack),
+                    );
+                    let (r0, c0) = (rb * 32, cb * 32);
+                    let cols = (n - c0).min(32);
+                    for r in 0..(m - r0).min(32) {
+                        let dst = &mut out[(r0 + r) * ldo + c0..(r0 + r) * ldo + c0 + cols];
+                        let src = &block[r * 32..r * 32 + cols];
+                        if accumulate {
+                            dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+                        } else {
+                            dst.copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+            asm!("tilerelease", options(nostack, nomem));
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+mod amx {
+    use super::Operand;
+
+    /// No AMX off Linux on x86-64.
+    pub(super) fn enable() -> bool {
+        false
+    }
+
+    /// Never called: [`enable`] said no.
+    pub(super) fn product(_: &mut [f32], _: usize, _: &Operand, _: &Operand, _: bool) {
+        unreachable!("split products run only where AMX is enabled")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{block_product, Block, Product, Rng};
+
+    /// Worst `|got − exact| / Σ|aᵢbᵢ|` of a product kind at one shape, with exact sums in f64.
+    fn worst_error(kind: Product, m: usize, n: usize, k: usize, accumulate: bool, precision: ProductPrecision) -> f64 {
+        let mut rng = Rng::new((m * 1000 + n * 10 + k) as u64);
+        let (a_rows, a_cols, b_rows, b_cols) = match kind {
+            Product::ABt => (m, k, n, k),
+            Product::AB => (m, k, k, n),
+            Product::AtB => (k, m, k, n),
+        };
+        // Operands as blocks of wider matrices (3 spare columns), values of mixed scale.
+        let (lda, ldb, ldo) = (a_cols + 3, b_cols + 3, n + 3);
+        let mut draw = |len: usize| -> Vec<f32> { (0..len).map(|i| (rng.normal() * if i % 5 == 0 { 10.0 } else { 0.3 }) as f32).collect() };
+        let (a, b, start) = (draw(a_rows * lda), draw(b_rows * ldb), draw(m * ldo));
+        let mut out = start.clone();
+        with_product_precision(precision, || {
+            block_product(kind, &mut out, ldo, Block { data: &a, ld: lda }, Block { data: &b, ld: ldb }, m, n, k, accumulate)
+        });
+        let at = |i: usize, p: usize| {
+            f64::from(match kind {
+                Product::AtB => a[p * lda + i],
+                _ => a[i * lda + p],
+            })
+        };
+        let bt = |p: usize, j: usize| {
+            f64::from(match kind {
+                Product::ABt => b[j * ldb + p],
+                _ => b[p * ldb + j],
+            })
+        };
+        let mut worst = 0.0f64;
+        for i in 0..m {
+            for j in 0..n {
+                let (mut exact, mut scale) = (if accumulate { f64::from(start[i * ldo + j]) } else { 0.0 }, 0.0);
+                for p in 0..k {
+                    exact += at(i, p) * bt(p, j);
+                    scale += (at(i, p) * bt(p, j)).abs();
+                }
+                worst = worst.max((f64::from(out[i * ldo + j]) - exact).abs() / scale.max(1e-30));
+            }
+            // The spare columns of the output are untouched.
+            assert_eq!(&out[i * ldo + n..i * ldo + ldo], &start[i * ldo + n..i * ldo + ldo]);
+        }
+        worst
+    }
+
+    #[test]
+    fn split_products_are_within_bf16x3_error_of_exact_on_every_kind_and_edge() {
+        let amx = split_products_available();
+        for kind in [Product::ABt, Product::AB, Product::AtB] {
+            for (m, n, k) in [(32, 32, 32), (37, 45, 70), (64, 48, 256), (33, 130, 40)] {
+                for accumulate in [false, true] {
+                    let split = worst_error(kind, m, n, k, accumulate, ProductPrecision::Bf16x3);
+                    let plain = worst_error(kind, m, n, k, accumulate, ProductPrecision::F32);
+                    // Two bf16 parts keep 16 bits: each term errs by at most about 2⁻¹⁵ of its
+                    // size (the dropped m·m and the rounding of m), so the sum by less than
+                    // 4e-5 of Σ|terms| (one bf16 part alone: 2⁻⁸, 4e-3); f32 a few 1e-7.
+                    // Without AMX both are f32.
+                    eprintln!("{kind:?} {m}x{n}x{k} accumulate {accumulate}: split {split:.2e} f32 {plain:.2e}");
+                    assert!(split < 4e-5, "{kind:?} {m}x{n}x{k} accumulate {accumulate}: error {split:e}");
+                    assert!(plain < 1e-6, "{kind:?} {m}x{n}x{k}: f32 error {plain:e}");
+                    if !amx {
+                        assert_eq!(split, plain, "without AMX the split precision falls back to f32");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn precision_names_round_trip_and_the_override_reaches_the_worker_pool() {
+        for p in [ProductPrecision::F32, ProductPrecision::Bf16x3] {
+            assert_eq!(ProductPrecision::from_name(p.name()), Some(p));
+        }
+        assert_eq!(ProductPrecision::from_name("fp8"), None);
+        let seen = std::sync::Mutex::new(Vec::new());
+        with_product_precision(ProductPrecision::Bf16x3, || {
+            crate::engine::threads::for_each_part(2, &|_| seen.lock().unwrap().push(product_precision()));
+        });
+        assert_eq!(*seen.lock().unwrap(), vec![ProductPrecision::Bf16x3; 2]);
+    }
+}
