@@ -26,8 +26,13 @@ requires: the FLOPs over the target time (target × the fastest peer's time). It
 --gemm-probe` also measures multiply-adds on registers only, with no memory traffic): no f32
 implementation doing those FLOPs on this machine can reach such a rate.
 
+`--products f32,bf16x3` runs normflow once per product precision in every round
+(`NORMFLOW_PRODUCTS`; `bf16x3` is the opt-in split-bf16 AMX products, see
+crates/normflow/src/engine/split_product.rs) and prints one table per precision, the split one
+labelled `normflow-bf16x3`. The peers run at their defaults (f32 products on the CPU).
+
 Usage: python bench/compare.py [--sizes S,M,L] [--flows coupling,maf] [--peers plain_jax]
-                               [--rounds 2] [--out results.jsonl]
+                               [--rounds 2] [--products f32] [--out results.jsonl]
        python bench/compare.py --from bench/results/FILE.txt --sizes S,M --flows coupling,maf,nsf
 (the second prints the table of a committed log again, with this script's columns)
 Peers are the script names in shared/bench/peers/ (plain_jax, plain_torch, zuko_bench,
@@ -53,9 +58,14 @@ MEASURES = ["train_step_ms", "logprob_ms", "sample_ms"]
 SLOW_PHASE = 0.8
 
 
-def run(cmd, cwd=None):
+def label(products):
+    """normflow's name in the log and tables when its products run at precision `products`."""
+    return "normflow" if products == "f32" else f"normflow-{products}"
+
+
+def run(cmd, cwd=None, env=None):
     """Runs cmd, returns (JSON lines, peak RSS in MiB)."""
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     p.returncode = os.waitstatus_to_exitcode(status)
@@ -78,11 +88,19 @@ def measure(a):
                     cmd = [a.normflow, "bench", "--flows", a.flows, "--sizes", size, "--gemm-probe"]
                     if size == "L":
                         cmd += ["--reps", "2"]
-                    lines, rss = run(cmd)
+                    lines = []
+                    for products in a.products.split(","):
+                        got, rss = run(cmd, env=dict(os.environ, NORMFLOW_PRODUCTS=products))
+                        for l in got:
+                            l["impl"] = label(products)
+                            if "probe" not in l:
+                                l["peak_rss_mib"] = round(rss, 1)
+                                l["round"] = r
+                        lines += got
                 else:
                     lines, rss = run([PY, f"{impl}.py", "--sizes", size, "--flows", a.flows, "--quick", "--quick-budget", "20"], cwd=PEERS)
                 for l in lines:
-                    if "probe" not in l:
+                    if "probe" not in l and "round" not in l:
                         l["peak_rss_mib"] = round(rss, 1)
                         l["round"] = r
                     lines_out.append(l)
@@ -96,11 +114,14 @@ def read_log(path):
         return [json.loads(l) for l in f if l.startswith("{")]
 
 
-def probe_rates(lines):
-    """(product rate, multiply-add peak) in GFLOP/s: the medians over normflow runs of each run's
-    best all-threads gemm shape and of its multiply-add probe; a run's probes are consecutive."""
+def probe_rates(lines, ours="normflow"):
+    """(product rate, multiply-add peak) in GFLOP/s: the medians over the runs of normflow
+    labelled `ours` of each run's best all-threads gemm shape and of its multiply-add probe; a
+    run's probes are consecutive."""
     gemm_runs, peaks, current = [], [], None
     for l in lines:
+        if l.get("impl", "normflow") != ours:
+            continue
         if l.get("probe") == "gemm":
             if current is None:
                 current = []
@@ -132,39 +153,43 @@ def target_ratio(key, size):
     return 0.7
 
 
-def print_table(lines, flows, sizes):
-    """The table of medians over rounds, ratios, targets, bounds and needed rates."""
+def print_table(lines, flows, sizes, ours="normflow"):
+    """The table of medians over rounds, ratios, targets, bounds and needed rates, for the
+    normflow runs labelled `ours`."""
     results = [l for l in lines if "probe" not in l]
-    rate, peak = probe_rates(lines)
+    if not any(l["impl"] == ours for l in results):
+        return
+    print(f"\n## {ours}")
+    rate, peak = probe_rates(lines, ours)
     flop_key = {"train_step_ms": "train_flop", "logprob_ms": "logprob_flop", "sample_ms": "sample_flop"}
     product_key = {"train_step_ms": "train_product_ms", "logprob_ms": "logprob_product_ms", "sample_ms": "sample_product_ms"}
     print("\n| flow | size | measure | normflow | fastest peer | ratio | target | bound | products | needs GFLOP/s |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|")
     for flow in flows:
         for size in sizes:
             def med(impl, key):
-                v = [l[key] for l in results if l["impl"].startswith(impl) and l["flow"] == flow and l["size"] == size and l.get(key) is not None]
+                v = [l[key] for l in results if l["impl"] == impl and l["flow"] == flow and l["size"] == size and l.get(key) is not None]
                 return statistics.median(v) if v else None
             for key in MEASURES + ["peak_rss_mib"]:
-                ours = med("normflow", key)
-                peers = [(med(p, key), p) for p in {l["impl"] for l in results if l["impl"] != "normflow"}]
+                mine = med(ours, key)
+                peers = [(med(p, key), p) for p in {l["impl"] for l in results if not l["impl"].startswith("normflow")}]
                 peers = [(v, p) for v, p in peers if v is not None]
-                if ours is None or not peers:
+                if mine is None or not peers:
                     continue
                 best, name = min(peers)
-                flop = med("normflow", flop_key[key]) if key in flop_key else None
+                flop = med(ours, flop_key[key]) if key in flop_key else None
                 bound = f"{flop / (rate * 1e6) / best:.2f}" if flop and rate else ""
-                product_ms = med("normflow", product_key[key]) if key in product_key else None
+                product_ms = med(ours, product_key[key]) if key in product_key else None
                 products = f"{product_ms / best:.2f}" if product_ms else ""
                 target = target_ratio(key, size)
                 needs = ""
-                if flop and ours / best > target:
+                if flop and mine / best > target:
                     gflops = flop / (target * best * 1e6)
                     needs = f"{gflops:.0f}"
                     if peak and gflops > peak:
                         needs += " (> peak)"
                     elif rate and gflops > rate:
                         needs += " (> product)"
-                print(f"| {flow} | {size} | {key} | {ours:.2f} | {best:.2f} ({name}) | {ours / best:.2f} | {target:.1f} | {bound} | {products} | {needs} |")
+                print(f"| {flow} | {size} | {key} | {mine:.2f} | {best:.2f} ({name}) | {mine / best:.2f} | {target:.1f} | {bound} | {products} | {needs} |")
 
 
 def main():
@@ -174,6 +199,7 @@ def main():
     ap.add_argument("--peers", default="plain_jax")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--normflow", default=os.path.join(ROOT, "target", "release", "normflow"))
+    ap.add_argument("--products", default="f32", help="normflow's product precisions, each run in every round (f32, bf16x3)")
     ap.add_argument("--out", default=None, help="also write the JSON lines to this file")
     ap.add_argument("--from", dest="log", default=None, help="print the table of an earlier run's log instead of measuring")
     a = ap.parse_args()
@@ -181,7 +207,8 @@ def main():
     if a.out:
         with open(a.out, "w") as f:
             f.writelines(json.dumps(l) + "\n" for l in lines)
-    print_table(lines, a.flows.split(","), a.sizes.split(","))
+    for ours in sorted({l["impl"] for l in lines if l.get("impl", "").startswith("normflow")}):
+        print_table(lines, a.flows.split(","), a.sizes.split(","), ours)
 
 
 if __name__ == "__main__":

@@ -277,9 +277,14 @@ mod amx {
             63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1,
         );
         let (mut h, mut m) = ([_mm512_setzero_si512(); 16], [_mm512_setzero_si512(); 16]);
-        for ob in 0..outer_blocks {
-            let (o0, outers) = (ob * 16, op.outer.saturating_sub(ob * 16).min(16));
-            for ib in 0..inner_blocks {
+        // Tiles in the order that reads the source along its rows: by outer block first when
+        // reading by outer (16 sequential streams), by inner block first when reading by pair
+        // (rows 32 at a time, whole): walking down a column of 64-byte pieces instead ran at
+        // memory latency.
+        let (first, second) = if by_outer { (outer_blocks, inner_blocks) } else { (inner_blocks, outer_blocks) };
+        for (ob, ib) in (0..first).flat_map(|f| (0..second).map(move |s| if by_outer { (f, s) } else { (s, f) })) {
+            {
+                let (o0, outers) = (ob * 16, op.outer.saturating_sub(ob * 16).min(16));
                 let (i0, inners) = (ib * 32, op.inner.saturating_sub(ib * 32).min(32));
                 for r in 0..16 {
                     let (x0, x1) = if by_outer {
