@@ -10,6 +10,9 @@
 //! loop and `7.5e-4` for one `bf16` product. The same trade is PyTorch's `"high"`
 //! float32-matmul precision and JAX's `bfloat16_3x`.
 //!
+//! Values beyond `bf16`'s largest finite one (3.39e38, just under `f32`'s 3.40e38) would round
+//! to infinity; NaN stays NaN.
+//!
 //! It is off unless asked for: [`set_product_precision`] for the process (or
 //! `NORMFLOW_PRODUCTS=bf16x3` in the environment), [`with_product_precision`] for one call and
 //! the work it hands to the worker pool. Where the CPU lacks AMX, or a product is too small for
@@ -110,8 +113,14 @@ pub fn split_products_available() -> bool {
 
 /// Smallest inner dimension worth tiles: the inner dimension is padded to 32.
 const MIN_INNER: usize = 32;
-/// Smallest output side worth tiles: blocks are 32×32.
-const MIN_SIDE: usize = 32;
+/// Smallest output side worth the split: packing costs in proportion to `k·(m + n)`, the
+/// product to `k·m·n`, so a narrow product pays the packing of its wide operand for little
+/// work. Products 64 wide (a MADE's masked blocks at size L: `512×64×449`) ran 1.1–1.9× the
+/// `f32` rate alone, repeated on warm operands, but slowed MAF L's training step inside it
+/// (66–69 → 78 ms: each masked block packs its slice of the layer's input afresh); 127 and
+/// wider ran 1.6–2.6× alone (one thread: 512³ 397–416 against 158–172 GFLOP/s, 256³ 313 against
+/// 159) and gained in every workload.
+const MIN_SIDE: usize = 96;
 
 /// `out[m×n] (+)= A · B` at split-`bf16` precision when that is the precision asked for, AMX is
 /// there and the shape is worth tiles; `false` (and nothing written) otherwise. `A` is `m×k`
@@ -384,24 +393,40 @@ mod amx {
                     let b0 = b_ptr.add(2 * cb * inner_blocks * TILE);
                     let b1 = b0.add(inner_blocks * TILE);
                     asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
-                    // h·h, h·m and m·h, each over the whole inner dimension.
-                    for (ap, bp) in [(0, 0), (0, b_part), (a_part, 0)] {
-                        for ib in 0..inner_blocks {
-                            let at = ib * TILE;
-                            asm!(
-                                "tileloadd tmm4, [{a0} + {s}*1]",
-                                "tileloadd tmm6, [{b0} + {s}*1]",
-                                "tdpbf16ps tmm0, tmm4, tmm6",
-                                "tileloadd tmm7, [{b1} + {s}*1]",
-                                "tdpbf16ps tmm1, tmm4, tmm7",
-                                "tileloadd tmm5, [{a1} + {s}*1]",
-                                "tdpbf16ps tmm2, tmm5, tmm6",
-                                "tdpbf16ps tmm3, tmm5, tmm7",
-                                a0 = in(reg) a0.add(ap + at), a1 = in(reg) a1.add(ap + at),
-                                b0 = in(reg) b0.add(bp + at), b1 = in(reg) b1.add(bp + at),
-                                s = in(reg) 64usize, options(nostack, readonly),
-                            );
-                        }
+                    // Per inner block h·h, then h·m (the h tiles of A kept), then m·h: ten tile
+                    // loads for twelve products, the h tiles of B loaded twice within a few
+                    // hundred cycles (from L1).
+                    for ib in 0..inner_blocks {
+                        let at = ib * TILE;
+                        asm!(
+                            "tileloadd tmm4, [{ah0} + {s}*1]",
+                            "tileloadd tmm6, [{bh0} + {s}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tileloadd tmm7, [{bh1} + {s}*1]",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tileloadd tmm5, [{ah1} + {s}*1]",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            "tileloadd tmm6, [{bm0} + {s}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tileloadd tmm7, [{bm1} + {s}*1]",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            "tileloadd tmm4, [{am0} + {s}*1]",
+                            "tileloadd tmm6, [{bh0} + {s}*1]",
+                            "tdpbf16ps tmm0, tmm4, tmm6",
+                            "tileloadd tmm7, [{bh1} + {s}*1]",
+                            "tdpbf16ps tmm1, tmm4, tmm7",
+                            "tileloadd tmm5, [{am1} + {s}*1]",
+                            "tdpbf16ps tmm2, tmm5, tmm6",
+                            "tdpbf16ps tmm3, tmm5, tmm7",
+                            ah0 = in(reg) a0.add(at), ah1 = in(reg) a1.add(at),
+                            am0 = in(reg) a0.add(a_part + at), am1 = in(reg) a1.add(a_part + at),
+                            bh0 = in(reg) b0.add(at), bh1 = in(reg) b1.add(at),
+                            bm0 = in(reg) b0.add(b_part + at), bm1 = in(reg) b1.add(b_part + at),
+                            s = in(reg) 64usize, options(nostack, readonly),
+                        );
                     }
                     let c = block.as_mut_ptr();
                     asm!(
@@ -498,7 +523,9 @@ mod tests {
     fn split_products_are_within_bf16x3_error_of_exact_on_every_kind_and_edge() {
         let amx = split_products_available();
         for kind in [Product::ABt, Product::AB, Product::AtB] {
-            for (m, n, k) in [(32, 32, 32), (37, 45, 70), (64, 48, 256), (33, 130, 40)] {
+            // Sides at the split's least (96), ragged against the 32-wide blocks, inner
+            // dimensions past one block and short of two.
+            for (m, n, k) in [(96, 96, 32), (101, 130, 70), (128, 97, 256), (200, 99, 40)] {
                 for accumulate in [false, true] {
                     let split = worst_error(kind, m, n, k, accumulate, ProductPrecision::Bf16x3);
                     let plain = worst_error(kind, m, n, k, accumulate, ProductPrecision::F32);
@@ -509,7 +536,10 @@ mod tests {
                     eprintln!("{kind:?} {m}x{n}x{k} accumulate {accumulate}: split {split:.2e} f32 {plain:.2e}");
                     assert!(split < 4e-5, "{kind:?} {m}x{n}x{k} accumulate {accumulate}: error {split:e}");
                     assert!(plain < 1e-6, "{kind:?} {m}x{n}x{k}: f32 error {plain:e}");
-                    if !amx {
+                    if amx {
+                        // The split path ran: its error is well above f32's.
+                        assert!(split > 3.0 * plain, "{kind:?} {m}x{n}x{k}: split error {split:e} vs f32 {plain:e}");
+                    } else {
                         assert_eq!(split, plain, "without AMX the split precision falls back to f32");
                     }
                 }
