@@ -543,12 +543,33 @@ fn fit_images(
     Ok(Model { flow })
 }
 
+/// Sets how every later matrix product in the process runs: `"f32"` (the default) or
+/// `"bf16x3"`, each operand split into two bfloat16 parts on AMX tiles (Intel CPUs with AMX;
+/// elsewhere products stay f32), about 2x faster on wide layers at about 1e-5 relative error
+/// per product. Returns whether AMX is there to run the split products.
+#[pyfunction]
+fn set_product_precision(precision: &str) -> PyResult<bool> {
+    use normflow::engine::{split_products_available, ProductPrecision};
+    let p = ProductPrecision::from_name(precision)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err(format!("unknown product precision '{precision}' (known: f32, bf16x3)")))?;
+    normflow::engine::set_product_precision(p);
+    Ok(split_products_available())
+}
+
+/// The precision products run at now: `"f32"` or `"bf16x3"`.
+#[pyfunction]
+fn product_precision() -> &'static str {
+    normflow::engine::product_precision().name()
+}
+
 /// The compiled core of the `normflow` package.
 #[pymodule]
 fn _normflow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Model>()?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(fit_images, m)?)?;
+    m.add_function(wrap_pyfunction!(set_product_precision, m)?)?;
+    m.add_function(wrap_pyfunction!(product_precision, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

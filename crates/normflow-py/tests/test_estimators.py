@@ -273,3 +273,25 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})
     assert (tmp_path / "nsf.safetensors").exists()
+
+
+def test_split_products_are_opt_in_and_score_like_f32():
+    assert normflow.product_precision() in ("f32", "bf16x3")
+    X = correlated(3000)
+    flow = normflow.RealNVP(hidden=(128, 128), epochs=3, random_state=0).fit(X)
+    before = normflow.product_precision()
+    try:
+        normflow.set_product_precision("f32")
+        plain = flow.score_samples(X)
+        has_amx = normflow.set_product_precision("bf16x3")
+        assert normflow.product_precision() == "bf16x3"
+        split = flow.score_samples(X)
+        # Split-bfloat16 products move log-densities by far less than a millinat; without AMX
+        # they fall back to f32 exactly.
+        assert np.max(np.abs(split - plain)) < 1e-3
+        if not has_amx:
+            assert np.array_equal(split, plain)
+        with pytest.raises(ValueError, match="unknown product precision"):
+            normflow.set_product_precision("fp8")
+    finally:
+        normflow.set_product_precision(before)

@@ -10,10 +10,11 @@
 
 Estimators: `RealNVP`, `MAF`, `NSF` (``autoregressive=True`` for NSF-AR), `FlowMatching` and
 `AnomalyDetector` on tables; `Glow` and `ImageRealNVP` on 8-bit images. Every fit, score and sample runs in the Rust library with the interpreter
-lock released.
+lock released. `set_product_precision("bf16x3")` opts in to split-bfloat16 matrix products on
+CPUs with AMX (about 2x faster on wide layers, about 1e-5 relative error per product).
 """
 
 from ._estimators import MAF, NSF, AnomalyDetector, FlowMatching, Glow, ImageRealNVP, RealNVP, load
-from ._normflow import Model, __version__
+from ._normflow import Model, __version__, product_precision, set_product_precision
 
-__all__ = ["RealNVP", "MAF", "NSF", "FlowMatching", "AnomalyDetector", "Glow", "ImageRealNVP", "Model", "load", "__version__"]
+__all__ = ["RealNVP", "MAF", "NSF", "FlowMatching", "AnomalyDetector", "Glow", "ImageRealNVP", "Model", "load", "set_product_precision", "product_precision", "__version__"]
