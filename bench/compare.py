@@ -118,18 +118,21 @@ def probe_rates(lines, ours="normflow"):
     """(product rate, multiply-add peak) in GFLOP/s: the medians over the runs of normflow
     labelled `ours` of each run's best all-threads gemm shape and of its multiply-add probe; a
     run's probes are consecutive."""
+    # The split-bf16 products' limit is the tile unit's (`split_multiply_add`, in f32 work
+    # replaced), not the f32 multiply-adds'.
+    mine = [l for l in lines if l.get("impl", "normflow") == ours]
+    peak_probe = "split_multiply_add" if any(l.get("probe") == "split_multiply_add" for l in mine) else "multiply_add"
     gemm_runs, peaks, current = [], [], None
-    for l in lines:
-        if l.get("impl", "normflow") != ours:
-            continue
+    for l in mine:
         if l.get("probe") == "gemm":
             if current is None:
                 current = []
                 gemm_runs.append(current)
             current.append(l["gflops_all_threads"])
         else:
-            current = None
-            if l.get("probe") == "multiply_add":
+            if l.get("probe") not in ("multiply_add", "split_multiply_add"):
+                current = None
+            if l.get("probe") == peak_probe:
                 peaks.append(l["gflops_all_threads"])
     probes = [max(r) for r in gemm_runs]
     rate = statistics.median(probes) if probes else None
@@ -137,8 +140,8 @@ def probe_rates(lines, ours="normflow"):
     if rate:
         print(f"\nproduct rate for the bound: {rate:.1f} GFLOP/s (median of {len(probes)} runs' all-threads probes: {', '.join(f'{p:.0f}' for p in probes)})")
     if peak:
-        print(f"multiply-add peak: {peak:.1f} GFLOP/s (median of all-threads probes: {', '.join(f'{p:.0f}' for p in peaks)})")
-    if rate and peak and rate < SLOW_PHASE * peak:
+        print(f"{peak_probe.replace('_', '-')} peak: {peak:.1f} GFLOP/s (median of all-threads probes: {', '.join(f'{p:.0f}' for p in peaks)})")
+    if rate and peak and peak_probe == "multiply_add" and rate < SLOW_PHASE * peak:
         print(f"slow phase: the product rate is {rate / peak:.0%} of the peak (about 88% in fast phases); "
               "ratios move with the phase, so compare this run only with runs in the same phase")
     return rate, peak

@@ -229,6 +229,17 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             "impl": "normflow", "probe": "multiply_add", "width": format!("{width:?}"), "lanes": width.lanes(),
             "gflops_1_thread": one, "gflops_all_threads": all, "threads": threads,
         }))?;
+        // With the split-bf16 products the products' own limit is the tile unit's, not the
+        // f32 multiply-adds': reported as the f32 work the split replaces.
+        let precision = normflow::engine::product_precision();
+        if precision == normflow::engine::ProductPrecision::Bf16x3 {
+            if let (Some(one), Some(all)) = (normflow::engine::split_peak_gflops(1), normflow::engine::split_peak_gflops(threads)) {
+                print_json(&json!({
+                    "impl": "normflow", "probe": "split_multiply_add", "products": precision.name(),
+                    "gflops_1_thread": one, "gflops_all_threads": all, "threads": threads,
+                }))?;
+            }
+        }
     }
     if a.conv_probe {
         conv_probe()?;

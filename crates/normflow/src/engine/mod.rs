@@ -62,7 +62,7 @@ pub use matrix::Matrix;
 pub use matrix_ref::MatrixRef;
 pub use pool::{thread_cache_bytes, trim_thread_cache};
 #[cfg(feature = "bench")]
-pub use probe::{conv_layer_seconds, multiply_add_peak_gflops, product_gflops};
+pub use probe::{conv_layer_seconds, multiply_add_peak_gflops, product_gflops, split_peak_gflops};
 #[cfg(feature = "bench")]
 pub use product_clock::time_in_products;
 pub(crate) use rng::fill_normal_blocks;

@@ -170,6 +170,18 @@ pub fn multiply_add_peak_gflops(threads: usize) -> (f64, Isa) {
     (rate, width)
 }
 
+/// The split-`bf16` products' limit on this machine, in GFLOP/s of the `f32` work they replace
+/// (a third of the `bf16` tile rate: three tile products stand in for one `f32` product), with
+/// `threads` threads of register-only tile products; `None` without AMX.
+pub fn split_peak_gflops(threads: usize) -> Option<f64> {
+    let rounds = 2_000_000;
+    super::split_product::tile_products(1)?;
+    let rate = gflops_on_threads(threads, super::split_product::TILE_ROUND_FLOP * rounds as f64, || {
+        std::hint::black_box(super::split_product::tile_products(rounds));
+    });
+    Some(rate / 3.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,19 @@ pub fn split_products_available() -> bool {
     *AVAILABLE.get_or_init(amx::enable)
 }
 
+/// `bf16` multiply-adds (FLOPs, two per multiply-add) of one [`tile_products`] round: four
+/// 16×16 accumulators, each gaining a 16×32 by 32×16 product.
+#[cfg(feature = "bench")]
+pub(crate) const TILE_ROUND_FLOP: f64 = 4.0 * 2.0 * 16.0 * 16.0 * 32.0;
+
+/// Runs `rounds` rounds of four tile products of all-ones tiles on registers only (no loads
+/// but the first): the AMX unit's own limit, for the probes. Returns an entry of the first
+/// accumulator (`32 · rounds`), or `None` where AMX is not there.
+#[cfg(feature = "bench")]
+pub(crate) fn tile_products(rounds: usize) -> Option<f32> {
+    split_products_available().then(|| amx::tile_products(rounds))
+}
+
 /// Smallest inner dimension worth tiles: the inner dimension is padded to 32.
 const MIN_INNER: usize = 32;
 /// Smallest output side worth the split: packing costs in proportion to `k·(m + n)`, the
@@ -360,6 +373,39 @@ mod amx {
         }
     }
 
+    /// `rounds` rounds of four tile products of all-ones tiles loaded once; an entry of the
+    /// first accumulator.
+    #[cfg(feature = "bench")]
+    pub(super) fn tile_products(rounds: usize) -> f32 {
+        let config = TileConfig::full();
+        let ones = vec![0x3f80_3f80u32; TILE];
+        let mut first = [0.0f32; TILE];
+        // SAFETY: AMX is enabled (`enable` said yes before the caller got here); each load reads
+        // one 1 KB tile of `ones`, the store writes one to `first`; the products touch
+        // registers only.
+        unsafe {
+            asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
+            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+            asm!(
+                "tileloadd tmm4, [{p} + {s}*1]", "tileloadd tmm5, [{p} + {s}*1]",
+                "tileloadd tmm6, [{p} + {s}*1]", "tileloadd tmm7, [{p} + {s}*1]",
+                p = in(reg) ones.as_ptr(), s = in(reg) 64usize, options(nostack, readonly),
+            );
+            for _ in 0..rounds {
+                asm!(
+                    "tdpbf16ps tmm0, tmm4, tmm6",
+                    "tdpbf16ps tmm1, tmm4, tmm7",
+                    "tdpbf16ps tmm2, tmm5, tmm6",
+                    "tdpbf16ps tmm3, tmm5, tmm7",
+                    options(nostack, nomem),
+                );
+            }
+            asm!("tilestored [{p} + {s}*1], tmm0", p = in(reg) first.as_mut_ptr(), s = in(reg) 64usize, options(nostack));
+            asm!("tilerelease", options(nostack, nomem));
+        }
+        first[0]
+    }
+
     /// `out[m×n] (+)= A·B`, `A` the left operand (`m = a.outer`), `B` the right (`n = b.outer`).
     pub(super) fn product(out: &mut [f32], ldo: usize, a: &Operand, b: &Operand, accumulate: bool) {
         let (m, n, k) = (a.outer, b.outer, a.inner);
@@ -465,6 +511,12 @@ mod amx {
     }
 
     /// Never called: [`enable`] said no.
+    #[cfg(feature = "bench")]
+    pub(super) fn tile_products(_: usize) -> f32 {
+        unreachable!("tile products run only where AMX is enabled")
+    }
+
+    /// Never called: [`enable`] said no.
     pub(super) fn product(_: &mut [f32], _: usize, _: &Operand, _: &Operand, _: bool) {
         unreachable!("split products run only where AMX is enabled")
     }
@@ -545,6 +597,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[cfg(feature = "bench")]
+    #[test]
+    fn the_peak_probe_multiplies_its_tiles() {
+        // Each round adds 32 products of one by one to every accumulator entry.
+        let expected = split_products_available().then_some(32.0 * 10.0);
+        assert_eq!(tile_products(10), expected);
     }
 
     #[test]
