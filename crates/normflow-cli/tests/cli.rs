@@ -533,3 +533,20 @@ fn streamed_scoring_numbers_out_of_bounds_rows_from_the_start_of_the_file() {
     let err = fails(&["anomaly", "score", s(&model), s(&t.path("big.csv")), "-o", s(&t.path("out.csv"))]);
     assert!(err.contains("row 69001") && err.contains("bounds"), "{err}");
 }
+
+#[test]
+fn products_flag_trains_and_scores_with_split_products_close_to_f32() {
+    let t = TempDir::new("products");
+    let (data, model) = (t.path("data.csv"), t.path("model.safetensors"));
+    write_data(&data, 2000, 4);
+    // Hidden layers of 128 so that the middle products are wide enough to split.
+    let train = ["train", s(&data), "--flow", "realnvp", "--layers", "3", "--hidden", "128,128", "--epochs", "4", "-q", "-o", s(&model)];
+    ok(&[&["--products", "bf16x3"], &train[..]].concat());
+    let split = csv_rows(&ok(&["log-prob", "--products", "bf16x3", s(&model), s(&data)]));
+    let plain = csv_rows(&ok(&["log-prob", "--products", "f32", s(&model), s(&data)]));
+    assert_eq!(split.len(), 2000);
+    let worst = split.iter().zip(&plain).map(|(a, b)| (a[0] - b[0]).abs()).fold(0.0, f64::max);
+    assert!(worst < 1e-3, "log-densities with split products differ from f32 ones by {worst}");
+    let err = fails(&["--products", "fp8", "info", s(&model)]);
+    assert!(err.contains("fp8") && err.contains("bf16x3"), "{err}");
+}

@@ -55,6 +55,13 @@ impl From<std::io::Error> for CliError {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
+    if let Some(p) = cli.products {
+        use normflow::engine::{set_product_precision, ProductPrecision};
+        set_product_precision(match p {
+            crate::cli::Products::F32 => ProductPrecision::F32,
+            crate::cli::Products::Bf16x3 => ProductPrecision::Bf16x3,
+        });
+    }
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Sample(a) => sample::run(a),
