@@ -40,7 +40,7 @@ mod rng;
 pub(crate) mod small_linear;
 pub(crate) mod spline;
 pub(crate) mod spline_lanes;
-mod split_product;
+pub(crate) mod split_product;
 pub(crate) mod threads;
 pub(crate) mod tile_product;
 

@@ -24,6 +24,7 @@
 //! 32×32 outputs (four accumulator tiles, two tiles of each operand), the three part products
 //! summed in the accumulators, then added to or copied into the output.
 
+use super::pool;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::OnceLock;
@@ -149,7 +150,7 @@ pub(crate) fn try_product(
     k: usize,
     accumulate: bool,
 ) -> bool {
-    if product_precision() != ProductPrecision::Bf16x3 || k < MIN_INNER || m < MIN_SIDE || n < MIN_SIDE || !split_products_available() {
+    if !wanted(m, n, k) {
         return false;
     }
     let strides = [a.1, a.2, b.1, b.2];
@@ -162,6 +163,50 @@ pub(crate) fn try_product(
     let b = Operand { data: b.0, outer_step: b_cs, inner_step: b_rs, outer: n, inner: k };
     amx::product(out, ldo, &a, &b, accumulate);
     true
+}
+
+/// A layer's weight `W` (`[n, k]`, row-major) packed once as the right factor of `x · Wᵀ`, for
+/// callers that multiply many row blocks by the same weight (an ODE solver's field
+/// evaluations): each [`PackedWeight::product`] then packs only its rows.
+pub(crate) struct PackedWeight {
+    tiles: pool::LineBuf,
+    n: usize,
+    k: usize,
+}
+
+impl PackedWeight {
+    /// `w` packed, when products on this thread run split and the shape is worth it for blocks
+    /// of at least `rows` rows; `None` otherwise (use the `f32` products).
+    pub(crate) fn new(w: &[f32], n: usize, k: usize, rows: usize) -> Option<Self> {
+        if !wanted(rows, n, k) {
+            return None;
+        }
+        let b = Operand { data: &w[..n * k], outer_step: k, inner_step: 1, outer: n, inner: k };
+        let mut tiles = pool::LineBuf::scratch(amx::right_len(n, k));
+        // SAFETY: u32 and f32 have one size and alignment; every bit pattern is valid for both.
+        let words = unsafe { std::slice::from_raw_parts_mut(tiles.as_mut_ptr().cast::<u32>(), tiles.len()) };
+        amx::pack_right(&b, words);
+        Some(Self { tiles, n, k })
+    }
+
+    /// `out[m×n] = x · Wᵀ` for `m` rows of `x` (`k` wide, rows `ldx` apart); `false` (nothing
+    /// written) when `m` is below the split's least side: use the `f32` product for that block.
+    pub(crate) fn product(&self, out: &mut [f32], x: &[f32], ldx: usize, m: usize) -> bool {
+        if m < MIN_SIDE {
+            return false;
+        }
+        assert!(ldx >= self.k && x.len() >= (m - 1) * ldx + self.k && out.len() >= m * self.n, "blocks shorter than their shape");
+        let a = Operand { data: x, outer_step: ldx, inner_step: 1, outer: m, inner: self.k };
+        // SAFETY: as in `new`.
+        let words = unsafe { std::slice::from_raw_parts(self.tiles.as_ptr().cast::<u32>(), self.tiles.len()) };
+        super::matmul::instrumented(|| amx::product_packed(out, self.n, &a, words, self.n, false));
+        true
+    }
+}
+
+/// Whether a product of this shape runs split on this thread.
+fn wanted(m: usize, n: usize, k: usize) -> bool {
+    product_precision() == ProductPrecision::Bf16x3 && k >= MIN_INNER && m >= MIN_SIDE && n >= MIN_SIDE && split_products_available()
 }
 
 /// One factor of a product seen as `outer × inner`: element `(o, i)` at
@@ -408,20 +453,39 @@ mod amx {
 
     /// `out[m×n] (+)= A·B`, `A` the left operand (`m = a.outer`), `B` the right (`n = b.outer`).
     pub(super) fn product(out: &mut [f32], ldo: usize, a: &Operand, b: &Operand, accumulate: bool) {
-        let (m, n, k) = (a.outer, b.outer, a.inner);
+        let mut right = pool::LineBuf::scratch(right_len(b.outer, b.inner));
+        pack_right(b, words(&mut right));
+        product_packed(out, ldo, a, words(&mut right), b.outer, accumulate);
+    }
+
+    /// `f32` buffer as the `u32` words of packed tiles.
+    fn words(buf: &mut [f32]) -> &mut [u32] {
+        // SAFETY: u32 and f32 have one size and alignment; every bit pattern is valid for both.
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u32>(), buf.len()) }
+    }
+
+    /// Words of a right operand `n` wide over `k` packed: both parts, whole 32-wide blocks.
+    pub(super) fn right_len(n: usize, k: usize) -> usize {
+        2 * (2 * n.div_ceil(32)) * k.div_ceil(32) * TILE
+    }
+
+    /// Packs `b` as a right operand into `tiles` ([`right_len`] words).
+    pub(super) fn pack_right(b: &Operand, tiles: &mut [u32]) {
+        // SAFETY: AMX came with AVX-512 on every CPU that has it.
+        unsafe { pack(b, tiles, 2 * b.outer.div_ceil(32), b.inner.div_ceil(32), false) };
+    }
+
+    /// `out[m×n] (+)= A·B` with `B` already packed by [`pack_right`] (`n` wide, over `a.inner`).
+    pub(super) fn product_packed(out: &mut [f32], ldo: usize, a: &Operand, b_tiles: &[u32], n: usize, accumulate: bool) {
+        let (m, k) = (a.outer, a.inner);
         // Outputs in blocks of 32 (two tiles); the inner dimension in blocks of 32.
         let (row_blocks, col_blocks, inner_blocks) = (m.div_ceil(32), n.div_ceil(32), k.div_ceil(32));
-        let a_len = 2 * (2 * row_blocks) * inner_blocks * TILE;
-        let b_len = 2 * (2 * col_blocks) * inner_blocks * TILE;
-        let mut packed = pool::LineBuf::scratch(a_len + b_len);
-        // SAFETY: u32 and f32 have one size and alignment; every bit pattern is valid for both.
-        let words: &mut [u32] = unsafe { std::slice::from_raw_parts_mut(packed.as_mut_ptr().cast::<u32>(), a_len + b_len) };
-        let (a_tiles, b_tiles) = words.split_at_mut(a_len);
+        let (a_len, b_len) = (2 * (2 * row_blocks) * inner_blocks * TILE, right_len(n, k));
+        assert!(b_tiles.len() >= b_len, "packed right operand shorter than its shape");
+        let mut left = pool::LineBuf::scratch(a_len);
+        let a_tiles = words(&mut left);
         // SAFETY: AMX came with AVX-512 on every CPU that has it.
-        unsafe {
-            pack(a, a_tiles, 2 * row_blocks, inner_blocks, true);
-            pack(b, b_tiles, 2 * col_blocks, inner_blocks, false);
-        }
+        unsafe { pack(a, a_tiles, 2 * row_blocks, inner_blocks, true) };
         let (a_part, b_part) = (a_len / 2, b_len / 2);
         let (a_ptr, b_ptr) = (a_tiles.as_ptr(), b_tiles.as_ptr());
         let mut block = [0.0f32; 32 * 32];
@@ -520,6 +584,21 @@ mod amx {
     pub(super) fn product(_: &mut [f32], _: usize, _: &Operand, _: &Operand, _: bool) {
         unreachable!("split products run only where AMX is enabled")
     }
+
+    /// Never called: [`enable`] said no.
+    pub(super) fn right_len(_: usize, _: usize) -> usize {
+        unreachable!("split products run only where AMX is enabled")
+    }
+
+    /// Never called: [`enable`] said no.
+    pub(super) fn pack_right(_: &Operand, _: &mut [u32]) {
+        unreachable!("split products run only where AMX is enabled")
+    }
+
+    /// Never called: [`enable`] said no.
+    pub(super) fn product_packed(_: &mut [f32], _: usize, _: &Operand, _: &[u32], _: usize, _: bool) {
+        unreachable!("split products run only where AMX is enabled")
+    }
 }
 
 #[cfg(test)]
@@ -605,6 +684,35 @@ mod tests {
         // Each round adds 32 products of one by one to every accumulator entry.
         let expected = split_products_available().then_some(32.0 * 10.0);
         assert_eq!(tile_products(10), expected);
+    }
+
+    #[test]
+    fn a_weight_packed_once_gives_the_products_of_packing_it_each_time() {
+        let (n, k) = (130, 70);
+        let mut rng = Rng::new(9);
+        let w: Vec<f32> = (0..n * k).map(|_| rng.normal() as f32).collect();
+        let x: Vec<f32> = (0..300 * (k + 2)).map(|_| rng.normal() as f32).collect();
+        assert!(
+            with_product_precision(ProductPrecision::F32, || PackedWeight::new(&w, n, k, 256)).is_none(),
+            "f32 products need no packing"
+        );
+        with_product_precision(ProductPrecision::Bf16x3, || {
+            let Some(packed) = PackedWeight::new(&w, n, k, 256) else {
+                assert!(!split_products_available(), "with AMX a 256-row block of this shape splits");
+                return;
+            };
+            // Row blocks of a wider matrix (k + 2 columns), one below the split's least side.
+            for m in [256, 97, 40] {
+                let mut once = vec![f32::NAN; m * n];
+                if !packed.product(&mut once, &x, k + 2, m) {
+                    assert!(m < MIN_SIDE, "{m} rows should split");
+                    continue;
+                }
+                let mut each = vec![0.0; m * n];
+                block_product(Product::ABt, &mut each, n, Block { data: &x, ld: k + 2 }, Block { data: &w, ld: k }, m, n, k, false);
+                assert_eq!(once, each, "{m} rows");
+            }
+        });
     }
 
     #[test]

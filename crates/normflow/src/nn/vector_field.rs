@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::trace_kernel::{KeptTraceKernel, TraceKernel};
 use crate::engine::small_linear::KeptPanel;
+use crate::engine::split_product::PackedWeight;
 use crate::engine::{bias_grad, bias_silu, linear, matmul_a_bt, matmul_ab, matmul_at_b, Matrix, Rng};
 
 /// The frequencies of a field's sinusoidal time features.
@@ -211,6 +212,16 @@ impl VectorField {
     pub fn velocity(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
         let layers = self.sizes.len() - 1;
         let shared = (t.len() == 1).then(|| self.first_layer_at(t[0]));
+        // With split-bf16 products, each hidden layer's weight packed once for all the blocks.
+        let packed: Vec<Option<PackedWeight>> = (0..layers - 1)
+            .map(|l| {
+                let (w, b) = match (&shared, l) {
+                    (Some((w, b)), 0) => (w.as_slice(), b.as_slice()),
+                    _ => self.layer(l),
+                };
+                PackedWeight::new(w, b.len(), w.len() / b.len().max(1), x.rows().min(VELOCITY_BLOCK))
+            })
+            .collect();
         let mut out = Matrix::scratch(x.rows(), self.dim);
         for start in (0..x.rows()).step_by(VELOCITY_BLOCK) {
             let end = (start + VELOCITY_BLOCK).min(x.rows());
@@ -236,7 +247,9 @@ impl VectorField {
                     }
                 } else {
                     let mut a = Matrix::scratch(rows, fan_out);
-                    matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
+                    if !packed[l].as_ref().is_some_and(|p| p.product(a.as_mut_slice(), h.as_slice(), fan_in, rows)) {
+                        matmul_a_bt(a.as_mut_slice(), h.as_slice(), w, rows, fan_out, fan_in, false);
+                    }
                     bias_silu(a.as_mut_slice(), b, None);
                     h = a;
                 }
