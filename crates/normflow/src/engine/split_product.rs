@@ -169,7 +169,9 @@ pub(crate) fn try_product(
 
 /// A layer's weight `W` (`[n, k]`, row-major) packed once as the right factor of `x · Wᵀ`, for
 /// callers that multiply many row blocks by the same weight (an ODE solver's field
-/// evaluations): each [`PackedWeight::product`] then packs only its rows.
+/// evaluations, inference over many blocks): each [`PackedWeight::product`] then packs only its
+/// rows.
+#[derive(Debug)]
 pub(crate) struct PackedWeight {
     tiles: pool::LineBuf,
     n: usize,
@@ -192,9 +194,10 @@ impl PackedWeight {
     }
 
     /// `out[m×n] = x · Wᵀ` for `m` rows of `x` (`k` wide, rows `ldx` apart); `false` (nothing
-    /// written) when `m` is below the split's least side: use the `f32` product for that block.
+    /// written) when `m` is below the split's least side or products on this thread run `f32`
+    /// now: use the `f32` product for that block.
     pub(crate) fn product(&self, out: &mut [f32], x: &[f32], ldx: usize, m: usize) -> bool {
-        if m < MIN_SIDE {
+        if m < MIN_SIDE || product_precision() != ProductPrecision::Bf16x3 {
             return false;
         }
         assert!(ldx >= self.k && x.len() >= (m - 1) * ldx + self.k && out.len() >= m * self.n, "blocks shorter than their shape");

@@ -2,7 +2,9 @@
 //! hand-written backward pass.
 
 use super::layer_mask::{LayerMask, Tile};
+use crate::engine::kept::Kept;
 use crate::engine::small_linear::KeptPanel;
+use crate::engine::split_product::PackedWeight;
 use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
@@ -20,7 +22,13 @@ pub struct Mlp {
     /// Each layer's weight in the register tiles' layout (unmasked layers the tiles take), kept
     /// between parameter changes.
     panels: Vec<KeptPanel>,
+    /// Each unmasked layer's weight packed for split-bf16 products (when those run), kept
+    /// between parameter changes.
+    packed: Vec<Kept<PackedWeight>>,
 }
+
+/// Rows a block must have for a kept packed weight to be built (the split products' least side).
+const MIN_PACKED_ROWS: usize = 96;
 
 /// What [`Mlp::forward_cached`] keeps for the backward pass: the input of every layer.
 #[derive(Debug)]
@@ -113,7 +121,13 @@ impl Mlp {
             assert_eq!(m.len(), layers, "one mask per layer");
             m.into_iter().zip(sizes.windows(2)).map(|(m, w)| LayerMask::new(&m, w[1], w[0])).collect()
         });
-        let mut mlp = Self { sizes: sizes.to_vec(), params, masks, panels: vec![KeptPanel::default(); layers] };
+        let mut mlp = Self {
+            sizes: sizes.to_vec(),
+            params,
+            masks,
+            panels: vec![KeptPanel::default(); layers],
+            packed: vec![Kept::default(); layers],
+        };
         mlp.apply_masks();
         mlp
     }
@@ -130,13 +144,13 @@ impl Mlp {
 
     /// The flat parameter vector, mutable. Call [`Mlp::apply_masks`] after writing to it.
     pub fn params_mut(&mut self) -> &mut [f32] {
-        self.panels.iter_mut().for_each(KeptPanel::clear);
+        self.forget_kept();
         &mut self.params
     }
 
     /// Zeroes masked weights (after loading or editing parameters).
     pub fn apply_masks(&mut self) {
-        self.panels.iter_mut().for_each(KeptPanel::clear);
+        self.forget_kept();
         if let Some(masks) = &self.masks {
             let mut off = 0;
             for (w, mask) in self.sizes.windows(2).zip(masks) {
@@ -144,6 +158,12 @@ impl Mlp {
                 off += w[0] * w[1] + w[1];
             }
         }
+    }
+
+    /// Forgets what was derived from the weights (they are about to change).
+    fn forget_kept(&mut self) {
+        self.panels.iter_mut().for_each(KeptPanel::clear);
+        self.packed.iter_mut().for_each(Kept::clear);
     }
 
     /// Weight `[out, in]` and bias `[out]` of layer `l`.
@@ -169,6 +189,15 @@ impl Mlp {
                 let mut out = Matrix::scratch(x.rows(), fan_out);
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
                 return out;
+            }
+            // Built when first asked under split products for blocks of at least 96 rows.
+            let packed = self.packed[l].get_or_build(|| PackedWeight::new(w, fan_out, fan_in, x.rows().max(MIN_PACKED_ROWS)));
+            if let Some(p) = packed {
+                let mut out = Matrix::scratch(x.rows(), fan_out);
+                if p.product(out.as_mut_slice(), x.as_slice(), fan_in, x.rows()) {
+                    bias_relu(out.as_mut_slice(), b, relu);
+                    return out;
+                }
             }
         }
         let tiles = self.masks.as_ref().map(|m| m[l].by_units.as_slice());
