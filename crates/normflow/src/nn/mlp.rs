@@ -274,6 +274,29 @@ mod tests {
     use super::*;
     use crate::nn::{made_masks, HiddenDegrees};
 
+    #[test]
+    fn kept_packed_weights_follow_parameter_changes_and_the_precision() {
+        use crate::engine::{with_product_precision, ProductPrecision};
+        let mut rng = Rng::new(4);
+        let mut mlp = Mlp::new(&[8, 128, 128, 8], 1.0, None, &mut rng);
+        let x = Matrix::from_vec(200, 8, (0..1600).map(|i| ((i * 37 % 101) as f32) / 50.0 - 1.0).collect());
+        let split = |mlp: &Mlp| with_product_precision(ProductPrecision::Bf16x3, || mlp.forward(&x));
+        let plain = |mlp: &Mlp| with_product_precision(ProductPrecision::F32, || mlp.forward(&x));
+        let close = |a: &Matrix, b: &Matrix| a.as_slice().iter().zip(b.as_slice()).all(|(p, q)| (p - q).abs() <= 1e-3 * (1.0 + q.abs()));
+        let before = split(&mlp);
+        assert!(close(&before, &plain(&mlp)), "split forward far from f32");
+        // A parameter change must not reuse the weights packed before it.
+        mlp.params_mut().iter_mut().for_each(|v| *v = -*v * 0.5);
+        let after = split(&mlp);
+        assert!(close(&after, &plain(&mlp)), "split forward after a parameter change far from f32");
+        assert!(!close(&after, &before), "the parameter change had no effect");
+        // Packed under split products, then asked for f32: exactly the f32 path.
+        let fresh = Mlp::new(&[8, 128, 128, 8], 1.0, None, &mut Rng::new(4));
+        let _ = split(&fresh);
+        let reference = Mlp::new(&[8, 128, 128, 8], 1.0, None, &mut Rng::new(4));
+        assert_eq!(plain(&fresh).as_slice(), plain(&reference).as_slice());
+    }
+
     /// Forward and backward of a masked MLP in f64 with plain loops over the masked weights:
     /// (output, parameter gradients, input gradient) for the loss `Σ out ⊙ g`.
     fn reference(mlp: &Mlp, x: &Matrix, g: &Matrix) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
