@@ -50,7 +50,7 @@ pub fn central_rows(x: &Matrix, keep: f64) -> Result<Vec<usize>> {
 /// The Gaussian is fitted on the `keep` share of rows by concentration steps (see
 /// [`central_rows`]) and rescaled so that the median squared distance of all rows is the χ²
 /// median (the usual consistency correction); a row is dropped when its squared distance passes
-/// [`GROSS_FACTOR`] times the χ² 0.999 quantile. Clusters of far outliers (as in ODDS shuttle)
+/// `GROSS_FACTOR` times the χ² 0.999 quantile. Clusters of far outliers (as in ODDS shuttle)
 /// go; a merely unusual normal row (a zero-inflated column, a skewed tail, as in pima) stays for
 /// the flow to model. When more rows than the `1 − keep` share qualify, the `keep` share most
 /// central stays.

@@ -1,7 +1,7 @@
 //! Which vector instructions the element-wise kernels run with, chosen at run time, so that one
 //! binary runs on every x86-64 CPU and uses the widest vectors each has: the kernels (the
 //! transformer lanes, the normal draws, Adam) are compiled once per instruction set by
-//! [`dispatch`], and each call runs the copy for [`active`]. The products choose their own
+//! `dispatch`, and each call runs the copy for [`active`]. The products choose their own
 //! kernels the same way inside `gemm`.
 //!
 //! `NORMFLOW_ISA=portable|avx2|avx512` in the environment caps the choice for the whole

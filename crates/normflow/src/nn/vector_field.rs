@@ -205,10 +205,10 @@ impl VectorField {
     /// `v(x, t)` for each row (`t`: one time per row, or one for all).
     ///
     /// Keeps nothing for a backward pass, and goes through the rows in blocks of
-    /// [`VELOCITY_BLOCK`] so that each block's activations stay in the second-level cache (an
+    /// `VELOCITY_BLOCK` so that each block's activations stay in the second-level cache (an
     /// ODE solver calls this a hundred times per sample or encoding). With one time for all
     /// rows (as in an ODE solver) the time enters as the first layer's bias
-    /// ([`VectorField::first_layer_at`]).
+    /// (`VectorField::first_layer_at`).
     pub fn velocity(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
         let layers = self.sizes.len() - 1;
         let shared = (t.len() == 1).then(|| self.first_layer_at(t[0]));
