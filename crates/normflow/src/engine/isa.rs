@@ -93,14 +93,7 @@ pub fn active() -> Isa {
 /// Runs `f` with the kernels it calls capped at `cap`, on this thread and in the work it hands
 /// to the worker pool. For tests and comparisons of the paths.
 pub fn with_isa<R>(cap: Isa, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Isa>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            THREAD_CAP.with(|cap| cap.set(self.0));
-        }
-    }
-    let _restore = Restore(THREAD_CAP.with(|c| c.replace(Some(cap))));
-    f()
+    super::threads::with_thread_override(&THREAD_CAP, cap, f)
 }
 
 /// A kernel compiled once per instruction set. `FMA` says whether fused multiply-add is

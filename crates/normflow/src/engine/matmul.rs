@@ -65,9 +65,7 @@ fn product(
         }
         return;
     }
-    let mut split = false;
-    instrumented(|| split = super::split_product::try_product(out, ldo, (a, a_cs, a_rs), (b, b_cs, b_rs), m, n, k, accumulate));
-    if split {
+    if super::split_product::try_product(out, ldo, (a, a_cs, a_rs), (b, b_cs, b_rs), m, n, k, accumulate) {
         return;
     }
     // SAFETY: callers pass buffers that cover the strided extents (asserted here and by each

@@ -18,6 +18,7 @@
 mod activation;
 mod adam;
 pub(crate) mod affine_lanes;
+mod amx;
 mod conv;
 pub(crate) mod conv1d;
 pub(crate) mod conv_group;

@@ -103,6 +103,24 @@ pub(crate) fn run_parallel<T: Send, F: FnOnce() -> T + Send>(jobs: Vec<F>) -> Ve
     slots.into_iter().map(|s| s.into_inner().unwrap_or_else(|e| e.into_inner()).1.expect("every part ran")).collect()
 }
 
+/// Runs `f` with the thread-local override `key` set to `value`, restoring the previous one
+/// afterwards (also when `f` panics). The settings the pool hands on to its workers (the
+/// instruction-set cap, the product precision) are such overrides.
+pub(crate) fn with_thread_override<T: Copy + 'static, R>(
+    key: &'static std::thread::LocalKey<std::cell::Cell<Option<T>>>,
+    value: T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<T: Copy + 'static>(&'static std::thread::LocalKey<std::cell::Cell<Option<T>>>, Option<T>);
+    impl<T: Copy + 'static> Drop for Restore<T> {
+        fn drop(&mut self) {
+            self.0.with(|c| c.set(self.1));
+        }
+    }
+    let _restore = Restore(key, key.with(|c| c.replace(Some(value))));
+    f()
+}
+
 /// Runs `f(0)`, …, `f(parts − 1)` in parallel: part 0 on the calling thread, the others on the
 /// pool's workers, and returns when all have finished. A panic in any part is re-raised here.
 ///

@@ -4,7 +4,7 @@
 use super::layer_mask::{LayerMask, Tile};
 use crate::engine::kept::Kept;
 use crate::engine::small_linear::KeptPanel;
-use crate::engine::split_product::PackedWeight;
+use crate::engine::split_product::{PackedWeight, MIN_SIDE};
 use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
 /// Fully connected network `sizes[0] → sizes[1] → … → sizes[n]` with ReLU between layers and a
@@ -26,9 +26,6 @@ pub struct Mlp {
     /// between parameter changes.
     packed: Vec<Kept<PackedWeight>>,
 }
-
-/// Rows a block must have for a kept packed weight to be built (the split products' least side).
-const MIN_PACKED_ROWS: usize = 96;
 
 /// What [`Mlp::forward_cached`] keeps for the backward pass: the input of every layer.
 #[derive(Debug)]
@@ -190,8 +187,8 @@ impl Mlp {
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
                 return out;
             }
-            // Built when first asked under split products for blocks of at least 96 rows.
-            let packed = self.packed[l].get_or_build(|| PackedWeight::new(w, fan_out, fan_in, x.rows().max(MIN_PACKED_ROWS)));
+            // Built when first asked under split products, for any block the split takes.
+            let packed = self.packed[l].get_or_build(|| PackedWeight::new(w, fan_out, fan_in, x.rows().max(MIN_SIDE)));
             if let Some(p) = packed {
                 let mut out = Matrix::scratch(x.rows(), fan_out);
                 if p.product(out.as_mut_slice(), x.as_slice(), fan_in, x.rows()) {

@@ -212,15 +212,17 @@ impl VectorField {
     pub fn velocity(&self, x: &Matrix, t: &[f32], context: Option<&Matrix>) -> Matrix {
         let layers = self.sizes.len() - 1;
         let shared = (t.len() == 1).then(|| self.first_layer_at(t[0]));
-        // With split-bf16 products, each hidden layer's weight packed once for all the blocks.
-        let packed: Vec<Option<PackedWeight>> = (0..layers - 1)
-            .map(|l| {
-                let (w, b) = match (&shared, l) {
-                    (Some((w, b)), 0) => (w.as_slice(), b.as_slice()),
-                    _ => self.layer(l),
-                };
-                PackedWeight::new(w, b.len(), w.len() / b.len().max(1), x.rows().min(VELOCITY_BLOCK))
+        // Each layer's weight and bias (the first at the shared time when there is one).
+        let params: Vec<(&[f32], &[f32])> = (0..layers)
+            .map(|l| match (&shared, l) {
+                (Some((w, b)), 0) => (w.as_slice(), b.as_slice()),
+                _ => self.layer(l),
             })
+            .collect();
+        // With split-bf16 products, each hidden layer's weight packed once for all the blocks.
+        let packed: Vec<Option<PackedWeight>> = params[..layers - 1]
+            .iter()
+            .map(|&(w, b)| PackedWeight::new(w, b.len(), w.len() / b.len().max(1), x.rows().min(VELOCITY_BLOCK)))
             .collect();
         let mut out = Matrix::scratch(x.rows(), self.dim);
         for start in (0..x.rows()).step_by(VELOCITY_BLOCK) {
@@ -231,11 +233,7 @@ impl VectorField {
                 (Some(_), Some(c)) => x.slice_rows(start, end).hcat(c),
                 (None, _) => self.inputs(&x.slice_rows(start, end), &t[start..end], ctx.as_ref()),
             };
-            for l in 0..layers {
-                let (w, b) = match (&shared, l) {
-                    (Some((w, b)), 0) => (w.as_slice(), b.as_slice()),
-                    _ => self.layer(l),
-                };
+            for (l, &(w, b)) in params.iter().enumerate() {
                 let (rows, fan_in, fan_out) = (h.rows(), h.cols(), b.len());
                 if l + 1 == layers {
                     let dst = &mut out.as_mut_slice()[start * fan_out..end * fan_out];
