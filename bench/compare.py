@@ -27,12 +27,13 @@ requires: the FLOPs over the target time (target × the fastest peer's time). It
 implementation doing those FLOPs on this machine can reach such a rate.
 
 `--products f32,bf16x3` runs normflow once per product precision in every round
-(`NORMFLOW_PRODUCTS`; `bf16x3` is the opt-in split-bf16 AMX products, see
-crates/normflow/src/engine/split_product.rs) and prints one table per precision, the split one
-labelled `normflow-bf16x3`. The peers run at their defaults (f32 products on the CPU).
+(`NORMFLOW_PRODUCTS`; `bf16x3`, normflow's default, is the split-bf16 AMX products, see
+crates/normflow/src/engine/split_product.rs; `f32` keeps every product in f32) and prints one
+table per precision, the split one labelled `normflow-bf16x3`. Without the flag normflow runs
+at its default. The peers run at their defaults (f32 products on the CPU).
 
 Usage: python bench/compare.py [--sizes S,M,L] [--flows coupling,maf] [--peers plain_jax]
-                               [--rounds 2] [--products f32] [--out results.jsonl]
+                               [--rounds 2] [--products bf16x3] [--out results.jsonl]
        python bench/compare.py --from bench/results/FILE.txt --sizes S,M --flows coupling,maf,nsf
 (the second prints the table of a committed log again, with this script's columns)
 Peers are the script names in shared/bench/peers/ (plain_jax, plain_torch, zuko_bench,
@@ -202,7 +203,7 @@ def main():
     ap.add_argument("--peers", default="plain_jax")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--normflow", default=os.path.join(ROOT, "target", "release", "normflow"))
-    ap.add_argument("--products", default="f32", help="normflow's product precisions, each run in every round (f32, bf16x3)")
+    ap.add_argument("--products", default="bf16x3", help="normflow's product precisions, each run in every round (bf16x3, its default, and f32)")
     ap.add_argument("--out", default=None, help="also write the JSON lines to this file")
     ap.add_argument("--from", dest="log", default=None, help="print the table of an earlier run's log instead of measuring")
     a = ap.parse_args()

@@ -549,4 +549,22 @@ fn products_flag_trains_and_scores_with_split_products_close_to_f32() {
     assert!(worst < 1e-3, "log-densities with split products differ from f32 ones by {worst}");
     let err = fails(&["--products", "fp8", "info", s(&model)]);
     assert!(err.contains("fp8") && err.contains("bf16x3"), "{err}");
+    // Without the flag: bf16x3 by default, NORMFLOW_PRODUCTS otherwise, unknown values refused.
+    let with_env = |value: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_normflow"));
+        command.args(["log-prob", s(&model), s(&data)]).env_remove("NORMFLOW_PRODUCTS");
+        if let Some(v) = value {
+            command.env("NORMFLOW_PRODUCTS", v);
+        }
+        command.output().unwrap()
+    };
+    let rows = |out: std::process::Output| {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        csv_rows(&String::from_utf8(out.stdout).unwrap())
+    };
+    assert_eq!(rows(with_env(None)), split, "the default is the split precision");
+    assert_eq!(rows(with_env(Some("f32"))), plain, "NORMFLOW_PRODUCTS=f32 is f32");
+    let refused = with_env(Some("fp8"));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && err.contains("NORMFLOW_PRODUCTS") && err.contains("fp8"), "{err}");
 }

@@ -543,10 +543,10 @@ fn fit_images(
     Ok(Model { flow })
 }
 
-/// Sets how every later matrix product in the process runs: `"f32"` (the default) or
-/// `"bf16x3"`, each operand split into two bfloat16 parts on AMX tiles (Intel CPUs with AMX;
-/// elsewhere products stay f32), about 2x faster on wide layers at about 1e-5 relative error
-/// per product. Returns whether AMX is there to run the split products.
+/// Sets how every later matrix product in the process runs: `"bf16x3"` (the default), each
+/// operand split into two bfloat16 parts on AMX tiles (Intel CPUs with AMX; elsewhere products
+/// stay f32), about 2x faster on wide layers at about 1e-5 relative error per product, or
+/// `"f32"` everywhere. Returns whether AMX is there to run the split products.
 #[pyfunction]
 fn set_product_precision(precision: &str) -> PyResult<bool> {
     use normflow::engine::{split_products_available, ProductPrecision};

@@ -275,7 +275,7 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "nsf.safetensors").exists()
 
 
-def test_split_products_are_opt_in_and_score_like_f32():
+def test_split_products_score_like_f32():
     assert normflow.product_precision() in ("f32", "bf16x3")
     X = correlated(3000)
     flow = normflow.RealNVP(hidden=(128, 128), epochs=3, random_state=0).fit(X)

@@ -1,5 +1,5 @@
-//! Training and evaluation with the opt-in split-bf16 products (`engine::ProductPrecision::
-//! Bf16x3`): a flow still learns a known density to within the same margin as with `f32`
+//! Training and evaluation with the split-bf16 products (`engine::ProductPrecision::Bf16x3`,
+//! the default) against `f32` ones: a flow still learns a known density to within the same margin as with `f32`
 //! products, and its log-densities stay within a small, stated distance of the `f32` ones. On a
 //! CPU without AMX the split precision falls back to `f32`, and the two agree exactly.
 

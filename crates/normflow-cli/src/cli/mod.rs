@@ -18,9 +18,9 @@ pub use image::*;
 #[derive(Parser, Debug)]
 #[command(name = "normflow", version, about, propagate_version = true)]
 pub struct Cli {
-    /// How matrix products run: f32 (the default), or bf16x3 — each operand split into two
-    /// bfloat16 parts on AMX tiles (Intel CPUs with AMX; f32 elsewhere), about 2x faster on
-    /// wide layers at about 1e-5 relative error per product. Also NORMFLOW_PRODUCTS.
+    /// How matrix products run: bf16x3 (the default) — each operand split into two bfloat16
+    /// parts on AMX tiles (Intel CPUs with AMX; f32 elsewhere), about 2x faster on wide layers
+    /// at about 1e-5 relative error per product — or f32 everywhere. Also NORMFLOW_PRODUCTS.
     #[arg(long, global = true, value_enum)]
     pub products: Option<Products>,
     /// The command to run.
@@ -33,7 +33,7 @@ pub struct Cli {
 pub enum Products {
     /// f32 multiplies and sums.
     F32,
-    /// Split-bfloat16 products on AMX tiles (f32 where the CPU lacks AMX).
+    /// Split-bfloat16 products on AMX tiles (f32 where the CPU lacks AMX): the default.
     Bf16x3,
 }
 

@@ -286,6 +286,7 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             let train_flop = 2.0 * (macs.train * s.b) as f64;
             print_json(&json!({
                 "impl": "normflow",
+                "products": products_in_use(),
                 "flow": flow_name,
                 "size": s.name,
                 "train_step_ms": step.ms,
@@ -308,4 +309,14 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// The product precision that ran: `bf16x3` where it is chosen and the CPU has AMX, else `f32`.
+pub(crate) fn products_in_use() -> &'static str {
+    use normflow::engine::{product_precision, split_products_available, ProductPrecision};
+    if product_precision() == ProductPrecision::Bf16x3 && split_products_available() {
+        "bf16x3"
+    } else {
+        "f32"
+    }
 }

@@ -55,6 +55,7 @@ pub fn run(size: &str, x: &Matrix, h: usize, b: usize, steps: usize, reps: usize
     }
     print_json(&json!({
         "impl": "normflow",
+        "products": super::bench::products_in_use(),
         "flow": "fm",
         "size": size,
         "d": d,

@@ -53,15 +53,24 @@ impl From<std::io::Error> for CliError {
     }
 }
 
+/// Sets the product precision from `--products`, else from `NORMFLOW_PRODUCTS` (whose unknown
+/// values are refused here rather than ignored by the library), else leaves the default.
+fn set_products(flag: Option<crate::cli::Products>, env: Option<&str>) -> Result<(), CliError> {
+    use normflow::engine::{set_product_precision, ProductPrecision};
+    let chosen = match (flag, env) {
+        (Some(crate::cli::Products::F32), _) => ProductPrecision::F32,
+        (Some(crate::cli::Products::Bf16x3), _) => ProductPrecision::Bf16x3,
+        (None, Some(v)) => ProductPrecision::from_name(v)
+            .ok_or_else(|| CliError::Usage(format!("NORMFLOW_PRODUCTS={v:?} is not a product precision (known: f32, bf16x3)")))?,
+        (None, None) => return Ok(()),
+    };
+    set_product_precision(chosen);
+    Ok(())
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), CliError> {
-    if let Some(p) = cli.products {
-        use normflow::engine::{set_product_precision, ProductPrecision};
-        set_product_precision(match p {
-            crate::cli::Products::F32 => ProductPrecision::F32,
-            crate::cli::Products::Bf16x3 => ProductPrecision::Bf16x3,
-        });
-    }
+    set_products(cli.products, std::env::var("NORMFLOW_PRODUCTS").ok().as_deref())?;
     match cli.command {
         Command::Train(a) => train::run(a),
         Command::Sample(a) => sample::run(a),

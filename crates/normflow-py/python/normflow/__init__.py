@@ -10,8 +10,9 @@
 
 Estimators: `RealNVP`, `MAF`, `NSF` (``autoregressive=True`` for NSF-AR), `FlowMatching` and
 `AnomalyDetector` on tables; `Glow` and `ImageRealNVP` on 8-bit images. Every fit, score and sample runs in the Rust library with the interpreter
-lock released. `set_product_precision("bf16x3")` opts in to split-bfloat16 matrix products on
-CPUs with AMX (about 2x faster on wide layers, about 1e-5 relative error per product).
+lock released. Matrix products run as split-bfloat16 products on CPUs with AMX by default (about
+2x faster on wide layers, about 1e-5 relative error per product); `set_product_precision("f32")`
+keeps them in f32.
 """
 
 from ._estimators import MAF, NSF, AnomalyDetector, FlowMatching, Glow, ImageRealNVP, RealNVP, load

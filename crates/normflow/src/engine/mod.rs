@@ -1,6 +1,6 @@
 //! The numeric core, and the only home of numeric kernels: row-major `f32` matrices and their
-//! buffer store (`matrix`, `pool`), matrix products through `gemm` (`matmul`; opt-in
-//! split-`bf16` products on AMX tiles in `split_product`), 2-D convolutions
+//! buffer store (`matrix`, `pool`), matrix products through `gemm` (`matmul`;
+//! split-`bf16` products on AMX tiles in `split_product`, the default where AMX is), 2-D convolutions
 //! over images stored as rows (`conv`, `conv_group`: im2col and products, for the image flows,
 //! with register-tiled products for their narrow layers in `tile_product`), the
 //! element-wise transformer passes that run eight or more elements per vector lane (`lanes`
