@@ -275,6 +275,7 @@ mod tiles {
         let (row_blocks, col_blocks, inner_blocks) = (m.div_ceil(32), n.div_ceil(32), k.div_ceil(32));
         let (a_len, b_len) = (2 * (2 * row_blocks) * inner_blocks * TILE, right_len(n, k));
         assert!(b_tiles.len() >= b_len, "packed right operand shorter than its shape");
+        assert!(m == 0 || (ldo >= n && out.len() >= (m - 1) * ldo + n), "output shorter than its shape");
         let mut left = pool::LineBuf::scratch(a_len);
         let a_tiles = words_mut(&mut left);
         // SAFETY: AMX came with AVX-512 on every CPU that has it.
@@ -285,8 +286,10 @@ mod tiles {
         let config = TileConfig::full();
         // SAFETY: the CPU has AMX (checked by `enable` before any caller gets here) and the
         // configuration is valid; every tile load below reads 16 rows of 64 bytes inside the
-        // packed buffers (tile offsets stay below the part lengths), every store writes 16 rows
-        // of 64 bytes inside `block` (128 bytes per row, two tiles side by side).
+        // packed buffers (tile offsets stay below the part lengths); the loads from and stores
+        // to `out` touch a whole 32×32 block of it (rows `r0..r0 + 32` of `ldo`, columns
+        // `c0..c0 + 32`, inside the `m × n` output), the other stores write 16 rows of 64 bytes
+        // inside `block` (128 bytes per row, two tiles side by side).
         unsafe {
             asm!("ldtilecfg [{0}]", in(reg) config.0.as_ptr(), options(nostack, readonly));
             for rb in 0..row_blocks {
@@ -295,7 +298,25 @@ mod tiles {
                 for cb in 0..col_blocks {
                     let b0 = b_ptr.add(2 * cb * inner_blocks * TILE);
                     let b1 = b0.add(inner_blocks * TILE);
-                    asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+                    let (r0, c0) = (rb * 32, cb * 32);
+                    // A whole 32×32 block of the output is loaded into (when accumulating) and
+                    // stored from the accumulators in place; a ragged edge block goes through
+                    // `block`.
+                    let whole = r0 + 32 <= m && c0 + 32 <= n;
+                    let corner = out.as_mut_ptr().add(r0 * ldo + c0);
+                    let row_bytes = 4 * ldo;
+                    if whole && accumulate {
+                        asm!(
+                            "tileloadd tmm0, [{c0} + {s}*1]",
+                            "tileloadd tmm1, [{c1} + {s}*1]",
+                            "tileloadd tmm2, [{c2} + {s}*1]",
+                            "tileloadd tmm3, [{c3} + {s}*1]",
+                            c0 = in(reg) corner, c1 = in(reg) corner.add(16), c2 = in(reg) corner.add(16 * ldo),
+                            c3 = in(reg) corner.add(16 * ldo + 16), s = in(reg) row_bytes, options(nostack, readonly),
+                        );
+                    } else {
+                        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
+                    }
                     // Per inner block h·h, then h·m (the h tiles of A kept), then m·h: ten tile
                     // loads for twelve products, the h tiles of B loaded twice within a few
                     // hundred cycles (from L1).
@@ -331,6 +352,17 @@ mod tiles {
                             s = in(reg) 64usize, options(nostack, readonly),
                         );
                     }
+                    if whole {
+                        asm!(
+                            "tilestored [{c0} + {s}*1], tmm0",
+                            "tilestored [{c1} + {s}*1], tmm1",
+                            "tilestored [{c2} + {s}*1], tmm2",
+                            "tilestored [{c3} + {s}*1], tmm3",
+                            c0 = in(reg) corner, c1 = in(reg) corner.add(16), c2 = in(reg) corner.add(16 * ldo),
+                            c3 = in(reg) corner.add(16 * ldo + 16), s = in(reg) row_bytes, options(nostack),
+                        );
+                        continue;
+                    }
                     let c = block.as_mut_ptr();
                     asm!(
                         "tilestored [{c0} + {s}*1], tmm0",
@@ -340,7 +372,6 @@ mod tiles {
                         c0 = in(reg) c, c1 = in(reg) c.add(16), c2 = in(reg) c.add(16 * 32), c3 = in(reg) c.add(16 * 32 + 16),
                         s = in(reg) 128usize, options(nostack),
                     );
-                    let (r0, c0) = (rb * 32, cb * 32);
                     let cols = (n - c0).min(32);
                     for r in 0..(m - r0).min(32) {
                         let dst = &mut out[(r0 + r) * ldo + c0..(r0 + r) * ldo + c0 + cols];
