@@ -157,3 +157,65 @@ fn a_small_vocoder_trains_and_resynthesises_and_bad_inputs_are_refused() {
     ok(&["train", s(&data), "--epochs", "1", "-q", "-o", s(&tabular)]);
     assert!(fails(&["audio", "vocode", s(&tabular), s(&input), "-o", s(&out)]).contains("not a vocoder"));
 }
+
+#[test]
+fn audio_train_with_early_outputs_checkpoints_and_resumes_where_it_stopped() {
+    let t = TempDir::new("audio-resume");
+    let dir = t.path("wavs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = normflow::Rng::new(5);
+    for (k, hz) in [200.0f32, 310.0].iter().enumerate() {
+        let x: Vec<f32> =
+            (0..8192).map(|i| 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 16000.0).sin() + 0.01 * rng.normal() as f32).collect();
+        Wav::write(&dir.join(format!("take{k}.wav")), 16000, &x, WavEncoding::Pcm16).unwrap();
+    }
+    let model = t.path("voc.safetensors");
+    // Five flows: the fifth works on 6 of the 8 channels (2 left after the fourth).
+    let train = |epochs: &str, extra: &[&str]| {
+        let mut args = vec!["audio", "train", s(&dir), "--segment", "512", "--flows", "5", "--channels", "8", "--layers", "2"];
+        args.extend(["--epochs", epochs, "-o", s(&model)]);
+        args.extend(extra);
+        normflow_cli_run(&args)
+    };
+    let steps = |stderr: &str| -> usize {
+        let at = stderr.find(" steps (").unwrap_or_else(|| panic!("no step count in {stderr}"));
+        stderr[..at].rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let err = fails(&["audio", "train", s(&dir), "--resume", "-o", s(&model)]);
+    assert!(err.contains("no checkpoint at") && err.contains("voc.checkpoint.safetensors"), "{err}");
+    let first = steps(&train("2", &[]));
+    let checkpoint = t.path("voc.checkpoint.safetensors");
+    ok(&["info", s(&checkpoint)]);
+    let resumed = steps(&train("4", &["--resume"]));
+    assert_eq!(resumed, 2 * first, "the resumed run goes on to 4 epochs from the checkpoint's 2");
+    // The resumed model is still a vocoder (its mel settings travelled through the checkpoint).
+    let out = t.path("out.wav");
+    ok(&["audio", "vocode", s(&model), s(&dir.join("take0.wav")), "-o", s(&out)]);
+    assert!(Wav::read(&out).unwrap().samples.iter().all(|v| v.is_finite()));
+    let err = fails(&[
+        "audio",
+        "train",
+        s(&dir),
+        "--segment",
+        "512",
+        "--flows",
+        "5",
+        "--channels",
+        "16",
+        "--layers",
+        "2",
+        "--resume",
+        "-o",
+        s(&model),
+    ]);
+    assert!(err.contains("another vocoder architecture"), "{err}");
+    let err = fails(&["audio", "train", s(&dir), "--flows", "12", "--early-every", "2", "-o", s(&t.path("never.safetensors"))]);
+    assert!(err.contains("early outputs"), "{err}");
+}
+
+/// Runs the binary, asserts success and returns its stderr (where `audio train` reports).
+fn normflow_cli_run(args: &[&str]) -> String {
+    let out = normflow(args);
+    assert!(out.status.success(), "normflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stderr).unwrap()
+}

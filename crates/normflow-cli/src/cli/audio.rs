@@ -105,6 +105,17 @@ pub struct AudioTrainArgs {
     /// Dilated layers of each WaveNet.
     #[arg(long, default_value_t = 4)]
     pub layers: usize,
+    /// Flows between early outputs, as in WaveGlow: every this many flows (from the data),
+    /// --early-size channels of each group leave as latent values and the later flows work on
+    /// the rest (0: no early outputs).
+    #[arg(long, default_value_t = 4)]
+    pub early_every: usize,
+    /// Channels that leave at each early output (even).
+    #[arg(long, default_value_t = 2)]
+    pub early_size: usize,
+    /// Checkpoints and resuming.
+    #[command(flatten)]
+    pub checkpoint: super::CheckpointArgs,
     /// Training time limit in minutes.
     #[arg(long)]
     pub minutes: Option<f64>,

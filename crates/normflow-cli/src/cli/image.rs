@@ -106,15 +106,9 @@ pub struct ImageTrainArgs {
     /// Additive instead of affine couplings.
     #[arg(long)]
     pub additive: bool,
-    /// Minutes of training between checkpoints, written atomically beside the output as
-    /// `NAME.checkpoint.safetensors` (a model file of the best weights so far, plus the state
-    /// `--resume` needs); 0 turns them off.
-    #[arg(long, default_value_t = 5.0)]
-    pub checkpoint_minutes: f64,
-    /// Go on from the checkpoint beside the output (same data and flags; `--minutes` and the
-    /// other limits count the whole run).
-    #[arg(long)]
-    pub resume: bool,
+    /// Checkpoints and resuming.
+    #[command(flatten)]
+    pub checkpoint: super::CheckpointArgs,
     /// Class labels of the training images (an IDX label file or a 1-D .npy of integers
     /// 0..=999, one per image): the flow learns p(image | class), and `image sample --class`
     /// draws from one class.

@@ -28,6 +28,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Checkpoint flags of the long training commands (`image train`, `audio train`).
+#[derive(Args, Debug)]
+pub struct CheckpointArgs {
+    /// Minutes of training between checkpoints, written atomically beside the output as
+    /// `NAME.checkpoint.safetensors` (a model file of the best weights so far, plus the state
+    /// `--resume` needs); 0 turns them off.
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
+    /// Go on from the checkpoint beside the output (same data and flags; `--minutes` and the
+    /// other limits count the whole run).
+    #[arg(long)]
+    pub resume: bool,
+}
+
 /// The product precisions `--products` takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Products {

@@ -7,11 +7,11 @@ use normflow::audio::{
 };
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::WaveGlowConfig;
-use normflow::train::{fit, FitConfig};
+use normflow::train::{fit, resume_fit, FitConfig};
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
-use super::CliError;
+use super::{checkpoint, CliError};
 use crate::cli::{AudioSynthArgs, AudioTrainArgs, AudioVocodeArgs};
 use crate::plot::spectrograms;
 use crate::progress::TrainingBar;
@@ -43,6 +43,10 @@ pub(crate) fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 
 /// `audio train`: segments of the WAV files with their log-mel frames, a WaveGlow fitted to them.
 pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
+    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
+        return Err(CliError::Usage("--minutes must be positive".into()));
+    }
+    let checkpoint_path = checkpoint::prepare(&a.checkpoint, &a.output)?;
     let files = wav_files(&a.data)?;
     let rate = match a.sample_rate {
         Some(0) => return Err(CliError::Usage("--sample-rate must be positive".into())),
@@ -80,10 +84,19 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     }
     let x = Matrix::from_vec(count, a.segment, rows);
     let context = Matrix::from_vec(count, contexts.len() / count, contexts);
-    let glow =
-        WaveGlowConfig { flows: a.flows, channels: a.channels, layers: a.layers, ..WaveGlowConfig::new(a.segment, config.n_mels, frames) };
+    let glow = WaveGlowConfig {
+        flows: a.flows,
+        channels: a.channels,
+        layers: a.layers,
+        early_every: a.early_every,
+        early_size: a.early_size,
+        ..WaveGlowConfig::new(a.segment, config.n_mels, frames)
+    };
     let mut flow = glow.init(&mut Rng::new(a.seed))?;
     flow.meta.extra.insert(MEL_KEY.into(), json!(config));
+    if a.checkpoint.resume {
+        checkpoint::check_same_architecture(&checkpoint_path, &flow, "vocoder architecture")?;
+    }
     let fit_config = FitConfig {
         lr: a.lr,
         batch_size: a.batch_size,
@@ -91,11 +104,17 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
         seed: a.seed,
         max_seconds: a.minutes.map(|m| m * 60.0),
         min_gain_z: None,
+        checkpoint: checkpoint::config(&a.checkpoint, &checkpoint_path),
         ..FitConfig::default()
     };
     let bar = TrainingBar::new(a.quiet);
-    let (flow, history) = fit(flow, &x, Some(&context), &fit_config, &mut |p| bar.update(p))?;
+    let result = if a.checkpoint.resume {
+        resume_fit(&checkpoint_path, &x, Some(&context), &fit_config, &mut |p| bar.update(p))
+    } else {
+        fit(flow, &x, Some(&context), &fit_config, &mut |p| bar.update(p))
+    };
     bar.finish();
+    let (flow, history) = result?;
     flow.save(&a.output)?;
     let s = &history.summary;
     if !a.quiet {

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use normflow::bijection::{Dequantize, ImageShape};
 use normflow::flows::{GlowConfig, MultiscaleRealNvpConfig};
-use normflow::train::{fit, resume_fit, CheckpointConfig, FitConfig, LrSchedule};
+use normflow::train::{fit, resume_fit, FitConfig, LrSchedule};
 use normflow::{Flow, Matrix, Rng};
 use serde_json::json;
 
+use super::checkpoint;
 use super::image_files::{one_hot, output_format, read_images, read_labels, write_pixels};
 use super::{print_json, CliError};
 use crate::cli::{ImageCommand, ImageEvalArgs, ImageFlowKind, ImageSampleArgs, ImageTrainArgs};
@@ -76,14 +77,6 @@ macro_rules! with_image_flags {
     };
 }
 
-/// Where `image train -o OUTPUT` keeps its checkpoint: `OUTPUT` with `.checkpoint` before the
-/// extension (`glow.safetensors` → `glow.checkpoint.safetensors`).
-fn checkpoint_path(output: &Path) -> std::path::PathBuf {
-    let stem = output.file_stem().map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let ext = output.extension().map_or_else(|| "safetensors".into(), |e| e.to_string_lossy().into_owned());
-    output.with_file_name(format!("{stem}.checkpoint.{ext}"))
-}
-
 /// Bits per dimension of a mean NLL in nats over images of `pixels` values.
 fn bits_per_dim(nll: f64, pixels: usize) -> f64 {
     nll / (pixels as f64 * std::f64::consts::LN_2)
@@ -96,16 +89,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
         return Err(CliError::Usage("--minutes must be positive".into()));
     }
-    if !(a.checkpoint_minutes >= 0.0 && a.checkpoint_minutes.is_finite()) {
-        return Err(CliError::Usage("--checkpoint-minutes must be at least 0".into()));
-    }
-    let checkpoint_path = checkpoint_path(&a.output);
-    if a.resume && !checkpoint_path.exists() {
-        return Err(CliError::Usage(format!(
-            "--resume: no checkpoint at {} (it is written beside the output while training)",
-            checkpoint_path.display()
-        )));
-    }
+    let checkpoint_path = checkpoint::prepare(&a.checkpoint, &a.output)?;
     let (images, shape) = read_images(&a.data)?;
     let labels = a.labels.as_deref().map(|p| read_labels(p, images.rows())).transpose()?;
     let classes = labels.as_ref().map_or(0, |l| l.iter().max().map_or(0, |m| m + 1));
@@ -127,11 +111,11 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     if classes > 0 {
         flow.meta.extra.insert(IMAGE_CLASSES_KEY.into(), json!(classes));
     }
-    if a.resume {
-        let saved = Flow::load(&checkpoint_path)?;
-        if saved.transform().spec() != flow.transform().spec() || model_shape(&saved, &checkpoint_path)? != shape {
+    if a.checkpoint.resume {
+        checkpoint::check_same_architecture(&checkpoint_path, &flow, "architecture")?;
+        if model_shape(&Flow::load(&checkpoint_path)?, &checkpoint_path)? != shape {
             return Err(CliError::Usage(format!(
-                "{}: the checkpoint holds another architecture or image shape; resume with the flags that started the run",
+                "{}: the checkpoint holds another image shape; resume with the flags that started the run",
                 checkpoint_path.display()
             )));
         }
@@ -149,8 +133,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         max_seconds: a.minutes.map(|m| m * 60.0),
         schedule: if a.cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
         stop_on_divergence: true,
-        checkpoint: (a.checkpoint_minutes > 0.0)
-            .then(|| CheckpointConfig { path: checkpoint_path.clone(), every_seconds: a.checkpoint_minutes * 60.0 }),
+        checkpoint: checkpoint::config(&a.checkpoint, &checkpoint_path),
         ..FitConfig::default()
     };
     let bar = TrainingBar::for_images(a.quiet, shape.len(), config.batch_size, config.max_seconds);
@@ -161,7 +144,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         first_step.get_or_insert(p.step.saturating_sub(1));
         bar.update(p)
     };
-    let result = if a.resume {
+    let result = if a.checkpoint.resume {
         resume_fit(&checkpoint_path, &images, context.as_ref(), &config, &mut report)
     } else {
         fit(flow, &images, context.as_ref(), &config, &mut report)

@@ -6,6 +6,7 @@ mod audio_eval;
 mod audio_vocoder;
 mod bench;
 mod bench_fm;
+mod checkpoint;
 mod demo;
 mod eval;
 mod image;

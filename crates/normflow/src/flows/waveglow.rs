@@ -2,19 +2,22 @@
 //! on their mel spectrogram. The samples of a segment are squeezed into `group` channels, then
 //! each of `flows` steps mixes the channels with an invertible 1×1 convolution and transforms
 //! half of them with an affine coupling whose WaveNet sees the other half and the mel frames.
+//! Early outputs, as in WaveGlow: every `early_every` steps of the density direction, `early_size`
+//! channels leave the flow as latent values, so the later steps work on fewer channels (WaveGlow:
+//! 12 steps over 8 channels, 2 leaving after every 4th).
 //!
 //! A row is one segment of `segment` samples in time order; its context is the segment's mel
 //! frames, `mel_bands × frames` values band-major (frame `f` covers samples `f·hop ..
 //! (f+1)·hop` with `hop = segment / frames`).
 
-use crate::bijection::{AffineCoupling, Chain, Conv1x1, ImageShape, Permutation, Transformer, WaveSpec};
+use crate::bijection::{AffineCoupling, Chain, Conv1x1, ImageShape, OnPrefix, Permutation, Transformer, WaveSpec};
 use crate::distribution::Flow;
 use crate::engine::Rng;
 use crate::{Bijection, Error, Result};
 
 /// A WaveGlow's sizes. Defaults (for a segment of `segment` samples and `frames` mel frames of
 /// `mel_bands` bands): groups of 8 samples, 8 flows, WaveNets of 4 layers × 32 channels with
-/// 3 taps, affine couplings.
+/// 3 taps, affine couplings, 2 channels leaving after every 4 flows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct WaveGlowConfig {
     /// Samples per row.
@@ -33,13 +36,26 @@ pub struct WaveGlowConfig {
     pub mel_bands: usize,
     /// Mel frames per segment.
     pub frames: usize,
+    /// Flows between early outputs (0: none).
+    pub early_every: usize,
+    /// Channels that leave at each early output (even).
+    pub early_size: usize,
 }
 
 impl WaveGlowConfig {
     /// Defaults for segments of `segment` samples conditioned on `frames` frames of `mel_bands`
     /// bands.
     pub fn new(segment: usize, mel_bands: usize, frames: usize) -> Self {
-        Self { segment, group: 8, flows: 8, channels: 32, layers: 4, kernel: 3, mel_bands, frames }
+        Self { segment, group: 8, flows: 8, channels: 32, layers: 4, kernel: 3, mel_bands, frames, early_every: 4, early_size: 2 }
+    }
+
+    /// Channels that density step `k` (0 first, from the data) transforms: the group less the
+    /// early outputs before it.
+    pub fn step_channels(&self, k: usize) -> usize {
+        match self.early_every {
+            0 => self.group,
+            every => self.group.saturating_sub(self.early_size * (k / every)),
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -54,6 +70,15 @@ impl WaveGlowConfig {
         if !ok_sizes {
             return Err(Error::config(format!(
                 "WaveGlow needs an even group that divides the segment, 1..=64 flows, 1..=1024 channels, 1..=16 layers and an odd kernel, got {self:?}"
+            )));
+        }
+        let last = self.step_channels(self.flows - 1);
+        if self.early_every > 0
+            && (self.early_size % 2 == 1 || last < 2 || self.early_size * ((self.flows - 1) / self.early_every) >= self.group)
+        {
+            return Err(Error::config(format!(
+                "early outputs of {} channels every {} flows leave {} of the group's {} channels for the last of {} flows; it needs an even early size and at least 2 channels left",
+                self.early_size, self.early_every, self.group as isize - (self.early_size * ((self.flows - 1) / self.early_every)) as isize, self.group, self.flows
             )));
         }
         let (c, layers, bands) = (self.channels as u128, self.layers as u128, self.mel_bands as u128);
@@ -93,9 +118,16 @@ impl WaveGlowConfig {
         };
         let mut layers: Vec<Box<dyn Bijection>> = Vec::with_capacity(2 * self.flows + 1);
         // Forward order is the generative direction: the last step of the density direction first.
-        for _ in 0..self.flows {
-            layers.push(Box::new(AffineCoupling::with_wavenet(grouped, wave, self.channels, Transformer::Affine, rng)?));
-            layers.push(Box::new(Conv1x1::new(grouped)?));
+        // A step over fewer channels than the group acts on the first ones (rows are channel
+        // major, so on a prefix of the row); the channels after them have left as early outputs.
+        for k in (0..self.flows).rev() {
+            let shape = ImageShape { channels: self.step_channels(k), ..grouped };
+            let coupling: Box<dyn Bijection> =
+                Box::new(AffineCoupling::with_wavenet(shape, wave, self.channels, Transformer::Affine, rng)?);
+            let mixing: Box<dyn Bijection> = Box::new(Conv1x1::new(shape)?);
+            for layer in [coupling, mixing] {
+                layers.push(if shape.channels < self.group { Box::new(OnPrefix::new(grouped.len(), layer)?) } else { layer });
+            }
         }
         // Grouped (channel-major) to time order: sample t·group + j is channel j, step t.
         let perm = (0..self.segment).map(|i| (i % self.group) * steps + i / self.group).collect();
@@ -143,7 +175,18 @@ mod tests {
     fn learns_a_conditional_density_to_near_its_entropy_and_round_trips() {
         let (segment, frames) = (32, 2);
         let mut rng = Rng::new(7);
-        let config = WaveGlowConfig { segment, group: 4, flows: 2, channels: 8, layers: 2, kernel: 3, mel_bands: 1, frames };
+        let config = WaveGlowConfig {
+            segment,
+            group: 4,
+            flows: 2,
+            channels: 8,
+            layers: 2,
+            kernel: 3,
+            mel_bands: 1,
+            frames,
+            early_every: 0,
+            early_size: 0,
+        };
         let flow = config.init(&mut rng).unwrap();
         let (x, c, _) = noise(3000, segment, frames, &mut rng);
         let (test, test_c, entropy) = noise(1000, segment, frames, &mut rng);
@@ -166,5 +209,54 @@ mod tests {
         assert!(WaveGlowConfig { frames: 3, ..config.clone() }.init(&mut rng).is_err(), "3 frames do not divide 8 groups");
         let huge = WaveGlowConfig { flows: 64, channels: 1024, layers: 16, ..config };
         assert!(huge.init(&mut rng).unwrap_err().to_string().contains("parameters"), "refused before allocating");
+    }
+
+    #[test]
+    fn early_outputs_leave_channels_and_the_flow_still_learns_and_round_trips() {
+        // WaveGlow's published shape: 12 flows over groups of 8, 2 channels leaving after every 4.
+        let published = WaveGlowConfig { flows: 12, ..WaveGlowConfig::new(64, 0, 0) };
+        let channels: Vec<usize> = (0..12).map(|k| published.step_channels(k)).collect();
+        assert_eq!(channels, [8, 8, 8, 8, 6, 6, 6, 6, 4, 4, 4, 4]);
+        let mut rng = Rng::new(3);
+        let none = WaveGlowConfig { early_every: 0, ..published.clone() };
+        let (with, without) = (published.init(&mut rng).unwrap(), none.init(&mut rng).unwrap());
+        assert!(with.num_params() < without.num_params(), "later flows work on fewer channels");
+        // Too many early outputs for the group are refused by name.
+        let err = WaveGlowConfig { early_every: 2, ..published.clone() }.init(&mut rng).unwrap_err().to_string();
+        assert!(err.contains("early outputs"), "{err}");
+        assert!(WaveGlowConfig { early_size: 3, ..published }.init(&mut rng).is_err(), "odd early size");
+
+        let (segment, frames) = (32, 2);
+        let config = WaveGlowConfig {
+            segment,
+            group: 4,
+            flows: 4,
+            channels: 8,
+            layers: 2,
+            kernel: 3,
+            mel_bands: 1,
+            frames,
+            early_every: 2,
+            early_size: 2,
+        };
+        let flow = config.init(&mut rng).unwrap();
+        let (x, c, _) = noise(3000, segment, frames, &mut rng);
+        let (test, test_c, entropy) = noise(1000, segment, frames, &mut rng);
+        let nll = |flow: &Flow| -flow.log_prob(&test, Some(&test_c)).unwrap().iter().map(|&v| f64::from(v)).sum::<f64>() / 1000.0;
+        let before = nll(&flow);
+        let fit_config = FitConfig { lr: 3e-3, max_epochs: 60, ..FitConfig::default() };
+        let (flow, _) = fit(flow, &x, Some(&c), &fit_config, &mut |_| {}).unwrap();
+        let after = nll(&flow);
+        eprintln!(
+            "WaveGlow with early outputs: test NLL {before:.3} -> {after:.3} nats per segment; true conditional entropy {entropy:.3}"
+        );
+        // Within 0.02 nats per sample of the true conditional entropy (measured: 0.0098 above
+        // it; the channels that leave after two flows have had two couplings to be scaled by
+        // their frame, so this small flow ends a little further from the truth than without).
+        assert!(after < before && after - entropy < 0.02 * segment as f64, "NLL {before:.2} -> {after:.2}, entropy {entropy:.2}");
+        let back = flow.decode(&flow.encode(&test, Some(&test_c)).unwrap(), Some(&test_c)).unwrap();
+        for (a, b) in back.as_slice().iter().zip(test.as_slice()) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} vs {b}");
+        }
     }
 }
