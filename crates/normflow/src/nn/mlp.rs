@@ -3,7 +3,7 @@
 
 use super::layer_mask::{LayerMask, Tile};
 use crate::engine::kept::Kept;
-use crate::engine::small_linear::KeptPanel;
+use crate::engine::small_linear::{self, KeptPanel};
 use crate::engine::split_product::{PackedWeight, MIN_SIDE};
 use crate::engine::{bias_grad, bias_relu, block_product, linear, matmul_ab, matmul_at_b, pool, relu_gate, Block, Matrix, Product, Rng};
 
@@ -45,11 +45,18 @@ pub(crate) fn dense(x: &Matrix, w: &[f32], b: &[f32], relu: bool) -> Matrix {
     dense_tiled(x, w, b, relu, None)
 }
 
-/// [`dense`] for a masked weight: one product per tile of units, over the tile's inputs only.
+/// [`dense`] for a masked weight: one product per tile of units, over the tile's inputs only,
+/// unless the layer is narrow enough for the register tiles, which take the whole weight (its
+/// masked entries are zeros) with the bias and ReLU fused, as the kept panels of inference do.
 fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Tile]>) -> Matrix {
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), b.len());
     let mut out = Matrix::from_vec(rows, fan_out, pool::scratch(rows * fan_out));
+    let registers = small_linear::active() && small_linear::fits(fan_in, fan_out);
     match tiles {
+        _ if registers => {
+            linear(out.as_mut_slice(), x.as_slice(), w, b, rows, fan_in, relu);
+            return out;
+        }
         None => {
             linear(out.as_mut_slice(), x.as_slice(), w, b, rows, fan_in, relu);
             return out;
@@ -181,12 +188,14 @@ impl Mlp {
         let (off, fan_in, fan_out) = self.layer(l);
         let (w, b) = self.params[off..].split_at(fan_in * fan_out);
         let b = &b[..fan_out];
-        if reuse && self.masks.is_none() {
+        if reuse {
             if let Some(panel) = self.panels[l].get(w, b, fan_in) {
                 let mut out = Matrix::scratch(x.rows(), fan_out);
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
                 return out;
             }
+        }
+        if reuse && self.masks.is_none() {
             // Built when first asked under split products, for any block the split takes.
             let packed = self.packed[l].get_or_build(|| PackedWeight::new(w, fan_out, fan_in, x.rows().max(MIN_SIDE)));
             if let Some(p) = packed {
