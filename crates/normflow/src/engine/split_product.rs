@@ -202,8 +202,8 @@ impl PackedWeight {
     }
 }
 
-/// Whether a product of this shape runs split on this thread.
-fn wanted(m: usize, n: usize, k: usize) -> bool {
+/// Whether a product of this shape (`m×n` out, inner `k`) runs split on this thread.
+pub(crate) fn wanted(m: usize, n: usize, k: usize) -> bool {
     product_precision() == ProductPrecision::Bf16x3 && k >= MIN_INNER && m >= MIN_SIDE && n >= MIN_SIDE && split_products_available()
 }
 
