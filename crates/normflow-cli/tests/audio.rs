@@ -51,12 +51,7 @@ fn a_small_vocoder_trains_and_resynthesises_and_bad_inputs_are_refused() {
     let dir = t.path("wavs");
     std::fs::create_dir_all(&dir).unwrap();
     // Three short "recordings": tones of different pitch with a little noise.
-    let mut rng = normflow::Rng::new(3);
-    for (k, hz) in [220.0f32, 330.0, 440.0].iter().enumerate() {
-        let x: Vec<f32> =
-            (0..8000).map(|i| 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 16000.0).sin() + 0.01 * rng.normal() as f32).collect();
-        Wav::write(&dir.join(format!("take{k}.wav")), 16000, &x, WavEncoding::Pcm16).unwrap();
-    }
+    write_tones(&dir, &[220.0, 330.0, 440.0], 8000, 3);
     let model = t.path("voc.safetensors");
     let args = [
         "audio",
@@ -163,12 +158,7 @@ fn audio_train_with_early_outputs_checkpoints_and_resumes_where_it_stopped() {
     let t = TempDir::new("audio-resume");
     let dir = t.path("wavs");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut rng = normflow::Rng::new(5);
-    for (k, hz) in [200.0f32, 310.0].iter().enumerate() {
-        let x: Vec<f32> =
-            (0..8192).map(|i| 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 16000.0).sin() + 0.01 * rng.normal() as f32).collect();
-        Wav::write(&dir.join(format!("take{k}.wav")), 16000, &x, WavEncoding::Pcm16).unwrap();
-    }
+    write_tones(&dir, &[200.0, 310.0], 8192, 5);
     let model = t.path("voc.safetensors");
     // Five flows: the fifth works on 6 of the 8 channels (2 left after the fourth).
     let train = |epochs: &str, extra: &[&str]| {
@@ -218,4 +208,15 @@ fn normflow_cli_run(args: &[&str]) -> String {
     let out = normflow(args);
     assert!(out.status.success(), "normflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stderr).unwrap()
+}
+
+/// `take{k}.wav` in `dir` for each pitch: `samples` samples at 16 kHz of a tone with a little
+/// noise (seeded).
+fn write_tones(dir: &std::path::Path, pitches: &[f32], samples: usize, seed: u64) {
+    let mut rng = normflow::Rng::new(seed);
+    for (k, hz) in pitches.iter().enumerate() {
+        let x: Vec<f32> =
+            (0..samples).map(|i| 0.3 * (2.0 * std::f32::consts::PI * hz * i as f32 / 16000.0).sin() + 0.01 * rng.normal() as f32).collect();
+        Wav::write(&dir.join(format!("take{k}.wav")), 16000, &x, WavEncoding::Pcm16).unwrap();
+    }
 }
