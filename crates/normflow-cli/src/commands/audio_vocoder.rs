@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use normflow::audio::{
-    frames_per_segment, overlap_add, resample, segment_context, training_segments, MelConfig, MelSpectrogram, Wav, WavEncoding,
+    dequantize, frames_per_segment, overlap_add, quantum, resample, segment_context, training_segments, MelConfig, MelSpectrogram, Wav,
+    WavEncoding,
 };
 use normflow::data::{read_table, CsvOptions};
 use normflow::flows::WaveGlowConfig;
@@ -58,11 +59,18 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
     let frames = frames_per_segment(&mel, a.segment)?;
     let (mut rows, mut contexts) = (Vec::new(), Vec::new());
     let (mut seconds, mut resampled) = (0.0, 0);
+    let mut noise = Rng::new(a.seed.wrapping_add(1));
     for path in &files {
         let wav = Wav::read(path)?;
         seconds += wav.seconds();
         let samples = if wav.sample_rate == rate {
-            wav.samples
+            // Integer samples as read lie on a grid: spread over one step of it (see
+            // `audio::dequantize`). Resampled ones are off the grid already.
+            let mut samples = wav.samples;
+            if let Some(step) = quantum(wav.source) {
+                dequantize(&mut samples, step, &mut noise);
+            }
+            samples
         } else {
             resampled += 1;
             resample(&wav.samples, wav.sample_rate, rate).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?

@@ -9,6 +9,7 @@
 //! # Ok::<(), normflow::Error>(())
 //! ```
 
+mod dequantize;
 mod mel;
 mod metrics;
 mod resample;
@@ -16,6 +17,7 @@ mod segments;
 mod stft;
 mod wav;
 
+pub use dequantize::{dequantize, quantum};
 pub use mel::{hz_to_mel, mel_filters, mel_to_hz, MelConfig, MelSpectrogram, LOG_FLOOR};
 pub use metrics::{log_mel_l1, mel_cepstral_distortion, CEPSTRA};
 pub use resample::resample;
