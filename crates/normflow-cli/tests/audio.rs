@@ -161,11 +161,16 @@ fn audio_train_with_early_outputs_checkpoints_and_resumes_where_it_stopped() {
     write_tones(&dir, &[200.0, 310.0], 8192, 5);
     let model = t.path("voc.safetensors");
     // Five flows: the fifth works on 6 of the 8 channels (2 left after the fourth).
-    let train = |epochs: &str, extra: &[&str]| {
-        let mut args = vec!["audio", "train", s(&dir), "--segment", "512", "--flows", "5", "--channels", "8", "--layers", "2"];
+    let run = |channels: &str, epochs: &str, extra: &[&str]| {
+        let mut args = vec!["audio", "train", s(&dir), "--segment", "512", "--flows", "5", "--channels", channels, "--layers", "2"];
         args.extend(["--epochs", epochs, "-o", s(&model)]);
         args.extend(extra);
-        normflow_cli_run(&args)
+        normflow(&args)
+    };
+    let train = |epochs: &str, extra: &[&str]| {
+        let out = run("8", epochs, extra);
+        assert!(out.status.success(), "audio train failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stderr).unwrap()
     };
     let steps = |stderr: &str| -> usize {
         let at = stderr.find(" steps (").unwrap_or_else(|| panic!("no step count in {stderr}"));
@@ -182,32 +187,12 @@ fn audio_train_with_early_outputs_checkpoints_and_resumes_where_it_stopped() {
     let out = t.path("out.wav");
     ok(&["audio", "vocode", s(&model), s(&dir.join("take0.wav")), "-o", s(&out)]);
     assert!(Wav::read(&out).unwrap().samples.iter().all(|v| v.is_finite()));
-    let err = fails(&[
-        "audio",
-        "train",
-        s(&dir),
-        "--segment",
-        "512",
-        "--flows",
-        "5",
-        "--channels",
-        "16",
-        "--layers",
-        "2",
-        "--resume",
-        "-o",
-        s(&model),
-    ]);
+    let refused = run("16", "4", &["--resume"]);
+    assert!(!refused.status.success(), "a checkpoint of another architecture is refused");
+    let err = String::from_utf8(refused.stderr).unwrap();
     assert!(err.contains("another vocoder architecture"), "{err}");
     let err = fails(&["audio", "train", s(&dir), "--flows", "12", "--early-every", "2", "-o", s(&t.path("never.safetensors"))]);
     assert!(err.contains("early outputs"), "{err}");
-}
-
-/// Runs the binary, asserts success and returns its stderr (where `audio train` reports).
-fn normflow_cli_run(args: &[&str]) -> String {
-    let out = normflow(args);
-    assert!(out.status.success(), "normflow {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stderr).unwrap()
 }
 
 /// `take{k}.wav` in `dir` for each pitch: `samples` samples at 16 kHz of a tone with a little

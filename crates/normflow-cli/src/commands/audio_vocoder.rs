@@ -44,9 +44,7 @@ pub(crate) fn wav_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
 
 /// `audio train`: segments of the WAV files with their log-mel frames, a WaveGlow fitted to them.
 pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
-    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
-        return Err(CliError::Usage("--minutes must be positive".into()));
-    }
+    let max_seconds = checkpoint::time_limit(a.minutes)?;
     let checkpoint_path = checkpoint::prepare(&a.checkpoint, &a.output)?;
     let files = wav_files(&a.data)?;
     let rate = match a.sample_rate {
@@ -110,7 +108,7 @@ pub fn train(a: AudioTrainArgs) -> Result<(), CliError> {
         batch_size: a.batch_size,
         max_epochs: a.epochs,
         seed: a.seed,
-        max_seconds: a.minutes.map(|m| m * 60.0),
+        max_seconds,
         min_gain_z: None,
         checkpoint: checkpoint::config(&a.checkpoint, &checkpoint_path),
         ..FitConfig::default()

@@ -38,8 +38,17 @@ pub(crate) fn config(args: &CheckpointArgs, path: &Path) -> Option<CheckpointCon
     (args.checkpoint_minutes > 0.0).then(|| CheckpointConfig { path: path.to_path_buf(), every_seconds: args.checkpoint_minutes * 60.0 })
 }
 
-/// Refuses to resume a checkpoint whose architecture differs from the one the flags build.
-pub(crate) fn check_same_architecture(path: &Path, flow: &Flow, what: &str) -> Result<(), CliError> {
+/// The training time limit of `--minutes`, in seconds: positive and finite, or none.
+pub(crate) fn time_limit(minutes: Option<f64>) -> Result<Option<f64>, CliError> {
+    match minutes {
+        Some(m) if !(m > 0.0 && m.is_finite()) => Err(CliError::Usage("--minutes must be positive".into())),
+        _ => Ok(minutes.map(|m| m * 60.0)),
+    }
+}
+
+/// Refuses to resume a checkpoint whose architecture differs from the one the flags build;
+/// returns the checkpoint's flow for further checks.
+pub(crate) fn check_same_architecture(path: &Path, flow: &Flow, what: &str) -> Result<Flow, CliError> {
     let saved = Flow::load(path)?;
     if saved.transform().spec() != flow.transform().spec() {
         return Err(CliError::Usage(format!(
@@ -47,5 +56,5 @@ pub(crate) fn check_same_architecture(path: &Path, flow: &Flow, what: &str) -> R
             path.display()
         )));
     }
-    Ok(())
+    Ok(saved)
 }

@@ -86,9 +86,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
     if a.output.is_dir() {
         return Err(CliError::Usage(format!("{}: is a directory; give a model file path", a.output.display())));
     }
-    if a.minutes.is_some_and(|m| !(m > 0.0 && m.is_finite())) {
-        return Err(CliError::Usage("--minutes must be positive".into()));
-    }
+    let max_seconds = checkpoint::time_limit(a.minutes)?;
     let checkpoint_path = checkpoint::prepare(&a.checkpoint, &a.output)?;
     let (images, shape) = read_images(&a.data)?;
     let labels = a.labels.as_deref().map(|p| read_labels(p, images.rows())).transpose()?;
@@ -112,8 +110,8 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         flow.meta.extra.insert(IMAGE_CLASSES_KEY.into(), json!(classes));
     }
     if a.checkpoint.resume {
-        checkpoint::check_same_architecture(&checkpoint_path, &flow, "architecture")?;
-        if model_shape(&Flow::load(&checkpoint_path)?, &checkpoint_path)? != shape {
+        let saved = checkpoint::check_same_architecture(&checkpoint_path, &flow, "architecture")?;
+        if model_shape(&saved, &checkpoint_path)? != shape {
             return Err(CliError::Usage(format!(
                 "{}: the checkpoint holds another image shape; resume with the flags that started the run",
                 checkpoint_path.display()
@@ -130,7 +128,7 @@ fn train(a: ImageTrainArgs) -> Result<(), CliError> {
         seed: a.seed,
         min_gain_z: None,
         init_rows: Some(2048),
-        max_seconds: a.minutes.map(|m| m * 60.0),
+        max_seconds,
         schedule: if a.cosine { LrSchedule::Cosine } else { LrSchedule::Constant },
         stop_on_divergence: true,
         checkpoint: checkpoint::config(&a.checkpoint, &checkpoint_path),
