@@ -5,7 +5,7 @@
 use super::conv::image_parts;
 use super::conv::Conv2dShape;
 use super::conv_group::{group_images, groups, GroupConv};
-use super::isa::Isa;
+use super::isa::{self, Isa};
 use super::matmul::matmul_ab;
 use super::pool::{self, LineBuf};
 use super::threads::for_each_part;
@@ -157,11 +157,12 @@ unsafe fn chains_avx2(rounds: usize, scale: f32, shift: f32) -> f32 {
 }
 
 /// Peak throughput in GFLOP/s of `threads` threads each doing multiply-adds on registers only,
-/// at the widest vector width this CPU has (see [`Isa::detect`]): the ceiling of any
-/// `f32` matrix product on this machine (a product also loads its operands), so a target that
-/// needs more than this rate for the FLOPs it must do cannot be met. Returns the width too.
+/// at the widest vector width the kernels use ([`isa::active`]: the CPU's widest unless
+/// `NORMFLOW_ISA` caps it): the ceiling of any `f32` matrix product on this machine (a product
+/// also loads its operands), so a target that needs more than this rate for the FLOPs it must
+/// do cannot be met. Returns the width too.
 pub fn multiply_add_peak_gflops(threads: usize) -> (f64, Isa) {
-    let width = Isa::detect();
+    let width = isa::active();
     let rounds = 20_000_000;
     let flop = 2.0 * (rounds * CHAINS * width.lanes()) as f64;
     let rate = gflops_on_threads(threads, flop, || {

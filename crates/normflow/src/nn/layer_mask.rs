@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::engine::isa::Isa;
+use crate::engine::isa;
 
 /// A block of a masked weight matrix `[out, in]`.
 ///
@@ -35,7 +35,8 @@ const STEP: usize = 16;
 /// from 38–40 to 28 ms, L from 57 to 40 ms and 273 to 205 ms (512–1024 were close; fully dense
 /// was slower, 36 ms).
 fn call_cost() -> usize {
-    if Isa::detect().lanes() >= 16 {
+    // The kernels' width (capped by `NORMFLOW_ISA`, so that a capped run tiles as such a CPU would).
+    if isa::active().lanes() >= 16 {
         2048
     } else {
         128
