@@ -70,6 +70,17 @@ pub const MAX_ABS_VALUE: f32 = 1e18;
 /// Rows per block when a batch is evaluated (split across threads, then in blocks).
 const EVAL_BLOCK: usize = 512;
 
+/// Values (rows × dimension) a thread gets at least when a batch is evaluated: a block of
+/// [`EVAL_BLOCK`] rows of a 64-dimensional table. Tabular flows split by whole blocks; wide rows
+/// (an image, a segment of audio) carry more work each, so a few of them justify a thread (a
+/// vocoder draws a second of speech as 8 segments of 4096 samples).
+const EVAL_VALUES_PER_THREAD: usize = EVAL_BLOCK * 64;
+
+/// The fewest rows of `dim` values worth a thread of their own.
+fn min_rows_per_thread(dim: usize) -> usize {
+    (EVAL_VALUES_PER_THREAD / dim.max(1)).clamp(1, EVAL_BLOCK)
+}
+
 impl Flow {
     /// The flow with base `N(0, I)` of the bijection's width.
     pub fn new(transform: Box<dyn Bijection>) -> Self {
@@ -170,9 +181,9 @@ impl Flow {
         context.map_or(Ok(()), |c| check_values("context", c))
     }
 
-    /// Runs `f` on blocks of at most `EVAL_BLOCK` rows, spread over threads, and returns the
-    /// per-row values in order; when `out` is given (`x.rows() × dim` values) each block's
-    /// output rows are written into it in place. Blocks keep the matrix products at the sizes
+    /// Runs `f` on blocks of at most `EVAL_BLOCK` rows, spread over threads (at least
+    /// [`min_rows_per_thread`] rows each), and returns the per-row values in order; when `out`
+    /// is given (`x.rows() × dim` values) each block's output rows are written into it in place. Blocks keep the matrix products at the sizes
     /// where they run fastest; writing in place spares the copies and the freshly mapped pages
     /// of per-thread pieces (a tenth of a small flow's log-prob went to them).
     fn par_rows<T: Send>(
@@ -184,7 +195,7 @@ impl Flow {
     ) -> Result<Vec<T>> {
         let dim = self.dim();
         let f = &f;
-        let parts = map_row_ranges_into(x.rows(), EVAL_BLOCK, dim, out, |range, mut slot| -> Result<Vec<T>> {
+        let parts = map_row_ranges_into(x.rows(), min_rows_per_thread(dim), dim, out, |range, mut slot| -> Result<Vec<T>> {
             let mut vals = Vec::with_capacity(range.len());
             for start in range.clone().step_by(EVAL_BLOCK) {
                 let end = (start + EVAL_BLOCK).min(range.end);
@@ -353,5 +364,21 @@ impl Flow {
     /// Loads a model file. See [`crate::io::load_flow`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         crate::io::load_flow(path.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wide_rows_are_split_over_threads_in_fewer_rows_than_tables() {
+        // Tables split by whole blocks; a vocoder's 4096-sample segments 8 at a time.
+        assert_eq!(min_rows_per_thread(8), EVAL_BLOCK);
+        assert_eq!(min_rows_per_thread(64), EVAL_BLOCK);
+        assert_eq!(min_rows_per_thread(784), 41);
+        assert_eq!(min_rows_per_thread(4096), 8);
+        assert_eq!(min_rows_per_thread(1 << 20), 1);
+        assert_eq!(min_rows_per_thread(0), EVAL_BLOCK);
     }
 }
