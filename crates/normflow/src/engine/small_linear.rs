@@ -10,10 +10,8 @@
 //! `R` rows × `C` outputs runs all inputs with its accumulators (up to 24) in AVX-512
 //! registers.
 //!
-//! AVX-512 only: on the AVX2 path tiles of 6 rows × 16 outputs ran coupling S log-prob in 8.6 ms
-//! against 7.2 ms through `gemm` (one core, `NORMFLOW_ISA=avx2`, where `gemm` still picks its
-//! own AVX-512 kernels, so not a verdict on AVX2-only machines either way); AVX2 machines keep
-//! the `gemm` path they had.
+//! On AVX2 + FMA the tiles are 6 rows × 16 outputs (12 × 8 for the narrowest layers) in
+//! 8-lane vectors.
 
 use super::isa::{self, Isa};
 use super::kept::Kept;
@@ -30,9 +28,18 @@ pub(crate) fn fits(fan_in: usize, fan_out: usize) -> bool {
     fan_in <= MAX_INPUTS && fan_out <= MAX_OUTPUTS && fan_out > 0
 }
 
-/// Whether the register tiles run on this thread's instruction set (AVX-512); elsewhere the
-/// layers go through `gemm`.
+/// Whether the register tiles run on this thread's instruction set (AVX-512, or AVX2 + FMA);
+/// portable code sends the layers through `gemm`.
 pub(crate) fn active() -> bool {
+    isa::active() >= Isa::Avx2Fma
+}
+
+/// Whether a masked layer that [`fits`] goes on the register tiles whole, its fixed weights
+/// zeros, rather than through `gemm` one block of free weights at a time: with 16-lane vectors
+/// (AVX-512) the dense work costs less than the blocks' calls; with 8 lanes it does not (a MAF's
+/// M log-prob ran 7% slower on the AVX2 tiles than on `gemm`'s blocks,
+/// `bench/results/2026-12-08-avx2-emulated-xeon.txt`).
+pub(crate) fn takes_masked() -> bool {
     isa::active() == Isa::Avx512
 }
 
@@ -87,15 +94,15 @@ impl Panel {
     pub(crate) fn apply(&self, out: &mut [f32], x: &[f32], rows: usize, relu: bool) {
         let (fan_in, fan_out) = (self.fan_in, self.fan_out);
         assert!(x.len() >= rows * fan_in && out.len() >= rows * fan_out, "rows shorter than their shape");
-        // The tile's width in outputs: the fewest 16-lane vectors (1, 2 or 4) that cover the
-        // layer, or four for wider layers.
-        let chunk = [16, 32, 64].into_iter().find(|&c| c >= fan_out).unwrap_or(64);
         let l = Layer { x, panel: &self.weight, bias: &self.bias, rows, fan_in, fan_out, stride: self.stride, relu };
+        // Timed by the product clock like `gemm`'s calls: these tiles are the layer's product.
+        // SAFETY: each arm runs only where `isa::active` (never wider than the CPU) names its
+        // instruction set; the tile widths divide the stride (a multiple of 64).
         #[cfg(target_arch = "x86_64")]
-        if active() {
-            // Timed by the product clock like `gemm`'s calls: these tiles are the layer's product.
-            // SAFETY: `active` names only instruction sets the CPU has; `chunk` divides the stride.
-            return instrumented(|| unsafe { x86::run_avx512(&l, out, chunk) });
+        match isa::active() {
+            Isa::Avx512 => return instrumented(|| unsafe { x86::run_avx512(&l, out) }),
+            Isa::Avx2Fma => return instrumented(|| unsafe { x86::run_avx2(&l, out) }),
+            Isa::Portable => {}
         }
         portable(&l, out);
     }
@@ -210,14 +217,94 @@ mod x86 {
         }
     }
 
-    /// The layer on AVX-512: tiles of 12 rows × 16 or 32 outputs, or 6 rows × 64.
+    /// The layer on AVX-512: tiles of 12 rows × 16 or 32 outputs (the fewest vectors that cover
+    /// the layer), or 6 rows × 64 for wider layers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; the stride is a multiple of 64.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    pub(super) unsafe fn run_avx512(l: &Layer, out: &mut [f32], chunk: usize) {
+    pub(super) unsafe fn run_avx512(l: &Layer, out: &mut [f32]) {
         unsafe {
-            match chunk {
-                16 => tiles::<12, 1>(l, out),
-                32 => tiles::<12, 2>(l, out),
+            match l.fan_out {
+                0..=16 => tiles::<12, 1>(l, out),
+                17..=32 => tiles::<12, 2>(l, out),
                 _ => tiles::<6, 4>(l, out),
+            }
+        }
+    }
+
+    /// Lanes of one AVX2 vector.
+    const N2: usize = 8;
+
+    /// [`tile`] in AVX2 vectors of 8 lanes (16 registers: `R·V` accumulators, `V` weight
+    /// vectors and the broadcast input fit).
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; `r0 + R ≤ rows` and `c0 + V·8 ≤ stride`.
+    #[inline(always)]
+    unsafe fn tile_avx2<const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
+        unsafe {
+            let bias: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(l.bias.as_ptr().add(c0 + v * N2)));
+            let mut acc = [bias; R];
+            let x = l.x.as_ptr().add(r0 * l.fan_in);
+            let mut w = l.panel.as_ptr().add(c0);
+            for k in 0..l.fan_in {
+                let wk: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(w.add(v * N2)));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_ps(*x.add(r * l.fan_in + k));
+                    for v in 0..V {
+                        a[v] = _mm256_fmadd_ps(xv, wk[v], a[v]);
+                    }
+                }
+                w = w.add(l.stride);
+            }
+            let width = (V * N2).min(l.fan_out - c0);
+            for (r, a) in acc.iter().enumerate() {
+                let dst = out.as_mut_ptr().add((r0 + r) * l.fan_out + c0);
+                for (v, &a) in a.iter().enumerate() {
+                    let s = if l.relu { _mm256_max_ps(a, _mm256_setzero_ps()) } else { a };
+                    let lanes = width.saturating_sub(v * N2).min(N2);
+                    if lanes == N2 {
+                        _mm256_storeu_ps(dst.add(v * N2), s);
+                    } else if lanes > 0 {
+                        // A ragged edge: through a buffer, `lanes` values stored.
+                        let mut buf = [0.0f32; N2];
+                        _mm256_storeu_ps(buf.as_mut_ptr(), s);
+                        std::ptr::copy_nonoverlapping(buf.as_ptr(), dst.add(v * N2), lanes);
+                    }
+                }
+            }
+        }
+    }
+
+    /// All AVX2 tiles of the layer: `R` rows at a time, the leftover rows one by one.
+    ///
+    /// # Safety
+    /// As [`tile_avx2`]; `V·8` divides `stride`; `out` holds the rows.
+    #[inline(always)]
+    unsafe fn tiles_avx2<const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
+        let full = l.rows / R * R;
+        for c0 in (0..l.fan_out).step_by(V * N2) {
+            for r0 in (0..full).step_by(R) {
+                unsafe { tile_avx2::<R, V>(l, out, r0, c0) };
+            }
+            for r0 in full..l.rows {
+                unsafe { tile_avx2::<1, V>(l, out, r0, c0) };
+            }
+        }
+    }
+
+    /// The layer on AVX2 + FMA: tiles of 12 rows × 8 outputs for the narrowest layers, else
+    /// 6 rows × 16.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; the stride is a multiple of 64.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn run_avx2(l: &Layer, out: &mut [f32]) {
+        unsafe {
+            match l.fan_out {
+                0..=8 => tiles_avx2::<12, 1>(l, out),
+                _ => tiles_avx2::<6, 2>(l, out),
             }
         }
     }

@@ -47,14 +47,14 @@ pub(crate) fn dense(x: &Matrix, w: &[f32], b: &[f32], relu: bool) -> Matrix {
 }
 
 /// [`dense`] for a masked weight: one product per tile of units, over the tile's inputs only,
-/// unless the layer is narrow enough for the register tiles (which take the whole weight, its
-/// masked entries being zeros, with the bias and ReLU fused, as the kept panels of inference
-/// do) or wide enough for the split products (about twice the work of the tiles at 2.4 times
-/// the rate).
+/// unless the layer is narrow enough for the register tiles and they take masked layers
+/// ([`small_linear::takes_masked`]: the whole weight, its masked entries being zeros, with the
+/// bias and ReLU fused, as the kept panels of inference do) or wide enough for the split
+/// products (about twice the work of the tiles at 2.4 times the rate).
 fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Tile]>) -> Matrix {
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), b.len());
     let mut out = Matrix::from_vec(rows, fan_out, pool::scratch(rows * fan_out));
-    let registers = small_linear::active() && small_linear::fits(fan_in, fan_out);
+    let registers = small_linear::active() && small_linear::fits(fan_in, fan_out) && (tiles.is_none() || small_linear::takes_masked());
     match tiles {
         _ if registers || split_product::wanted(rows, fan_out, fan_in) => {
             linear(out.as_mut_slice(), x.as_slice(), w, b, rows, fan_in, relu);
@@ -202,7 +202,7 @@ impl Mlp {
         let (off, fan_in, fan_out) = self.layer(l);
         let (w, b) = self.params[off..].split_at(fan_in * fan_out);
         let b = &b[..fan_out];
-        if reuse {
+        if reuse && (self.masks.is_none() || small_linear::takes_masked()) {
             if let Some(panel) = self.panels[l].get(w, b, fan_in) {
                 let mut out = Matrix::scratch(x.rows(), fan_out);
                 panel.apply(out.as_mut_slice(), x.as_slice(), x.rows(), relu);
