@@ -121,9 +121,9 @@ impl Transformer {
         Elementwise {
             kind: *self,
             pass: match self {
-                Transformer::Affine => Pass::Affine(AffineLanes::new(false, ScaleForm::SoftClip)),
-                Transformer::Contractive => Pass::Affine(AffineLanes::new(false, ScaleForm::Contractive)),
-                Transformer::Additive => Pass::Affine(AffineLanes::new(true, ScaleForm::SoftClip)),
+                Transformer::Affine => Pass::Affine(AffineLanes::new(false)),
+                Transformer::Contractive => Pass::Contractive(AffineLanes::new(false)),
+                Transformer::Additive => Pass::Affine(AffineLanes::new(true)),
                 Transformer::Spline(shape) => Pass::Spline(SplineLanes::new(*shape)),
             },
         }
@@ -155,7 +155,8 @@ pub(crate) struct Elementwise {
 /// lives for one pass, and boxing would allocate in every training step.)
 #[allow(clippy::large_enum_variant)]
 enum Pass {
-    Affine(AffineLanes),
+    Affine(AffineLanes<false>),
+    Contractive(AffineLanes<true>),
     Spline(SplineLanes),
 }
 
@@ -178,6 +179,7 @@ impl Elementwise {
     ) {
         match &mut self.pass {
             Pass::Affine(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
+            Pass::Contractive(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
             Pass::Spline(kernel) => lanes::apply_rows(kernel, direction, layout, input, theta, out, record, ld),
         }
     }
@@ -207,9 +209,12 @@ impl Elementwise {
                 lanes::backward_rows(kernel, direction, layout, Gradients { x, g_out, g_ld, record, g_in, g_theta });
             }
             Pass::Affine(_) => {
-                let form = if self.kind == Transformer::Contractive { ScaleForm::Contractive } else { ScaleForm::SoftClip };
                 let g = AffineGradients { output, theta, g_out, g_ld, g_in, g_theta };
-                affine::backward_rows(form, self.kind == Transformer::Additive, direction, layout, g);
+                affine::backward_rows(ScaleForm::SoftClip, self.kind == Transformer::Additive, direction, layout, g);
+            }
+            Pass::Contractive(_) => {
+                let g = AffineGradients { output, theta, g_out, g_ld, g_in, g_theta };
+                affine::backward_rows(ScaleForm::Contractive, false, direction, layout, g);
             }
         }
     }

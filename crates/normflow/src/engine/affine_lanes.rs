@@ -51,18 +51,20 @@ pub(crate) enum ScaleForm {
 }
 
 /// The affine (or, with one parameter, additive) transformer as a [`LaneKernel`]: shifts `t`
-/// then raw scales `r` per element.
-pub(crate) struct AffineLanes {
+/// then raw scales `r` per element, the log-scales [`ScaleForm::Contractive`] when
+/// `CONTRACTIVE`, else [`ScaleForm::SoftClip`]. The form is a type parameter, not a field: a
+/// match on a field in every lane block made the lane loop of the soft clip 20% slower on AVX2
+/// (a MAF's S log-prob, `bench/results/2026-12-08-avx2-emulated-xeon.txt`).
+pub(crate) struct AffineLanes<const CONTRACTIVE: bool> {
     theta: [Lanes; 2],
     additive: bool,
-    form: ScaleForm,
 }
 
-impl AffineLanes {
-    /// Scratch for the affine transformer with log-scales of `form`, or the additive one when
-    /// `additive`.
-    pub(crate) fn new(additive: bool, form: ScaleForm) -> Self {
-        Self { theta: [[0.0; LANES]; 2], additive, form }
+impl<const CONTRACTIVE: bool> AffineLanes<CONTRACTIVE> {
+    /// Scratch for the affine transformer, or the additive one when `additive` (built with the
+    /// soft clip).
+    pub(crate) fn new(additive: bool) -> Self {
+        Self { theta: [[0.0; LANES]; 2], additive }
     }
 }
 
@@ -93,7 +95,7 @@ fn affine_lanes<const FMA: bool>(
     (y, ld)
 }
 
-impl LaneKernel for AffineLanes {
+impl<const CONTRACTIVE: bool> LaneKernel for AffineLanes<CONTRACTIVE> {
     #[inline(always)]
     fn theta_mut(&mut self) -> &mut [Lanes] {
         &mut self.theta[..if self.additive { 1 } else { 2 }]
@@ -112,9 +114,10 @@ impl LaneKernel for AffineLanes {
         // The additive transformer's raw scales stay at their initial zeros (`theta_mut` hands
         // out the shifts only), and it is built with the soft clip, so its `s` is 0 with no
         // multiply by a flag.
-        match self.form {
-            ScaleForm::SoftClip => affine_lanes::<FMA>(direction, x, t, r, soft_clip),
-            ScaleForm::Contractive => affine_lanes::<FMA>(direction, x, t, r, contractive::<FMA>),
+        if CONTRACTIVE {
+            affine_lanes::<FMA>(direction, x, t, r, contractive::<FMA>)
+        } else {
+            affine_lanes::<FMA>(direction, x, t, r, soft_clip)
         }
     }
 
