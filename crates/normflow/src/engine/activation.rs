@@ -85,6 +85,19 @@ impl Kernel for BiasRelu<'_> {
     #[inline(always)]
     fn run<const FMA: bool>(self) {
         let BiasRelu { values, bias, relu } = self;
+        // Rows of a whole number of 8-wide pieces go a piece at a time (one vector operation
+        // each): a row-long loop over a narrow layer's 16 or 64 outputs compiled to 4-wide steps.
+        if bias.len().is_multiple_of(8) && !bias.is_empty() {
+            for row in values.chunks_exact_mut(bias.len()) {
+                for (v, b) in row.chunks_exact_mut(8).zip(bias.chunks_exact(8)) {
+                    let (v, b): (&mut [f32; 8], &[f32; 8]) = (v.try_into().unwrap(), b.try_into().unwrap());
+                    for l in 0..8 {
+                        v[l] = if relu { (v[l] + b[l]).max(0.0) } else { v[l] + b[l] };
+                    }
+                }
+            }
+            return;
+        }
         let rows = values.chunks_exact_mut(bias.len().max(1));
         if relu {
             rows.for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)));
