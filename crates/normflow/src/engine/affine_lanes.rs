@@ -52,9 +52,8 @@ pub(crate) enum ScaleForm {
 
 /// The affine (or, with one parameter, additive) transformer as a [`LaneKernel`]: shifts `t`
 /// then raw scales `r` per element, the log-scales [`ScaleForm::Contractive`] when
-/// `CONTRACTIVE`, else [`ScaleForm::SoftClip`]. The form is a type parameter, not a field: a
-/// match on a field in every lane block made the lane loop of the soft clip 20% slower on AVX2
-/// (a MAF's S log-prob, `bench/results/2026-12-08-avx2-emulated-xeon.txt`).
+/// `CONTRACTIVE`, else [`ScaleForm::SoftClip`]. The form is a type parameter, not a field, so
+/// that each kernel's lane loop holds one form's code and no per-block match.
 pub(crate) struct AffineLanes<const CONTRACTIVE: bool> {
     theta: [Lanes; 2],
     additive: bool,
