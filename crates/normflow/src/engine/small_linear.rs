@@ -155,45 +155,119 @@ fn portable(l: &Layer, out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    //! The register tiles, in AVX-512 vectors of 16 lanes.
+    //! The register tiles, written once over a vector type: AVX-512 (16 lanes) and AVX2 (8).
     use super::Layer;
     use std::arch::x86_64::*;
 
-    /// Lanes of one vector.
-    const N: usize = 16;
+    /// The vector operations a tile needs. Every method is inlined into a tile, and the tile
+    /// into a `run_*` function that enables the instruction set.
+    trait Vector: Copy {
+        /// `f32` lanes per vector.
+        const N: usize;
+        /// `N` values from `p`.
+        unsafe fn load(p: *const f32) -> Self;
+        /// `v` in every lane.
+        unsafe fn splat(v: f32) -> Self;
+        /// `a · b + c`, fused.
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self;
+        /// `max(a, 0)`.
+        unsafe fn relu(a: Self) -> Self;
+        /// The first `lanes` (1..=N) values of `a` to `p`.
+        unsafe fn store(p: *mut f32, a: Self, lanes: usize);
+    }
 
-    /// Rows `r0 .. r0 + R` × outputs `c0 .. c0 + V·16` (those below `fan_out` stored): the
+    impl Vector for __m512 {
+        const N: usize = 16;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm512_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            _mm512_max_ps(a, _mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, a: Self, lanes: usize) {
+            unsafe {
+                if lanes == 16 {
+                    _mm512_storeu_ps(p, a);
+                } else {
+                    _mm512_mask_storeu_ps(p, ((1u32 << lanes) - 1) as u16, a);
+                }
+            }
+        }
+    }
+
+    impl Vector for __m256 {
+        const N: usize = 8;
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn splat(v: f32) -> Self {
+            _mm256_set1_ps(v)
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: Self, b: Self, c: Self) -> Self {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn relu(a: Self) -> Self {
+            _mm256_max_ps(a, _mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, a: Self, lanes: usize) {
+            unsafe {
+                if lanes == 8 {
+                    _mm256_storeu_ps(p, a);
+                } else {
+                    // A ragged edge: through a buffer, `lanes` values stored.
+                    let mut buf = [0.0f32; 8];
+                    _mm256_storeu_ps(buf.as_mut_ptr(), a);
+                    std::ptr::copy_nonoverlapping(buf.as_ptr(), p, lanes);
+                }
+            }
+        }
+    }
+
+    /// Rows `r0 .. r0 + R` × outputs `c0 .. c0 + V·N` (those below `fan_out` stored): the
     /// accumulators stay in registers over all inputs, the bias starts them, ReLU ends them.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `r0 + R ≤ rows` and `c0 + V·16 ≤ stride`.
+    /// The CPU has the vector type's instruction set; `r0 + R ≤ rows` and `c0 + V·N ≤ stride`.
     #[inline(always)]
-    unsafe fn tile<const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
+    unsafe fn tile<S: Vector, const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
         unsafe {
-            let bias: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(l.bias.as_ptr().add(c0 + v * N)));
+            let bias: [S; V] = std::array::from_fn(|v| S::load(l.bias.as_ptr().add(c0 + v * S::N)));
             let mut acc = [bias; R];
             let x = l.x.as_ptr().add(r0 * l.fan_in);
             let mut w = l.panel.as_ptr().add(c0);
             for k in 0..l.fan_in {
-                let wk: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(w.add(v * N)));
+                let wk: [S; V] = std::array::from_fn(|v| S::load(w.add(v * S::N)));
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm512_set1_ps(*x.add(r * l.fan_in + k));
+                    let xv = S::splat(*x.add(r * l.fan_in + k));
                     for v in 0..V {
-                        a[v] = _mm512_fmadd_ps(xv, wk[v], a[v]);
+                        a[v] = S::mul_add(xv, wk[v], a[v]);
                     }
                 }
                 w = w.add(l.stride);
             }
-            let width = (V * N).min(l.fan_out - c0);
+            let width = (V * S::N).min(l.fan_out - c0);
             for (r, a) in acc.iter().enumerate() {
                 let dst = out.as_mut_ptr().add((r0 + r) * l.fan_out + c0);
                 for (v, &a) in a.iter().enumerate() {
-                    let s = if l.relu { _mm512_max_ps(a, _mm512_setzero_ps()) } else { a };
-                    let lanes = width.saturating_sub(v * N).min(N);
-                    if lanes == N {
-                        _mm512_storeu_ps(dst.add(v * N), s);
-                    } else if lanes > 0 {
-                        _mm512_mask_storeu_ps(dst.add(v * N), ((1u32 << lanes) - 1) as u16, s);
+                    let lanes = width.saturating_sub(v * S::N).min(S::N);
+                    if lanes > 0 {
+                        S::store(dst.add(v * S::N), if l.relu { S::relu(a) } else { a }, lanes);
                     }
                 }
             }
@@ -203,22 +277,22 @@ mod x86 {
     /// All tiles of the layer: `R` rows at a time, the leftover rows one by one.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `V·16` divides `stride`; `out` holds the rows.
+    /// As [`tile`]; `V·N` divides `stride`; `out` holds the rows.
     #[inline(always)]
-    unsafe fn tiles<const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
+    unsafe fn tiles<S: Vector, const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
         let full = l.rows / R * R;
-        for c0 in (0..l.fan_out).step_by(V * N) {
+        for c0 in (0..l.fan_out).step_by(V * S::N) {
             for r0 in (0..full).step_by(R) {
-                unsafe { tile::<R, V>(l, out, r0, c0) };
+                unsafe { tile::<S, R, V>(l, out, r0, c0) };
             }
             for r0 in full..l.rows {
-                unsafe { tile::<1, V>(l, out, r0, c0) };
+                unsafe { tile::<S, 1, V>(l, out, r0, c0) };
             }
         }
     }
 
     /// The layer on AVX-512: tiles of 12 rows × 16 or 32 outputs (the fewest vectors that cover
-    /// the layer), or 6 rows × 64 for wider layers.
+    /// the layer), or 6 rows × 64 for wider layers (32 registers hold 24 accumulators).
     ///
     /// # Safety
     /// The CPU has AVX-512F; the stride is a multiple of 64.
@@ -226,76 +300,15 @@ mod x86 {
     pub(super) unsafe fn run_avx512(l: &Layer, out: &mut [f32]) {
         unsafe {
             match l.fan_out {
-                0..=16 => tiles::<12, 1>(l, out),
-                17..=32 => tiles::<12, 2>(l, out),
-                _ => tiles::<6, 4>(l, out),
-            }
-        }
-    }
-
-    /// Lanes of one AVX2 vector.
-    const N2: usize = 8;
-
-    /// [`tile`] in AVX2 vectors of 8 lanes (16 registers: `R·V` accumulators, `V` weight
-    /// vectors and the broadcast input fit).
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `r0 + R ≤ rows` and `c0 + V·8 ≤ stride`.
-    #[inline(always)]
-    unsafe fn tile_avx2<const R: usize, const V: usize>(l: &Layer, out: &mut [f32], r0: usize, c0: usize) {
-        unsafe {
-            let bias: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(l.bias.as_ptr().add(c0 + v * N2)));
-            let mut acc = [bias; R];
-            let x = l.x.as_ptr().add(r0 * l.fan_in);
-            let mut w = l.panel.as_ptr().add(c0);
-            for k in 0..l.fan_in {
-                let wk: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(w.add(v * N2)));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_set1_ps(*x.add(r * l.fan_in + k));
-                    for v in 0..V {
-                        a[v] = _mm256_fmadd_ps(xv, wk[v], a[v]);
-                    }
-                }
-                w = w.add(l.stride);
-            }
-            let width = (V * N2).min(l.fan_out - c0);
-            for (r, a) in acc.iter().enumerate() {
-                let dst = out.as_mut_ptr().add((r0 + r) * l.fan_out + c0);
-                for (v, &a) in a.iter().enumerate() {
-                    let s = if l.relu { _mm256_max_ps(a, _mm256_setzero_ps()) } else { a };
-                    let lanes = width.saturating_sub(v * N2).min(N2);
-                    if lanes == N2 {
-                        _mm256_storeu_ps(dst.add(v * N2), s);
-                    } else if lanes > 0 {
-                        // A ragged edge: through a buffer, `lanes` values stored.
-                        let mut buf = [0.0f32; N2];
-                        _mm256_storeu_ps(buf.as_mut_ptr(), s);
-                        std::ptr::copy_nonoverlapping(buf.as_ptr(), dst.add(v * N2), lanes);
-                    }
-                }
-            }
-        }
-    }
-
-    /// All AVX2 tiles of the layer: `R` rows at a time, the leftover rows one by one.
-    ///
-    /// # Safety
-    /// As [`tile_avx2`]; `V·8` divides `stride`; `out` holds the rows.
-    #[inline(always)]
-    unsafe fn tiles_avx2<const R: usize, const V: usize>(l: &Layer, out: &mut [f32]) {
-        let full = l.rows / R * R;
-        for c0 in (0..l.fan_out).step_by(V * N2) {
-            for r0 in (0..full).step_by(R) {
-                unsafe { tile_avx2::<R, V>(l, out, r0, c0) };
-            }
-            for r0 in full..l.rows {
-                unsafe { tile_avx2::<1, V>(l, out, r0, c0) };
+                0..=16 => tiles::<__m512, 12, 1>(l, out),
+                17..=32 => tiles::<__m512, 12, 2>(l, out),
+                _ => tiles::<__m512, 6, 4>(l, out),
             }
         }
     }
 
     /// The layer on AVX2 + FMA: tiles of 12 rows × 8 outputs for the narrowest layers, else
-    /// 6 rows × 16.
+    /// 6 rows × 16 (16 registers: 12 accumulators, the weights and the broadcast input).
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA; the stride is a multiple of 64.
@@ -303,8 +316,8 @@ mod x86 {
     pub(super) unsafe fn run_avx2(l: &Layer, out: &mut [f32]) {
         unsafe {
             match l.fan_out {
-                0..=8 => tiles_avx2::<12, 1>(l, out),
-                _ => tiles_avx2::<6, 2>(l, out),
+                0..=8 => tiles::<__m256, 12, 1>(l, out),
+                _ => tiles::<__m256, 6, 2>(l, out),
             }
         }
     }
