@@ -208,13 +208,10 @@ impl Elementwise {
                 let x = if direction == Direction::Forward { input } else { output };
                 lanes::backward_rows(kernel, direction, layout, Gradients { x, g_out, g_ld, record, g_in, g_theta });
             }
-            Pass::Affine(_) => {
+            Pass::Affine(_) | Pass::Contractive(_) => {
+                let form = if self.kind == Transformer::Contractive { ScaleForm::Contractive } else { ScaleForm::SoftClip };
                 let g = AffineGradients { output, theta, g_out, g_ld, g_in, g_theta };
-                affine::backward_rows(ScaleForm::SoftClip, self.kind == Transformer::Additive, direction, layout, g);
-            }
-            Pass::Contractive(_) => {
-                let g = AffineGradients { output, theta, g_out, g_ld, g_in, g_theta };
-                affine::backward_rows(ScaleForm::Contractive, false, direction, layout, g);
+                affine::backward_rows(form, self.kind == Transformer::Additive, direction, layout, g);
             }
         }
     }

@@ -183,9 +183,10 @@ impl Flow {
 
     /// Runs `f` on blocks of at most `EVAL_BLOCK` rows, spread over threads (at least
     /// [`min_rows_per_thread`] rows each), and returns the per-row values in order; when `out`
-    /// is given (`x.rows() × dim` values) each block's output rows are written into it in place. Blocks keep the matrix products at the sizes
-    /// where they run fastest; writing in place spares the copies and the freshly mapped pages
-    /// of per-thread pieces (a tenth of a small flow's log-prob went to them).
+    /// is given (`x.rows() × dim` values) each block's output rows are written into it in
+    /// place. Blocks keep the matrix products at the sizes where they run fastest; writing in
+    /// place spares the copies and the freshly mapped pages of per-thread pieces (a tenth of a
+    /// small flow's log-prob went to them).
     fn par_rows<T: Send>(
         &self,
         x: MatrixRef<'_>,

@@ -54,7 +54,8 @@ pub(crate) fn dense(x: &Matrix, w: &[f32], b: &[f32], relu: bool) -> Matrix {
 fn dense_tiled(x: &Matrix, w: &[f32], b: &[f32], relu: bool, tiles: Option<&[Tile]>) -> Matrix {
     let (rows, fan_in, fan_out) = (x.rows(), x.cols(), b.len());
     let mut out = Matrix::from_vec(rows, fan_out, pool::scratch(rows * fan_out));
-    let registers = small_linear::active() && small_linear::fits(fan_in, fan_out) && (tiles.is_none() || small_linear::takes_masked());
+    // Unmasked layers choose their kernel in `linear`; this says whether a masked one goes whole.
+    let registers = small_linear::takes_masked() && small_linear::fits(fan_in, fan_out);
     match tiles {
         _ if registers || split_product::wanted(rows, fan_out, fan_in) => {
             linear(out.as_mut_slice(), x.as_slice(), w, b, rows, fan_in, relu);
